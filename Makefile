@@ -1,0 +1,50 @@
+# One entry point for people and CI. Everything runs from the repository's own .venv and node_modules.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+# Synthesis needs no AWS account: no credentials lookups, no telemetry, no notices.
+export CDK_DISABLE_CLI_TELEMETRY := true
+export AWS_EC2_METADATA_DISABLED := true
+CDK := npx --no-install cdk --no-notices --no-version-reporting
+
+.PHONY: help install lint format typecheck test synth pr clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed node_modules/.installed ## Create .venv and node_modules (idempotent)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt ml_code/requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+lint: install ## ruff (lint + format check) and mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: install ## Apply ruff's formatting and safe fixes
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+test: install ## The whole test suite
+	$(PY) -m pytest
+
+synth: install ## cdk synth into cdk.out (no AWS credentials, no network), then cfn-lint
+	rm -rf cdk.out
+	$(CDK) synth --quiet $(CDK_ARGS)
+	$(PY) -m cfn_lint --non-zero-exit-code error -- 'cdk.out/*.template.json'
+	@$(PY) -m stacks.report cdk.out
+
+pr: lint test synth ## Everything a change must pass
+
+clean: ## Remove build outputs
+	rm -rf cdk.out .pytest_cache .ruff_cache .mypy_cache

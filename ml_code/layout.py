@@ -1,0 +1,20 @@
+"""The model directory contract shared by training (writer) and serving (reader).
+
+A model directory is what ``train.py`` leaves in ``SM_MODEL_DIR``; SageMaker packs it as
+``model.tar.gz`` and the inference containers unpack it to ``/opt/ml/model`` unchanged.
+"""
+
+from __future__ import annotations
+
+# Hugging Face files (written by save_pretrained): config.json (with id2label/label2id),
+# model.safetensors, preprocessor_config.json.
+LABELS_FILE = "labels.json"  # {"labels": [...id order...], "sampling_rate": 16000, "max_length_seconds": 5.0}
+METRICS_FILE = "metrics.json"  # flat {metric_name: float}
+EVALUATION_FILE = "evaluation.json"  # the full evaluation report
+ONNX_FILE = "model.onnx"  # optional fast path, written with --export_onnx
+CODE_DIR = "code"  # the inference handler, loaded by the toolkit from /opt/ml/model/code/
+
+# What train.py copies from this source directory into <model_dir>/code/.
+SERVING_CODE_FILES = ("inference.py", "audio.py", "layout.py")
+# Copied to <model_dir>/code/requirements.txt; the inference toolkit installs it at start-up.
+SERVING_REQUIREMENTS = "requirements-serving.txt"
