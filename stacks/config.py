@@ -206,7 +206,7 @@ class AppConfig:
         "name_prefix",
         "acoustic-shield",
         "Prefix of runtime names (training jobs, model package group, endpoint).",
-        _pattern(r"[a-z][a-z0-9-]{1,30}[a-z0-9]", "3-32 characters: lowercase letters, digits and '-'"),
+        _pattern(r"[a-z][a-z0-9-]{1,26}[a-z0-9]", "3-28 characters: lowercase letters, digits and '-'"),
     )
     dataset_prefix: str = setting(
         "dataset_prefix",
