@@ -7,9 +7,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 # Synthesis needs no AWS account: no credentials lookups, no telemetry, no notices.
 export CDK_DISABLE_CLI_TELEMETRY := true
 export AWS_EC2_METADATA_DISABLED := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 
-.PHONY: help install lint format typecheck test synth pr clean
+.PHONY: help install lint format typecheck test synth pr clean snapshots
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,10 +42,13 @@ test: install ## The whole test suite
 synth: install ## cdk synth into cdk.out (no AWS credentials, no network), then cfn-lint
 	rm -rf cdk.out
 	$(CDK) synth --quiet $(CDK_ARGS)
-	$(PY) -m cfn_lint --non-zero-exit-code error -- 'cdk.out/*.template.json'
+	$(VENV)/bin/cfn-lint --non-zero-exit-code error -- 'cdk.out/*.template.json'
 	@$(PY) -m stacks.report cdk.out
 
 pr: lint test synth ## Everything a change must pass
 
 clean: ## Remove build outputs
 	rm -rf cdk.out .pytest_cache .ruff_cache .mypy_cache
+
+snapshots: install ## Refresh the reviewed template snapshots (then review the diff)
+	UPDATE_SNAPSHOTS=1 $(PY) -m pytest -q tests/infra/test_compliance_and_determinism.py -k snapshot

@@ -53,8 +53,12 @@ def extract(table: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", type=Path, help="a huggingface.json image table (default: the installed SDK's)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--source", type=Path, help="a huggingface.json image table (default: the installed SDK's)"
+    )
     args = parser.parse_args()
     if args.source:
         table, source = json.loads(args.source.read_text()), f"{args.source.name}"

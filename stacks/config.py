@@ -87,7 +87,9 @@ class Hyperparameters:
         "model_name_or_path", "facebook/wav2vec2-base", "Checkpoint to fine-tune (Hugging Face id or path)."
     )
     num_train_epochs: float = setting("num_train_epochs", 4.0, "Training epochs.", _positive)
-    learning_rate: float = setting("learning_rate", 3e-5, "Peak learning rate (AdamW, linear decay).", _positive)
+    learning_rate: float = setting(
+        "learning_rate", 3e-5, "Peak learning rate (AdamW, linear decay).", _positive
+    )
     per_device_train_batch_size: int = setting(
         "per_device_train_batch_size", 8, "Batch size per GPU.", _at_least(1)
     )
@@ -176,7 +178,9 @@ class StagingConfig:
 class ServingConfig:
     """The endpoint (deployed only once a model is given)."""
 
-    instance_type: str = setting("serving_instance_type", "ml.m5.xlarge", "Endpoint instance type.", _INSTANCE)
+    instance_type: str = setting(
+        "serving_instance_type", "ml.m5.xlarge", "Endpoint instance type.", _INSTANCE
+    )
     image_version: str = setting(
         "serving_image_version",
         "4.51.3",
@@ -249,8 +253,9 @@ def settings(cls: type = AppConfig) -> list[tuple[str, dataclasses.Field[Any], t
     found: list[tuple[str, dataclasses.Field[Any], type]] = []
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            found.extend(settings(hints[f.name]))
+        kind = hints[f.name]
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            found.extend(settings(kind))
         elif "key" in f.metadata:
             found.append((f.metadata["key"], f, hints[f.name]))
     return found
@@ -294,7 +299,7 @@ def _build(cls: type, values: Mapping[str, Any], env_name: str) -> Any:
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             kwargs[f.name] = _build(kind, values, env_name)
         elif f.name == "env_name":
             kwargs[f.name] = env_name
@@ -312,7 +317,9 @@ def load_config(context: Callable[[str], Any]) -> AppConfig:
     """Builds the config from a context lookup (``app.node.try_get_context``)."""
     env_name = context("env") or "dev"
     if env_name not in ENVIRONMENTS:
-        raise ConfigError(f"config key 'env' = {env_name!r} is invalid: expected one of {', '.join(ENVIRONMENTS)}")
+        raise ConfigError(
+            f"config key 'env' = {env_name!r} is invalid: expected one of {', '.join(ENVIRONMENTS)}"
+        )
     root = context(CONTEXT_ROOT) or {}
     if isinstance(root, str):  # `-c acoustic_shield=...` arrives as a string
         root = json.loads(root)

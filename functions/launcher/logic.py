@@ -1,0 +1,356 @@
+"""Training-job launcher logic: settings, event parsing, the CreateTrainingJob request, the launch.
+
+Pure functions plus one orchestrating function that receives its AWS clients, so every piece is
+testable against botocore's request models without an account.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+LOG = logging.getLogger(__name__)
+
+# What train.py prints (`eval_accuracy=0.9312`); SageMaker scrapes these into job metrics and the
+# promoter reads their final values.
+METRIC_NAMES = (
+    "train_loss",
+    "eval_loss",
+    "eval_accuracy",
+    "eval_f1",
+    "eval_clip_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "test_f1",
+    "test_clip_accuracy",
+)
+CHANNELS = ("train", "validation", "test")
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+ENTRY_POINT = "train.py"
+_HYPERPARAMETER_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_DATASET_PREFIX = re.compile(r"datasets/([A-Za-z0-9._-]+/)+")
+
+
+class SettingsError(ValueError):
+    """A launcher environment variable is missing or invalid."""
+
+
+class EventError(ValueError):
+    """The triggering event cannot be used; the message says what to send."""
+
+
+class LaunchError(RuntimeError):
+    """SageMaker or S3 refused what the launcher needs; the message names the job and the cause."""
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    """The launcher's environment, validated once at cold start."""
+
+    job_name_prefix: str
+    role_arn: str
+    image_uri: str
+    source_dir: str
+    bucket: str
+    dataset_prefix: str
+    models_prefix: str
+    checkpoints_prefix: str
+    kms_key_arn: str
+    instance_type: str
+    instance_count: int
+    volume_size_gb: int
+    use_spot: bool
+    max_runtime_seconds: int
+    max_wait_seconds: int
+    region: str
+    hyperparameters: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> LaunchSettings:
+        def text(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                raise SettingsError(f"environment variable {name} is missing or empty")
+            return value
+
+        def integer(name: str) -> int:
+            try:
+                value = int(text(name))
+            except ValueError:
+                raise SettingsError(
+                    f"environment variable {name}={env.get(name)!r} is not an integer"
+                ) from None
+            if value < 1:
+                raise SettingsError(f"environment variable {name}={value} must be >= 1")
+            return value
+
+        def mapping(name: str) -> dict[str, str]:
+            try:
+                value = json.loads(text(name))
+            except json.JSONDecodeError as err:
+                raise SettingsError(f"environment variable {name} is not JSON: {err}") from None
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise SettingsError(f"environment variable {name} must be a JSON object of strings")
+            return value
+
+        use_spot = text("USE_SPOT").lower()
+        if use_spot not in ("true", "false"):
+            raise SettingsError(f"environment variable USE_SPOT={use_spot!r} must be 'true' or 'false'")
+        settings = cls(
+            job_name_prefix=text("JOB_NAME_PREFIX"),
+            role_arn=text("EXECUTION_ROLE_ARN"),
+            image_uri=text("TRAINING_IMAGE"),
+            source_dir=text("SOURCE_DIR"),
+            bucket=text("DATA_BUCKET"),
+            dataset_prefix=text("DATASET_PREFIX"),
+            models_prefix=text("MODELS_PREFIX"),
+            checkpoints_prefix=text("CHECKPOINTS_PREFIX"),
+            kms_key_arn=text("KMS_KEY_ARN"),
+            instance_type=text("INSTANCE_TYPE"),
+            instance_count=integer("INSTANCE_COUNT"),
+            volume_size_gb=integer("VOLUME_SIZE_GB"),
+            use_spot=use_spot == "true",
+            max_runtime_seconds=integer("MAX_RUNTIME_SECONDS"),
+            max_wait_seconds=integer("MAX_WAIT_SECONDS"),
+            region=text("AWS_REGION"),
+            hyperparameters=mapping("HYPERPARAMETERS"),
+            tags=mapping("TAGS"),
+        )
+        if not settings.source_dir.startswith("s3://") or not settings.source_dir.endswith(".gz"):
+            raise SettingsError(f"SOURCE_DIR={settings.source_dir!r} must be an s3:// URL of a .tar.gz")
+        return settings
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What a triggering event asks for."""
+
+    trigger_id: str
+    trigger: str  # "schedule" or "manual"
+    time: datetime | None
+    hyperparameters: dict[str, str]
+    dataset_prefix: str | None
+
+
+def _scalar(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise EventError(
+        f"hyperparameter {name!r} must be a string, number or boolean, got {type(value).__name__}"
+    )
+
+
+def parse_event(event: Any, request_id: str) -> LaunchRequest:
+    """A scheduled EventBridge event, or a manual ``{"hyperparameters": {...}, "dataset_prefix": ...}``.
+
+    The trigger id makes the job name: EventBridge keeps an event's ``id`` across redeliveries and
+    Lambda keeps the request id across its own retries of an asynchronous invocation.
+    """
+    if not isinstance(event, dict):
+        raise EventError(f"the event must be a JSON object, got {type(event).__name__}")
+    overrides = event.get("hyperparameters", {})
+    if not isinstance(overrides, dict):
+        raise EventError("'hyperparameters' must be an object of name: value")
+    hyperparameters: dict[str, str] = {}
+    for name, value in overrides.items():
+        if (
+            not isinstance(name, str)
+            or not _HYPERPARAMETER_NAME.fullmatch(name)
+            or name.startswith("sagemaker_")
+        ):
+            raise EventError(
+                f"hyperparameter name {name!r} is invalid: use train.py argument names "
+                "(lowercase letters, digits, '_'; not 'sagemaker_*')"
+            )
+        hyperparameters[name] = _scalar(name, value)
+    dataset_prefix = event.get("dataset_prefix")
+    if dataset_prefix is not None and (
+        not isinstance(dataset_prefix, str) or not _DATASET_PREFIX.fullmatch(dataset_prefix)
+    ):
+        raise EventError(
+            f"'dataset_prefix' {dataset_prefix!r} must be a prefix under 'datasets/' ending in '/'"
+        )
+
+    if event.get("source") == "aws.events":
+        event_id, raw_time = event.get("id"), event.get("time")
+        if not isinstance(event_id, str) or not event_id or not isinstance(raw_time, str):
+            raise EventError("a scheduled event must carry 'id' and 'time'")
+        try:
+            time = datetime.fromisoformat(raw_time.replace("Z", "+00:00")).astimezone(UTC)
+        except ValueError:
+            raise EventError(f"the event's 'time' {raw_time!r} is not an ISO 8601 timestamp") from None
+        return LaunchRequest(event_id, "schedule", time, hyperparameters, dataset_prefix)
+    if "source" in event or "detail-type" in event:
+        raise EventError(f"unexpected event source {event.get('source')!r}; expected a scheduled event")
+    if not request_id:
+        raise EventError("a manual invocation needs a request id")
+    return LaunchRequest(request_id, "manual", None, hyperparameters, dataset_prefix)
+
+
+def job_name(prefix: str, request: LaunchRequest) -> str:
+    """Deterministic per trigger, so a redelivered event names the job that already exists."""
+    digest = hashlib.sha256(request.trigger_id.encode()).hexdigest()[:8]
+    stamp = request.time.strftime("%Y%m%d-%H%M%S") if request.time else "manual"
+    name = f"{prefix}{stamp}-{digest}"
+    if len(name) > 63:
+        raise SettingsError(f"job name {name!r} is longer than SageMaker's 63 characters; shorten the prefix")
+    return name
+
+
+def _s3_url(bucket: str, *parts: str) -> str:
+    return "s3://" + "/".join([bucket, *(p.strip("/") for p in parts)]) + "/"
+
+
+def build_training_job_request(
+    settings: LaunchSettings, name: str, request: LaunchRequest, channels: list[str]
+) -> dict[str, Any]:
+    """The CreateTrainingJob request, as the SageMaker Python SDK's Hugging Face estimator builds it."""
+    dataset_prefix = request.dataset_prefix or settings.dataset_prefix
+    hyperparameters = {**settings.hyperparameters, **request.hyperparameters}
+    framework: dict[str, Any] = {
+        "sagemaker_program": ENTRY_POINT,
+        "sagemaker_submit_directory": settings.source_dir,
+        "sagemaker_region": settings.region,
+        "sagemaker_container_log_level": "20",
+    }
+    if settings.instance_count > 1:
+        framework["sagemaker_torch_distributed_enabled"] = True
+    # Like the SDK, every value is JSON-encoded; the training toolkit decodes them into argv.
+    encoded = {k: json.dumps(v) for k, v in {**hyperparameters, **framework}.items()}
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": settings.max_runtime_seconds}
+    if settings.use_spot:
+        stopping["MaxWaitTimeInSeconds"] = settings.max_wait_seconds
+    tags = {**settings.tags, "trigger": request.trigger}
+    return {
+        "TrainingJobName": name,
+        "RoleArn": settings.role_arn,
+        "AlgorithmSpecification": {
+            "TrainingImage": settings.image_uri,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [{"Name": m, "Regex": f"{m}=([0-9.]+)"} for m in METRIC_NAMES],
+            "EnableSageMakerMetricsTimeSeries": True,
+        },
+        "HyperParameters": encoded,
+        "InputDataConfig": [
+            {
+                "ChannelName": channel,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": _s3_url(settings.bucket, dataset_prefix, channel),
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "InputMode": "File",
+            }
+            for channel in channels
+        ],
+        "OutputDataConfig": {
+            "S3OutputPath": _s3_url(settings.bucket, settings.models_prefix),
+            "KmsKeyId": settings.kms_key_arn,
+        },
+        "ResourceConfig": {
+            "InstanceType": settings.instance_type,
+            "InstanceCount": settings.instance_count,
+            "VolumeSizeInGB": settings.volume_size_gb,
+            "VolumeKmsKeyId": settings.kms_key_arn,
+        },
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": settings.use_spot,
+        "CheckpointConfig": {
+            "S3Uri": _s3_url(settings.bucket, settings.checkpoints_prefix, name),
+            "LocalPath": CHECKPOINT_LOCAL_PATH,
+        },
+        "EnableInterContainerTrafficEncryption": settings.instance_count > 1,
+        "Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())],
+    }
+
+
+def _error(err: ClientError) -> tuple[str, str]:
+    info = err.response.get("Error", {})
+    return str(info.get("Code", "Unknown")), str(info.get("Message", err))
+
+
+def _job_exists(sagemaker: Any, name: str) -> bool:
+    try:
+        sagemaker.describe_training_job(TrainingJobName=name)
+    except ClientError as err:
+        code, message = _error(err)
+        if code in ("ValidationException", "ResourceNotFound") and (
+            "not found" in message.lower() or "could not find" in message.lower()
+        ):
+            return False
+        raise LaunchError(f"DescribeTrainingJob {name} failed: {code}: {message}") from err
+    return True
+
+
+def _running_jobs(sagemaker: Any, prefix: str) -> list[str]:
+    names: list[str] = []
+    kwargs: dict[str, Any] = {"NameContains": prefix, "StatusEquals": "InProgress", "MaxResults": 100}
+    while True:
+        page = sagemaker.list_training_jobs(**kwargs)
+        names += [
+            j["TrainingJobName"]
+            for j in page["TrainingJobSummaries"]
+            if j["TrainingJobName"].startswith(prefix)
+        ]
+        if not page.get("NextToken"):
+            return names
+        kwargs["NextToken"] = page["NextToken"]
+
+
+def _existing_channels(s3: Any, bucket: str, dataset_prefix: str) -> list[str]:
+    found = []
+    for channel in CHANNELS:
+        prefix = f"{dataset_prefix}{channel}/"
+        try:
+            page = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        except ClientError as err:
+            code, message = _error(err)
+            raise LaunchError(f"cannot list s3://{bucket}/{prefix}: {code}: {message}") from err
+        if page.get("KeyCount", 0):
+            found.append(channel)
+    if "train" not in found:
+        raise LaunchError(
+            f"no training data under s3://{bucket}/{dataset_prefix}train/; stage a dataset first "
+            "(the dataset-staging CodeBuild project, or python -m ml_code.stage)"
+        )
+    return found
+
+
+def launch(
+    event: Any, settings: LaunchSettings, *, sagemaker: Any, s3: Any, request_id: str
+) -> dict[str, Any]:
+    """Starts one training job for the event, unless it already exists or another job is running."""
+    request = parse_event(event, request_id)
+    name = job_name(settings.job_name_prefix, request)
+    if _job_exists(sagemaker, name):
+        LOG.info("job %s already exists: event %s was delivered again", name, request.trigger_id)
+        return {"status": "duplicate", "job": name, "reason": "this event already started the job"}
+    running = _running_jobs(sagemaker, settings.job_name_prefix)
+    if running:
+        LOG.info("not starting %s: %s still in progress", name, ", ".join(running))
+        return {"status": "skipped", "job": name, "reason": f"already in progress: {', '.join(running)}"}
+    dataset_prefix = request.dataset_prefix or settings.dataset_prefix
+    channels = _existing_channels(s3, settings.bucket, dataset_prefix)
+    body = build_training_job_request(settings, name, request, channels)
+    try:
+        response = sagemaker.create_training_job(**body)
+    except ClientError as err:
+        code, message = _error(err)
+        if code == "ResourceInUse":  # a concurrent delivery of the same event won the race
+            return {"status": "duplicate", "job": name, "reason": message}
+        raise LaunchError(f"CreateTrainingJob {name} failed: {code}: {message}") from err
+    LOG.info("started %s with channels %s", name, ", ".join(channels))
+    return {"status": "started", "job": name, "arn": response["TrainingJobArn"], "channels": channels}

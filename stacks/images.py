@@ -1,0 +1,70 @@
+"""Hugging Face PyTorch container images, resolved per region at deploy time.
+
+The registry account differs per region (and partition), so the template carries a CfnMapping built
+from the SageMaker SDK's image table (``stacks/image_table.json``) and looks up ``AWS::Region``:
+one template deploys anywhere the image exists, and nothing is hard-coded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from .config import ConfigError, load_image_table
+
+Scope = Literal["training", "inference"]
+
+
+def processor_for(instance_type: str) -> str:
+    """'gpu' for NVIDIA instance families (ml.g*, ml.p*), else 'cpu'."""
+    family = instance_type.split(".")[1] if instance_type.count(".") >= 2 else ""
+    if family.startswith(("inf", "trn")):
+        raise ConfigError(
+            f"instance type {instance_type!r} is a Neuron (Inferentia/Trainium) type; these images need "
+            "a CPU (ml.m*, ml.c*) or NVIDIA GPU (ml.g*, ml.p*) instance"
+        )
+    return "gpu" if family.startswith(("g", "p")) else "cpu"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image URI and its ECR repository ARN (for pull permissions), as deploy-time tokens."""
+
+    uri: str
+    repository_arn: str
+    tag: str
+
+
+def huggingface_image(scope: Construct, *, kind: Scope, version: str, instance_type: str) -> ImageRef:
+    """The image for ``kind`` and transformers ``version`` on ``instance_type``'s processor."""
+    table = load_image_table()[kind]["versions"]
+    if version not in table:
+        raise ConfigError(
+            f"no Hugging Face {kind} image for transformers {version}; known: {', '.join(table)}"
+        )
+    entry = table[version]
+    processor = processor_for(instance_type)
+    if processor not in entry["container_version"]:
+        raise ConfigError(
+            f"the Hugging Face {kind} image for transformers {version} has no {processor.upper()} build; "
+            f"choose a {'GPU (ml.g*, ml.p*)' if processor == 'cpu' else 'CPU'} instance type instead of "
+            f"{instance_type!r}, or another image version"
+        )
+    tag = f"{entry['pytorch']}-transformers{version}-{processor}-{entry['py']}-{entry['container_version'][processor]}"
+    stack = cdk.Stack.of(scope)
+    mapping_id = f"{kind.capitalize()}ImageRegistry"
+    mapping = stack.node.try_find_child(mapping_id)
+    if not isinstance(mapping, cdk.CfnMapping):
+        mapping = cdk.CfnMapping(
+            stack,
+            mapping_id,
+            mapping={region: {"account": account} for region, account in entry["registries"].items()},
+        )
+    account = mapping.find_in_map(cdk.Aws.REGION, "account")
+    repository = entry["repository"]
+    uri = f"{account}.dkr.ecr.{cdk.Aws.REGION}.{cdk.Aws.URL_SUFFIX}/{repository}:{tag}"
+    arn = f"arn:{cdk.Aws.PARTITION}:ecr:{cdk.Aws.REGION}:{account}:repository/{repository}"
+    return ImageRef(uri=uri, repository_arn=arn, tag=tag)

@@ -1,0 +1,43 @@
+"""cdk-nag acknowledgements: each on the one construct it concerns, each with its reason."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from constructs import Construct
+
+
+def acknowledge(scope: Construct, rule: str, reason: str) -> None:
+    """Acknowledges ``rule`` (e.g. ``AwsSolutions-S1`` or ``AwsSolutions-IAM5[Resource::*]``) on ``scope``."""
+    cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=rule, reason=reason))
+
+
+def acknowledge_findings(scope: Construct, rule: str, findings: dict[str, str]) -> None:
+    """Acknowledges each ``rule[finding]`` on ``scope`` with its own reason."""
+    for finding, reason in findings.items():
+        acknowledge(scope, f"{rule}[{finding}]", reason)
+
+
+def finding(scope: Construct, value: str) -> str:
+    """How cdk-nag spells a (tokenized) IAM resource in a finding ID, e.g. ``<LogsABC123.Arn>:*``.
+
+    Lets acknowledgements name the exact resource a wildcard is scoped to, whatever the logical IDs
+    or the names of imported values are.
+    """
+    return _spell(cdk.Stack.of(scope).resolve(value))
+
+
+def _spell(resolved: object) -> str:
+    if isinstance(resolved, str):
+        return resolved
+    if isinstance(resolved, dict) and len(resolved) == 1:
+        ((intrinsic, argument),) = resolved.items()
+        if intrinsic == "Fn::Join":
+            separator, parts = argument
+            return str(separator).join(_spell(p) for p in parts)
+        if intrinsic == "Fn::GetAtt":
+            return f"<{argument[0]}.{argument[1]}>"
+        if intrinsic == "Ref":
+            return f"<{argument}>"
+        if intrinsic == "Fn::ImportValue":
+            return _spell(argument)
+    raise ValueError(f"cannot spell {resolved!r} as a cdk-nag finding")

@@ -1,0 +1,1 @@
+"""Constructs of the Training stack, one per concern."""

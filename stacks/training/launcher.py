@@ -1,0 +1,155 @@
+"""The launcher Lambda, its least-privilege rights and the retraining schedule that fires it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from ..config import ScheduleConfig, TrainingConfig
+from ..data_stack import CHECKPOINTS_PREFIX, DATASETS_PREFIX, MODELS_PREFIX
+from ..nag import acknowledge
+from ..python_function import PythonFunction, PythonFunctionProps
+
+
+@dataclass(frozen=True, kw_only=True)
+class LauncherProps:
+    """``job_name_prefix`` scopes every SageMaker right; ``source_dir`` is the sourcedir.tar.gz URL."""
+
+    job_name_prefix: str
+    execution_role: iam.IRole
+    image_uri: str
+    source_dir: str
+    bucket: s3.IBucket
+    key: kms.IKey
+    dataset_prefix: str
+    training: TrainingConfig
+    schedule: ScheduleConfig
+    tags: dict[str, str]
+
+
+class TrainingLauncher(Construct):
+    """Starts at most one training job per trigger; skips while one of this prefix is running."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: LauncherProps) -> None:
+        super().__init__(scope, construct_id)
+        t = props.training
+        self.handler = PythonFunction(
+            self,
+            "Handler",
+            props=PythonFunctionProps(
+                package="launcher",
+                description="Starts an AcousticShield training job (schedule or manual invocation)",
+                # One at a time, so two triggers cannot both see "nothing running" and start two jobs.
+                reserved_concurrency=1,
+                environment={
+                    "JOB_NAME_PREFIX": props.job_name_prefix,
+                    "EXECUTION_ROLE_ARN": props.execution_role.role_arn,
+                    "TRAINING_IMAGE": props.image_uri,
+                    "SOURCE_DIR": props.source_dir,
+                    "DATA_BUCKET": props.bucket.bucket_name,
+                    "DATASET_PREFIX": props.dataset_prefix,
+                    "MODELS_PREFIX": MODELS_PREFIX,
+                    "CHECKPOINTS_PREFIX": CHECKPOINTS_PREFIX,
+                    "KMS_KEY_ARN": props.key.key_arn,
+                    "INSTANCE_TYPE": t.instance_type,
+                    "INSTANCE_COUNT": str(t.instance_count),
+                    "VOLUME_SIZE_GB": str(t.volume_size_gb),
+                    "USE_SPOT": "true" if t.use_spot else "false",
+                    "MAX_RUNTIME_SECONDS": str(t.max_runtime_seconds),
+                    "MAX_WAIT_SECONDS": str(t.max_wait_seconds),
+                    "HYPERPARAMETERS": json.dumps(t.hyperparameters.as_arguments(), sort_keys=True),
+                    "TAGS": json.dumps(props.tags, sort_keys=True),
+                },
+            ),
+        )
+        self.function = self.handler.function
+        role = self.handler.role
+        job_arn = (
+            f"arn:{cdk.Aws.PARTITION}:sagemaker:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}"
+            f":training-job/{props.job_name_prefix}*"
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="StartOwnTrainingJobs",
+                actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:AddTags"],
+                resources=[job_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="FindRunningJobs", actions=["sagemaker:ListTrainingJobs"], resources=["*"]
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PassExecutionRole",
+                actions=["iam:PassRole"],
+                resources=[props.execution_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="FindChannels",
+                actions=["s3:ListBucket"],
+                resources=[props.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{DATASETS_PREFIX}*"]}},
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="EncryptJobVolumes",
+                actions=["kms:CreateGrant", "kms:DescribeKey"],
+                resources=[props.key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            )
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "sagemaker:ListTrainingJobs supports no resource-level permissions; it only lists names.",
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>"
+            f":training-job/{props.job_name_prefix}*]",
+            "Job names are made per trigger at run time; the prefix confines them to this app.",
+        )
+
+        # Failed deliveries (after retries) land here instead of vanishing.
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        acknowledge(
+            self.dead_letters,
+            "AwsSolutions-SQS3",
+            "This queue is itself the schedule target's dead-letter queue.",
+        )
+        self.schedule = events.Rule(
+            self,
+            "Schedule",
+            description="Retrain the AcousticShield model",
+            schedule=events.Schedule.expression(props.schedule.expression),
+            enabled=props.schedule.enabled,
+            targets=[
+                targets.LambdaFunction(
+                    self.function,
+                    dead_letter_queue=self.dead_letters,
+                    retry_attempts=2,
+                    max_event_age=cdk.Duration.hours(2),
+                )
+            ],
+        )

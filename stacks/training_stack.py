@@ -1,0 +1,95 @@
+"""The training lifecycle: execution role, source bundle, launcher + schedule, staging, registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from .bundling import TarGzBundler, bundling
+from .config import AppConfig
+from .data_stack import DataStack
+from .images import huggingface_image
+from .training.execution_role import ExecutionRoleProps, TrainingExecutionRole
+from .training.launcher import LauncherProps, TrainingLauncher
+from .training.registry import ModelRegistry, RegistryProps
+from .training.stager import DatasetStager, StagerProps
+
+ML_CODE = Path(__file__).resolve().parent.parent / "ml_code"
+
+
+def job_name_prefix(config: AppConfig) -> str:
+    """Training jobs are named ``<name_prefix>-train-<trigger>``; every right is scoped to this."""
+    return f"{config.name_prefix}-train-"
+
+
+class TrainingStack(cdk.Stack):
+    """Wires the training constructs to the Data stack's bucket and key."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: AppConfig, data: DataStack, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        prefix = job_name_prefix(config)
+        shared = data.shared(self)
+        image = huggingface_image(
+            self,
+            kind="training",
+            version=config.training.image_version,
+            instance_type=config.training.instance_type,
+        )
+        # ml_code/ as SageMaker's sourcedir.tar.gz: byte-identical for identical sources.
+        self.source_dir = s3_assets.Asset(
+            self,
+            "SourceDir",
+            path=str(ML_CODE),
+            bundling=bundling(TarGzBundler(ML_CODE, "sourcedir.tar.gz"), cdk.BundlingOutput.ARCHIVED),
+            asset_hash_type=cdk.AssetHashType.OUTPUT,
+        )
+        self.execution_role = TrainingExecutionRole(
+            self,
+            "ExecutionRole",
+            props=ExecutionRoleProps(
+                bucket=shared.bucket, key=shared.key, image=image, source=self.source_dir
+            ),
+        ).role
+        self.launcher = TrainingLauncher(
+            self,
+            "Launcher",
+            props=LauncherProps(
+                job_name_prefix=prefix,
+                execution_role=self.execution_role,
+                image_uri=image.uri,
+                source_dir=self.source_dir.s3_object_url,
+                bucket=shared.bucket,
+                key=shared.key,
+                dataset_prefix=config.dataset_prefix,
+                training=config.training,
+                schedule=config.schedule,
+                tags=config.tags,
+            ),
+        )
+        self.stager = DatasetStager(
+            self,
+            "DatasetStager",
+            props=StagerProps(
+                bucket=shared.bucket,
+                key=shared.key,
+                dataset_prefix=config.dataset_prefix,
+                staging=config.staging,
+            ),
+        )
+        self.registry = ModelRegistry(
+            self,
+            "Registry",
+            props=RegistryProps(group_name=config.name_prefix, job_name_prefix=prefix, key=shared.key),
+        )
+
+        cdk.CfnOutput(self, "LauncherFunctionName", value=self.launcher.function.function_name)
+        cdk.CfnOutput(self, "StagingProjectName", value=self.stager.project.project_name)
+        cdk.CfnOutput(self, "ModelPackageGroupName", value=config.name_prefix)
+        cdk.CfnOutput(self, "NotificationsTopicArn", value=self.registry.topic.topic_arn)
+        cdk.CfnOutput(self, "TrainingImage", value=image.uri)

@@ -1,0 +1,237 @@
+"""The Training stack: least privilege, the launcher and its schedule, staging, registry, images."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk.assertions import Match, Template
+
+from stacks.app_builder import AcousticShieldApp
+from stacks.python_function import RUNTIME
+
+
+def statements(template: Template, role_prefix: str) -> list[dict[str, Any]]:
+    """All statements of the policies attached to the role whose logical ID starts with ``role_prefix``."""
+    found = []
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        roles = json.dumps(policy["Properties"]["Roles"])
+        if f'"{role_prefix}' in roles:
+            found += policy["Properties"]["PolicyDocument"]["Statement"]
+    assert found, f"no policy for role {role_prefix}"
+    return found
+
+
+def by_sid(template: Template, role_prefix: str) -> dict[str, dict[str, Any]]:
+    return {s.get("Sid", ""): s for s in statements(template, role_prefix)}
+
+
+def resolved(value: Any) -> str:
+    return json.dumps(value)
+
+
+def test_no_role_has_managed_policies(training_template: Template) -> None:
+    for role in training_template.find_resources("AWS::IAM::Role").values():
+        assert "ManagedPolicyArns" not in role["Properties"]
+
+
+def test_execution_role_reads_only_datasets_and_writes_only_outputs(training_template: Template) -> None:
+    sids = by_sid(training_template, "ExecutionRole")
+    assert sids["ReadDatasets"]["Action"] == "s3:GetObject"
+    assert resolved(sids["ReadDatasets"]["Resource"]).endswith('"/datasets/*"]]}')
+    writes = resolved(sids["WriteOutputs"]["Resource"])
+    assert '"/models/*"' in writes and '"/evaluation/*"' in writes and "datasets" not in writes
+    assert resolved(sids["SyncCheckpoints"]["Resource"]).endswith('"/checkpoints/*"]]}')
+    assert sids["ListOwnPrefixes"]["Condition"] == {
+        "StringLike": {"s3:prefix": ["datasets/*", "checkpoints/*"]}
+    }
+    for statement in statements(training_template, "ExecutionRole"):
+        assert statement["Action"] not in ("s3:*", "*")
+
+
+def test_execution_role_pulls_only_the_training_image(training_template: Template) -> None:
+    pull = by_sid(training_template, "ExecutionRole")["PullTrainingImage"]
+    assert resolved(pull["Resource"]).endswith(':repository/huggingface-pytorch-training"]]}')
+    login = by_sid(training_template, "ExecutionRole")["EcrLogin"]
+    assert login == {
+        "Action": "ecr:GetAuthorizationToken",
+        "Effect": "Allow",
+        "Resource": "*",
+        "Sid": "EcrLogin",
+    }
+
+
+def test_execution_role_metrics_limited_to_sagemaker_namespaces(training_template: Template) -> None:
+    metrics = by_sid(training_template, "ExecutionRole")["JobMetrics"]
+    assert metrics["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
+
+
+def test_execution_role_is_assumed_only_by_sagemaker(training_template: Template) -> None:
+    training_template.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": {
+                "Statement": [
+                    {
+                        "Action": "sts:AssumeRole",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "sagemaker.amazonaws.com"},
+                    }
+                ]
+            },
+            "Description": "AcousticShield training jobs",
+        },
+    )
+
+
+def test_launcher_may_create_only_prefixed_training_jobs(training_template: Template) -> None:
+    start = by_sid(training_template, "LauncherHandlerRole")["StartOwnTrainingJobs"]
+    assert sorted(start["Action"]) == [
+        "sagemaker:AddTags",
+        "sagemaker:CreateTrainingJob",
+        "sagemaker:DescribeTrainingJob",
+    ]
+    assert start["Resource"] == {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":sagemaker:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                ":training-job/acoustic-shield-dev-train-*",
+            ],
+        ]
+    }
+
+
+def test_launcher_passes_only_the_execution_role_to_sagemaker(training_template: Template) -> None:
+    passing = by_sid(training_template, "LauncherHandlerRole")["PassExecutionRole"]
+    assert passing["Action"] == "iam:PassRole"
+    (role_id,) = [
+        k for k in training_template.find_resources("AWS::IAM::Role") if k.startswith("ExecutionRole")
+    ]
+    assert passing["Resource"] == {"Fn::GetAtt": [role_id, "Arn"]}
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def test_launcher_runs_newest_python_alone_with_validated_environment(training_template: Template) -> None:
+    training_template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Runtime": RUNTIME.name,
+            "Handler": "launcher.handler.handler",
+            "ReservedConcurrentExecutions": 1,
+            "Environment": {
+                "Variables": Match.object_like(
+                    {
+                        "JOB_NAME_PREFIX": "acoustic-shield-dev-train-",
+                        "DATASET_PREFIX": "datasets/esc50/",
+                        "INSTANCE_TYPE": "ml.g5.xlarge",
+                        "USE_SPOT": "true",
+                        "SOURCE_DIR": {"Fn::Sub": Match.string_like_regexp(r"^s3://.*/[0-9a-f]{64}\.gz$")},
+                        "HYPERPARAMETERS": json.dumps(
+                            {
+                                "learning_rate": "3e-05",
+                                "max_length_seconds": "5",
+                                "model_name_or_path": "facebook/wav2vec2-base",
+                                "num_train_epochs": "4",
+                                "per_device_train_batch_size": "8",
+                            },
+                            sort_keys=True,
+                        ),
+                    }
+                )
+            },
+        },
+    )
+
+
+def test_schedule_targets_launcher_with_retries_and_dead_letters(training_template: Template) -> None:
+    training_template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "ScheduleExpression": "cron(0 3 ? * SUN *)",
+            "State": "DISABLED",
+            "Targets": [
+                Match.object_like(
+                    {
+                        "Arn": {"Fn::GetAtt": [Match.string_like_regexp("LauncherHandlerFunction"), "Arn"]},
+                        "RetryPolicy": {"MaximumEventAgeInSeconds": 7200, "MaximumRetryAttempts": 2},
+                        "DeadLetterConfig": {
+                            "Arn": {"Fn::GetAtt": [Match.string_like_regexp("LauncherDeadLetters"), "Arn"]}
+                        },
+                    }
+                )
+            ],
+        },
+    )
+
+
+def test_prod_schedule_is_enabled(synth_app: Any) -> None:
+    prod: AcousticShieldApp = synth_app(env="prod")
+    Template.from_stack(prod.training).has_resource_properties(
+        "AWS::Events::Rule", {"ScheduleExpression": "cron(0 3 ? * SUN *)", "State": "ENABLED"}
+    )
+    assert prod.training.stack_name == "AcousticShield-prod-Training"
+
+
+def test_staging_project_is_encrypted_and_runs_the_stage_command(training_template: Template) -> None:
+    (project,) = training_template.find_resources("AWS::CodeBuild::Project").values()
+    props = project["Properties"]
+    assert "EncryptionKey" in props
+    assert props["Source"]["Type"] == "S3"
+    assert props["Environment"]["PrivilegedMode"] is False
+    spec = json.loads(props["Source"]["BuildSpec"])
+    assert spec["phases"]["build"]["commands"] == [
+        'python -m ml_code.stage "$DATASET_SOURCE" --to "s3://$DATA_BUCKET/$DATASET_PREFIX" '
+        '${SOURCE_URL:+--source-url "$SOURCE_URL"}'
+    ]
+    variables = {v["Name"]: v.get("Value") for v in props["Environment"]["EnvironmentVariables"]}
+    assert variables["DATASET_SOURCE"] == "esc50"
+    assert variables["DATASET_PREFIX"] == "datasets/esc50/"
+    writes = by_sid(training_template, "DatasetStagerRole")["WriteDatasets"]
+    assert resolved(writes["Resource"]).endswith('"/datasets/*"]]}')
+
+
+def test_registry_group_and_failure_notifications(training_template: Template) -> None:
+    training_template.has_resource_properties(
+        "AWS::SageMaker::ModelPackageGroup", {"ModelPackageGroupName": "acoustic-shield-dev"}
+    )
+    training_template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+    training_template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.sagemaker"],
+                "detail-type": ["SageMaker Training Job State Change"],
+                "detail": {
+                    "TrainingJobName": [{"prefix": "acoustic-shield-dev-train-"}],
+                    "TrainingJobStatus": ["Failed"],
+                },
+            }
+        },
+    )
+
+
+def test_training_image_is_resolved_per_region(training_template: Template) -> None:
+    mapping = training_template.to_json()["Mappings"]["TrainingImageRegistry"]
+    assert mapping["us-east-1"] == {"account": "763104351884"}
+    assert mapping["cn-north-1"] == {"account": "727897471807"}
+    image = training_template.to_json()["Outputs"]["TrainingImage"]["Value"]
+    text = resolved(image)
+    assert '"Fn::FindInMap": ["TrainingImageRegistry", {"Ref": "AWS::Region"}, "account"]' in text
+    assert "huggingface-pytorch-training:2.8.0-transformers4.56.2-gpu-py312-cu129-ubuntu22.04" in text
+
+
+def test_every_resource_is_tagged(training_template: Template) -> None:
+    training_template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Tags": Match.array_with(
+                [{"Key": "environment", "Value": "dev"}, {"Key": "project", "Value": "acoustic-shield"}]
+            )
+        },
+    )
