@@ -69,7 +69,7 @@ def settings() -> LaunchSettings:
 
 
 @pytest.fixture
-def aws() -> Any:
+def aws(strict_requests: None) -> Any:
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)

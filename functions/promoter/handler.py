@@ -1,0 +1,35 @@
+"""Lambda entry point: validated settings and clients, built once per container, then one call."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from typing import Any
+
+import boto3
+
+from .promotion import Clients, promote
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+logger.setLevel(logging.INFO)
+
+
+@functools.cache
+def dependencies() -> tuple[Settings, Clients]:
+    """Cold start: a bad environment fails here, naming every variable to fix."""
+    settings = Settings.from_environment(os.environ)
+    clients = Clients(sagemaker=boto3.client("sagemaker"), s3=boto3.client("s3"), sns=boto3.client("sns"))
+    return settings, clients
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Gates the training job named by a ``SageMaker Training Job State Change`` event."""
+    settings, clients = dependencies()
+    result = promote(event, settings, clients)
+    logger.info(
+        json.dumps({"message": "promotion", "request_id": getattr(context, "aws_request_id", None), **result})
+    )
+    return result

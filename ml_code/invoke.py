@@ -1,0 +1,185 @@
+"""Send audio files to the classifier and print one JSON line per file.
+
+    python -m ml_code.invoke --endpoint acoustic-shield-dev dog.wav siren.flac
+    python -m ml_code.invoke --url http://127.0.0.1:8080 --segments long-recording.wav
+
+``--endpoint`` calls a SageMaker endpoint (``sagemaker-runtime`` InvokeEndpoint); ``--url`` calls any server
+speaking the SageMaker container contract (``POST /invocations``), such as the local serving container.
+Each file prints ``{"file": ..., "response": {...}}``; errors go to stderr and the exit status is non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+CONTENT_TYPES = {
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".mp3": "audio/mpeg",
+    ".json": "application/json",  # {"base64": ..., "sample_rate"?: ...}
+}
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+SEGMENTS_ATTRIBUTE = "segments=true"
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+class InvokeError(Exception):
+    """A failed call. ``fatal`` errors (no such endpoint, no connection) stop the run; others skip a file."""
+
+    def __init__(self, message: str, *, fatal: bool) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+
+
+def content_type_for(path: Path) -> str:
+    """The request content type, from the file extension."""
+    return CONTENT_TYPES.get(path.suffix.lower(), DEFAULT_CONTENT_TYPE)
+
+
+def _error_detail(body: bytes | str) -> str:
+    """The ``message`` of a JSON error body (as the serving containers send), else the body itself."""
+    text = body.decode(errors="replace") if isinstance(body, bytes) else body
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text.strip()[:1000]
+    if isinstance(parsed, dict):
+        for key in ("message", "error", "Message"):
+            if isinstance(parsed.get(key), str):
+                return str(parsed[key])
+    return text.strip()[:1000]
+
+
+def _parse_response(body: bytes, source: str) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise InvokeError(
+            f"{source} returned a response that is not JSON: {body[:200]!r}", fatal=False
+        ) from None
+
+
+def invoke_endpoint(runtime: Any, endpoint: str, body: bytes, content_type: str, segments: bool) -> Any:
+    """One InvokeEndpoint call; the endpoint's own message on failure."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    request: dict[str, Any] = {
+        "EndpointName": endpoint,
+        "Body": body,
+        "ContentType": content_type,
+        "Accept": "application/json",
+    }
+    if segments:
+        request["CustomAttributes"] = SEGMENTS_ATTRIBUTE
+    try:
+        response = runtime.invoke_endpoint(**request)
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        code = details.get("Code", "Error")
+        if code == "ModelError":
+            # The container answered with an error for this payload: report it, go on with the next file.
+            status = error.response.get("OriginalStatusCode", "?")
+            message = _error_detail(error.response.get("OriginalMessage") or details.get("Message", ""))
+            raise InvokeError(
+                f"endpoint {endpoint!r}: the model answered {status}: {message}", fatal=False
+            ) from None
+        raise InvokeError(
+            f"endpoint {endpoint!r}: {code}: {details.get('Message', error)}", fatal=True
+        ) from None
+    except BotoCoreError as error:
+        raise InvokeError(f"endpoint {endpoint!r}: {error}", fatal=True) from None
+    return _parse_response(response["Body"].read(), f"endpoint {endpoint!r}")
+
+
+def invoke_url(url: str, body: bytes, content_type: str, segments: bool, timeout: float) -> Any:
+    """One ``POST /invocations`` to a server speaking the SageMaker container contract."""
+    target = url if url.rstrip("/").endswith("/invocations") else url.rstrip("/") + "/invocations"
+    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    if segments:
+        headers[CUSTOM_ATTRIBUTES_HEADER] = SEGMENTS_ATTRIBUTE
+    request = urllib.request.Request(target, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            payload: bytes = response.read()
+    except urllib.error.HTTPError as error:
+        message = _error_detail(error.read())
+        raise InvokeError(f"{target}: the server answered {error.code}: {message}", fatal=False) from None
+    except (urllib.error.URLError, TimeoutError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise InvokeError(f"cannot reach {target}: {reason}", fatal=True) from None
+    return _parse_response(payload, target)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ml_code.invoke",
+        description="Classify audio files with a SageMaker endpoint or a local serving container.",
+    )
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--endpoint", help="SageMaker endpoint name")
+    target.add_argument(
+        "--url", help="base URL of a server speaking the container contract, e.g. http://127.0.0.1:8080"
+    )
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="audio files to classify")
+    parser.add_argument(
+        "--content-type",
+        help="send every file with this content type (default: from the extension: "
+        + ", ".join(f"{ext}={ctype}" for ext, ctype in CONTENT_TYPES.items())
+        + f", else {DEFAULT_CONTENT_TYPE})",
+    )
+    parser.add_argument("--segments", action="store_true", help="also return per-window predictions")
+    parser.add_argument("--region", help="AWS region of the endpoint (default: the AWS configuration's)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for --url (default 60)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, runtime: Any = None) -> int:
+    """Runs the CLI; ``runtime`` replaces the sagemaker-runtime client (tests)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.url and args.region:
+        parser.error("--region applies to --endpoint only")
+
+    missing = [str(path) for path in args.files if not path.is_file()]
+    if missing:
+        parser.error("no such file: " + ", ".join(missing))
+
+    if args.endpoint and runtime is None:
+        import boto3
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            runtime = boto3.client("sagemaker-runtime", region_name=args.region)
+        except BotoCoreError as error:  # e.g. no region configured
+            print(f"error: {error} (pass --region or set AWS_REGION)", file=sys.stderr)
+            return 1
+
+    failures = 0
+    for path in args.files:
+        body = path.read_bytes()
+        content_type = args.content_type or content_type_for(path)
+        try:
+            if args.endpoint:
+                response = invoke_endpoint(runtime, args.endpoint, body, content_type, args.segments)
+            else:
+                response = invoke_url(args.url, body, content_type, args.segments, args.timeout)
+        except InvokeError as error:
+            print(f"error: {path}: {error}", file=sys.stderr)
+            if error.fatal:
+                return 1
+            failures += 1
+            continue
+        print(json.dumps({"file": str(path), "response": response}), flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,799 @@
+"""The promoter: its environment, its pure gate and builders, and its handler against emulated AWS."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from botocore.validate import ParamValidator
+from moto.sagemaker.models import sagemaker_backends
+
+from functions.promoter import handler as handler_module
+from functions.promoter import logic
+from functions.promoter.handler import handler
+from functions.promoter.settings import Settings, SettingsError, Thresholds
+from tests.functions.conftest import ACCOUNT, REGION, request_violations
+
+PREFIX = "acoustic-shield-dev-train-"
+GROUP = "acoustic-shield-dev-models"
+BUCKET = "acoustic-shield-data"
+IMAGE = (
+    "763104351884.dkr.ecr.us-east-1.amazonaws.com/"
+    "huggingface-pytorch-inference:2.6.0-transformers4.51.3-cpu-py312-ubuntu22.04"
+)
+
+ENVIRONMENT = {
+    "MODEL_PACKAGE_GROUP": GROUP,
+    "JOB_NAME_PREFIX": PREFIX,
+    "MIN_ACCURACY": "0.8",
+    "MIN_F1": "0.75",
+    "MIN_CLIP_ACCURACY": "0.8",
+    "MAX_REGRESSION": "0.01",
+    "MANUAL_APPROVAL": "false",
+    "TOPIC_ARN": f"arn:aws:sns:{REGION}:{ACCOUNT}:promotions",
+    "INFERENCE_IMAGE": IMAGE,
+    "SERVING_INSTANCE_TYPE": "ml.m5.xlarge",
+    "DATA_BUCKET": BUCKET,
+    "EVALUATION_PREFIX": "evaluation/",
+}
+THRESHOLDS = Thresholds(min_accuracy=0.8, min_f1=0.75, min_clip_accuracy=0.8, max_regression=0.01)
+GOOD = {"test_accuracy": 0.91, "test_f1": 0.88, "test_clip_accuracy": 0.93, "test_loss": 0.3}
+
+
+def gate(
+    metrics: Mapping[str, float],
+    current: logic.CurrentModel | None = None,
+    manual_approval: bool = False,
+    thresholds: Thresholds = THRESHOLDS,
+) -> logic.Decision:
+    return logic.decide(metrics, thresholds=thresholds, current=current, manual_approval=manual_approval)
+
+
+def approved_model(**metrics: float) -> logic.CurrentModel:
+    return logic.CurrentModel(
+        arn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/1", metrics=metrics
+    )
+
+
+# --- settings ---------------------------------------------------------------------------------------
+
+
+def test_settings_read_every_variable() -> None:
+    # Given the environment the stack sets
+    # When it is validated
+    settings = Settings.from_environment({**ENVIRONMENT, "MANUAL_APPROVAL": "TRUE"})
+
+    # Then every value is typed
+    assert settings.thresholds == THRESHOLDS
+    assert settings.manual_approval is True
+    assert settings.model_package_group == GROUP
+    assert settings.evaluation_prefix == "evaluation/"
+
+
+def test_settings_name_every_missing_or_invalid_variable() -> None:
+    # Given an environment with one variable missing and three invalid
+    environ = {**ENVIRONMENT, "MIN_F1": "1.5", "MANUAL_APPROVAL": "yes", "DATA_BUCKET": "s3://bucket"}
+    del environ["TOPIC_ARN"]
+
+    # When it is validated
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_environment(environ)
+
+    # Then the one error names all four, with what to set
+    message = str(raised.value)
+    assert "TOPIC_ARN is missing" in message
+    assert "MIN_F1='1.5' is invalid: expected a number between 0 and 1" in message
+    assert "MANUAL_APPROVAL='yes' is invalid" in message
+    assert "DATA_BUCKET='s3://bucket' is invalid" in message
+
+
+@pytest.mark.parametrize("value", ["nan", "-0.1", "abc"])
+def test_settings_reject_thresholds_that_are_not_fractions(value: str) -> None:
+    # Given a threshold that is not a number in [0, 1]
+    # When / Then validation names it
+    with pytest.raises(SettingsError, match="MAX_REGRESSION"):
+        Settings.from_environment({**ENVIRONMENT, "MAX_REGRESSION": value})
+
+
+# --- the event --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ("not an event", "expected an EventBridge event"),
+        ({"source": "aws.sagemaker"}, "no 'detail' object"),
+        ({"detail": {"TrainingJobStatus": "Completed"}}, "no 'TrainingJobName'"),
+        ({"detail": {"TrainingJobName": ""}}, "no 'TrainingJobName'"),
+    ],
+)
+def test_malformed_events_raise_a_clear_value_error(event: Any, message: str) -> None:
+    # Given an event that names no training job
+    # When / Then parsing says what is missing
+    with pytest.raises(ValueError, match=message):
+        logic.parse_event(event)
+
+
+# --- metrics ----------------------------------------------------------------------------------------
+
+
+def test_metrics_are_read_from_flat_and_nested_reports() -> None:
+    # Given a nested evaluation report and a flat metrics file
+    nested = {"test": {"accuracy": 0.9, "f1": 0.8, "per_class": {"dog": 0.7}}, "eval_clip_accuracy": 0.85}
+    flat = {"test_accuracy": 0.5, "train_loss": 0.1, "epoch": 3, "nan_metric": float("nan")}
+
+    # When they are read
+    from_nested = logic.metrics_from_report(nested)
+    from_flat = logic.metrics_from_report(flat)
+
+    # Then only known metric names are kept, under their flat names
+    assert from_nested == {"test_accuracy": 0.9, "test_f1": 0.8, "eval_clip_accuracy": 0.85}
+    assert from_flat == {"test_accuracy": 0.5, "train_loss": 0.1}
+
+
+def test_final_metric_data_wins_over_the_output_archive() -> None:
+    # Given the same metric from the job's metric definitions and from metrics.json
+    final = logic.metrics_from_final_metric_data(
+        [{"MetricName": "test_f1", "Value": 0.8}, {"MetricName": "train:progress", "Value": 100.0}]
+    )
+
+    # When they are merged in fallback order
+    merged = logic.merge_metrics(final, {"test_f1": 0.1, "test_accuracy": 0.9})
+
+    # Then the first source wins and the second fills the gaps
+    assert merged == {"test_f1": 0.8, "train:progress": 100.0, "test_accuracy": 0.9}
+
+
+# --- the gate ---------------------------------------------------------------------------------------
+
+
+def test_gate_approves_metrics_above_every_threshold() -> None:
+    # Given test metrics above every minimum and no approved model yet
+    # When the gate decides
+    decision = gate(GOOD)
+
+    # Then the model is approved, with each check stated
+    assert decision.status == logic.APPROVED
+    assert decision.split == "test"
+    assert decision.gated == {"accuracy": 0.91, "f1": 0.88, "clip_accuracy": 0.93}
+    assert "test_f1 0.8800 >= min_f1 0.7500" in decision.reasons
+
+
+@pytest.mark.parametrize(
+    ("metric", "reason"),
+    [
+        ("test_accuracy", "test_accuracy 0.5000 < min_accuracy 0.8000"),
+        ("test_f1", "test_f1 0.5000 < min_f1 0.7500"),
+        ("test_clip_accuracy", "test_clip_accuracy 0.5000 < min_clip_accuracy 0.8000"),
+    ],
+)
+def test_gate_rejects_each_metric_below_its_threshold(metric: str, reason: str) -> None:
+    # Given one metric below its minimum
+    # When the gate decides
+    decision = gate({**GOOD, metric: 0.5})
+
+    # Then it rejects for exactly that reason
+    assert decision.status == logic.REJECTED
+    assert decision.reasons == (reason,)
+
+
+def test_gate_passes_a_metric_exactly_at_its_threshold() -> None:
+    # Given f1 exactly at its minimum (0.75 is not exact in binary floating point)
+    # When the gate decides
+    decision = gate({**GOOD, "test_f1": 0.75})
+
+    # Then it passes
+    assert decision.status == logic.APPROVED
+
+
+def test_gate_rejects_a_model_worse_than_the_approved_one_beyond_tolerance() -> None:
+    # Given an approved model with f1 0.90 and a candidate at 0.88 (0.02 worse, tolerance 0.01)
+    current = approved_model(accuracy=0.91, f1=0.90, clip_accuracy=0.93)
+
+    # When the gate decides
+    decision = gate(GOOD, current=current)
+
+    # Then it rejects, naming the metric, both values and the tolerance
+    assert decision.status == logic.REJECTED
+    assert decision.reasons == (
+        "f1 0.8800 is 0.0200 below the approved model's 0.9000 (max_regression 0.0100)",
+    )
+
+
+def test_gate_accepts_a_model_worse_than_the_approved_one_within_tolerance() -> None:
+    # Given an approved model 0.005 better on every metric (tolerance 0.01)
+    current = approved_model(accuracy=0.915, f1=0.885, clip_accuracy=0.935)
+
+    # When the gate decides
+    decision = gate(GOOD, current=current)
+
+    # Then it approves
+    assert decision.status == logic.APPROVED
+    assert any("within max_regression" in reason for reason in decision.reasons)
+
+
+def test_gate_accepts_a_regression_exactly_at_the_tolerance() -> None:
+    # Given a candidate exactly max_regression below the approved model
+    current = approved_model(accuracy=0.92, f1=0.89, clip_accuracy=0.94)
+
+    # When the gate decides
+    decision = gate(GOOD, current=current)
+
+    # Then it approves
+    assert decision.status == logic.APPROVED
+
+
+def test_gate_compares_only_what_the_approved_model_recorded() -> None:
+    # Given an approved package registered by hand, with no f1 in its metadata
+    current = approved_model(accuracy=0.5)
+
+    # When the gate decides
+    decision = gate(GOOD, current=current)
+
+    # Then the recorded metric is compared and the missing one is noted
+    assert decision.status == logic.APPROVED
+    assert "f1: the approved model recorded none; not compared" in decision.reasons
+
+
+def test_gate_falls_back_to_validation_metrics_without_a_test_split() -> None:
+    # Given only eval_* metrics
+    metrics = {"eval_accuracy": 0.9, "eval_f1": 0.8, "eval_clip_accuracy": 0.85}
+
+    # When the gate decides
+    decision = gate(metrics)
+
+    # Then it gates on them
+    assert decision.status == logic.APPROVED
+    assert decision.split == "eval"
+    assert decision.gated == {"accuracy": 0.9, "f1": 0.8, "clip_accuracy": 0.85}
+
+
+def test_gate_prefers_test_metrics_over_validation_metrics() -> None:
+    # Given good validation metrics and a failing test metric
+    metrics = {**GOOD, "test_f1": 0.2, "eval_accuracy": 0.99, "eval_f1": 0.99, "eval_clip_accuracy": 0.99}
+
+    # When the gate decides
+    decision = gate(metrics)
+
+    # Then the test metrics decide
+    assert decision.split == "test"
+    assert decision.status == logic.REJECTED
+
+
+def test_gate_does_not_mix_splits_when_a_test_metric_is_missing() -> None:
+    # Given a test split whose clip accuracy was not reported, and a validation one that was
+    metrics = {"test_accuracy": 0.9, "test_f1": 0.9, "eval_clip_accuracy": 0.99}
+
+    # When the gate decides
+    decision = gate(metrics)
+
+    # Then it rejects for the missing test metric rather than borrowing the validation one
+    assert decision.status == logic.REJECTED
+    assert decision.reasons == ("test_clip_accuracy is missing from the job's metrics",)
+
+
+def test_gate_rejects_when_metrics_are_missing() -> None:
+    # Given no metrics at all
+    # When the gate decides
+    decision = gate({})
+
+    # Then it rejects, naming each missing metric, and does not crash
+    assert decision.status == logic.REJECTED
+    assert decision.reasons == tuple(f"eval_{name} is missing from the job's metrics" for name in logic.GATED)
+
+
+def test_gate_rejects_values_that_are_not_fractions() -> None:
+    # Given an accuracy reported as a percentage
+    # When the gate decides
+    decision = gate({**GOOD, "test_accuracy": 91.0})
+
+    # Then it rejects rather than comparing apples with oranges
+    assert decision.reasons == ("test_accuracy = 91 is not a fraction between 0 and 1",)
+
+
+def test_manual_mode_holds_a_passing_model_for_approval() -> None:
+    # Given manual approval and passing metrics
+    # When the gate decides
+    decision = gate(GOOD, manual_approval=True)
+
+    # Then the package waits for a person
+    assert decision.status == logic.PENDING
+    assert decision.passed
+
+
+def test_manual_mode_still_rejects_a_failing_model() -> None:
+    # Given manual approval and a failing metric
+    # When the gate decides
+    decision = gate({**GOOD, "test_accuracy": 0.1}, manual_approval=True)
+
+    # Then it is rejected outright
+    assert decision.status == logic.REJECTED
+
+
+def test_approved_metrics_are_read_back_from_package_metadata() -> None:
+    # Given an approved package's metadata, one value unparsable
+    package = {
+        "ModelPackageArn": "arn:p",
+        "CustomerMetadataProperties": {"accuracy": "0.9", "f1": "n/a", "metrics_split": "eval", "x": "1"},
+    }
+
+    # When it is read as the current model
+    current = logic.current_model_from_package(package)
+
+    # Then only the valid gated metrics are kept
+    assert current == logic.CurrentModel(arn="arn:p", metrics={"accuracy": 0.9}, split="eval")
+
+
+# --- request and message builders --------------------------------------------------------------------
+
+
+def test_client_token_is_stable_per_job_and_fits_the_api() -> None:
+    # Given a job name at SageMaker's maximum length
+    job = PREFIX + "x" * (63 - len(PREFIX))
+
+    # When tokens are derived twice, and for another job
+    first, second, other = logic.client_token(job), logic.client_token(job), logic.client_token(job + "y")
+
+    # Then they are equal, distinct across jobs, and valid ClientTokens
+    assert first == second != other
+    assert len(first) <= 36
+
+
+def test_model_package_request_is_valid_for_the_sagemaker_api(service_model: Callable[[str], Any]) -> None:
+    # Given a rejected decision with very long reasons (the description limit is 1,024 characters)
+    settings = Settings.from_environment(ENVIRONMENT)
+    decision = logic.Decision(
+        status=logic.REJECTED, reasons=tuple(f"reason {i}\nwith a newline" for i in range(200))
+    )
+    metrics = {**GOOD, "eval_loss": 0.2, "train_loss": 1e-5, "epoch": 3.0}
+
+    # When the request is built
+    request = logic.model_package_request(
+        settings=settings,
+        job_name=PREFIX + "1",
+        model_data_url=f"s3://{BUCKET}/models/{PREFIX}1/output/model.tar.gz",
+        evaluation_uri=f"s3://{BUCKET}/evaluation/{PREFIX}1/evaluation.json",
+        decision=decision,
+        metrics=metrics,
+    )
+
+    # Then botocore accepts it, and so would the service's length, enum and pattern rules
+    shape = service_model("sagemaker").operation_model("CreateModelPackage").input_shape
+    report = ParamValidator().validate(request, shape)
+    assert not report.has_errors(), report.generate_report()
+    assert request_violations(request, shape) == []
+    assert len(request["ModelPackageDescription"]) == 1024
+    assert "\n" not in request["ModelPackageDescription"]
+    assert request["CustomerMetadataProperties"]["train_loss"] == "1e-05"
+    assert "epoch" not in request["CustomerMetadataProperties"]
+
+
+def test_output_archive_sits_beside_the_model_artifact() -> None:
+    # Given a described job, with and without a model artifact
+    job = {"TrainingJobName": "j", "OutputDataConfig": {"S3OutputPath": "s3://b/models/"}}
+    with_model = {**job, "ModelArtifacts": {"S3ModelArtifacts": "s3://b/other/j/output/model.tar.gz"}}
+
+    # When / Then the output archive is found next to the model, else under the output path
+    assert logic.output_archive_uri(with_model) == "s3://b/other/j/output/output.tar.gz"
+    assert logic.output_archive_uri(job) == "s3://b/models/j/output/output.tar.gz"
+    assert logic.output_archive_uri({"TrainingJobName": "j"}) is None
+
+
+def test_pending_message_says_how_to_approve() -> None:
+    # Given a package waiting for manual approval
+    decision = gate(GOOD, manual_approval=True)
+
+    # When the notification is written
+    subject, body = logic.registered_message(
+        job_name=PREFIX + "1",
+        decision=decision,
+        model_package_arn="arn:p",
+        evaluation_uri="s3://b/e",
+        duplicate=False,
+    )
+
+    # Then it names the decision and the command that approves it
+    assert subject == f"AcousticShield: {PREFIX}1 PendingManualApproval"
+    assert "Metrics (test): accuracy 0.9100, f1 0.8800, clip_accuracy 0.9300" in body
+    assert (
+        "aws sagemaker update-model-package --model-package-arn arn:p --model-approval-status Approved"
+        in body
+    )
+
+
+# --- the handler against emulated AWS -----------------------------------------------------------------
+
+
+@dataclass
+class World:
+    """The emulated account: clients to arrange and inspect it, and the queue that receives the topic."""
+
+    sagemaker: Any
+    s3: Any
+    sns: Any
+    sqs: Any
+    queue_url: str
+
+    def messages(self) -> list[dict[str, str]]:
+        """Every SNS message delivered so far, as ``{"Subject", "Message"}``."""
+        found: list[dict[str, str]] = []
+        while True:
+            batch = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
+            if not batch:
+                return found
+            for message in batch:
+                envelope = json.loads(message["Body"])
+                found.append({"Subject": envelope.get("Subject", ""), "Message": envelope["Message"]})
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def packages(self) -> list[dict[str, Any]]:
+        summaries = self.sagemaker.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]
+        return [
+            self.sagemaker.describe_model_package(ModelPackageName=s["ModelPackageArn"]) for s in summaries
+        ]
+
+
+@pytest.fixture
+def world(emulated_aws: None, strict_requests: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """A model package group, the data bucket, the topic with a queue subscribed, and the promoter's env."""
+    sagemaker, s3, sns, sqs = (
+        boto3.client(name, region_name=REGION) for name in ("sagemaker", "s3", "sns", "sqs")
+    )
+    sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+    s3.create_bucket(Bucket=BUCKET)
+    topic_arn = sns.create_topic(Name="promotions")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="promotions")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    for name, value in {**ENVIRONMENT, "TOPIC_ARN": topic_arn}.items():
+        monkeypatch.setenv(name, value)
+
+    # The handler builds its clients on first use: inside the emulator, with the strict checks.
+    handler_module.dependencies.cache_clear()
+    yield World(sagemaker=sagemaker, s3=s3, sns=sns, sqs=sqs, queue_url=queue_url)
+    handler_module.dependencies.cache_clear()
+
+
+def archive(files: Mapping[str, Any]) -> bytes:
+    """A tar.gz holding each file at the archive root, as SageMaker packs the output directory."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, content in files.items():
+            data = content if isinstance(content, bytes) else json.dumps(content).encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def training_job(
+    world: World,
+    name: str,
+    *,
+    metrics: Mapping[str, float] | None = None,
+    final_metrics: Mapping[str, float] | None = None,
+    status: str = "Completed",
+    failure_reason: str | None = None,
+    output: bytes | None = None,
+) -> dict[str, Any]:
+    """Creates a training job and its output; returns the EventBridge event SageMaker would send.
+
+    moto marks every job Completed with a fixed FinalMetricDataList, so the status, failure reason and
+    final metrics of the emulated job are set in moto's backend.
+    """
+    world.sagemaker.create_training_job(
+        TrainingJobName=name,
+        AlgorithmSpecification={
+            "TrainingImage": IMAGE.replace("inference", "training"),
+            "TrainingInputMode": "File",
+        },
+        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/training",
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/models"},
+        ResourceConfig={"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600},
+    )
+    job = sagemaker_backends[ACCOUNT][REGION].training_jobs[name]
+    job.training_job_status = status
+    if failure_reason:
+        job.failure_reason = failure_reason  # type: ignore[attr-defined]
+    if final_metrics is not None:
+        job.final_metric_data_list = [
+            {"MetricName": key, "Value": value, "Timestamp": job.creation_time}
+            for key, value in final_metrics.items()
+        ]
+    if status == "Completed":
+        world.s3.put_object(
+            Bucket=BUCKET, Key=f"models/{name}/output/model.tar.gz", Body=archive({"config.json": {}})
+        )
+        if output is None:
+            output = archive(
+                {"metrics.json": dict(metrics or {}), "evaluation.json": {"metrics": dict(metrics or {})}}
+            )
+        if output:
+            world.s3.put_object(Bucket=BUCKET, Key=f"models/{name}/output/output.tar.gz", Body=output)
+    return {
+        "version": "0",
+        "source": "aws.sagemaker",
+        "detail-type": "SageMaker Training Job State Change",
+        "region": REGION,
+        "account": ACCOUNT,
+        "detail": {"TrainingJobName": name, "TrainingJobStatus": status},
+    }
+
+
+def test_passing_job_is_registered_as_approved(world: World, lambda_context: Any) -> None:
+    # Given a completed job whose metrics.json passes the gate
+    event = training_job(world, PREFIX + "1", metrics=GOOD)
+
+    # When the promoter handles its event
+    result = handler(event, lambda_context)
+
+    # Then one Approved package points at the model, its evaluation report and the job
+    assert result["decision"] == "Approved"
+    assert result["duplicate"] is False
+    (package,) = world.packages()
+    assert package["ModelPackageArn"] == result["model_package_arn"]
+    assert package["ModelApprovalStatus"] == "Approved"
+    container = package["InferenceSpecification"]["Containers"][0]
+    assert container["Image"] == IMAGE
+    assert container["ModelDataUrl"] == f"s3://{BUCKET}/models/{PREFIX}1/output/model.tar.gz"
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert package["InferenceSpecification"]["SupportedRealtimeInferenceInstanceTypes"] == ["ml.m5.xlarge"]
+    assert package["CustomerMetadataProperties"] == {
+        "training_job": PREFIX + "1",
+        "metrics_split": "test",
+        "accuracy": "0.91",
+        "f1": "0.88",
+        "clip_accuracy": "0.93",
+        "test_accuracy": "0.91",
+        "test_f1": "0.88",
+        "test_clip_accuracy": "0.93",
+        "test_loss": "0.3",
+    }
+    statistics = package["ModelMetrics"]["ModelQuality"]["Statistics"]
+    assert statistics["S3Uri"] == f"s3://{BUCKET}/evaluation/{PREFIX}1/evaluation.json"
+    # And the evaluation report was copied there from the job's output
+    report = world.s3.get_object(Bucket=BUCKET, Key=f"evaluation/{PREFIX}1/evaluation.json")["Body"].read()
+    assert json.loads(report) == {"metrics": GOOD}
+    # And people are told
+    (message,) = world.messages()
+    assert message["Subject"] == f"AcousticShield: {PREFIX}1 Approved"
+    assert "Metrics (test): accuracy 0.9100, f1 0.8800, clip_accuracy 0.9300" in message["Message"]
+
+
+def test_final_metric_data_is_used_when_the_output_has_no_metrics(world: World, lambda_context: Any) -> None:
+    # Given metrics only in FinalMetricDataList, and an output without metrics.json or evaluation.json
+    event = training_job(
+        world, PREFIX + "1", final_metrics=GOOD, output=archive({"confusion_matrix.png": b"png"})
+    )
+
+    # When the promoter handles its event
+    result = handler(event, lambda_context)
+
+    # Then the gate used them, and a report of what it saw stands in for the missing evaluation.json
+    assert result["decision"] == "Approved"
+    report = world.s3.get_object(Bucket=BUCKET, Key=f"evaluation/{PREFIX}1/evaluation.json")["Body"].read()
+    assert json.loads(report)["metrics"]["test_f1"] == 0.88
+
+
+def test_job_below_threshold_is_registered_as_rejected(world: World, lambda_context: Any) -> None:
+    # Given a completed job whose f1 is below the minimum
+    event = training_job(world, PREFIX + "1", metrics={**GOOD, "test_f1": 0.4})
+
+    # When the promoter handles its event
+    result = handler(event, lambda_context)
+
+    # Then the package is registered as Rejected, saying why
+    assert result["decision"] == "Rejected"
+    assert result["reasons"] == ["test_f1 0.4000 < min_f1 0.7500"]
+    (package,) = world.packages()
+    assert package["ModelApprovalStatus"] == "Rejected"
+    assert package["ModelPackageDescription"] == "Rejected: test_f1 0.4000 < min_f1 0.7500"
+    (message,) = world.messages()
+    assert "- test_f1 0.4000 < min_f1 0.7500" in message["Message"]
+
+
+def test_job_worse_than_the_approved_model_is_rejected(world: World, lambda_context: Any) -> None:
+    # Given an approved model from an earlier job
+    first = handler(training_job(world, PREFIX + "1", metrics=GOOD), lambda_context)
+    assert first["decision"] == "Approved"
+    # And a new job that passes the thresholds but is 0.05 worse on f1
+    event = training_job(world, PREFIX + "2", metrics={**GOOD, "test_f1": 0.83})
+
+    # When the promoter handles the new job's event
+    result = handler(event, lambda_context)
+
+    # Then the new package is rejected against the approved one, which stays approved
+    assert result["decision"] == "Rejected"
+    assert result["reasons"] == [
+        "f1 0.8300 is 0.0500 below the approved model's 0.8800 (max_regression 0.0100)"
+    ]
+    statuses = {
+        p["CustomerMetadataProperties"]["training_job"]: p["ModelApprovalStatus"] for p in world.packages()
+    }
+    assert statuses == {PREFIX + "1": "Approved", PREFIX + "2": "Rejected"}
+
+
+def test_manual_approval_registers_a_passing_job_as_pending(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given manual approval is on
+    monkeypatch.setenv("MANUAL_APPROVAL", "true")
+    event = training_job(world, PREFIX + "1", metrics=GOOD)
+
+    # When the promoter handles a passing job's event
+    result = handler(event, lambda_context)
+
+    # Then the package waits for a person, and the message says how to approve it
+    assert result["decision"] == "PendingManualApproval"
+    (package,) = world.packages()
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    (message,) = world.messages()
+    assert (
+        f"--model-package-arn {result['model_package_arn']} --model-approval-status Approved"
+        in message["Message"]
+    )
+
+
+def test_duplicate_event_registers_no_second_package(world: World, lambda_context: Any) -> None:
+    # Given an event that was already handled
+    event = training_job(world, PREFIX + "1", metrics=GOOD)
+    first = handler(event, lambda_context)
+
+    # When EventBridge delivers it again
+    second = handler(event, lambda_context)
+
+    # Then the existing package is reported, and there is still only one
+    assert second["duplicate"] is True
+    assert second["model_package_arn"] == first["model_package_arn"]
+    assert second["decision"] == "Approved"
+    assert (
+        second["reasons"][0]
+        == f"already registered for this job as {first['model_package_arn']}; nothing new was created"
+    )
+    assert len(world.packages()) == 1
+    # And the repeat is notified as such, in case the first message was never sent
+    messages = world.messages()
+    assert len(messages) == 2
+    assert "Repeated event" in messages[1]["Message"]
+
+
+def test_missing_output_rejects_the_job_without_crashing(world: World, lambda_context: Any) -> None:
+    # Given a completed job with no metrics anywhere and no output.tar.gz
+    event = training_job(world, PREFIX + "1", output=b"")
+
+    # When the promoter handles its event
+    result = handler(event, lambda_context)
+
+    # Then it is registered as Rejected, naming the missing metrics and the missing archive
+    assert result["decision"] == "Rejected"
+    assert "eval_f1 is missing from the job's metrics" in result["reasons"]
+    assert f"s3://{BUCKET}/models/{PREFIX}1/output/output.tar.gz does not exist" in result["reasons"]
+    assert [p["ModelApprovalStatus"] for p in world.packages()] == ["Rejected"]
+
+
+def test_corrupt_output_rejects_the_job_without_crashing(world: World, lambda_context: Any) -> None:
+    # Given a completed job whose output.tar.gz is not an archive
+    event = training_job(world, PREFIX + "1", output=b"not a tarball")
+
+    # When the promoter handles its event
+    result = handler(event, lambda_context)
+
+    # Then it is rejected, saying the archive is unreadable
+    assert result["decision"] == "Rejected"
+    assert any("is not a readable tar.gz" in reason for reason in result["reasons"])
+
+
+def test_failed_job_is_notified_and_registers_nothing(world: World, lambda_context: Any) -> None:
+    # Given a job that failed
+    event = training_job(
+        world, PREFIX + "1", status="Failed", failure_reason="AlgorithmError: CUDA out of memory"
+    )
+
+    # When the promoter handles its event
+    result = handler(event, lambda_context)
+
+    # Then people get the job, status and reason, and no package exists
+    assert result == {
+        "job": PREFIX + "1",
+        "status": "Failed",
+        "decision": "NotRegistered",
+        "model_package_arn": None,
+        "duplicate": False,
+        "reasons": ["training job Failed: AlgorithmError: CUDA out of memory"],
+    }
+    (message,) = world.messages()
+    assert message["Subject"] == f"AcousticShield: {PREFIX}1 Failed"
+    assert message["Message"] == (
+        f"Training job {PREFIX}1 failed; no model package was registered.\n"
+        "Reason: AlgorithmError: CUDA out of memory"
+    )
+    assert world.packages() == []
+
+
+def test_stopped_job_is_notified_and_registers_nothing(world: World, lambda_context: Any) -> None:
+    # Given a job that was stopped, with no failure reason
+    event = training_job(world, PREFIX + "1", status="Stopped")
+
+    # When the promoter handles its event
+    result = handler(event, lambda_context)
+
+    # Then the message says so and nothing is registered
+    assert result["decision"] == "NotRegistered"
+    assert world.messages()[0]["Message"].endswith("Reason: none given")
+    assert world.packages() == []
+
+
+def test_the_described_status_wins_over_the_event(world: World, lambda_context: Any) -> None:
+    # Given an event that claims success for a job that actually failed
+    event = training_job(world, PREFIX + "1", status="Failed", failure_reason="boom")
+    event["detail"]["TrainingJobStatus"] = "Completed"
+
+    # When the promoter handles it
+    result = handler(event, lambda_context)
+
+    # Then DescribeTrainingJob decides
+    assert result["decision"] == "NotRegistered"
+    assert world.packages() == []
+
+
+def test_job_of_another_deployment_is_ignored(world: World, lambda_context: Any) -> None:
+    # Given an event for a job without this deployment's prefix
+    event = training_job(world, "someone-elses-job", metrics=GOOD)
+
+    # When the promoter handles it
+    result = handler(event, lambda_context)
+
+    # Then nothing is registered or sent
+    assert result["decision"] == "Ignored"
+    assert world.packages() == []
+    assert world.messages() == []
+
+
+def test_aws_errors_propagate_so_the_event_is_retried(world: World, lambda_context: Any) -> None:
+    # Given an event for a job SageMaker does not know
+    event = {"detail": {"TrainingJobName": PREFIX + "missing", "TrainingJobStatus": "Completed"}}
+
+    # When / Then the service's error reaches the caller
+    with pytest.raises(ClientError, match="Could not find training job"):
+        handler(event, lambda_context)
+
+
+def test_bad_environment_fails_naming_the_variable(
+    world: World, lambda_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a container started without a threshold
+    monkeypatch.delenv("MIN_CLIP_ACCURACY")
+    event = training_job(world, PREFIX + "1", metrics=GOOD)
+
+    # When / Then the first invocation fails, naming it
+    with pytest.raises(SettingsError, match="MIN_CLIP_ACCURACY is missing"):
+        handler(event, lambda_context)
+
+
+def test_handler_logs_one_structured_line(
+    world: World, lambda_context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a passing job
+    event = training_job(world, PREFIX + "1", metrics=GOOD)
+
+    # When the promoter handles its event
+    with caplog.at_level("INFO", logger=handler_module.logger.name):
+        result = handler(event, lambda_context)
+
+    # Then one JSON line records the outcome and the request id
+    (record,) = [r for r in caplog.records if r.name == handler_module.logger.name]
+    logged = json.loads(record.getMessage())
+    assert logged["decision"] == result["decision"] == "Approved"
+    assert logged["request_id"] == lambda_context.aws_request_id
