@@ -195,9 +195,9 @@ def assign_splits(
 ) -> list[Clip]:
     """Clips without a fixed split go to train, validation or test, stratified by label and grouped.
 
-    Within a label, groups are ordered by a hash of (seed, group), so the assignment is the same on
-    every run and machine, and adding a clip moves no other clip. Groups (ESC-50: the source recording)
-    never straddle two splits.
+    Within a label, groups are ordered by a hash of (seed, group) and the first ones fill the test and
+    validation quotas, so the assignment is the same on every run and machine, and a clip added or
+    removed moves at most a few others. Groups (ESC-50: the source recording) never straddle two splits.
     """
     open_by_label: dict[str, list[Clip]] = defaultdict(list)
     for clip in clips:

@@ -94,9 +94,11 @@ def read_csv(text: str, where: str, required: Iterable[str], expected: str) -> l
         rows = []
         for row in reader:
             if None in row or any(value is None for value in row.values()):
+                extra = row.pop(None, None) or []
+                fields = sum(value is not None for value in row.values()) + len(extra)
                 raise StagingError(
-                    f"{where} line {reader.line_num}: {len(row) - (None in row)} fields where the header "
-                    f"has {len(columns)}; expected {expected}"
+                    f"{where} line {reader.line_num}: {fields} field(s) where the header has "
+                    f"{len(columns)}; expected {expected}"
                 )
             rows.append({key: value.strip() for key, value in row.items()})
         return rows
@@ -209,6 +211,7 @@ def fsd50k(options: SourceOptions) -> SourceSet:
     clips += [(FSD50K_EVAL_AUDIO, row["fname"], _labels(row["labels"]), "test") for row in eval_rows]
 
     vocabulary = {label for _, _, labels, _ in clips for label in labels}
+    notes: list[str] = []
     if options.classes:
         unknown = sorted(set(options.classes) - vocabulary)
         if unknown:
@@ -218,9 +221,12 @@ def fsd50k(options: SourceOptions) -> SourceSet:
             )
         classes = set(options.classes)
     else:
-        classes = leaf_labels([labels for _, _, labels, _ in clips])
+        classes, merged = leaf_labels([labels for _, _, labels, _ in clips])
+        for alias, kept in sorted(merged.items()):
+            if kept in classes:
+                notes.append(f"{alias} is on exactly the clips {kept} is on; they are one class, {kept}")
 
-    found = SourceSet(title="FSD50K", candidates=[])
+    found = SourceSet(title="FSD50K", candidates=[], notes=notes)
     archives: dict[str, MultiPartZip] = {}
     for archive_name, fname, labels, split in clips:
         label, reason = map_labels(labels, classes)
@@ -279,20 +285,28 @@ def _split_zip_reader(archive: MultiPartZip, member: str) -> Reader:
     return read
 
 
-def leaf_labels(label_sets: list[frozenset[str]]) -> set[str]:
+def leaf_labels(label_sets: list[frozenset[str]]) -> tuple[set[str], dict[str, str]]:
     """Labels that are no other label's ancestor, with the hierarchy recovered from the ground truth.
 
     FSD50K propagates every label up the AudioSet ontology (a "Bark" clip also carries "Dog",
-    "Domestic_animals_and_pets" and "Animal"), so A is an ancestor of B exactly when every clip with B
-    also has A and A has more clips.
+    "Domestic_animals_and_pets" and "Animal"), so A is an ancestor of B when every clip with B also
+    has A and A has more clips. Two labels on exactly the same clips cannot be told apart (both names
+    fit every one of those clips): they become one class named after the alphabetically first, and the
+    second value maps each merged label to that name.
     """
     count: Counter[str] = Counter()
     together: Counter[tuple[str, str]] = Counter()
     for labels in label_sets:
         count.update(labels)
         together.update((b, a) for b in labels for a in labels if a != b)
-    ancestors = {a for (b, a), n in together.items() if n == count[b] and count[a] > count[b]}
-    return set(count) - ancestors
+    implied = [(b, a) for (b, a), n in together.items() if n == count[b]]  # every clip with b has a
+    ancestors = {a for b, a in implied if count[a] > count[b]}
+    merged = {a: b for b, a in implied if count[a] == count[b] and b < a}
+    for label, kept in list(merged.items()):
+        while kept in merged:
+            kept = merged[kept]
+        merged[label] = kept
+    return set(count) - ancestors - set(merged), merged
 
 
 def map_labels(labels: frozenset[str], classes: set[str]) -> tuple[str | None, str]:
