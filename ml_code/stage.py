@@ -116,6 +116,8 @@ def _check(args: argparse.Namespace) -> None:
     for option, source in only.items():
         if getattr(args, option) not in (None, False) and args.source != source:
             raise StagingError(f"--{option.replace('_', '-')} applies to the {source} source only")
+    if args.sha256 and args.source == "folder":
+        raise StagingError("--sha256 pins downloaded archives: it applies to esc50 and fsd50k")
     if args.source == "fsd50k" and args.validation_fraction is not None:
         raise StagingError(
             "--validation-fraction does not apply to fsd50k: its ground truth fixes the splits"

@@ -127,6 +127,19 @@ def _archive(name: str, url: str | None, options: SourceOptions, cache: str) -> 
     )
 
 
+def _open_zip(path: Path, options: SourceOptions) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except zipfile.BadZipFile as err:
+        hint = "check --source-url"
+        if path.is_relative_to(options.cache_dir):
+            # A download that ended early without an error is checksummed as it is; drop it.
+            path.unlink()
+            path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+            hint = "removed it from the cache; run again to download it afresh, or check --source-url"
+        raise StagingError(f"{path.name} is not a zip archive ({err}); {hint}") from err
+
+
 # --- ESC-50 -----------------------------------------------------------------------------------------
 
 
@@ -134,11 +147,10 @@ def esc50(options: SourceOptions) -> SourceSet:
     """Folds to splits: ``--fold`` (default 5) is ``test``; the rest train (validation carved later)."""
     if options.fold not in ESC50_FOLDS:
         raise StagingError(f"--fold {options.fold} is not an ESC-50 fold; use 1 to 5")
-    path = _archive("ESC-50-master.zip", options.source_url or ESC50_URL, options, "esc50")
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as err:
-        raise StagingError(f"{path.name} is not a zip archive ({err}); check --source-url") from err
+    archive = _open_zip(
+        _archive("ESC-50-master.zip", options.source_url or ESC50_URL, options, "esc50"), options
+    )
+    path = Path(str(archive.filename))
     names = set(archive.namelist())
     meta = next((n for n in sorted(names) if n.endswith(ESC50_META)), None)
     if meta is None:
@@ -198,7 +210,9 @@ def fsd50k(options: SourceOptions) -> SourceSet:
             return _archive(name, base.rstrip("/") + "/" + name, options, "fsd50k")
         return _archive(name, str(Path(base).expanduser() / name), options, "fsd50k")
 
-    truth = zipfile.ZipFile(get(FSD50K_GROUND_TRUTH))
+    if "" in options.sha256:
+        raise StagingError("fsd50k downloads several archives; pin each one with --sha256 FILE=HEX")
+    truth = _open_zip(get(FSD50K_GROUND_TRUTH), options)
     dev_rows = _fsd_rows(truth, "dev.csv", FSD50K_DEV_COLUMNS)
     eval_rows = _fsd_rows(truth, "eval.csv", FSD50K_EVAL_COLUMNS)
 

@@ -83,7 +83,7 @@ def http_files() -> Iterator[FileServer]:
     files = FileServer()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(files))
     files.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield files
     httpd.shutdown()

@@ -110,3 +110,18 @@ def test_a_missing_archive_is_a_one_line_http_error(http_files, run_stage, tmp_p
     # Then the error names the URL and the HTTP status
     assert result.code == 2
     assert result.err.strip().splitlines()[-1] == f"error: {url}: HTTP 404 Not Found"
+
+
+def test_a_download_that_is_not_a_zip_is_dropped_from_the_cache(http_files, run_stage, tmp_path):
+    # Given a server that answers with something other than the archive
+    http_files.files["ESC-50-master.zip"] = b"<html>rate limited</html>"
+
+    # When staging downloads it
+    result = run_stage(
+        "esc50", "--source-url", http_files.url("ESC-50-master.zip"), "--to", str(tmp_path / "o")
+    )
+
+    # Then the error says so, and the next run will not reuse the bad copy
+    assert result.code == 2
+    assert "is not a zip archive" in result.err and "run again to download it afresh" in result.err
+    assert not list((tmp_path / "cache" / "esc50").iterdir())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -133,3 +134,20 @@ def test_a_folder_in_s3_is_staged_from_its_prefix(run_stage, s3, tmp_path):
     }
     assert "1 file(s) that are not audio ignored" in result.out
     shutil.rmtree(local)
+
+
+def test_an_archive_mirrored_in_s3_is_the_source_and_its_pin_is_checked(run_stage, s3, tmp_path):
+    # Given the ESC-50 archive mirrored in the bucket, and its sha256
+    data = esc50_zip()
+    s3.put_object(Bucket=BUCKET, Key="mirror/ESC-50-master.zip", Body=data)
+    pin = hashlib.sha256(data).hexdigest()
+
+    # When it is staged from there with the pin
+    result = run_stage(
+        "esc50", "--source-url", f"s3://{BUCKET}/mirror/ESC-50-master.zip", "--to", DEST, "--sha256", pin
+    )
+
+    # Then it is downloaded into the cache, verified, and staged
+    assert result.code == 0, result.err
+    assert (tmp_path / "cache" / "esc50" / "ESC-50-master.zip").read_bytes() == data
+    assert len(versions(s3, "datasets/esc50/")) == 31
