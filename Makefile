@@ -17,7 +17,7 @@ help: ## List the targets
 
 install: $(VENV)/.installed node_modules/.installed ## Create .venv and node_modules (idempotent)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt ml_code/requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt ml_code/requirements.txt ml_code/requirements-staging.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt

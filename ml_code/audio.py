@@ -183,3 +183,28 @@ def windows(samples: np.ndarray, length: int, hop: int) -> np.ndarray:
     """Overlapping windows as a (n_windows, length) array; a short clip becomes one padded window."""
     starts = window_starts(samples.shape[0], length, hop)
     return np.stack([fit_length(samples[s : s + length], length) for s in starts])
+
+
+def validate(source: Source, *, max_seconds: float | None = None) -> AudioInfo:
+    """Decodes every sample (no resampling) and returns what the file really holds.
+
+    The same checks as ``decode``, for dataset staging: a clip that passes here decodes in training.
+    ``frames`` is the number of frames actually read, which a truncated file makes shorter than its header.
+    """
+    with _open(source) as handle:
+        info = _check_header(handle, max_seconds)
+        try:
+            samples = handle.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioDecodeError(f"the audio data is corrupt ({_reason(err)})") from err
+    if samples.size == 0:
+        raise AudioDecodeError("the audio has no samples")
+    if not np.isfinite(samples).all():
+        raise AudioDecodeError("the audio contains NaN or infinite samples")
+    return AudioInfo(
+        sample_rate=info.sample_rate,
+        channels=info.channels,
+        frames=int(samples.shape[0]),
+        format=info.format,
+        subtype=info.subtype,
+    )
