@@ -15,6 +15,7 @@ from .data_stack import DataStack
 from .images import huggingface_image
 from .training.execution_role import ExecutionRoleProps, TrainingExecutionRole
 from .training.launcher import LauncherProps, TrainingLauncher
+from .training.promoter import ModelPromoter, PromoterProps
 from .training.registry import ModelRegistry, RegistryProps
 from .training.stager import DatasetStager, StagerProps
 
@@ -85,7 +86,27 @@ class TrainingStack(cdk.Stack):
         self.registry = ModelRegistry(
             self,
             "Registry",
-            props=RegistryProps(group_name=config.name_prefix, job_name_prefix=prefix, key=shared.key),
+            props=RegistryProps(group_name=config.name_prefix, key=shared.key),
+        )
+        serving_image = huggingface_image(
+            self,
+            kind="inference",
+            version=config.serving.image_version,
+            instance_type=config.serving.instance_type,
+        )
+        self.promoter = ModelPromoter(
+            self,
+            "Promoter",
+            props=PromoterProps(
+                group_name=config.name_prefix,
+                job_name_prefix=prefix,
+                quality=config.quality,
+                topic=self.registry.topic,
+                bucket=shared.bucket,
+                key=shared.key,
+                inference_image=serving_image.uri,
+                serving_instance_type=config.serving.instance_type,
+            ),
         )
 
         cdk.CfnOutput(self, "LauncherFunctionName", value=self.launcher.function.function_name)

@@ -196,11 +196,14 @@ def test_staging_project_is_encrypted_and_runs_the_stage_command(training_templa
     assert resolved(writes["Resource"]).endswith('"/datasets/*"]]}')
 
 
-def test_registry_group_and_failure_notifications(training_template: Template) -> None:
+def test_registry_group_and_encrypted_topic(training_template: Template) -> None:
     training_template.has_resource_properties(
         "AWS::SageMaker::ModelPackageGroup", {"ModelPackageGroupName": "acoustic-shield-dev"}
     )
     training_template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+
+
+def test_every_finished_job_of_this_app_reaches_the_promoter(training_template: Template) -> None:
     training_template.has_resource_properties(
         "AWS::Events::Rule",
         {
@@ -209,11 +212,65 @@ def test_registry_group_and_failure_notifications(training_template: Template) -
                 "detail-type": ["SageMaker Training Job State Change"],
                 "detail": {
                     "TrainingJobName": [{"prefix": "acoustic-shield-dev-train-"}],
-                    "TrainingJobStatus": ["Failed"],
+                    "TrainingJobStatus": ["Completed", "Failed", "Stopped"],
                 },
-            }
+            },
+            "Targets": [
+                Match.object_like(
+                    {
+                        "Arn": {"Fn::GetAtt": [Match.string_like_regexp("PromoterHandlerFunction"), "Arn"]},
+                        "DeadLetterConfig": Match.any_value(),
+                        "RetryPolicy": {"MaximumEventAgeInSeconds": 21600, "MaximumRetryAttempts": 4},
+                    }
+                )
+            ],
         },
     )
+
+
+def test_promoter_gets_the_quality_gate_and_the_inference_image(training_template: Template) -> None:
+    training_template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "promoter.handler.handler",
+            "ReservedConcurrentExecutions": 1,
+            "Environment": {
+                "Variables": Match.object_like(
+                    {
+                        "MODEL_PACKAGE_GROUP": "acoustic-shield-dev",
+                        "JOB_NAME_PREFIX": "acoustic-shield-dev-train-",
+                        "MIN_ACCURACY": "0.5",
+                        "MIN_F1": "0.5",
+                        "MIN_CLIP_ACCURACY": "0.5",
+                        "MAX_REGRESSION": "0.01",
+                        "MANUAL_APPROVAL": "false",
+                        "EVALUATION_PREFIX": "evaluation/",
+                        "SERVING_INSTANCE_TYPE": "ml.m5.xlarge",
+                        "INFERENCE_IMAGE": {
+                            "Fn::Join": [
+                                "",
+                                Match.array_with(
+                                    [
+                                        "/huggingface-pytorch-inference:2.6.0-transformers4.51.3-cpu-py312-ubuntu22.04"
+                                    ]
+                                ),
+                            ]
+                        },
+                    }
+                )
+            },
+        },
+    )
+
+
+def test_promoter_registers_only_in_its_group_and_reads_only_job_outputs(training_template: Template) -> None:
+    sids = by_sid(training_template, "PromoterHandlerRole")
+    assert resolved(sids["RegisterModels"]["Resource"]).count("acoustic-shield-dev") == 2
+    assert ":model-package-group/acoustic-shield-dev" in resolved(sids["RegisterModels"]["Resource"])
+    assert resolved(sids["ReadJobOutputs"]["Resource"]).endswith('"/models/*"]]}')
+    assert resolved(sids["WriteEvaluations"]["Resource"]).endswith('"/evaluation/*"]]}')
+    assert sids["ReadOwnTrainingJobs"]["Action"] == "sagemaker:DescribeTrainingJob"
+    assert sids["Notify"]["Action"] == "sns:Publish"
 
 
 def test_training_image_is_resolved_per_region(training_template: Template) -> None:
