@@ -19,6 +19,7 @@ MODELS_PREFIX = "models/"  # training job outputs: <job>/output/{model,output}.t
 CHECKPOINTS_PREFIX = "checkpoints/"  # per-job spot checkpoints: <job>/
 EVALUATION_PREFIX = "evaluation/"  # evaluation reports attached to model packages: <job>/evaluation.json
 DATACAPTURE_PREFIX = "datacapture/"  # endpoint data capture, when enabled
+RAW_PREFIX = "raw/"  # your own clips before staging (the `folder` source): <name>/<label>/*.wav or a CSV
 
 
 class DataStack(cdk.Stack):

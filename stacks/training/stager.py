@@ -16,7 +16,7 @@ from constructs import Construct
 
 from ..bundling import CopyBundler, bundling
 from ..config import StagingConfig
-from ..data_stack import DATASETS_PREFIX
+from ..data_stack import DATASETS_PREFIX, RAW_PREFIX
 from ..nag import acknowledge_findings, finding
 
 ML_CODE = Path(__file__).resolve().parents[2] / "ml_code"
@@ -98,7 +98,14 @@ class DatasetStager(Construct):
                 sid="ListDatasets",
                 actions=["s3:ListBucket"],
                 resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{DATASETS_PREFIX}*"]}},
+                conditions={"StringLike": {"s3:prefix": [f"{DATASETS_PREFIX}*", f"{RAW_PREFIX}*"]}},
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadRawClips",
+                actions=["s3:GetObject"],
+                resources=[bucket.arn_for_objects(f"{RAW_PREFIX}*")],
             )
         )
         self.role.add_to_policy(
@@ -118,6 +125,9 @@ class DatasetStager(Construct):
                 "Resource::"
                 + finding(self, bucket.arn_for_objects(f"{DATASETS_PREFIX}*")): "Staging writes any "
                 "clip of the dataset under datasets/; the file names come from the dataset.",
+                "Resource::"
+                + finding(self, bucket.arn_for_objects(f"{RAW_PREFIX}*")): "The `folder` source reads "
+                "your own clips from raw/; their names are yours.",
                 "Action::s3:GetObject*": "CDK's grant to read this build's source asset from the bootstrap bucket.",
                 "Action::s3:GetBucket*": "CDK's grant to read this build's source asset from the bootstrap bucket.",
                 "Action::s3:List*": "CDK's grant to read this build's source asset from the bootstrap bucket.",
