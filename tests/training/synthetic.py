@@ -36,7 +36,7 @@ def make_audiofolder(
     seconds: tuple[float, float] = (0.5, 2.6),
     broken: bool = False,
 ) -> Path:
-    """``root/<label>/<n>.<ext>`` with mixed rates, formats, mono and stereo; ``broken`` adds two bad files."""
+    """``root/<label>/<n>.<ext>`` in mixed rates, formats and channel counts; ``broken`` adds bad files."""
     rng = np.random.default_rng(seed)
     for label in labels:
         folder = root / label
