@@ -66,6 +66,7 @@ WEIGHT_FILES = (
 )
 # Printed as `<split>_<name>=<value>` lines; no name may be a prefix of another followed by `=`.
 METRIC_LINE_NAMES = ("loss", "accuracy", "f1", "clip_accuracy")
+MIN_WINDOW_SECONDS = 0.1
 TRAINING_FIELDS = {f.name for f in dataclasses.fields(TrainingArguments)}
 
 
@@ -203,8 +204,11 @@ def parse_arguments(argv: Sequence[str] | None) -> tuple[ModelArguments, DataArg
     parser.set_defaults(**training_defaults())
     args = _portable(sys.argv[1:] if argv is None else argv)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=args)
-    if data_args.max_length_seconds <= 0:
-        raise TrainingInputError(f"--max_length_seconds must be positive, got {data_args.max_length_seconds}")
+    if data_args.max_length_seconds < MIN_WINDOW_SECONDS:
+        raise TrainingInputError(
+            f"--max_length_seconds must be at least {MIN_WINDOW_SECONDS} (the feature encoder's receptive "
+            f"field is 25 ms), got {data_args.max_length_seconds}"
+        )
     if not 0 < data_args.validation_split_fraction < 1:
         raise TrainingInputError(
             f"--validation_split_fraction must be between 0 and 1, got {data_args.validation_split_fraction}"

@@ -100,6 +100,7 @@ def test_a_missing_required_path_names_the_argument_and_the_variable(missing, me
         train.resolve_paths(data, training, env)
 
 
-def test_a_non_positive_window_is_refused():
-    with pytest.raises(train.TrainingInputError, match="--max_length_seconds must be positive"):
-        train.parse_arguments(["--max_length_seconds", "0"])
+@pytest.mark.parametrize("seconds", ["0", "0.01", "-1"])
+def test_a_window_shorter_than_the_feature_encoder_needs_is_refused(seconds):
+    with pytest.raises(train.TrainingInputError, match="--max_length_seconds must be at least 0.1"):
+        train.parse_arguments(["--max_length_seconds", seconds])
