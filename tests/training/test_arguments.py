@@ -102,5 +102,5 @@ def test_a_missing_required_path_names_the_argument_and_the_variable(missing, me
 
 @pytest.mark.parametrize("seconds", ["0", "0.01", "-1"])
 def test_a_window_shorter_than_the_feature_encoder_needs_is_refused(seconds):
-    with pytest.raises(train.TrainingInputError, match="--max_length_seconds must be at least 0.1"):
+    with pytest.raises(train.TrainingInputError, match=r"--max_length_seconds must be at least 0\.1"):
         train.parse_arguments(["--max_length_seconds", seconds])
