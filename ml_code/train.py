@@ -1,0 +1,597 @@
+"""Fine-tunes a wav2vec2-style audio classifier on an ``audiofolder`` dataset, on SageMaker or locally.
+
+SageMaker runs ``python train.py --name value ...`` from this folder with the data channels in
+``SM_CHANNEL_TRAIN`` / ``SM_CHANNEL_VALIDATION`` / ``SM_CHANNEL_TEST``; locally the same paths are
+arguments::
+
+    python ml_code/train.py --model_name_or_path ml_code/configs/tiny-wav2vec2 \\
+        --train_dir data/train --test_dir data/test --model_dir out/model --output_data_dir out/eval
+
+Metric lines (``eval_accuracy=0.9312``) go to stdout for the training job's metric regexes. The model
+directory it leaves is self-contained (weights, feature extractor, labels, metrics, serving code) and
+deploys as ``model.tar.gz`` unchanged. Works with transformers 4.56 and 5.x.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+from tqdm.auto import tqdm
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModelForAudioClassification,
+    EvalPrediction,
+    HfArgumentParser,
+    PreTrainedModel,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+if __package__:
+    from . import audio, audiofolder, evaluation, layout
+else:  # run from the source dir, as the SageMaker containers do
+    import audio  # type: ignore[no-redef]
+    import audiofolder  # type: ignore[no-redef]
+    import evaluation  # type: ignore[no-redef]
+    import layout  # type: ignore[no-redef]
+
+logger = logging.getLogger(__name__)
+
+SOURCE_DIR = Path(__file__).resolve().parent
+SAGEMAKER_CHECKPOINT_DIR = Path("/opt/ml/checkpoints")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+# Printed as `<split>_<name>=<value>` lines; no name may be a prefix of another followed by `=`.
+METRIC_LINE_NAMES = ("loss", "accuracy", "f1", "clip_accuracy")
+MIN_WINDOW_SECONDS = 0.1
+TRAINING_FIELDS = {f.name for f in dataclasses.fields(TrainingArguments)}
+
+
+class TrainingInputError(ValueError):
+    """An argument or path is missing or unusable; the message says which and what to do."""
+
+
+@dataclass
+class ModelArguments:
+    """Which model to fine-tune and how."""
+
+    model_name_or_path: str = field(
+        default="facebook/wav2vec2-base",
+        metadata={
+            "help": "Checkpoint to fine-tune: a Hugging Face id or a local folder. A folder holding only "
+            "config.json and preprocessor_config.json initialises a model with random weights."
+        },
+    )
+    freeze_feature_encoder: bool = field(
+        default=True, metadata={"help": "Keep the convolutional feature encoder's weights fixed."}
+    )
+    export_onnx: bool = field(
+        default=False, metadata={"help": f"Also write {layout.ONNX_FILE} next to the weights."}
+    )
+
+
+@dataclass
+class DataArguments:
+    """Where the data comes from and where the results go; defaults from the SageMaker environment."""
+
+    train_dir: str | None = field(
+        default=None, metadata={"help": "audiofolder with <label>/<clip> files (default: $SM_CHANNEL_TRAIN)."}
+    )
+    validation_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Validation audiofolder (default: $SM_CHANNEL_VALIDATION; without one, a stratified "
+            "share of the training clips is held out)."
+        },
+    )
+    test_dir: str | None = field(
+        default=None,
+        metadata={"help": "Test audiofolder, evaluated once at the end (default: $SM_CHANNEL_TEST)."},
+    )
+    model_dir: str | None = field(
+        default=None, metadata={"help": "Where the deployable model goes (default: $SM_MODEL_DIR)."}
+    )
+    output_data_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where metrics and the evaluation report go (default: $SM_OUTPUT_DATA_DIR)."},
+    )
+    checkpoint_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Checkpoints, resumed from when the folder holds some (default: --output_dir if given, "
+            f"else {SAGEMAKER_CHECKPOINT_DIR} when it exists, else a temporary folder removed at the end)."
+        },
+    )
+    max_length_seconds: float = field(
+        default=5.0,
+        metadata={
+            "help": "Random training crop and evaluation/serving window, seconds (windows overlap by half)."
+        },
+    )
+    validation_split_fraction: float = field(
+        default=0.1,
+        metadata={"help": "Share of each label's clips held out when there is no validation data."},
+    )
+    decoded_cache_gb: float = field(
+        default=4.0,
+        metadata={"help": "Decoded audio kept in memory, GiB; beyond it clips are decoded per read."},
+    )
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Resolved input and output locations."""
+
+    train: Path
+    validation: Path | None
+    test: Path | None
+    model: Path
+    output: Path
+    checkpoints: Path | None  # None: a temporary folder
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run produced, for callers that run training in-process."""
+
+    metrics: dict[str, float]
+    model_dir: Path
+    resumed_from: str | None
+    start_step: int
+    global_step: int
+
+
+def training_defaults() -> dict[str, Any]:
+    """The Trainer settings this script uses unless overridden on the command line."""
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    defaults: dict[str, Any] = {
+        "num_train_epochs": 4.0,
+        "learning_rate": 3e-5,
+        "per_device_train_batch_size": 8,
+        "per_device_eval_batch_size": 8,
+        "eval_strategy": "epoch",
+        "save_strategy": "epoch",
+        "save_total_limit": 2,
+        "load_best_model_at_end": True,
+        "metric_for_best_model": "f1",
+        "logging_steps": 10,
+        "report_to": "none",
+        "seed": 42,
+        "bf16": bf16,
+        "fp16": cuda and not bf16,
+        "dataloader_num_workers": min(4, os.cpu_count() or 1) if cuda else 0,
+        "dataloader_pin_memory": cuda,
+    }
+    # transformers 5 folded warmup_ratio into warmup_steps (a value below 1 is a ratio).
+    defaults["warmup_ratio" if "warmup_ratio" in TRAINING_FIELDS else "warmup_steps"] = 0.1
+    return defaults
+
+
+def _portable(argv: Sequence[str]) -> list[str]:
+    """Accepts ``--warmup_ratio`` on every transformers version."""
+    if "warmup_ratio" in TRAINING_FIELDS:
+        return list(argv)
+    return [re.sub(r"^--warmup_ratio(?==|$)", "--warmup_steps", arg) for arg in argv]
+
+
+def parse_arguments(argv: Sequence[str] | None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+    """Parses ``--name value`` arguments (SageMaker hyperparameters) into the three dataclasses."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))  # type: ignore[arg-type]
+    parser.set_defaults(**training_defaults())
+    args = _portable(sys.argv[1:] if argv is None else argv)
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=args)
+    if data_args.max_length_seconds < MIN_WINDOW_SECONDS:
+        raise TrainingInputError(
+            f"--max_length_seconds must be at least {MIN_WINDOW_SECONDS} (the feature encoder's receptive "
+            f"field is 25 ms), got {data_args.max_length_seconds}"
+        )
+    if not 0 < data_args.validation_split_fraction < 1:
+        raise TrainingInputError(
+            f"--validation_split_fraction must be between 0 and 1, got {data_args.validation_split_fraction}"
+        )
+    return model_args, data_args, training_args
+
+
+def resolve_paths(data: DataArguments, training: TrainingArguments, environ: Mapping[str, str]) -> Paths:
+    """Command-line paths win over the SageMaker environment; train, model and output dirs are required."""
+
+    def pick(value: str | None, variable: str) -> Path | None:
+        chosen = value or environ.get(variable)
+        return Path(chosen) if chosen else None
+
+    train = pick(data.train_dir, "SM_CHANNEL_TRAIN")
+    if train is None:
+        raise TrainingInputError("no training data given: pass --train_dir or set SM_CHANNEL_TRAIN")
+    model = pick(data.model_dir, "SM_MODEL_DIR")
+    if model is None:
+        raise TrainingInputError("no model directory given: pass --model_dir or set SM_MODEL_DIR")
+    output = pick(data.output_data_dir, "SM_OUTPUT_DATA_DIR")
+    if output is None:
+        raise TrainingInputError(
+            "no output data directory given: pass --output_data_dir or set SM_OUTPUT_DATA_DIR"
+        )
+
+    checkpoints = Path(data.checkpoint_dir) if data.checkpoint_dir else None
+    if checkpoints is None and training.output_dir not in (None, "trainer_output"):
+        checkpoints = Path(training.output_dir)
+    if checkpoints is None and SAGEMAKER_CHECKPOINT_DIR.is_dir():
+        checkpoints = SAGEMAKER_CHECKPOINT_DIR
+    if checkpoints is None and training.world_size > 1:
+        raise TrainingInputError(
+            "distributed training needs one checkpoint folder for all processes: pass --checkpoint_dir "
+            "or configure SageMaker checkpoints"
+        )
+    return Paths(
+        train=train,
+        validation=pick(data.validation_dir, "SM_CHANNEL_VALIDATION"),
+        test=pick(data.test_dir, "SM_CHANNEL_TEST"),
+        model=model,
+        output=output,
+        checkpoints=checkpoints,
+    )
+
+
+def setup_logging(training: TrainingArguments) -> None:
+    """Script logs to stdout (INFO on the main process); transformers at its usual level."""
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    level = logging.INFO if training.should_log else logging.WARNING
+    for name in (logger.name, audiofolder.logger.name):
+        logging.getLogger(name).setLevel(level)
+    transformers.utils.logging.set_verbosity(training.get_process_log_level())
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+
+
+def load_splits(
+    paths: Paths, data: DataArguments, seed: int
+) -> tuple[audiofolder.Split, audiofolder.Split, audiofolder.Split | None]:
+    """Scans train, validation (or holds it out of train) and test; checks their labels agree."""
+    cache = audiofolder.DecodeCache(int(data.decoded_cache_gb * 2**30))
+    train = audiofolder.scan("train", paths.train, cache)
+    if len(train.labels) < 2:
+        raise audiofolder.DatasetLayoutError(
+            f"the train data folder {paths.train} has usable clips for {len(train.labels)} label(s) "
+            f"({', '.join(train.labels)}); a classifier needs at least 2 label folders with clips"
+        )
+    if paths.validation is not None:
+        validation = audiofolder.scan("validation", paths.validation, cache)
+        audiofolder.check_labels(validation, train.labels)
+    else:
+        logger.info(
+            "no validation data: holding out %.0f%% of each label's training clips",
+            100 * data.validation_split_fraction,
+        )
+        train, validation = audiofolder.stratified_split(train, data.validation_split_fraction, seed)
+    test = None
+    if paths.test is not None:
+        test = audiofolder.scan("test", paths.test, cache)
+        audiofolder.check_labels(test, train.labels)
+    for split in (train, validation, test):
+        if split is not None:
+            logger.info("%s", split.describe())
+            for skipped in split.skipped:
+                logger.info("  skipped %s: %s", skipped.path, skipped.reason)
+    return train, validation, test
+
+
+def load_model(
+    args: ModelArguments, labels: list[str]
+) -> tuple[PreTrainedModel, transformers.FeatureExtractionMixin]:
+    """The model with a fresh classification head for ``labels``, and its feature extractor."""
+    label2id = {label: i for i, label in enumerate(labels)}
+    id2label = dict(enumerate(labels))
+    source = args.model_name_or_path
+    config = AutoConfig.from_pretrained(
+        source,
+        num_labels=len(labels),
+        label2id=label2id,
+        id2label=id2label,
+        finetuning_task="audio-classification",
+    )
+    extractor = AutoFeatureExtractor.from_pretrained(source)
+    rate = getattr(extractor, "sampling_rate", None)
+    if rate != audio.TARGET_SAMPLE_RATE:
+        raise TrainingInputError(
+            f"{source} expects {rate} Hz audio; this pipeline decodes to {audio.TARGET_SAMPLE_RATE} Hz: "
+            "pick a 16 kHz model (wav2vec2, HuBERT, WavLM...)"
+        )
+    local = Path(source)
+    if local.is_dir() and not any((local / name).is_file() for name in WEIGHT_FILES):
+        logger.warning("%s holds a config but no weights: initialising the model with random weights", source)
+        model = AutoModelForAudioClassification.from_config(config)
+    else:
+        model = AutoModelForAudioClassification.from_pretrained(
+            source, config=config, ignore_mismatched_sizes=True
+        )
+    if args.freeze_feature_encoder:
+        if hasattr(model, "freeze_feature_encoder"):
+            model.freeze_feature_encoder()
+        else:
+            logger.warning("%s has no feature encoder to freeze; training all weights", type(model).__name__)
+    return model, extractor
+
+
+def featurize(extractor: Any, samples: np.ndarray) -> np.ndarray:
+    """One window or crop through the feature extractor (normalisation), as float32."""
+    values = extractor(samples, sampling_rate=audio.TARGET_SAMPLE_RATE, return_tensors="np")["input_values"]
+    return np.asarray(values[0], dtype=np.float32)
+
+
+def _logits(predictions: Any) -> np.ndarray:
+    return np.asarray(predictions[0] if isinstance(predictions, tuple) else predictions)
+
+
+def split_metrics(windows: audiofolder.Windows, prediction: EvalPrediction) -> dict[str, float]:
+    """Trainer ``compute_metrics`` for one evaluation set: window- and clip-level scores."""
+    logits = _logits(prediction.predictions)
+    if logits.shape[0] != len(windows):
+        raise RuntimeError(f"got {logits.shape[0]} predictions for {len(windows)} evaluation windows")
+    return evaluation.summary(logits, windows.window_labels, windows.clip_ids, windows.clip_labels)
+
+
+def print_metric_lines(metrics: Mapping[str, float], prefix: str, names: Sequence[str]) -> None:
+    """``<prefix>_<name>=<value>`` lines for the training job's metric regexes."""
+    for name in names:
+        value = metrics.get(f"{prefix}_{name}")
+        if value is not None:
+            # tqdm.write lifts any progress bar first, so each metric line stays a line of its own.
+            tqdm.write(f"{prefix}_{name}={value:.4f}", file=sys.stdout)
+
+
+class MetricLines(TrainerCallback):
+    """Prints the metric lines after every evaluation; records where training (re)started."""
+
+    def __init__(self) -> None:
+        self.start_step = 0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.start_step = state.global_step
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            print_metric_lines(kwargs.get("metrics") or {}, "eval", METRIC_LINE_NAMES)
+
+
+def find_resume_checkpoint(
+    training: TrainingArguments, checkpoint_dir: Path, labels: list[str]
+) -> str | None:
+    """An explicit ``--resume_from_checkpoint``, else the last checkpoint in the folder (spot restarts)."""
+    explicit = training.resume_from_checkpoint
+    checkpoint = explicit or (get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None)
+    if checkpoint is None:
+        return None
+    config = Path(checkpoint) / "config.json"
+    if config.is_file():
+        saved = json.loads(config.read_text()).get("id2label", {})
+        saved_labels = [saved[key] for key in sorted(saved, key=int)]
+        if saved_labels != labels:
+            raise TrainingInputError(
+                f"checkpoint {checkpoint} was trained on labels {saved_labels}, the data has {labels}; "
+                "point --checkpoint_dir at an empty folder to start afresh"
+            )
+    return str(checkpoint)
+
+
+class _Logits(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+        return self.model(input_values=input_values).logits
+
+
+def export_onnx(model: torch.nn.Module, path: Path, num_samples: int) -> None:
+    """ONNX graph: ``input_values`` float32 [batch, samples] -> ``logits``; batch and length dynamic."""
+    module = _Logits(model).to("cpu", torch.float32).eval()
+    example = torch.randn(1, num_samples)
+    # The TorchScript exporter needs only the onnx package; the dynamo one would also need onnxscript.
+    torch.onnx.export(
+        module,
+        (example,),
+        str(path),
+        input_names=["input_values"],
+        output_names=["logits"],
+        dynamic_axes={"input_values": {0: "batch", 1: "samples"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+
+
+def copy_serving_code(code_dir: Path) -> None:
+    """The inference handler, the audio module and the serving requirements, into ``code/``."""
+    if code_dir.exists():
+        shutil.rmtree(code_dir)
+    code_dir.mkdir(parents=True)
+    for name in layout.SERVING_CODE_FILES:
+        source = SOURCE_DIR / name
+        if source.is_file():
+            shutil.copy2(source, code_dir / name)
+        else:
+            logger.warning("%s is missing from %s: the model directory has no %s", name, SOURCE_DIR, name)
+    shutil.copy2(SOURCE_DIR / layout.SERVING_REQUIREMENTS, code_dir / "requirements.txt")
+
+
+def write_json(path: Path, content: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=2, sort_keys=False) + "\n")
+
+
+def write_model_files(model_dir: Path, labels: list[str], max_length_seconds: float, metrics: dict) -> None:
+    """Everything besides the weights that makes the model directory deployable on its own."""
+    write_json(
+        model_dir / layout.LABELS_FILE,
+        {
+            "labels": labels,
+            "sampling_rate": audio.TARGET_SAMPLE_RATE,
+            "max_length_seconds": max_length_seconds,
+        },
+    )
+    write_json(model_dir / layout.METRICS_FILE, metrics)
+    copy_serving_code(model_dir / layout.CODE_DIR)
+
+
+def write_reports(
+    output_dir: Path,
+    metrics: dict[str, float],
+    reports: dict[str, Any],
+    splits: Mapping[str, audiofolder.Split | None],
+    about: dict[str, Any],
+) -> None:
+    """metrics.json (flat), evaluation.json (full report) and one confusion-matrix PNG per split."""
+    names = {"eval": "validation", "test": "test"}
+    write_json(output_dir / layout.METRICS_FILE, metrics)
+    write_json(
+        output_dir / layout.EVALUATION_FILE,
+        {
+            **about,
+            "labels": next(iter(reports.values()))["labels"],
+            "metrics": metrics,
+            "data": {
+                name: {
+                    "root": str(split.root),
+                    "clips": len(split.clips),
+                    "per_class": split.counts(),
+                    "skipped": [dataclasses.asdict(s) for s in split.skipped],
+                }
+                for name, split in splits.items()
+                if split is not None
+            },
+            "evaluation": {names[prefix]: report for prefix, report in reports.items()},
+        },
+    )
+    for prefix, report in reports.items():
+        evaluation.plot_confusion_matrix(
+            report["clip"]["confusion_matrix"],
+            report["labels"],
+            output_dir / f"confusion_matrix_{names[prefix]}.png",
+            title=f"{names[prefix]}: clip level",
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> Outcome:
+    """Parses arguments, loads the data and the model, trains, evaluates and writes the model directory."""
+    model_args, data_args, training_args = parse_arguments(argv)
+    paths = resolve_paths(data_args, training_args, os.environ)
+    setup_logging(training_args)
+    precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
+    logger.info(
+        "device %s, precision %s, transformers %s, torch %s",
+        training_args.device,
+        precision,
+        transformers.__version__,
+        torch.__version__,
+    )
+    set_seed(training_args.seed)
+
+    train, validation, test = load_splits(paths, data_args, training_args.seed)
+    labels = train.labels
+    label2id = {label: i for i, label in enumerate(labels)}
+
+    model, extractor = load_model(model_args, labels)
+    length = round(data_args.max_length_seconds * audio.TARGET_SAMPLE_RATE)
+    hop = max(1, length // 2)
+    features = functools.partial(featurize, extractor)
+    train_set = audiofolder.RandomCrops(train.clips, label2id, length, features)
+    eval_sets = {"eval": audiofolder.Windows(validation.clips, label2id, length, hop, features)}
+    if test is not None:
+        eval_sets["test"] = audiofolder.Windows(test.clips, label2id, length, hop, features)
+
+    temporary = paths.checkpoints is None
+    checkpoint_dir = paths.checkpoints or Path(tempfile.mkdtemp(prefix="checkpoints-"))
+    training_args.output_dir = str(checkpoint_dir)
+    resume = find_resume_checkpoint(training_args, checkpoint_dir, labels)
+    logger.info(
+        "checkpoints in %s; %s", checkpoint_dir, f"resuming from {resume}" if resume else "starting afresh"
+    )
+
+    lines = MetricLines()
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_set,
+        eval_dataset=eval_sets["eval"],
+        processing_class=extractor,
+        compute_metrics=functools.partial(split_metrics, eval_sets["eval"]),
+        callbacks=[lines],
+    )
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+        metrics: dict[str, float] = {"train_loss": float(result.training_loss)}
+        reports: dict[str, Any] = {}
+        for prefix, windows in eval_sets.items():
+            trainer.compute_metrics = functools.partial(split_metrics, windows)
+            output = trainer.predict(windows, metric_key_prefix=prefix)
+            metrics.update(
+                {k: float(v) for k, v in (output.metrics or {}).items() if k.startswith(f"{prefix}_")}
+            )
+            reports[prefix] = evaluation.report(
+                _logits(output.predictions),
+                windows.window_labels,
+                windows.clip_ids,
+                windows.clip_labels,
+                labels,
+            )
+        metrics = {k: v for k, v in metrics.items() if not k.endswith(("_runtime", "_per_second"))}
+        if trainer.is_world_process_zero():
+            print_metric_lines(metrics, "train", ["loss"])
+            for prefix in eval_sets:
+                print_metric_lines(metrics, prefix, METRIC_LINE_NAMES)
+            trainer.save_model(str(paths.model))
+            write_model_files(paths.model, labels, data_args.max_length_seconds, metrics)
+            if model_args.export_onnx:
+                export_onnx(model, paths.model / layout.ONNX_FILE, length)
+            write_reports(
+                paths.output,
+                metrics,
+                reports,
+                splits={"train": train, "validation": validation, "test": test},
+                about={
+                    "model_name_or_path": model_args.model_name_or_path,
+                    "max_length_seconds": data_args.max_length_seconds,
+                    "window_hop_seconds": hop / audio.TARGET_SAMPLE_RATE,
+                    "global_step": trainer.state.global_step,
+                    "resumed_from": resume,
+                    "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
+                },
+            )
+            logger.info("model directory %s, reports in %s", paths.model, paths.output)
+    finally:
+        if temporary:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return Outcome(metrics, paths.model, resume, lines.start_step, trainer.state.global_step)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (TrainingInputError, audiofolder.DatasetLayoutError) as err:
+        logger.error("%s", err)
+        sys.exit(f"error: {err}")

@@ -1,0 +1,106 @@
+"""train.py's arguments: SageMaker hyperparameter strings, defaults and where paths come from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ml_code import train
+
+SM_ENV = {
+    "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
+    "SM_CHANNEL_TEST": "/opt/ml/input/data/test",
+    "SM_MODEL_DIR": "/opt/ml/model",
+    "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+}
+
+
+def test_sagemaker_hyperparameter_strings_parse_into_typed_arguments():
+    # Given the hyperparameters the launcher passes, all strings, booleans as true/false
+    argv = [
+        "--model_name_or_path", "facebook/wav2vec2-base",
+        "--num_train_epochs", "4",
+        "--learning_rate", "3e-05",
+        "--per_device_train_batch_size", "8",
+        "--max_length_seconds", "2.5",
+        "--freeze_feature_encoder", "false",
+        "--export_onnx", "True",
+    ]  # fmt: skip
+    # When they are parsed
+    model, data, training = train.parse_arguments(argv)
+    # Then each has its type
+    assert model.model_name_or_path == "facebook/wav2vec2-base"
+    assert (model.freeze_feature_encoder, model.export_onnx) == (False, True)
+    assert data.max_length_seconds == 2.5
+    assert (training.num_train_epochs, training.learning_rate) == (4.0, 3e-5)
+    assert training.per_device_train_batch_size == 8
+
+
+def test_defaults_evaluate_each_epoch_and_keep_the_best_macro_f1():
+    # When nothing is passed
+    model, data, training = train.parse_arguments([])
+    # Then the defaults are the documented ones
+    assert model.model_name_or_path == "facebook/wav2vec2-base"
+    assert model.freeze_feature_encoder is True
+    assert data.max_length_seconds == 5.0
+    assert (training.num_train_epochs, training.learning_rate, training.seed) == (4.0, 3e-5, 42)
+    assert training.eval_strategy == "epoch" and training.save_strategy == "epoch"
+    assert training.load_best_model_at_end and training.metric_for_best_model == "f1"
+    assert training.greater_is_better is True
+    assert training.report_to in ([], "none", ["none"])
+    assert getattr(training, "warmup_ratio", None) == 0.1 or training.warmup_steps == 0.1
+
+
+def test_warmup_ratio_is_accepted_on_every_transformers_version():
+    # When the transformers-4 name is passed
+    training = train.parse_arguments(["--warmup_ratio", "0.25"])[2]
+    # Then it lands wherever this transformers version keeps the ratio
+    assert getattr(training, "warmup_ratio", None) == 0.25 or training.warmup_steps == 0.25
+
+
+def test_paths_come_from_the_sagemaker_environment():
+    # Given the SageMaker environment and no path arguments
+    _, data, training = train.parse_arguments([])
+    # When the paths are resolved
+    paths = train.resolve_paths(data, training, SM_ENV)
+    # Then each comes from its variable, and a missing validation channel stays missing
+    assert paths.train == Path("/opt/ml/input/data/train")
+    assert paths.test == Path("/opt/ml/input/data/test")
+    assert paths.validation is None
+    assert (paths.model, paths.output) == (Path("/opt/ml/model"), Path("/opt/ml/output/data"))
+
+
+def test_command_line_paths_win_over_the_environment(tmp_path):
+    # Given both
+    _, data, training = train.parse_arguments(
+        ["--train_dir", "mine/train", "--model_dir", "mine/model", "--checkpoint_dir", str(tmp_path)]
+    )
+    # When the paths are resolved
+    paths = train.resolve_paths(data, training, SM_ENV)
+    # Then the arguments win
+    assert (paths.train, paths.model, paths.checkpoints) == (Path("mine/train"), Path("mine/model"), tmp_path)
+    assert paths.output == Path("/opt/ml/output/data")
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ("SM_CHANNEL_TRAIN", "pass --train_dir or set SM_CHANNEL_TRAIN"),
+        ("SM_MODEL_DIR", "pass --model_dir or set SM_MODEL_DIR"),
+        ("SM_OUTPUT_DATA_DIR", "pass --output_data_dir or set SM_OUTPUT_DATA_DIR"),
+    ],
+)
+def test_a_missing_required_path_names_the_argument_and_the_variable(missing, message):
+    # Given an environment without one required path
+    env = {key: value for key, value in SM_ENV.items() if key != missing}
+    _, data, training = train.parse_arguments([])
+    # When / Then
+    with pytest.raises(train.TrainingInputError, match=message):
+        train.resolve_paths(data, training, env)
+
+
+@pytest.mark.parametrize("seconds", ["0", "0.01", "-1"])
+def test_a_window_shorter_than_the_feature_encoder_needs_is_refused(seconds):
+    with pytest.raises(train.TrainingInputError, match=r"--max_length_seconds must be at least 0\.1"):
+        train.parse_arguments(["--max_length_seconds", seconds])

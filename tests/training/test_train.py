@@ -1,0 +1,323 @@
+"""train.py end to end: one real (tiny) training run through the SageMaker layout, checked many ways."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import soundfile as sf
+import torch
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+from ml_code import audio, audiofolder, layout, train
+from tests.training.synthetic import TONES, clip, make_audiofolder
+
+pytestmark = pytest.mark.slow
+
+ML_CODE = Path(train.__file__).parent
+TINY_CONFIG = ML_CODE / "configs" / "tiny-wav2vec2"
+LABELS = sorted(TONES)
+EPOCHS = 8
+# Enough for the tiny config to separate the tones with its random, frozen feature encoder.
+HYPERPARAMETERS = [
+    "--model_name_or_path", str(TINY_CONFIG),
+    "--max_length_seconds", "1",
+    "--num_train_epochs", str(EPOCHS),
+    "--learning_rate", "3e-3",
+    "--per_device_train_batch_size", "8",
+]  # fmt: skip
+METRIC_LINE = re.compile(r"^([a-z0-9_]+)=(\d+\.\d{4})$")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """One training job as SageMaker runs it: `python train.py` in the source dir, paths from SM_*."""
+    root = tmp_path_factory.mktemp("job")
+    train_dir = make_audiofolder(root / "train", per_class=20, seed=1, broken=True)
+    test_dir = make_audiofolder(root / "test", per_class=6, seed=2)
+    env = {
+        **os.environ,
+        "SM_CHANNEL_TRAIN": str(train_dir),
+        "SM_CHANNEL_TEST": str(test_dir),
+        "SM_MODEL_DIR": str(root / "model"),
+        "SM_OUTPUT_DATA_DIR": str(root / "output"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    env.pop("PYTHONPATH", None)
+    run = subprocess.run(
+        [sys.executable, "train.py", *HYPERPARAMETERS, "--export_onnx", "true"],
+        cwd=ML_CODE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return SimpleNamespace(
+        root=root,
+        model_dir=root / "model",
+        output_dir=root / "output",
+        stdout=run.stdout,
+        metrics=json.loads((root / "output" / layout.METRICS_FILE).read_text()),
+        report=json.loads((root / "output" / layout.EVALUATION_FILE).read_text()),
+    )
+
+
+def _predict(model_dir: Path, samples: np.ndarray) -> np.ndarray:
+    """What serving does: windows of the trained length, feature extractor, mean probabilities."""
+    model = AutoModelForAudioClassification.from_pretrained(model_dir).eval()
+    extractor = AutoFeatureExtractor.from_pretrained(model_dir)
+    length = round(json.loads((model_dir / layout.LABELS_FILE).read_text())["max_length_seconds"] * 16_000)
+    windows = audio.windows(samples, length, length // 2)
+    inputs = extractor(list(windows), sampling_rate=16_000, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(input_values=inputs["input_values"]).logits
+    return torch.softmax(logits, dim=-1).mean(dim=0).numpy()
+
+
+# --- the training run ----------------------------------------------------------------------------
+
+
+def test_training_learns_the_separable_task_well_above_chance(trained):
+    # Given four classes (chance: 0.25) and a held-out test channel
+    # When the job has trained
+    # Then window- and clip-level accuracy on both validation and test are far above chance
+    for name in ("eval_accuracy", "eval_clip_accuracy", "test_accuracy", "test_clip_accuracy"):
+        assert trained.metrics[name] >= 0.75, (name, trained.metrics)
+    assert trained.metrics["test_f1"] >= 0.7
+
+
+def test_metric_lines_follow_every_epoch_and_the_final_evaluation(trained):
+    # Given the job's stdout
+    lines = [m.groups() for m in map(METRIC_LINE.match, trained.stdout.splitlines()) if m]
+    names = [name for name, _ in lines]
+
+    # Then every epoch printed eval_loss/accuracy/f1, and the end printed the final values once
+    for name in ("eval_loss", "eval_accuracy", "eval_f1"):
+        assert names.count(name) == EPOCHS + 1
+    for name in ("train_loss", "test_loss", "test_accuracy", "test_f1", "test_clip_accuracy"):
+        assert names.count(name) == 1
+    # And the launcher's regexes (`<name>=([0-9.]+)`) read the same final values as metrics.json
+    for name in ("eval_accuracy", "eval_f1", "eval_clip_accuracy", "test_accuracy", "test_f1"):
+        last = re.findall(rf"{name}=([0-9.]+)", trained.stdout)[-1]
+        assert float(last) == pytest.approx(trained.metrics[name], abs=5e-5)
+
+
+def test_metrics_json_is_flat_with_the_keys_the_promoter_reads(trained):
+    # Then metrics.json maps names to floats, and the model directory carries the same file
+    required = {"eval_accuracy", "eval_f1", "eval_clip_accuracy", "test_accuracy", "test_f1", "train_loss"}
+    assert required <= trained.metrics.keys()
+    assert all(isinstance(value, float) for value in trained.metrics.values())
+    assert json.loads((trained.model_dir / layout.METRICS_FILE).read_text()) == trained.metrics
+
+
+def test_model_directory_is_self_contained(trained):
+    # Then the directory holds weights, config with labels, feature extractor, labels.json and code/
+    model_dir = trained.model_dir
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", layout.ONNX_FILE):
+        assert (model_dir / name).is_file(), name
+    config = json.loads((model_dir / "config.json").read_text())
+    assert [config["id2label"][str(i)] for i in range(len(LABELS))] == LABELS
+    assert config["label2id"] == {label: i for i, label in enumerate(LABELS)}
+    assert json.loads((model_dir / layout.LABELS_FILE).read_text()) == {
+        "labels": LABELS,
+        "sampling_rate": 16_000,
+        "max_length_seconds": 1.0,
+    }
+    code = model_dir / layout.CODE_DIR
+    for name in layout.SERVING_CODE_FILES:
+        assert (code / name).is_file() == (ML_CODE / name).is_file(), name
+    assert (code / "audio.py").read_bytes() == (ML_CODE / "audio.py").read_bytes()
+    assert (code / "requirements.txt").read_text() == (ML_CODE / layout.SERVING_REQUIREMENTS).read_text()
+
+
+def test_corrupt_and_empty_clips_are_skipped_and_listed(trained):
+    # Given a train folder with a corrupt WAV, an empty FLAC and a README at its root
+    train_data = trained.report["data"]["train"]
+    # Then both bad files are listed with a reason, and every label kept its other clips
+    skipped = {entry["path"]: entry["reason"] for entry in train_data["skipped"]}
+    assert set(skipped) == {"low/corrupt.wav", "noise/empty.flac"}
+    assert all(skipped.values())
+    held_out = trained.report["data"]["validation"]["per_class"]
+    assert {label: train_data["per_class"][label] + held_out[label] for label in LABELS} == {
+        "high": 20,
+        "low": 20,
+        "mid": 20,
+        "noise": 20,
+    }
+
+
+def test_evaluation_report_has_per_class_scores_and_confusion_matrices(trained):
+    # Given the test split's report
+    test = trained.report["evaluation"]["test"]
+    # Then per-class precision/recall/F1 cover every label, at window and clip level
+    assert set(test["clip"]["per_class"]) == set(LABELS)
+    assert set(test["clip"]["per_class"]["mid"]) == {"precision", "recall", "f1", "support"}
+    # And the clip-level confusion matrix counts every test clip once; window level counts more
+    assert np.asarray(test["clip"]["confusion_matrix"]).sum() == 6 * len(LABELS)
+    assert np.asarray(test["window"]["confusion_matrix"]).sum() > 6 * len(LABELS)
+    assert test["clip"]["accuracy"] == pytest.approx(trained.metrics["test_clip_accuracy"])
+    for split in ("validation", "test"):
+        png = trained.output_dir / f"confusion_matrix_{split}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reloaded_model_recognises_new_clips(trained):
+    # Given clips the model never saw, at an unusual rate and in stereo, as an endpoint receives them
+    rng = np.random.default_rng(7)
+    correct = 0
+    for label in LABELS:
+        for _ in range(2):
+            samples = clip(label, 22_050, 2.2, rng)
+            buffer = io.BytesIO()
+            sf.write(buffer, np.stack([samples, samples], axis=1), 22_050, format="WAV")
+            # When the saved model directory is loaded and asked
+            probs = _predict(trained.model_dir, audio.decode(buffer.getvalue()))
+            correct += LABELS[int(probs.argmax())] == label
+    # Then it recognises most of them
+    assert correct >= 6
+
+
+def test_onnx_export_matches_pytorch_for_other_batch_sizes_and_lengths(trained):
+    # Given the exported graph and the saved weights
+    model = AutoModelForAudioClassification.from_pretrained(trained.model_dir).eval()
+    onnx_file = str(trained.model_dir / layout.ONNX_FILE)
+    session = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
+    inputs = np.random.default_rng(0).normal(size=(3, 27_000)).astype(np.float32)
+    # When both score a batch longer than the training window
+    (onnx_logits,) = session.run(["logits"], {"input_values": inputs})
+    with torch.no_grad():
+        torch_logits = model(input_values=torch.from_numpy(inputs)).logits.numpy()
+    # Then they agree
+    assert onnx_logits.shape == (3, len(LABELS))
+    np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4)
+
+
+# --- resuming ------------------------------------------------------------------------------------
+
+
+def test_training_resumes_from_the_last_checkpoint(trained, tmp_path):
+    # Given a job stopped after two steps, its checkpoint kept (as managed spot training keeps it)
+    common = [
+        *HYPERPARAMETERS,
+        "--train_dir", str(trained.root / "train"),
+        "--validation_dir", str(trained.root / "test"),
+        "--model_dir", str(tmp_path / "model"),
+        "--output_data_dir", str(tmp_path / "output"),
+        "--checkpoint_dir", str(tmp_path / "checkpoints"),
+        "--disable_tqdm", "true",
+    ]  # fmt: skip
+    first = train.main([*common, "--max_steps", "2"])
+    assert first.start_step == 0
+    assert (tmp_path / "checkpoints" / "checkpoint-2").is_dir()
+
+    # When the job starts again with the same checkpoint folder
+    second = train.main([*common, "--max_steps", "4"])
+
+    # Then the Trainer picked up at step 2 and finished the remaining steps
+    assert second.resumed_from == str(tmp_path / "checkpoints" / "checkpoint-2")
+    assert (second.start_step, second.global_step) == (2, 4)
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+
+
+def test_resuming_a_checkpoint_trained_on_other_labels_is_refused(trained, tmp_path):
+    # Given a checkpoint whose labels differ from the data's
+    checkpoint = tmp_path / "checkpoints" / "checkpoint-3"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "config.json").write_text(json.dumps({"id2label": {"0": "cat", "1": "dog"}}))
+    args = train.parse_arguments(["--output_dir", str(tmp_path / "checkpoints")])[2]
+    # When / Then
+    expected = r"checkpoint-3 was trained on labels \['cat', 'dog'\]"
+    with pytest.raises(train.TrainingInputError, match=expected):
+        train.find_resume_checkpoint(args, tmp_path / "checkpoints", LABELS)
+
+
+# --- clear errors --------------------------------------------------------------------------------
+
+
+def _run_in_process(train_dir: Path, tmp_path: Path) -> None:
+    train.main(
+        [
+            *HYPERPARAMETERS,
+            "--train_dir", str(train_dir),
+            "--model_dir", str(tmp_path / "model"),
+            "--output_data_dir", str(tmp_path / "output"),
+        ]
+    )  # fmt: skip
+
+
+def test_a_single_class_is_a_clear_error(tmp_path):
+    # Given a train folder with one label
+    train_dir = make_audiofolder(tmp_path / "train", per_class=3, seed=0, labels=("low",))
+    # When / Then
+    with pytest.raises(audiofolder.DatasetLayoutError, match=rf"{re.escape(str(train_dir))} .*at least 2"):
+        _run_in_process(train_dir, tmp_path)
+
+
+def test_an_empty_folder_is_a_clear_error(tmp_path):
+    # Given an empty train folder
+    (tmp_path / "train").mkdir()
+    # When / Then
+    expected = r"train data folder .*/train has no label folders"
+    with pytest.raises(audiofolder.DatasetLayoutError, match=expected):
+        _run_in_process(tmp_path / "train", tmp_path)
+
+
+def test_label_folders_without_usable_audio_are_a_clear_error(tmp_path):
+    # Given label folders that hold only an unreadable file and a text file
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    (tmp_path / "train" / "a" / "broken.wav").write_bytes(b"nope")
+    (tmp_path / "train" / "b").mkdir()
+    (tmp_path / "train" / "b" / "notes.txt").write_text("no audio here")
+    # When / Then
+    expected = r"/train has no usable audio clips \(1 audio files found, 1 skipped\)"
+    with pytest.raises(audiofolder.DatasetLayoutError, match=expected):
+        _run_in_process(tmp_path / "train", tmp_path)
+
+
+def test_audio_files_outside_label_folders_are_a_clear_error(tmp_path):
+    # Given clips directly in the train folder, not in label folders
+    (tmp_path / "train").mkdir()
+    sf.write(tmp_path / "train" / "dog.wav", np.zeros(1600, dtype=np.float32), 16_000)
+    # When / Then
+    expected = r"/train holds audio files directly .*/train/<label>/dog.wav"
+    with pytest.raises(audiofolder.DatasetLayoutError, match=expected):
+        _run_in_process(tmp_path / "train", tmp_path)
+
+
+def test_evaluation_labels_unknown_to_training_are_a_clear_error(tmp_path):
+    # Given a test folder with a label the training data lacks
+    make_audiofolder(tmp_path / "test", per_class=1, seed=0, labels=("low", "high"))
+    split = audiofolder.scan("test", tmp_path / "test", audiofolder.DecodeCache(0))
+    # When / Then
+    expected = r"/test has label folders the training data lacks: high"
+    with pytest.raises(audiofolder.DatasetLayoutError, match=expected):
+        audiofolder.check_labels(split, ["low", "mid"])
+
+
+def test_missing_training_data_from_the_command_line_names_the_argument(tmp_path):
+    # Given no SM_CHANNEL_TRAIN and no --train_dir
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SM_")}
+    env.pop("PYTHONPATH", None)
+    # When the script runs as the container runs it
+    run = subprocess.run(
+        [sys.executable, "train.py", "--model_dir", str(tmp_path / "m"), "--output_data_dir", str(tmp_path)],
+        cwd=ML_CODE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # Then it exits non-zero with one line that says what to pass, no traceback
+    assert run.returncode == 1
+    assert "error: no training data given: pass --train_dir or set SM_CHANNEL_TRAIN" in run.stderr
+    assert "Traceback" not in run.stderr
