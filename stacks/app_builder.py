@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from .config import AppConfig, load_config
+from .config import AppConfig, load_config, stack_name
 from .data_stack import DataStack
+from .serving_stack import ServingStack
 from .training_stack import TrainingStack
 
 
@@ -20,10 +21,11 @@ class AcousticShieldApp:
     config: AppConfig
     data: DataStack
     training: TrainingStack
+    serving: ServingStack | None = None
 
 
 def stack_prefix(config: AppConfig) -> str:
-    return f"AcousticShield-{config.env_name}"
+    return stack_name(config, "").rstrip("-")
 
 
 def build_app(app: cdk.App) -> AcousticShieldApp:
@@ -40,11 +42,24 @@ def build_app(app: cdk.App) -> AcousticShieldApp:
         env=env,
         description="AcousticShield: training jobs, retraining schedule, dataset staging, model registry",
     )
-    for stack in (data, training):
+    # The endpoint exists only once a model is given: -c model_package_arn=... or -c model_data_url=...
+    serving = None
+    if config.serving.model_configured:
+        serving = ServingStack(
+            app,
+            stack_name(config, "Serving"),
+            config=config,
+            data=data,
+            env=env,
+            description="AcousticShield: model endpoint, blue/green deployments, autoscaling, alarms",
+        )
+    for stack in (data, training, serving):
+        if stack is None:
+            continue
         for key, value in config.tags.items():
             cdk.Tags.of(stack).add(key, value)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-    return AcousticShieldApp(config=config, data=data, training=training)
+    return AcousticShieldApp(config=config, data=data, training=training, serving=serving)
 
 
 def main() -> None:

@@ -56,13 +56,17 @@ class TarGzBundler:
 
 @jsii.implements(cdk.ILocalBundling)
 class CopyBundler:
-    """Copies folders into the asset under the given names (a Lambda package, a build's source)."""
+    """Copies folders (and single files) into the asset under the given names (a Lambda package, a build's
+    source)."""
 
     def __init__(self, folders: dict[str, Path]) -> None:
         self.folders = folders
 
     def try_bundle(self, output_dir: str, options: Any = None) -> bool:
         for name, root in self.folders.items():
+            if root.is_file():
+                shutil.copyfile(root, Path(output_dir) / name)
+                continue
             for path in source_files(root):
                 target = Path(output_dir) / name / path.relative_to(root)
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -71,6 +71,30 @@ def _image_version(value: Any) -> str | None:
     return None if value in versions else "one of " + ", ".join(versions)
 
 
+def _between(low: int, high: int) -> Check:
+    return lambda value: None if low <= value <= high else f"an integer from {low} to {high}"
+
+
+def _serverless_memory(value: Any) -> str | None:
+    ok = 1024 <= value <= 6144 and value % 1024 == 0
+    return None if ok else "1024, 2048, 3072, 4096, 5120 or 6144 (MB)"
+
+
+# Where a model comes from: exactly these forms, so that a typo fails synth instead of the deployment.
+_MODEL_PACKAGE_ARN = _pattern(
+    r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/[A-Za-z0-9](-*[A-Za-z0-9]){0,62}/\d+",
+    "a model package ARN such as 'arn:aws:sagemaker:eu-west-1:111122223333:model-package/acoustic-shield/3'",
+)
+_MODEL_DATA_URL = _pattern(
+    r"s3://[a-z0-9][a-z0-9.-]{0,62}/([^/\s]+/)*[^/\s]+\.tar\.gz",
+    "an S3 URL of a model archive such as 's3://BUCKET/models/JOB/output/model.tar.gz'",
+)
+
+
+def _optional(check: Check) -> Check:
+    return lambda value: None if value == "" else check(value)
+
+
 def _serving_image_version(value: Any) -> str | None:
     versions = sorted(load_image_table()["inference"]["versions"])
     return None if value in versions else "one of " + ", ".join(versions)
@@ -174,12 +198,34 @@ class StagingConfig:
     )
 
 
+SERVING_MODES = ("realtime", "serverless", "async")
+FAST_PATHS = ("off", "onnx", "onnx-int8")
+
+
 @dataclass(frozen=True)
 class ServingConfig:
     """The endpoint (deployed only once a model is given)."""
 
+    model_package_arn: str = setting(
+        "model_package_arn",
+        "",
+        "Model package to serve (what the deploy project passes); creates the Serving stack.",
+        _optional(_MODEL_PACKAGE_ARN),
+    )
+    model_data_url: str = setting(
+        "model_data_url",
+        "",
+        "Or: a training job's model.tar.gz to serve, without the registry; creates the Serving stack.",
+        _optional(_MODEL_DATA_URL),
+    )
+    mode: str = setting(
+        "serving_mode",
+        "realtime",
+        "Endpoint kind: realtime (instances, autoscaled), serverless, or async (queue, scales to zero).",
+        _one_of(*SERVING_MODES),
+    )
     instance_type: str = setting(
-        "serving_instance_type", "ml.m5.xlarge", "Endpoint instance type.", _INSTANCE
+        "serving_instance_type", "ml.m5.xlarge", "Endpoint instance type (realtime and async).", _INSTANCE
     )
     image_version: str = setting(
         "serving_image_version",
@@ -187,8 +233,53 @@ class ServingConfig:
         "Transformers version of the Hugging Face PyTorch inference image.",
         _serving_image_version,
     )
+    fast_path: str = setting(
+        "inference_fast_path",
+        "off",
+        "ACOUSTIC_FAST_PATH of the handler: off (PyTorch), onnx, onnx-int8 (need model.onnx; CPU only).",
+        _one_of(*FAST_PATHS),
+    )
+    threads: int = setting(
+        "inference_threads",
+        0,
+        "ACOUSTIC_THREADS per worker (0: the handler uses the container's CPUs / workers).",
+        _at_least(0),
+    )
+    workers: int = setting(
+        "inference_workers", 1, "Model server workers per instance (each loads the model).", _at_least(1)
+    )
+    max_audio_seconds: float = setting(
+        "max_audio_seconds", 600.0, "Longest clip the handler accepts, seconds.", _positive
+    )
+    data_capture_percent: int = setting(
+        "data_capture_percent",
+        0,
+        "Share of requests captured to s3://<data bucket>/datacapture/ (0: off; not serverless).",
+        _between(0, 100),
+    )
+    canary_percent: int = setting(
+        "canary_percent",
+        10,
+        "Canary share of the new fleet in a blue/green update (realtime, >= 2 instances).",
+        _between(1, 50),
+    )
+    canary_wait_seconds: int = setting(
+        "canary_wait_seconds",
+        600,
+        "Baking time: how long alarms watch each traffic step before the next.",
+        _between(0, 3600),
+    )
+    serverless_memory_mb: int = setting(
+        "serverless_memory_mb", 4096, "Serverless endpoint memory, MB.", _serverless_memory
+    )
+    serverless_max_concurrency: int = setting(
+        "serverless_max_concurrency", 5, "Serverless endpoint concurrent invocations.", _between(1, 200)
+    )
     autoscaling_min_capacity: int = setting(
-        "autoscaling_min_capacity", 1, "Fewest endpoint instances.", _at_least(1)
+        "autoscaling_min_capacity",
+        1,
+        "Fewest endpoint instances (realtime; async scales to zero).",
+        _at_least(1),
     )
     autoscaling_max_capacity: int = setting(
         "autoscaling_max_capacity", 4, "Most endpoint instances.", _at_least(1)
@@ -199,6 +290,41 @@ class ServingConfig:
         "Target invocations per instance per minute (target tracking).",
         _at_least(1),
     )
+    autoscaling_target_backlog: int = setting(
+        "autoscaling_target_backlog",
+        5,
+        "Async: target queued requests per instance (target tracking).",
+        _at_least(1),
+    )
+    scale_in_cooldown_seconds: int = setting(
+        "scale_in_cooldown_seconds", 300, "Wait after a scale-in before the next one.", _at_least(0)
+    )
+    scale_out_cooldown_seconds: int = setting(
+        "scale_out_cooldown_seconds", 60, "Wait after a scale-out before the next one.", _at_least(0)
+    )
+    alarm_5xx_errors: int = setting(
+        "alarm_5xx_errors",
+        5,
+        "5XX errors per minute (two minutes running) that alarm and roll a deployment back.",
+        _at_least(1),
+    )
+    alarm_latency_ms: int = setting(
+        "alarm_latency_ms",
+        2000,
+        "p90 model latency, ms (two minutes running) that alarms and rolls a deployment back.",
+        _at_least(1),
+    )
+    alarm_memory_percent: int = setting(
+        "alarm_memory_percent", 90, "Instance memory use that alarms, percent.", _between(1, 100)
+    )
+    alarm_cpu_percent: int = setting(
+        "alarm_cpu_percent", 90, "Instance CPU use that alarms, percent of all its vCPUs.", _between(1, 100)
+    )
+
+    @property
+    def model_configured(self) -> bool:
+        """Whether a model is given, i.e. whether the Serving stack exists."""
+        return bool(self.model_package_arn or self.model_data_url)
 
 
 @dataclass(frozen=True)
@@ -243,6 +369,21 @@ class AppConfig:
                 f"autoscaling_min_capacity ({s.autoscaling_min_capacity}) must be <= "
                 f"autoscaling_max_capacity ({s.autoscaling_max_capacity})"
             )
+        if s.model_package_arn and s.model_data_url:
+            raise ConfigError(
+                "model_package_arn and model_data_url are both set; give one: the registered model package "
+                "(-c model_package_arn=arn:...) or the model archive (-c model_data_url=s3://...)"
+            )
+        if s.mode == "serverless" and s.data_capture_percent:
+            raise ConfigError(
+                f"data_capture_percent ({s.data_capture_percent}) must be 0 with serving_mode 'serverless': "
+                "serverless endpoints do not support data capture"
+            )
+
+
+def stack_name(config: AppConfig, lifecycle: str) -> str:
+    """``AcousticShield-<env>-<lifecycle>``: the stack names people and the deploy project use."""
+    return f"AcousticShield-{config.env_name}-{lifecycle}"
 
 
 # --- building it from context -------------------------------------------------------------------

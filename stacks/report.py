@@ -18,7 +18,9 @@ def summarize(out_dir: Path) -> str:
         lines.append(f"  {template.name}: {len(resources)} resources")
         lines += [f"    {count:3d} {kind}" for kind, count in sorted(kinds.items())]
     assets = sorted(p.name for p in out_dir.glob("asset.*"))
-    lines.append(f"  {len(assets)} assets (Lambda code, sourcedir.tar.gz, staging source)")
+    lines.append(
+        f"  {len(assets)} assets (Lambda code, sourcedir.tar.gz, staging source, deploy-project source)"
+    )
     lines.append("Deploy with: npx cdk deploy --all   (review first with: npx cdk diff)")
     return "\n".join(lines)
 

@@ -10,9 +10,10 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from .bundling import TarGzBundler, bundling
-from .config import AppConfig
+from .config import AppConfig, stack_name
 from .data_stack import DataStack
 from .images import huggingface_image
+from .training.deployer import DeployerProps, ModelDeployer
 from .training.execution_role import ExecutionRoleProps, TrainingExecutionRole
 from .training.launcher import LauncherProps, TrainingLauncher
 from .training.promoter import ModelPromoter, PromoterProps
@@ -108,9 +109,20 @@ class TrainingStack(cdk.Stack):
                 serving_instance_type=config.serving.instance_type,
             ),
         )
+        self.deployer = ModelDeployer(
+            self,
+            "Deployer",
+            props=DeployerProps(
+                env_name=config.env_name,
+                stack_name=stack_name(config, "Serving"),
+                group_name=config.name_prefix,
+                key=shared.key,
+            ),
+        )
 
         cdk.CfnOutput(self, "LauncherFunctionName", value=self.launcher.function.function_name)
         cdk.CfnOutput(self, "StagingProjectName", value=self.stager.project.project_name)
         cdk.CfnOutput(self, "ModelPackageGroupName", value=config.name_prefix)
         cdk.CfnOutput(self, "NotificationsTopicArn", value=self.registry.topic.topic_arn)
         cdk.CfnOutput(self, "TrainingImage", value=image.uri)
+        cdk.CfnOutput(self, "DeployProjectName", value=self.deployer.project.project_name)

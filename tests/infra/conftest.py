@@ -56,3 +56,40 @@ def data_template(dev_app: AcousticShieldApp) -> Template:
 @pytest.fixture(scope="session")
 def training_template(dev_app: AcousticShieldApp) -> Template:
     return Template.from_stack(dev_app.training)
+
+
+# The serving variants the suite synthesizes (each distinct context costs one synthesis).
+MODEL_A = "s3://acoustic-data/models/job-a/output/model.tar.gz"
+PACKAGE_B = "arn:aws:sagemaker:eu-west-1:111122223333:model-package/acoustic-shield-dev/3"
+SERVING_VARIANTS: dict[str, dict[str, str]] = {
+    "realtime": {"model_data_url": MODEL_A},
+    "package": {"model_package_arn": PACKAGE_B},
+    "gpu": {
+        "model_data_url": MODEL_A,
+        "serving_instance_type": "ml.g5.xlarge",
+        "autoscaling_min_capacity": "2",
+        "data_capture_percent": "20",
+    },
+    "serverless": {
+        "model_data_url": MODEL_A,
+        "serving_mode": "serverless",
+        "inference_fast_path": "onnx-int8",
+    },
+    "async": {"model_data_url": MODEL_A, "serving_mode": "async"},
+}
+
+
+@pytest.fixture(scope="session")
+def serving_app(synth_app: Callable[..., AcousticShieldApp]) -> Callable[[str], AcousticShieldApp]:
+    """The app synthesized with one of SERVING_VARIANTS."""
+    return lambda variant: synth_app(**SERVING_VARIANTS[variant])
+
+
+@pytest.fixture(scope="session")
+def serving_template(serving_app: Callable[[str], AcousticShieldApp]) -> Callable[[str], Template]:
+    def template(variant: str) -> Template:
+        serving = serving_app(variant).serving
+        assert serving is not None
+        return Template.from_stack(serving)
+
+    return template

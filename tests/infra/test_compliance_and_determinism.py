@@ -7,10 +7,12 @@ import json
 import os
 import re
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+import cfnlint.api
 import pytest
 from aws_cdk import aws_s3 as s3
 from cdk_nag import AwsSolutionsChecks
@@ -18,7 +20,7 @@ from cdk_nag import AwsSolutionsChecks
 from stacks.app_builder import AcousticShieldApp
 from stacks.bundling import write_tar_gz
 
-from .conftest import ROOT, cdk_context, synth
+from .conftest import ROOT, SERVING_VARIANTS, cdk_context, synth
 
 SNAPSHOTS = Path(__file__).with_name("snapshots")
 ASSET_HASH = re.compile(r"[0-9a-f]{64}")
@@ -29,10 +31,22 @@ def normalized(template: dict[str, Any]) -> str:
     return ASSET_HASH.sub("<asset-hash>", json.dumps(template, indent=1, sort_keys=True)) + "\n"
 
 
-@pytest.mark.parametrize("stack", ["data", "training"])
-def test_template_matches_its_reviewed_snapshot(dev_app: AcousticShieldApp, stack: str) -> None:
-    # Given the synthesized stack
-    built: cdk.Stack = getattr(dev_app, stack)
+SNAPSHOTTED = {
+    "data": (None, "data"),
+    "training": (None, "training"),
+    "serving": ("realtime", "serving"),
+    "serving-serverless": ("serverless", "serving"),
+    "serving-async": ("async", "serving"),
+}
+
+
+@pytest.mark.parametrize("stack", list(SNAPSHOTTED))
+def test_template_matches_its_reviewed_snapshot(
+    dev_app: AcousticShieldApp, serving_app: Callable[[str], AcousticShieldApp], stack: str
+) -> None:
+    # Given the synthesized stack (a serving variant synthesizes with its model and settings)
+    variant, attribute = SNAPSHOTTED[stack]
+    built: cdk.Stack = getattr(serving_app(variant) if variant else dev_app, attribute)
     template = json.loads(Path(built.node.root.outdir, built.template_file).read_text())  # type: ignore[attr-defined]
     snapshot = SNAPSHOTS / f"{stack}.json"
     current = normalized(template)
@@ -64,6 +78,22 @@ def test_two_synths_are_byte_identical(tmp_path: Path, dev_app: AcousticShieldAp
 def test_the_app_has_no_unacknowledged_nag_findings(dev_app: AcousticShieldApp) -> None:
     report = json.loads(Path(dev_app.data.node.root.outdir, "validation-report.json").read_text())  # type: ignore[attr-defined]
     assert report["pluginReports"] == []
+
+
+@pytest.mark.parametrize("variant", list(SERVING_VARIANTS))
+def test_every_serving_variant_is_nag_clean_and_cfn_lint_clean(
+    serving_app: Callable[[str], AcousticShieldApp], variant: str
+) -> None:
+    # Given the app synthesized with this serving variant
+    serving = serving_app(variant).serving
+    assert serving is not None
+    outdir = Path(serving.node.root.outdir)  # type: ignore[attr-defined]
+    # Then cdk-nag reports nothing unacknowledged...
+    assert json.loads((outdir / "validation-report.json").read_text())["pluginReports"] == []
+    # ...and cfn-lint finds no error in the Serving template
+    matches = cfnlint.api.lint_file(outdir / serving.template_file)
+    errors = [str(m) for m in matches if m.rule.id.startswith("E")]
+    assert errors == []
 
 
 def test_nag_gate_fails_synthesis_on_a_new_finding(tmp_path: Path) -> None:

@@ -179,7 +179,11 @@ def test_prod_schedule_is_enabled(synth_app: Any) -> None:
 
 
 def test_staging_project_is_encrypted_and_runs_the_stage_command(training_template: Template) -> None:
-    (project,) = training_template.find_resources("AWS::CodeBuild::Project").values()
+    (project,) = [
+        p
+        for k, p in training_template.find_resources("AWS::CodeBuild::Project").items()
+        if k.startswith("DatasetStager")
+    ]
     props = project["Properties"]
     assert "EncryptionKey" in props
     assert props["Source"]["Type"] == "S3"

@@ -1,0 +1,1 @@
+"""Constructs of the Serving stack, one per concern."""

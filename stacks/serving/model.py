@@ -1,0 +1,206 @@
+"""The SageMaker model: a registered model package or a model archive, and the role it runs as."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from ..config import ServingConfig
+from ..data_stack import (
+    ASYNC_FAILURE_PREFIX,
+    ASYNC_INPUT_PREFIX,
+    ASYNC_OUTPUT_PREFIX,
+    DATACAPTURE_PREFIX,
+    MODELS_PREFIX,
+)
+from ..images import ImageRef
+from ..nag import acknowledge_findings, finding
+from .placement import digest
+
+# Where the Hugging Face inference toolkit finds the handler inside the model archive.
+HANDLER_ENVIRONMENT = {
+    "SAGEMAKER_PROGRAM": "inference.py",
+    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+}
+
+
+def container_environment(serving: ServingConfig) -> dict[str, str]:
+    """What the container and ``ml_code/inference.py`` read at start-up."""
+    environment = {
+        **HANDLER_ENVIRONMENT,
+        "SAGEMAKER_REGION": cdk.Aws.REGION,
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(serving.workers),
+        "ACOUSTIC_FAST_PATH": serving.fast_path,
+        "ACOUSTIC_MAX_AUDIO_SECONDS": f"{serving.max_audio_seconds:g}",
+    }
+    if serving.threads:
+        environment["ACOUSTIC_THREADS"] = str(serving.threads)
+    return environment
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelProps:
+    """``image``: the inference image (used for a model archive; a package names its own).
+
+    ``endpoint_name`` scopes the role's log rights; ``async_topics`` (async mode) are the topics
+    SageMaker publishes results to as this role.
+    """
+
+    serving: ServingConfig
+    bucket: s3.IBucket
+    key: kms.IKey
+    image: ImageRef
+    endpoint_name: str
+    async_topics: tuple[sns.ITopic, ...] = ()
+
+
+class ServingModel(Construct):
+    """A ``CfnModel`` whose logical ID changes with its content, so a new model means a new resource."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ModelProps) -> None:
+        super().__init__(scope, construct_id)
+        serving = props.serving
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description="AcousticShield endpoint: reads models, pulls the inference image",
+        )
+        self._grant(props)
+
+        environment = container_environment(serving)
+        if serving.model_package_arn:
+            container = sagemaker.CfnModel.ContainerDefinitionProperty(
+                model_package_name=serving.model_package_arn, environment=environment
+            )
+            source = {"package": serving.model_package_arn}
+        else:
+            container = sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=props.image.uri, model_data_url=serving.model_data_url, environment=environment
+            )
+            source = {"image": props.image.uri, "model_data_url": serving.model_data_url}
+        revision = digest(self, {**source, "environment": environment, "role": self.role.role_arn})
+        # No network isolation: the inference toolkit installs code/requirements.txt from PyPI at start-up.
+        self.model = sagemaker.CfnModel(
+            self,
+            f"Revision{revision}",
+            execution_role_arn=self.role.role_arn,
+            containers=[container],
+        )
+        # The model is created only once its role may read the archive and pull the image.
+        default_policy = self.role.node.try_find_child("DefaultPolicy")
+        if default_policy is not None:
+            self.model.node.add_dependency(default_policy)
+        self.revision = revision
+
+    def _grant(self, props: ModelProps) -> None:
+        bucket, key, serving = props.bucket, props.key, props.serving
+        writes = []
+        statements = [
+            iam.PolicyStatement(
+                sid="ReadModels",
+                actions=["s3:GetObject"],
+                resources=[bucket.arn_for_objects(f"{MODELS_PREFIX}*")],
+            ),
+            iam.PolicyStatement(
+                sid="PullInferenceImage",
+                actions=[
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                    "ecr:BatchCheckLayerAvailability",
+                ],
+                resources=[props.image.repository_arn],
+            ),
+            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
+            iam.PolicyStatement(
+                sid="EndpointLogs",
+                actions=[
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                    "logs:DescribeLogStreams",
+                ],
+                resources=[self._log_group_arn(props.endpoint_name)],
+            ),
+            iam.PolicyStatement(
+                sid="EndpointMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+            ),
+        ]
+        if serving.data_capture_percent:
+            writes.append(bucket.arn_for_objects(f"{DATACAPTURE_PREFIX}*"))
+        if serving.mode == "async":
+            statements.append(
+                iam.PolicyStatement(
+                    sid="ReadAsyncRequests",
+                    actions=["s3:GetObject"],
+                    resources=[bucket.arn_for_objects(f"{ASYNC_INPUT_PREFIX}*")],
+                )
+            )
+            writes += [
+                bucket.arn_for_objects(f"{ASYNC_OUTPUT_PREFIX}*"),
+                bucket.arn_for_objects(f"{ASYNC_FAILURE_PREFIX}*"),
+            ]
+            statements.append(
+                iam.PolicyStatement(
+                    sid="PublishAsyncResults",
+                    actions=["sns:Publish"],
+                    resources=[topic.topic_arn for topic in props.async_topics],
+                )
+            )
+        if writes:
+            statements.append(
+                iam.PolicyStatement(
+                    sid="WriteResults", actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=writes
+                )
+            )
+        statements.append(
+            iam.PolicyStatement(
+                sid="UseDataKey",
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"] if writes else ["kms:Decrypt"],
+                resources=[key.key_arn],
+            )
+        )
+        for statement in statements:
+            self.role.add_to_policy(statement)
+        for topic in props.async_topics:
+            if topic.master_key is not None:
+                topic.master_key.grant(self.role, "kms:Decrypt", "kms:GenerateDataKey")
+
+        def objects(prefix: str) -> str:
+            return "Resource::" + finding(self, bucket.arn_for_objects(f"{prefix}*"))
+
+        findings = {
+            "Resource::*": "ecr:GetAuthorizationToken and cloudwatch:PutMetricData support no resource-level "
+            "scoping; PutMetricData is limited to SageMaker namespaces by condition.",
+            objects(MODELS_PREFIX): "Model archives live under models/<job>/output/ for job names chosen "
+            "at run time; the deployed archive changes with every model.",
+            "Resource::" + finding(self, self._log_group_arn(props.endpoint_name)): "SageMaker names the "
+            "log streams per variant and instance at run time, inside this endpoint's log group.",
+        }
+        if serving.data_capture_percent:
+            findings[objects(DATACAPTURE_PREFIX)] = "Data capture writes one object per request batch "
+            "under datacapture/, named by SageMaker."
+        if serving.mode == "async":
+            findings[objects(ASYNC_INPUT_PREFIX)] = "Async requests are uploaded under async-input/ "
+            "with names chosen by callers."
+            findings[objects(ASYNC_OUTPUT_PREFIX)] = "SageMaker names each async response object."
+            findings[objects(ASYNC_FAILURE_PREFIX)] = "SageMaker names each async error object."
+        acknowledge_findings(self.role, "AwsSolutions-IAM5", findings)
+
+    @staticmethod
+    def _log_group_arn(endpoint_name: str) -> str:
+        return (
+            f"arn:{cdk.Aws.PARTITION}:logs:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}"
+            f":log-group:/aws/sagemaker/Endpoints/{endpoint_name}:*"
+        )

@@ -1,0 +1,128 @@
+"""Application Auto Scaling of the endpoint variant's instance count (realtime and async)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+import jsii
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from ..config import ServingConfig
+from .placement import VARIANT_NAME
+
+DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScalingProps:
+    """``endpoint``: the scalable target is registered only once its variant exists."""
+
+    serving: ServingConfig
+    endpoint_name: str
+    endpoint: sagemaker.CfnEndpoint
+
+
+@jsii.implements(cloudwatch.IAlarmAction)
+class _PolicyAction:
+    """An alarm action that runs a scaling policy of this stack."""
+
+    def __init__(self, policy: appscaling.CfnScalingPolicy) -> None:
+        self.policy = policy
+
+    def bind(self, scope: Construct, alarm: cloudwatch.IAlarm) -> cloudwatch.AlarmActionConfig:
+        return cloudwatch.AlarmActionConfig(alarm_action_arn=self.policy.ref)
+
+
+class EndpointScaling(Construct):
+    """Target tracking on invocations per instance (realtime) or backlog per instance (async).
+
+    An async endpoint scales to zero; with no instance, target tracking sees no metric, so a step policy
+    on ``HasBacklogWithoutCapacity`` starts the first instance.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ScalingProps) -> None:
+        super().__init__(scope, construct_id)
+        serving = props.serving
+        is_async = serving.mode == "async"
+        # No RoleARN: Application Auto Scaling uses its SageMaker service-linked role.
+        self.target = appscaling.CfnScalableTarget(
+            self,
+            "Target",
+            service_namespace="sagemaker",
+            scalable_dimension=DIMENSION,
+            resource_id=f"endpoint/{props.endpoint_name}/variant/{VARIANT_NAME}",
+            min_capacity=0 if is_async else serving.autoscaling_min_capacity,
+            max_capacity=serving.autoscaling_max_capacity,
+        )
+        self.target.node.add_dependency(props.endpoint)
+        policy = appscaling.CfnScalingPolicy
+        if is_async:
+            target_value = serving.autoscaling_target_backlog
+            predefined = None
+            customized = policy.CustomizedMetricSpecificationProperty(
+                namespace="AWS/SageMaker",
+                metric_name="ApproximateBacklogSizePerInstance",
+                dimensions=[policy.MetricDimensionProperty(name="EndpointName", value=props.endpoint_name)],
+                statistic="Average",
+            )
+        else:
+            target_value = serving.autoscaling_target_invocations
+            predefined = policy.PredefinedMetricSpecificationProperty(
+                predefined_metric_type="SageMakerVariantInvocationsPerInstance"
+            )
+            customized = None
+        tracking = policy.TargetTrackingScalingPolicyConfigurationProperty(
+            target_value=target_value,
+            predefined_metric_specification=predefined,
+            customized_metric_specification=customized,
+            scale_in_cooldown=serving.scale_in_cooldown_seconds,
+            scale_out_cooldown=serving.scale_out_cooldown_seconds,
+        )
+        self.tracking = appscaling.CfnScalingPolicy(
+            self,
+            "Tracking",
+            policy_name="track-backlog" if is_async else "track-invocations",
+            policy_type="TargetTrackingScaling",
+            scaling_target_id=self.target.ref,
+            target_tracking_scaling_policy_configuration=tracking,
+        )
+        self.from_zero: appscaling.CfnScalingPolicy | None = None
+        if is_async:
+            self.from_zero = appscaling.CfnScalingPolicy(
+                self,
+                "FromZero",
+                policy_name="scale-out-from-zero",
+                policy_type="StepScaling",
+                scaling_target_id=self.target.ref,
+                step_scaling_policy_configuration=appscaling.CfnScalingPolicy.StepScalingPolicyConfigurationProperty(
+                    adjustment_type="ChangeInCapacity",
+                    cooldown=serving.scale_out_cooldown_seconds,
+                    metric_aggregation_type="Maximum",
+                    step_adjustments=[
+                        appscaling.CfnScalingPolicy.StepAdjustmentProperty(
+                            metric_interval_lower_bound=0, scaling_adjustment=1
+                        )
+                    ],
+                ),
+            )
+            backlog = cloudwatch.Metric(
+                namespace="AWS/SageMaker",
+                metric_name="HasBacklogWithoutCapacity",
+                dimensions_map={"EndpointName": props.endpoint_name},
+                statistic="Maximum",
+                period=cdk.Duration.minutes(1),
+            )
+            self.backlog_alarm = backlog.create_alarm(
+                self,
+                "BacklogWithoutCapacity",
+                alarm_description=f"{props.endpoint_name}: requests wait and no instance runs; starts one.",
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            self.backlog_alarm.add_alarm_action(_PolicyAction(self.from_zero))

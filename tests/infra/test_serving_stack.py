@@ -1,0 +1,457 @@
+"""The Serving stack: model, endpoint config, blue/green endpoint, autoscaling, alarms, variants, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from stacks.app_builder import AcousticShieldApp
+from stacks.config import ConfigError, load_config
+from stacks.serving.placement import check_serving, endpoint_name, has_local_storage, vcpus
+
+from .conftest import MODEL_A, PACKAGE_B, cdk_context
+from .test_training_stack import by_sid, statements
+
+Templates = Callable[[str], Template]
+
+
+def only(template: Template, kind: str) -> tuple[str, dict[str, Any]]:
+    (found,) = template.find_resources(kind).items()
+    return found
+
+
+def endpoint(template: Template) -> tuple[str, dict[str, Any]]:
+    return only(template, "AWS::SageMaker::Endpoint")
+
+
+def endpoint_config(template: Template) -> tuple[str, dict[str, Any]]:
+    return only(template, "AWS::SageMaker::EndpointConfig")
+
+
+def variant(template: Template) -> dict[str, Any]:
+    (found,) = endpoint_config(template)[1]["Properties"]["ProductionVariants"]
+    return found
+
+
+def container(template: Template) -> dict[str, Any]:
+    (found,) = only(template, "AWS::SageMaker::Model")[1]["Properties"]["Containers"]
+    return found
+
+
+def test_no_serving_stack_until_a_model_is_given(dev_app: AcousticShieldApp) -> None:
+    assert dev_app.serving is None
+    assert dev_app.data.node.root.node.try_find_child("AcousticShield-dev-Serving") is None
+
+
+def test_a_model_adds_the_serving_stack(serving_app: Callable[[str], AcousticShieldApp]) -> None:
+    serving = serving_app("realtime").serving
+    assert serving is not None and serving.stack_name == "AcousticShield-dev-Serving"
+
+
+# --- the model ------------------------------------------------------------------------------------
+
+
+def test_model_archive_runs_the_regional_cpu_inference_image_with_the_handler(
+    serving_template: Templates,
+) -> None:
+    spec = container(serving_template("realtime"))
+    image = json.dumps(spec["Image"])
+    assert "InferenceImageRegistry" in image and "AWS::Region" in image
+    assert "huggingface-pytorch-inference:2.6.0-transformers4.51.3-cpu-py312" in image
+    assert spec["ModelDataUrl"] == MODEL_A
+    assert spec["Environment"] == {
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        "SAGEMAKER_REGION": {"Ref": "AWS::Region"},
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+        "ACOUSTIC_FAST_PATH": "off",
+        "ACOUSTIC_MAX_AUDIO_SECONDS": "600",
+    }
+
+
+def test_model_package_brings_its_own_image_and_archive(serving_template: Templates) -> None:
+    spec = container(serving_template("package"))
+    assert spec["ModelPackageName"] == PACKAGE_B
+    assert "Image" not in spec and "ModelDataUrl" not in spec
+    assert spec["Environment"]["ACOUSTIC_FAST_PATH"] == "off"
+
+
+def test_gpu_instance_type_gets_the_gpu_image(serving_template: Templates) -> None:
+    assert "-gpu-py312-cu124" in json.dumps(container(serving_template("gpu"))["Image"])
+
+
+def test_model_role_reads_models_pulls_the_inference_image_and_writes_its_logs(
+    serving_template: Templates,
+) -> None:
+    template = serving_template("realtime")
+    for role in template.find_resources("AWS::IAM::Role").values():
+        assert "ManagedPolicyArns" not in role["Properties"]
+    sids = by_sid(template, "ModelRole")
+    assert json.dumps(sids["ReadModels"]["Resource"]).endswith('"/models/*"]]}')
+    assert sids["ReadModels"]["Action"] == "s3:GetObject"
+    assert json.dumps(sids["PullInferenceImage"]["Resource"]).endswith(
+        ':repository/huggingface-pytorch-inference"]]}'
+    )
+    assert json.dumps(sids["EndpointLogs"]["Resource"]).endswith(
+        ':log-group:/aws/sagemaker/Endpoints/acoustic-shield-dev-m5-xlarge:*"]]}'
+    )
+    assert sids["EndpointMetrics"]["Condition"] == {
+        "StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}
+    }
+    assert sids["UseDataKey"] == {
+        "Action": "kms:Decrypt",
+        "Effect": "Allow",
+        "Resource": {"Fn::ImportValue": "AcousticShield-dev-Data-KeyArn"},
+        "Sid": "UseDataKey",
+    }
+    assert "WriteResults" not in sids  # nothing to write without data capture or async
+    for statement in statements(template, "ModelRole"):
+        assert statement["Action"] not in ("s3:*", "*", "kms:*")
+
+
+# --- endpoint config and endpoint -----------------------------------------------------------------
+
+
+def test_endpoint_config_encrypts_instance_volumes_with_the_data_key(serving_template: Templates) -> None:
+    template = serving_template("realtime")
+    props = endpoint_config(template)[1]["Properties"]
+    assert props["KmsKeyId"] == {"Fn::ImportValue": "AcousticShield-dev-Data-KeyArn"}
+    assert "DataCaptureConfig" not in props
+    assert variant(template) == {
+        "VariantName": "AllTraffic",
+        "ModelName": {"Fn::GetAtt": [only(template, "AWS::SageMaker::Model")[0], "ModelName"]},
+        "InitialVariantWeight": 1,
+        "InstanceType": "ml.m5.xlarge",
+        "InitialInstanceCount": 1,
+    }
+
+
+def test_instance_storage_types_get_no_volume_key_and_data_capture_is_encrypted(
+    serving_template: Templates,
+) -> None:
+    # Given ml.g5.xlarge (NVMe instance storage) with 20 % data capture
+    template = serving_template("gpu")
+    props = endpoint_config(template)[1]["Properties"]
+    # Then SageMaker gets no volume key (it would refuse one) and capture goes to datacapture/ with the key
+    assert "KmsKeyId" not in props
+    assert props["DataCaptureConfig"] == {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 20,
+        "DestinationS3Uri": {
+            "Fn::Join": [
+                "",
+                ["s3://", {"Fn::ImportValue": "AcousticShield-dev-Data-DataBucketName"}, "/datacapture"],
+            ]
+        },
+        "KmsKeyId": {"Fn::ImportValue": "AcousticShield-dev-Data-KeyArn"},
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+    }
+    writes = by_sid(template, "ModelRole")["WriteResults"]
+    assert json.dumps(writes["Resource"]).endswith('"/datacapture/*"]]}')
+    assert by_sid(template, "ModelRole")["UseDataKey"]["Action"] == [
+        "kms:Decrypt",
+        "kms:Encrypt",
+        "kms:GenerateDataKey",
+    ]
+
+
+def test_endpoint_updates_blue_green_rolls_back_on_alarms_and_keeps_its_instance_count(
+    serving_template: Templates,
+) -> None:
+    template = serving_template("realtime")
+    logical_id, resource = endpoint(template)
+    props = resource["Properties"]
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    errors = next(k for k in alarms if k.startswith("MonitoringErrors"))
+    latency = next(k for k in alarms if k.startswith("MonitoringLatency"))
+    assert props["EndpointName"] == "acoustic-shield-dev-m5-xlarge"
+    assert props["RetainAllVariantProperties"] is True
+    assert props["EndpointConfigName"] == {"Fn::GetAtt": [endpoint_config(template)[0], "EndpointConfigName"]}
+    assert props["DeploymentConfig"] == {
+        "AutoRollbackConfiguration": {
+            "Alarms": [{"AlarmName": {"Ref": errors}}, {"AlarmName": {"Ref": latency}}]
+        },
+        # One instance cannot hold a canary of at most half the fleet: all at once, then the baking period.
+        "BlueGreenUpdatePolicy": {
+            "MaximumExecutionTimeoutInSeconds": 4200,
+            "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 600},
+        },
+    }
+    assert logical_id.startswith("Endpoint")
+
+
+def test_fleets_of_two_or_more_take_a_canary_first(serving_template: Templates) -> None:
+    routing = endpoint(serving_template("gpu"))[1]["Properties"]["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    assert routing == {
+        "MaximumExecutionTimeoutInSeconds": 4800,
+        "TrafficRoutingConfiguration": {
+            "Type": "CANARY",
+            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
+            "WaitIntervalInSeconds": 600,
+        },
+    }
+
+
+def test_a_new_model_updates_the_same_endpoint_through_a_new_endpoint_config(
+    serving_template: Templates,
+) -> None:
+    # Given the same settings with model A (an archive) and model B (a registered package)
+    a, b = serving_template("realtime"), serving_template("package")
+    (endpoint_a, resource_a), (endpoint_b, resource_b) = endpoint(a), endpoint(b)
+    config_a, config_b = endpoint_config(a)[0], endpoint_config(b)[0]
+    # Then the model and the endpoint config are new resources...
+    assert config_a != config_b
+    assert only(a, "AWS::SageMaker::Model")[0] != only(b, "AWS::SageMaker::Model")[0]
+    # ...and the endpoint is the same resource, pointed at the new config
+    assert endpoint_a == endpoint_b
+    assert resource_a["Properties"]["EndpointConfigName"] == {"Fn::GetAtt": [config_a, "EndpointConfigName"]}
+    assert resource_b["Properties"]["EndpointConfigName"] == {"Fn::GetAtt": [config_b, "EndpointConfigName"]}
+    # ...with nothing else changed: no replacement, an in-place blue/green update
+    unchanged_a = {k: v for k, v in resource_a["Properties"].items() if k != "EndpointConfigName"}
+    unchanged_b = {k: v for k, v in resource_b["Properties"].items() if k != "EndpointConfigName"}
+    assert unchanged_a == unchanged_b
+    assert resource_a.get("DependsOn") == resource_b.get("DependsOn")
+
+
+def test_a_new_instance_type_replaces_the_endpoint_under_a_new_name(serving_template: Templates) -> None:
+    # Given the instance type changes from ml.m5.xlarge to ml.g5.xlarge while autoscaling is registered
+    a, b = serving_template("realtime"), serving_template("gpu")
+    # Then the endpoint gets a new name: CloudFormation creates a new endpoint (and a new scalable
+    # target) beside the old one instead of an update that Application Auto Scaling would refuse
+    assert endpoint(a)[0] == endpoint(b)[0]
+    assert endpoint(a)[1]["Properties"]["EndpointName"] == "acoustic-shield-dev-m5-xlarge"
+    assert endpoint(b)[1]["Properties"]["EndpointName"] == "acoustic-shield-dev-g5-xlarge"
+    assert only(b, "AWS::ApplicationAutoScaling::ScalableTarget")[1]["Properties"]["ResourceId"] == (
+        "endpoint/acoustic-shield-dev-g5-xlarge/variant/AllTraffic"
+    )
+
+
+# --- autoscaling, alarms, dashboard ---------------------------------------------------------------
+
+
+def test_autoscaling_tracks_invocations_per_instance_after_the_endpoint_exists(
+    serving_template: Templates,
+) -> None:
+    template = serving_template("realtime")
+    target_id, target = only(template, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert {k: v for k, v in target["Properties"].items() if k != "Tags"} == {
+        "ServiceNamespace": "sagemaker",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+        "ResourceId": "endpoint/acoustic-shield-dev-m5-xlarge/variant/AllTraffic",
+        "MinCapacity": 1,
+        "MaxCapacity": 2,  # cdk.json dev
+    }
+    assert "RoleARN" not in target["Properties"]  # Application Auto Scaling's service-linked role
+    assert target["DependsOn"] == [endpoint(template)[0]]
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyType": "TargetTrackingScaling",
+            "ScalingTargetId": {"Ref": target_id},
+            "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": 60,
+                "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                },
+                "ScaleInCooldown": 300,
+                "ScaleOutCooldown": 60,
+            },
+        },
+    )
+
+
+def test_alarms_tell_an_encrypted_topic_and_a_dashboard_shows_the_endpoint(
+    serving_template: Templates,
+) -> None:
+    template = serving_template("realtime")
+    topic_id, topic = only(template, "AWS::SNS::Topic")
+    key_id, key = only(template, "AWS::KMS::Key")
+    assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert "cloudwatch.amazonaws.com" in json.dumps(key["Properties"]["KeyPolicy"])
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    by_metric = {a["Properties"]["MetricName"]: a["Properties"] for a in alarms.values()}
+    assert set(by_metric) == {"Invocation5XXErrors", "ModelLatency", "MemoryUtilization", "CPUUtilization"}
+    assert by_metric["ModelLatency"]["ExtendedStatistic"] == "p90"
+    assert by_metric["ModelLatency"]["Threshold"] == 2_000_000  # µs
+    assert by_metric["Invocation5XXErrors"]["Threshold"] == 5
+    assert by_metric["CPUUtilization"]["Threshold"] == 360  # 90 % of 4 vCPUs
+    for alarm in by_metric.values():
+        assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+        assert {"Name": "EndpointName", "Value": "acoustic-shield-dev-m5-xlarge"} in alarm["Dimensions"]
+    body = json.dumps(only(template, "AWS::CloudWatch::Dashboard")[1]["Properties"]["DashboardBody"])
+    for metric in (
+        "Invocations",
+        "ModelLatency",
+        "Invocation5XXErrors",
+        "CPUUtilization",
+        "MemoryUtilization",
+    ):
+        assert metric in body
+
+
+# --- variants -------------------------------------------------------------------------------------
+
+
+def test_serverless_variant_has_memory_and_concurrency_no_instances_and_no_volume_key(
+    serving_template: Templates,
+) -> None:
+    template = serving_template("serverless")
+    props = endpoint_config(template)[1]["Properties"]
+    assert "KmsKeyId" not in props
+    (only_variant,) = props["ProductionVariants"]
+    assert only_variant["ServerlessConfig"] == {"MemorySizeInMB": 4096, "MaxConcurrency": 5}
+    assert "InstanceType" not in only_variant and "InitialInstanceCount" not in only_variant
+    template.resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 0)
+    resource = endpoint(template)[1]["Properties"]
+    assert resource["EndpointName"] == "acoustic-shield-dev-serverless"
+    assert "RetainAllVariantProperties" not in resource
+    assert "-cpu-py312" in json.dumps(container(template)["Image"])
+    assert container(template)["Environment"]["ACOUSTIC_FAST_PATH"] == "onnx-int8"
+    metrics = {
+        a["Properties"]["MetricName"] for a in template.find_resources("AWS::CloudWatch::Alarm").values()
+    }
+    assert metrics == {"Invocation5XXErrors", "ModelLatency"}
+
+
+def test_async_variant_writes_results_to_the_bucket_notifies_and_scales_to_zero(
+    serving_template: Templates,
+) -> None:
+    template = serving_template("async")
+    topics = template.find_resources("AWS::SNS::Topic")
+    success = next(k for k in topics if k.startswith("NotificationsAsyncSuccess"))
+    error = next(k for k in topics if k.startswith("NotificationsAsyncError"))
+    bucket = {"Fn::ImportValue": "AcousticShield-dev-Data-DataBucketName"}
+    assert endpoint_config(template)[1]["Properties"]["AsyncInferenceConfig"] == {
+        "OutputConfig": {
+            "S3OutputPath": {"Fn::Join": ["", ["s3://", bucket, "/async-output"]]},
+            "S3FailurePath": {"Fn::Join": ["", ["s3://", bucket, "/async-failures"]]},
+            "KmsKeyId": {"Fn::ImportValue": "AcousticShield-dev-Data-KeyArn"},
+            "NotificationConfig": {"SuccessTopic": {"Ref": success}, "ErrorTopic": {"Ref": error}},
+        },
+        "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 1},
+    }
+    assert endpoint(template)[1]["Properties"]["EndpointName"] == "acoustic-shield-dev-async-m5-xlarge"
+    target_id, target = only(template, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert target["Properties"]["MinCapacity"] == 0
+    step_id, step = next(
+        (k, p)
+        for k, p in template.find_resources("AWS::ApplicationAutoScaling::ScalingPolicy").items()
+        if p["Properties"]["PolicyType"] == "StepScaling"
+    )
+    assert step["Properties"]["ScalingTargetId"] == {"Ref": target_id}
+    assert step["Properties"]["StepScalingPolicyConfiguration"]["StepAdjustments"] == [
+        {"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}
+    ]
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "HasBacklogWithoutCapacity",
+            "Threshold": 1,
+            "AlarmActions": [{"Ref": step_id}],
+            "Dimensions": [{"Name": "EndpointName", "Value": "acoustic-shield-dev-async-m5-xlarge"}],
+        },
+    )
+    template.has_resource_properties(
+        "AWS::ApplicationAutoScaling::ScalingPolicy",
+        {
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": Match.object_like(
+                {
+                    "CustomizedMetricSpecification": Match.object_like(
+                        {"MetricName": "ApproximateBacklogSizePerInstance"}
+                    )
+                }
+            ),
+        },
+    )
+    sids = by_sid(template, "ModelRole")
+    assert json.dumps(sids["ReadAsyncRequests"]["Resource"]).endswith('"/async-input/*"]]}')
+    written = json.dumps(sids["WriteResults"]["Resource"])
+    assert '"/async-output/*"' in written and '"/async-failures/*"' in written
+    published = sids["PublishAsyncResults"]["Resource"]
+    assert sorted(published, key=json.dumps) == sorted([{"Ref": success}, {"Ref": error}], key=json.dumps)
+
+
+# --- configuration --------------------------------------------------------------------------------
+
+
+def config(**overrides: Any) -> Any:
+    return load_config(cdk_context(**overrides).get)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"model_data_url": MODEL_A, "model_package_arn": PACKAGE_B},
+            "model_package_arn and model_data_url are both set; give one",
+        ),
+        (
+            {"model_package_arn": "arn:aws:sagemaker:eu-west-1:111122223333:model/x"},
+            "expected a model package ARN",
+        ),
+        ({"model_package_arn": "acoustic-shield-dev/3"}, "expected a model package ARN"),
+        (
+            {"model_data_url": "s3://bucket/models/job/output/model.zip"},
+            "expected an S3 URL of a model archive",
+        ),
+        ({"model_data_url": "https://bucket/model.tar.gz"}, "expected an S3 URL of a model archive"),
+        ({"serving_mode": "batch"}, "expected one of 'realtime', 'serverless', 'async'"),
+        ({"serverless_memory_mb": "3000"}, "expected 1024, 2048, 3072, 4096, 5120 or 6144"),
+        ({"serverless_max_concurrency": "500"}, "expected an integer from 1 to 200"),
+        ({"canary_percent": "60"}, "expected an integer from 1 to 50"),
+        ({"data_capture_percent": "101"}, "expected an integer from 0 to 100"),
+        ({"inference_fast_path": "tensorrt"}, "expected one of 'off', 'onnx', 'onnx-int8'"),
+        (
+            {"serving_mode": "serverless", "data_capture_percent": "10"},
+            "serverless endpoints do not support data capture",
+        ),
+    ],
+)
+def test_invalid_serving_settings_are_refused(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config(**overrides)
+
+
+def test_the_onnx_fast_path_is_refused_on_gpu_instances() -> None:
+    serving = config(serving_instance_type="ml.g5.xlarge", inference_fast_path="onnx").serving
+    with pytest.raises(ConfigError, match="runs ONNX Runtime on the CPU only"):
+        check_serving(serving)
+
+
+def test_valid_model_references_are_accepted() -> None:
+    assert config(model_package_arn=PACKAGE_B).serving.model_configured
+    gov = "arn:aws-us-gov:sagemaker:us-gov-west-1:111122223333:model-package/group-1/12"
+    assert config(model_package_arn=gov).serving.model_package_arn == gov
+    assert config(model_data_url="s3://b/models/j/output/model.tar.gz").serving.model_configured
+    assert not config().serving.model_configured
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "local", "cpus"),
+    [
+        ("ml.m5.xlarge", False, 4),
+        ("ml.c6i.2xlarge", False, 8),
+        ("ml.m5.large", False, 2),
+        ("ml.g5.xlarge", True, 4),
+        ("ml.g4dn.xlarge", True, 4),
+        ("ml.m5d.4xlarge", True, 16),
+        ("ml.p4d.24xlarge", True, 96),
+    ],
+)
+def test_instance_facts(instance_type: str, local: bool, cpus: int) -> None:
+    assert has_local_storage(instance_type) is local
+    assert vcpus(instance_type) == cpus
+
+
+def test_endpoint_name_follows_mode_and_instance_type() -> None:
+    serving = config().serving
+    assert endpoint_name("acoustic-shield", serving) == "acoustic-shield-m5-xlarge"
+    assert endpoint_name("p", config(serving_mode="async").serving) == "p-async-m5-xlarge"
+    assert endpoint_name("p", config(serving_mode="serverless").serving) == "p-serverless"
