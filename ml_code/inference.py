@@ -430,22 +430,13 @@ def _torch_backend(model_dir: Path, threads: int) -> Backend:
 
 
 def _onnx_backend(model_dir: Path, settings: Settings) -> Backend:
-    # No export at load time: that would need torch's exporter in the serving image and minutes per
-    # worker; a missing file fails the start-up health check instead, so a blue/green deployment rolls back.
-    onnx_path = model_dir / layout.ONNX_FILE
-    if not onnx_path.is_file():
-        raise FileNotFoundError(
-            f"{ENV_FAST_PATH}={settings.fast_path} needs {layout.ONNX_FILE} in the model directory; "
-            f"train with --export_onnx, or set {ENV_FAST_PATH}=off"
-        )
     import onnxruntime as ort
 
-    if settings.fast_path == "onnx-int8":
-        onnx_path = quantize_int8(onnx_path, Path(tempfile.mkdtemp(prefix="acoustic-int8-")))
     options = ort.SessionOptions()
     options.intra_op_num_threads = settings.threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    onnx_path = _onnx_file(model_dir, settings.fast_path)
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
     def run(batch: np.ndarray) -> np.ndarray:
@@ -454,11 +445,34 @@ def _onnx_backend(model_dir: Path, settings: Settings) -> Backend:
     return run
 
 
-def quantize_int8(onnx_path: Path, out_dir: Path) -> Path:
-    """int8 dynamic quantization of MatMul/Gemm weights only; int8 convolutions run slower than fp32."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def _onnx_file(model_dir: Path, fast_path: str) -> Path:
+    # No export at load time: that would need torch's exporter in the serving image and minutes per
+    # worker; a missing file fails the start-up health check instead, so a blue/green deployment rolls back.
+    onnx_path = model_dir / layout.ONNX_FILE
+    int8_path = model_dir / layout.ONNX_INT8_FILE
+    if fast_path == "onnx-int8" and int8_path.is_file():
+        return int8_path
+    if not onnx_path.is_file():
+        raise FileNotFoundError(
+            f"{ENV_FAST_PATH}={fast_path} needs {layout.ONNX_FILE} in the model directory; "
+            f"train with --export_onnx, or set {ENV_FAST_PATH}=off"
+        )
+    if fast_path == "onnx":
+        return onnx_path
+    logger.info("no %s: quantizing %s at load", layout.ONNX_INT8_FILE, layout.ONNX_FILE)
+    return quantize_int8(onnx_path, Path(tempfile.mkdtemp(prefix="acoustic-int8-")) / layout.ONNX_INT8_FILE)
 
-    out_path = out_dir / "model.int8.onnx"
+
+def quantize_int8(onnx_path: Path, out_path: Path) -> Path:
+    """int8 dynamic quantization of MatMul/Gemm weights only; int8 convolutions run slower than fp32."""
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as err:  # the quantizer needs the onnx package, which serving images lack
+        raise FileNotFoundError(
+            f"{ENV_FAST_PATH}=onnx-int8 needs {layout.ONNX_INT8_FILE} in the model directory (written "
+            "with model.onnx at export time) or the onnx package to quantize at load; "
+            f"or use {ENV_FAST_PATH}=onnx"
+        ) from err
     quantize_dynamic(
         str(onnx_path), str(out_path), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8
     )

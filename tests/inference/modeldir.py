@@ -11,7 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
 
 from ml_code import layout
-from ml_code.onnx_export import export_onnx
+from ml_code.onnx_export import export_model_dir
 
 ML_CODE = Path(__file__).resolve().parents[2] / "ml_code"
 TINY_CONFIG = ML_CODE / "configs" / "tiny-wav2vec2"
@@ -62,7 +62,7 @@ def build_model_dir(
     )
     (path / layout.METRICS_FILE).write_text(json.dumps({"accuracy": 0.0}))
     if onnx:
-        export_onnx(model, path / layout.ONNX_FILE, example_seconds=window_seconds)
+        export_model_dir(model, path)
     copy_code(path)
     return path
 
