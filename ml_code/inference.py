@@ -230,7 +230,8 @@ def parse_request(
 
 
 def _decode_file(raw: bytes, settings: Settings) -> np.ndarray:
-    samples = audio.decode(raw, max_seconds=settings.max_audio_seconds)
+    _check_duration(audio.probe(raw).duration, settings)  # from the header, before decoding anything
+    samples = audio.decode(raw)
     _check_duration(samples.shape[0] / audio.TARGET_SAMPLE_RATE, settings)  # in case the header lied
     return samples
 
