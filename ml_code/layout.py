@@ -12,6 +12,9 @@ LABELS_FILE = "labels.json"  # {"labels": [...id order...], "sampling_rate": 160
 METRICS_FILE = "metrics.json"  # flat {metric_name: float}
 EVALUATION_FILE = "evaluation.json"  # the full evaluation report
 ONNX_FILE = "model.onnx"  # optional fast path, written with --export_onnx
+# Optional: model.onnx with int8 MatMul/Gemm weights (onnx_export.quantize_int8). Serving quantizes at
+# load when it is missing, which needs the onnx package (not in the serving image: it requires numpy 2).
+ONNX_INT8_FILE = "model.int8.onnx"
 CODE_DIR = "code"  # the inference handler, loaded by the toolkit from /opt/ml/model/code/
 
 # What train.py copies from this source directory into <model_dir>/code/.

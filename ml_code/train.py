@@ -47,12 +47,13 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 if __package__:
-    from . import audio, audiofolder, evaluation, layout
+    from . import audio, audiofolder, evaluation, layout, onnx_export
 else:  # run from the source dir, as the SageMaker containers do
     import audio  # type: ignore[no-redef]
     import audiofolder  # type: ignore[no-redef]
     import evaluation  # type: ignore[no-redef]
     import layout  # type: ignore[no-redef]
+    import onnx_export  # type: ignore[no-redef]
 
 logger = logging.getLogger(__name__)
 
@@ -399,32 +400,6 @@ def find_resume_checkpoint(
     return str(checkpoint)
 
 
-class _Logits(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-        return self.model(input_values=input_values).logits
-
-
-def export_onnx(model: torch.nn.Module, path: Path, num_samples: int) -> None:
-    """ONNX graph: ``input_values`` float32 [batch, samples] -> ``logits``; batch and length dynamic."""
-    module = _Logits(model).to("cpu", torch.float32).eval()
-    example = torch.randn(1, num_samples)
-    # The TorchScript exporter needs only the onnx package; the dynamo one would also need onnxscript.
-    torch.onnx.export(
-        module,
-        (example,),
-        str(path),
-        input_names=["input_values"],
-        output_names=["logits"],
-        dynamic_axes={"input_values": {0: "batch", 1: "samples"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-
-
 def copy_serving_code(code_dir: Path) -> None:
     """The inference handler, the audio module and the serving requirements, into ``code/``."""
     if code_dir.exists():
@@ -567,7 +542,8 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
             trainer.save_model(str(paths.model))
             write_model_files(paths.model, labels, data_args.max_length_seconds, metrics)
             if model_args.export_onnx:
-                export_onnx(model, paths.model / layout.ONNX_FILE, length)
+                for path in onnx_export.export_model_dir(model, paths.model):
+                    logger.info("wrote %s", path)
             write_reports(
                 paths.output,
                 metrics,

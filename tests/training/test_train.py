@@ -123,7 +123,13 @@ def test_metrics_json_is_flat_with_the_keys_the_promoter_reads(trained):
 def test_model_directory_is_self_contained(trained):
     # Then the directory holds weights, config with labels, feature extractor, labels.json and code/
     model_dir = trained.model_dir
-    for name in ("config.json", "model.safetensors", "preprocessor_config.json", layout.ONNX_FILE):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        layout.ONNX_FILE,
+        layout.ONNX_INT8_FILE,
+    ):
         assert (model_dir / name).is_file(), name
     config = json.loads((model_dir / "config.json").read_text())
     assert [config["id2label"][str(i)] for i in range(len(LABELS))] == LABELS

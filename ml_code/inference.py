@@ -1,0 +1,513 @@
+"""SageMaker inference handler: audio in, label and probabilities out.
+
+The Hugging Face (and PyTorch) inference toolkits import this file from ``/opt/ml/model/code/``
+(``SAGEMAKER_PROGRAM=inference.py``) and call ``model_fn`` once per worker, then ``input_fn``,
+``predict_fn`` and ``output_fn`` per request. ``python -m ml_code.serve`` loads it the same way.
+
+Settings come from the environment, read once when the model loads:
+
+- ``ACOUSTIC_FAST_PATH``: ``off`` (default: PyTorch fp32 eager), ``onnx`` (ONNX Runtime fp32) or
+  ``onnx-int8`` (ONNX Runtime with int8 dynamic quantization of MatMul/Gemm only). Both ONNX paths need
+  ``model.onnx`` in the model directory (``train.py --export_onnx``).
+- ``ACOUSTIC_THREADS``: intra-op threads per worker; default: CPUs / ``SAGEMAKER_MODEL_SERVER_WORKERS``.
+- ``ACOUSTIC_MAX_AUDIO_SECONDS``: longest clip accepted (default 600).
+- ``ACOUSTIC_MAX_REQUEST_BYTES``: largest request body accepted (default 128 MiB).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if __package__:
+    from . import audio, layout
+else:  # loaded from the model's code/ directory, as the inference toolkit does
+    import audio  # type: ignore[no-redef]
+    import layout  # type: ignore[no-redef]
+
+if TYPE_CHECKING:
+    _ToolkitError = Exception
+else:
+    try:  # the PyTorch inference toolkit turns this base class into the HTTP status it carries
+        from sagemaker_inference.errors import BaseInferenceToolkitError as _ToolkitError
+    except ImportError:
+        _ToolkitError = Exception
+
+logger = logging.getLogger(__name__)
+
+ENV_FAST_PATH = "ACOUSTIC_FAST_PATH"
+ENV_THREADS = "ACOUSTIC_THREADS"
+ENV_MAX_AUDIO_SECONDS = "ACOUSTIC_MAX_AUDIO_SECONDS"
+ENV_MAX_REQUEST_BYTES = "ACOUSTIC_MAX_REQUEST_BYTES"
+ENV_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"  # set by the Serving stack; MMS starts this many workers
+
+FAST_PATHS = ("off", "onnx", "onnx-int8")
+DEFAULT_MAX_AUDIO_SECONDS = 600.0
+# Ten minutes of 48 kHz 16-bit stereo WAV is 110 MiB: the largest common file the duration cap lets
+# through. Realtime endpoints stop at 6 MB before this matters; async endpoints accept up to 1 GB.
+DEFAULT_MAX_REQUEST_BYTES = 128 * 1024 * 1024
+WINDOWS_PER_BATCH = 8  # bounds peak memory on long clips; larger batches bring no speed-up on CPU
+
+JSON = "application/json"
+OCTET_STREAM = "application/octet-stream"
+AUDIO_CONTENT_TYPES = frozenset(
+    {
+        "audio/wav",
+        "audio/x-wav",
+        "audio/wave",
+        "audio/vnd.wave",
+        "audio/flac",
+        "audio/x-flac",
+        "audio/ogg",
+        "audio/mpeg",
+        OCTET_STREAM,
+    }
+)
+SUPPORTED_CONTENT_TYPES = (*sorted(AUDIO_CONTENT_TYPES), JSON)
+JSON_FIELDS = ("base64", "sample_rate", "channels", "segments")
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+
+
+class ClientError(ValueError, _ToolkitError):
+    """A request the handler cannot serve; ``str()`` is the message for the client.
+
+    The Hugging Face toolkit answers every exception from the handler with HTTP 400 and ``str(exc)``;
+    the PyTorch toolkit and the local server use ``status_code``.
+    """
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        ValueError.__init__(self, message)
+        self.message = message
+        self.phrase = message
+        self.status_code = status_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime settings, validated once at model load."""
+
+    fast_path: str = "off"
+    threads: int = 1
+    max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        fast_path = env.get(ENV_FAST_PATH, "off").strip().lower() or "off"
+        if fast_path not in FAST_PATHS:
+            raise ValueError(f"{ENV_FAST_PATH}={fast_path!r} is not one of {', '.join(FAST_PATHS)}")
+        workers = _positive(env, ENV_WORKERS, int, 1)
+        return cls(
+            fast_path=fast_path,
+            threads=_positive(env, ENV_THREADS, int, max(1, _cpu_count() // workers)),
+            max_audio_seconds=_positive(env, ENV_MAX_AUDIO_SECONDS, float, DEFAULT_MAX_AUDIO_SECONDS),
+            max_request_bytes=_positive(env, ENV_MAX_REQUEST_BYTES, int, DEFAULT_MAX_REQUEST_BYTES),
+        )
+
+
+def _positive(env: Mapping[str, str], name: str, kind: type[int] | type[float], default: Any) -> Any:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}={raw!r} must be a positive {kind.__name__}")
+    return value
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_settings: Settings | None = None
+
+
+def current_settings() -> Settings:
+    """The settings of this worker, read from the environment on first use."""
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+# --------------------------------------------------------------------------------------------------
+# Requests
+
+
+@dataclass(frozen=True)
+class AudioRequest:
+    """A decoded request: mono float32 samples at the model's rate, and what to return."""
+
+    samples: np.ndarray
+    segments: bool = False
+
+
+def _media_type(header: str | None) -> tuple[str, dict[str, str]]:
+    """``'Audio/WAV; codecs=1'`` -> ``('audio/wav', {'codecs': '1'})``."""
+    if not header:
+        return "", {}
+    kind, *params = header.split(";")
+    parsed = {}
+    for param in params:
+        key, _, value = param.partition("=")
+        parsed[key.strip().lower()] = value.strip().strip('"').lower()
+    return kind.strip().lower(), parsed
+
+
+def _true(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes")
+
+
+def _attributes(text: str | None) -> dict[str, str]:
+    """``'segments=true; foo=bar'`` -> dict; SageMaker passes this header through untouched."""
+    pairs = (part.partition("=") for part in (text or "").replace(",", ";").split(";"))
+    return {key.strip().lower(): value.strip() for key, _, value in pairs if key.strip()}
+
+
+def _request_header(context: Any, name: str) -> str | None:
+    """A request header from the model server's context (MMS and the local server build the same shape)."""
+    try:
+        properties = context.request_processor[0].get_request_properties()
+    except (AttributeError, IndexError, TypeError):
+        return None
+    for key, value in properties.items():
+        if key.lower() == name.lower():
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
+
+
+def parse_request(
+    body: bytes | bytearray | str | None,
+    content_type: str | None,
+    settings: Settings,
+    *,
+    segments: bool = False,
+) -> AudioRequest:
+    """Checks and decodes one request body; raises ClientError saying what to send instead."""
+    kind, _ = _media_type(content_type)
+    kind = kind or OCTET_STREAM  # a client that names no type sends bytes: sniff them
+    if kind not in AUDIO_CONTENT_TYPES and kind != JSON:
+        raise ClientError(
+            f"unsupported content type {content_type!r}; send one of {', '.join(SUPPORTED_CONTENT_TYPES)}",
+            415,
+        )
+    if body is None or len(body) == 0:
+        raise ClientError('empty request body; send the audio file as the body, or JSON {"base64": "..."}')
+    if len(body) > settings.max_request_bytes:
+        raise ClientError(
+            f"the request has {len(body)} bytes, more than the limit of {settings.max_request_bytes}; "
+            "send a shorter or compressed (FLAC, OGG, MP3) clip",
+            413,
+        )
+    try:
+        if kind == JSON:
+            return _parse_json(body, settings, segments=segments)
+        raw = body.encode() if isinstance(body, str) else bytes(body)
+        return AudioRequest(_decode_file(raw, settings), segments=segments)
+    except audio.AudioDecodeError as err:
+        raise ClientError(str(err)) from err
+
+
+def _decode_file(raw: bytes, settings: Settings) -> np.ndarray:
+    _check_duration(audio.probe(raw).duration, settings)  # from the header, before decoding anything
+    samples = audio.decode(raw)
+    _check_duration(samples.shape[0] / audio.TARGET_SAMPLE_RATE, settings)  # in case the header lied
+    return samples
+
+
+def _check_duration(seconds: float, settings: Settings) -> None:
+    if seconds > settings.max_audio_seconds:
+        raise ClientError(
+            f"the audio lasts {seconds:.1f} s, longer than the limit of {settings.max_audio_seconds:g} s; "
+            "split it into shorter clips",
+            413,
+        )
+
+
+_JSON_HELP = (
+    'send {"base64": "<base64 of a WAV/FLAC/OGG/MP3 file>"} or, for raw 16-bit little-endian PCM, '
+    '{"base64": "...", "sample_rate": 16000, "channels": 1}; optional "segments": true'
+)
+
+
+def _parse_json(body: bytes | bytearray | str, settings: Settings, *, segments: bool) -> AudioRequest:
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ClientError(f"the body is not valid JSON ({err}); {_JSON_HELP}") from err
+    if not isinstance(payload, dict):
+        raise ClientError(f"the JSON body must be an object; {_JSON_HELP}")
+    unknown = sorted(set(payload) - set(JSON_FIELDS))
+    if unknown:
+        raise ClientError(f"unknown field(s) {', '.join(unknown)}; {_JSON_HELP}")
+    encoded = payload.get("base64")
+    if not isinstance(encoded, str) or not encoded:
+        raise ClientError(f'missing or empty field "base64"; {_JSON_HELP}')
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise ClientError(f'field "base64" is not valid base64 ({err}); {_JSON_HELP}') from err
+    wants_segments = payload.get("segments", False)
+    if not isinstance(wants_segments, bool):
+        raise ClientError('field "segments" must be true or false')
+    sample_rate = payload.get("sample_rate")
+    channels = payload.get("channels", 1)
+    if sample_rate is None:
+        if "channels" in payload:
+            raise ClientError('field "channels" only applies to raw PCM; give "sample_rate" too')
+        return AudioRequest(_decode_file(raw, settings), segments=segments or wants_segments)
+    for name, value in (("sample_rate", sample_rate), ("channels", channels)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ClientError(f'field "{name}" must be a positive integer; {_JSON_HELP}')
+    _check_duration(len(raw) / (2 * channels * sample_rate), settings)
+    samples = audio.decode_pcm16(raw, sample_rate=sample_rate, channels=channels)
+    return AudioRequest(samples, segments=segments or wants_segments)
+
+
+# --------------------------------------------------------------------------------------------------
+# Model
+
+Backend = Callable[[np.ndarray], np.ndarray]  # normalized windows (n, samples) -> logits (n, labels)
+
+
+@dataclass
+class Classifier:
+    """A loaded model: windows a clip, runs the backend in batches and averages the windows."""
+
+    labels: list[str]
+    sampling_rate: int
+    window: int
+    hop: int
+    backend: Backend
+    normalize: Callable[[np.ndarray], np.ndarray]
+    settings: Settings = field(default_factory=Settings)
+
+    def window_probs(self, samples: np.ndarray) -> tuple[list[int], np.ndarray]:
+        """Window start offsets and each window's class probabilities (float64, rows sum to 1)."""
+        starts = audio.window_starts(samples.shape[0], self.window, self.hop)
+        probs = [self._probs(batch) for batch in self._batches(samples, starts)]
+        return starts, np.concatenate(probs)
+
+    def _batches(self, samples: np.ndarray, starts: list[int]) -> Iterator[np.ndarray]:
+        for i in range(0, len(starts), WINDOWS_PER_BATCH):
+            chunk = starts[i : i + WINDOWS_PER_BATCH]
+            yield np.stack([audio.fit_length(samples[s : s + self.window], self.window) for s in chunk])
+
+    def _probs(self, batch: np.ndarray) -> np.ndarray:
+        logits = np.asarray(self.backend(self.normalize(batch)), dtype=np.float64)
+        if logits.shape != (batch.shape[0], len(self.labels)) or not np.isfinite(logits).all():
+            raise RuntimeError(f"the model returned unusable logits of shape {logits.shape}")
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+    def classify(self, request: AudioRequest) -> Prediction:
+        starts, probs = self.window_probs(request.samples)
+        clip = probs.mean(axis=0)
+        clip /= clip.sum()
+        total = request.samples.shape[0]
+        segments = [
+            {
+                "start": round(start / self.sampling_rate, 3),
+                "end": round(min(start + self.window, total) / self.sampling_rate, 3),
+                "label": self.labels[int(row.argmax())],
+                "confidence": float(row.max()),
+            }
+            for start, row in zip(starts, probs, strict=True)
+        ]
+        return Prediction(
+            label=self.labels[int(clip.argmax())],
+            confidence=float(clip.max()),
+            probs={label: float(p) for label, p in zip(self.labels, clip, strict=True)},
+            segments=segments,
+            segments_requested=request.segments,
+        )
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The answer for one clip, with every window's answer (returned only when asked for)."""
+
+    label: str
+    confidence: float
+    probs: dict[str, float]
+    segments: list[dict[str, Any]]
+    segments_requested: bool = False
+
+    def to_json(self, *, segments: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {"label": self.label, "confidence": self.confidence, "probs": self.probs}
+        if segments or self.segments_requested:
+            body["segments"] = self.segments
+        return body
+
+
+def load_classifier(model_dir: str | Path, settings: Settings) -> Classifier:
+    """Reads the model directory (see ``layout``) and builds the backend the settings ask for."""
+    model_dir = Path(model_dir)
+    meta = _read_json(model_dir / layout.LABELS_FILE)
+    labels = [str(label) for label in meta["labels"]]
+    sampling_rate = int(meta.get("sampling_rate", audio.TARGET_SAMPLE_RATE))
+    if sampling_rate != audio.TARGET_SAMPLE_RATE:
+        raise ValueError(f"{layout.LABELS_FILE}: sampling_rate {sampling_rate} is not 16000")
+    config_labels = _read_json(model_dir / "config.json").get("id2label", {})
+    if len(config_labels) != len(labels):
+        raise ValueError(
+            f"{layout.LABELS_FILE} has {len(labels)} labels but config.json has {len(config_labels)}"
+        )
+    window = round(float(meta.get("max_length_seconds", 5.0)) * sampling_rate)
+
+    if settings.fast_path == "off":
+        backend = _torch_backend(model_dir, settings.threads)
+    else:
+        backend = _onnx_backend(model_dir, settings)
+    classifier = Classifier(
+        labels=labels,
+        sampling_rate=sampling_rate,
+        window=window,
+        hop=max(1, window // 2),
+        backend=backend,
+        normalize=_normalizer(model_dir, sampling_rate),
+        settings=settings,
+    )
+    classifier.window_probs(np.zeros(window, dtype=np.float32))  # warm up before the first request
+    return classifier
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"the model directory has no {path.name}; is it a train.py output?") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} must hold a JSON object")
+    return data
+
+
+def _normalizer(model_dir: Path, sampling_rate: int) -> Callable[[np.ndarray], np.ndarray]:
+    """The feature extractor saved with the model, applied exactly as in training."""
+    from transformers import AutoFeatureExtractor
+
+    extractor = AutoFeatureExtractor.from_pretrained(model_dir)
+
+    def normalize(batch: np.ndarray) -> np.ndarray:
+        features = extractor(list(batch), sampling_rate=sampling_rate, return_tensors="np")
+        return np.ascontiguousarray(features["input_values"], dtype=np.float32)
+
+    return normalize
+
+
+def _torch_backend(model_dir: Path, threads: int) -> Backend:
+    import torch
+    from transformers import AutoModelForAudioClassification
+
+    torch.set_num_threads(threads)
+    model = AutoModelForAudioClassification.from_pretrained(model_dir).eval()
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return model(input_values=torch.from_numpy(batch)).logits.float().numpy()
+
+    return run
+
+
+def _onnx_backend(model_dir: Path, settings: Settings) -> Backend:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    onnx_path = _onnx_file(model_dir, settings.fast_path)
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(session.run(["logits"], {"input_values": batch})[0])
+
+    return run
+
+
+def _onnx_file(model_dir: Path, fast_path: str) -> Path:
+    # No export at load time: that would need torch's exporter in the serving image and minutes per
+    # worker; a missing file fails the start-up health check instead, so a blue/green deployment rolls back.
+    onnx_path = model_dir / layout.ONNX_FILE
+    int8_path = model_dir / layout.ONNX_INT8_FILE
+    if fast_path == "onnx-int8" and int8_path.is_file():
+        return int8_path
+    if not onnx_path.is_file():
+        raise FileNotFoundError(
+            f"{ENV_FAST_PATH}={fast_path} needs {layout.ONNX_FILE} in the model directory; "
+            f"train with --export_onnx, or set {ENV_FAST_PATH}=off"
+        )
+    if fast_path == "onnx":
+        return onnx_path
+    logger.info("no %s: quantizing %s at load", layout.ONNX_INT8_FILE, layout.ONNX_FILE)
+    return quantize_int8(onnx_path, Path(tempfile.mkdtemp(prefix="acoustic-int8-")) / layout.ONNX_INT8_FILE)
+
+
+def quantize_int8(onnx_path: Path, out_path: Path) -> Path:
+    """int8 dynamic quantization of MatMul/Gemm weights only; int8 convolutions run slower than fp32."""
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as err:  # the quantizer needs the onnx package, which serving images lack
+        raise FileNotFoundError(
+            f"{ENV_FAST_PATH}=onnx-int8 needs {layout.ONNX_INT8_FILE} in the model directory (written "
+            "with model.onnx at export time) or the onnx package to quantize at load; "
+            f"or use {ENV_FAST_PATH}=onnx"
+        ) from err
+    quantize_dynamic(
+        str(onnx_path), str(out_path), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8
+    )
+    return out_path
+
+
+# --------------------------------------------------------------------------------------------------
+# The SageMaker handler contract
+
+
+def model_fn(model_dir: str) -> Classifier:
+    """Loads the model once per worker, with the settings from the environment."""
+    settings = current_settings()
+    logger.info("loading %s with %s", model_dir, settings)
+    return load_classifier(model_dir, settings)
+
+
+def input_fn(body: bytes | str, content_type: str | None, context: Any = None) -> AudioRequest:
+    """Decodes the body; ``segments=true`` in the custom-attributes header asks for per-window labels."""
+    attributes = _attributes(_request_header(context, CUSTOM_ATTRIBUTES_HEADER))
+    return parse_request(body, content_type, current_settings(), segments=_true(attributes.get("segments")))
+
+
+def predict_fn(data: AudioRequest, model: Classifier) -> Prediction:
+    """Classifies the whole clip (windowed) and, when asked, each window."""
+    if not isinstance(data, AudioRequest):
+        raise ClientError("the request was not decoded by this handler's input_fn")
+    return model.classify(data)
+
+
+def output_fn(prediction: Prediction, accept: str | None) -> str:
+    """JSON only; ``Accept: application/json; segments=true`` also asks for per-window labels."""
+    for option in (accept or JSON).split(","):
+        kind, params = _media_type(option)
+        if kind in ("", JSON, "application/*", "*/*"):
+            return json.dumps(prediction.to_json(segments=_true(params.get("segments"))))
+    raise ClientError(f"unsupported accept type {accept!r}; accept {JSON}", 406)

@@ -1,0 +1,89 @@
+"""Builds model directories as train.py writes them, from the tiny config and generated audio."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
+
+from ml_code import layout
+from ml_code.onnx_export import export_model_dir
+
+ML_CODE = Path(__file__).resolve().parents[2] / "ml_code"
+TINY_CONFIG = ML_CODE / "configs" / "tiny-wav2vec2"
+LABELS = ("tone", "noise", "pulses")
+SR = 16_000
+
+
+def clip(label: str, seconds: float, rng: np.random.Generator) -> np.ndarray:
+    """A mono 16 kHz clip of one class: a low sine, white noise, or noise bursts a few times a second."""
+    t = np.arange(max(1, int(seconds * SR))) / SR
+    if label == "tone":
+        signal = np.sin(2 * np.pi * rng.uniform(150, 400) * t + rng.uniform(0, 2 * np.pi))
+    elif label == "noise":
+        signal = rng.standard_normal(t.shape[0])
+    else:
+        gate = np.sin(2 * np.pi * rng.uniform(3, 6) * t + rng.uniform(0, 2 * np.pi)) > 0.3
+        signal = rng.standard_normal(t.shape[0]) * gate
+    mixed = rng.uniform(0.1, 0.8) * signal + rng.uniform(0.0, 0.05) * rng.standard_normal(t.shape[0])
+    return np.clip(mixed, -1, 1).astype(np.float32)
+
+
+def build_model_dir(
+    path: Path,
+    *,
+    train_steps: int = 0,
+    window_seconds: float = 1.0,
+    onnx: bool = False,
+    seed: int = 0,
+) -> Path:
+    """A complete model directory: weights, feature extractor, labels.json, metrics.json, code/."""
+    torch.manual_seed(seed)
+    config = AutoConfig.from_pretrained(
+        TINY_CONFIG,
+        num_labels=len(LABELS),
+        id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
+    )
+    model = AutoModelForAudioClassification.from_config(config)
+    extractor = Wav2Vec2FeatureExtractor.from_pretrained(TINY_CONFIG)
+    if train_steps:
+        _train(model, extractor, train_steps, window_seconds, np.random.default_rng(seed))
+    model.eval()
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    extractor.save_pretrained(path)
+    (path / layout.LABELS_FILE).write_text(
+        json.dumps({"labels": list(LABELS), "sampling_rate": SR, "max_length_seconds": window_seconds})
+    )
+    (path / layout.METRICS_FILE).write_text(json.dumps({"accuracy": 0.0}))
+    if onnx:
+        export_model_dir(model, path)
+    copy_code(path)
+    return path
+
+
+def copy_code(model_dir: Path) -> None:
+    """What train.py puts in <model_dir>/code/."""
+    code = model_dir / layout.CODE_DIR
+    code.mkdir(exist_ok=True)
+    for name in layout.SERVING_CODE_FILES:
+        shutil.copy2(ML_CODE / name, code / name)
+    shutil.copy2(ML_CODE / layout.SERVING_REQUIREMENTS, code / "requirements.txt")
+
+
+def _train(model, extractor, steps: int, seconds: float, rng: np.random.Generator) -> None:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(steps):
+        ids = rng.integers(0, len(LABELS), size=8)
+        batch = [clip(LABELS[i], seconds, rng) for i in ids]
+        inputs = extractor(batch, sampling_rate=SR, return_tensors="pt")
+        loss = model(input_values=inputs["input_values"], labels=torch.from_numpy(ids)).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
