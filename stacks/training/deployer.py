@@ -14,11 +14,11 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3_assets as s3_assets
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ..bundling import CopyBundler, bundling
-from ..nag import acknowledge, acknowledge_findings, finding
+from ..nag import acknowledge_findings, finding
+from ..queues import dead_letter_queue
 
 ROOT = Path(__file__).resolve().parents[2]
 # What `cdk deploy` needs: the app, its pinned dependencies and every source the stacks bundle.
@@ -131,18 +131,7 @@ class ModelDeployer(Construct):
             ),
         )
 
-        self.dead_letters = sqs.Queue(
-            self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
-        )
-        acknowledge(
-            self.dead_letters,
-            "AwsSolutions-SQS3",
-            "This queue is itself the approval rule's dead-letter queue.",
-        )
+        self.dead_letters = dead_letter_queue(self, target="approval rule")
         package_arn = events.EventField.from_path("$.detail.ModelPackageArn")
         self.rule = events.Rule(
             self,

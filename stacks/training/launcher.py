@@ -11,13 +11,13 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ..config import ScheduleConfig, TrainingConfig
 from ..data_stack import CHECKPOINTS_PREFIX, DATASETS_PREFIX, MODELS_PREFIX
 from ..nag import acknowledge
 from ..python_function import PythonFunction, PythonFunctionProps
+from ..queues import dead_letter_queue
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,18 +126,7 @@ class TrainingLauncher(Construct):
         )
 
         # Failed deliveries (after retries) land here instead of vanishing.
-        self.dead_letters = sqs.Queue(
-            self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
-        )
-        acknowledge(
-            self.dead_letters,
-            "AwsSolutions-SQS3",
-            "This queue is itself the schedule target's dead-letter queue.",
-        )
+        self.dead_letters = dead_letter_queue(self, target="schedule target")
         self.schedule = events.Rule(
             self,
             "Schedule",

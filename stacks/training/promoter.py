@@ -11,13 +11,13 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ..config import QualityGate
 from ..data_stack import EVALUATION_PREFIX, MODELS_PREFIX
-from ..nag import acknowledge, acknowledge_findings, finding
+from ..nag import acknowledge_findings, finding
 from ..python_function import PythonFunction, PythonFunctionProps
+from ..queues import dead_letter_queue
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,18 +127,7 @@ class ModelPromoter(Construct):
             },
         )
 
-        self.dead_letters = sqs.Queue(
-            self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
-        )
-        acknowledge(
-            self.dead_letters,
-            "AwsSolutions-SQS3",
-            "This queue is itself the rule target's dead-letter queue.",
-        )
+        self.dead_letters = dead_letter_queue(self, target="rule target")
         self.rule = events.Rule(
             self,
             "TrainingFinished",
