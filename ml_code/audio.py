@@ -7,6 +7,7 @@ channel mean, then soxr's anti-aliasing resampler to the model's rate.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,10 @@ Source = str | Path | bytes | BinaryIO
 
 class AudioDecodeError(ValueError):
     """The input is not audio this module can use; the message says why and what to send."""
+
+
+class AudioTooLongError(AudioDecodeError):
+    """The audio is longer than the caller's ``max_seconds``."""
 
 
 @dataclass(frozen=True)
@@ -79,12 +84,17 @@ def _check_header(handle: sf.SoundFile, max_seconds: float | None) -> AudioInfo:
             f"unsupported sample rate {info.sample_rate} Hz; "
             f"send audio between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz"
         )
-    if max_seconds is not None and info.duration > max_seconds:
-        raise AudioDecodeError(
-            f"the audio lasts {info.duration:.1f} s, longer than the limit of {max_seconds:g} s; "
+    check_duration(info.duration, max_seconds)
+    return info
+
+
+def check_duration(seconds: float, max_seconds: float | None) -> None:
+    """Raises AudioTooLongError when ``seconds`` exceeds ``max_seconds`` (None: no limit)."""
+    if max_seconds is not None and seconds > max_seconds:
+        raise AudioTooLongError(
+            f"the audio lasts {seconds:.1f} s, longer than the limit of {max_seconds:g} s; "
             "split it into shorter clips"
         )
-    return info
 
 
 def probe(source: Source) -> AudioInfo:
@@ -107,12 +117,23 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int = TARGET_SAMPLE_R
     return np.asarray(soxr.resample(samples, orig_sr, target_sr, quality="HQ"), dtype=np.float32)
 
 
-def _finish(samples: np.ndarray, sample_rate: int, target_sr: int) -> np.ndarray:
+def _check_samples(samples: np.ndarray) -> None:
     if samples.size == 0:
         raise AudioDecodeError("the audio has no samples")
     if not np.isfinite(samples).all():
         raise AudioDecodeError("the audio contains NaN or infinite samples")
-    return resample(to_mono(samples.astype(np.float32, copy=False)), sample_rate, target_sr)
+
+
+def _read(source: Source, max_seconds: float | None) -> tuple[np.ndarray, AudioInfo]:
+    """Every frame as float32 (frames, channels), checked, with the header's description."""
+    with _open(source) as handle:
+        info = _check_header(handle, max_seconds)
+        try:
+            samples = handle.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise AudioDecodeError(f"the audio data is corrupt ({_reason(err)})") from err
+    _check_samples(samples)
+    return samples, info
 
 
 def decode(
@@ -122,15 +143,10 @@ def decode(
 
     Raises AudioDecodeError (a ValueError) with a client-readable message for anything unusable:
     empty or undecodable bytes, zero channels, absurd rates, NaN/Inf samples, or audio longer than
-    ``max_seconds`` (checked from the header, before anything is decoded).
+    ``max_seconds`` (AudioTooLongError, checked from the header before anything is decoded).
     """
-    with _open(source) as handle:
-        info = _check_header(handle, max_seconds)
-        try:
-            samples = handle.read(dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as err:
-            raise AudioDecodeError(f"the audio data is corrupt ({_reason(err)})") from err
-    return _finish(samples, info.sample_rate, target_sr)
+    samples, info = _read(source, max_seconds)
+    return resample(to_mono(samples), info.sample_rate, target_sr)
 
 
 def decode_pcm16(
@@ -150,8 +166,9 @@ def decode_pcm16(
             f"raw PCM must be a whole number of 16-bit frames ({frame_bytes} bytes each for "
             f"{channels} channel(s)); got {len(raw)} bytes"
         )
-    samples = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
-    return _finish(samples.reshape(-1, channels), sample_rate, target_sr)
+    samples = (np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0).reshape(-1, channels)
+    _check_samples(samples)
+    return resample(to_mono(samples), sample_rate, target_sr)
 
 
 def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
@@ -191,20 +208,5 @@ def validate(source: Source, *, max_seconds: float | None = None) -> AudioInfo:
     The same checks as ``decode``, for dataset staging: a clip that passes here decodes in training.
     ``frames`` is the number of frames actually read, which a truncated file makes shorter than its header.
     """
-    with _open(source) as handle:
-        info = _check_header(handle, max_seconds)
-        try:
-            samples = handle.read(dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as err:
-            raise AudioDecodeError(f"the audio data is corrupt ({_reason(err)})") from err
-    if samples.size == 0:
-        raise AudioDecodeError("the audio has no samples")
-    if not np.isfinite(samples).all():
-        raise AudioDecodeError("the audio contains NaN or infinite samples")
-    return AudioInfo(
-        sample_rate=info.sample_rate,
-        channels=info.channels,
-        frames=int(samples.shape[0]),
-        format=info.format,
-        subtype=info.subtype,
-    )
+    samples, info = _read(source, max_seconds)
+    return dataclasses.replace(info, frames=int(samples.shape[0]))

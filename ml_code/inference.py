@@ -46,13 +46,13 @@ else:
 
 logger = logging.getLogger(__name__)
 
-ENV_FAST_PATH = "ACOUSTIC_FAST_PATH"
-ENV_THREADS = "ACOUSTIC_THREADS"
-ENV_MAX_AUDIO_SECONDS = "ACOUSTIC_MAX_AUDIO_SECONDS"
-ENV_MAX_REQUEST_BYTES = "ACOUSTIC_MAX_REQUEST_BYTES"
+ENV_FAST_PATH = layout.ENV_FAST_PATH
+ENV_THREADS = layout.ENV_THREADS
+ENV_MAX_AUDIO_SECONDS = layout.ENV_MAX_AUDIO_SECONDS
+ENV_MAX_REQUEST_BYTES = layout.ENV_MAX_REQUEST_BYTES
 ENV_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"  # set by the Serving stack; MMS starts this many workers
 
-FAST_PATHS = ("off", "onnx", "onnx-int8")
+FAST_PATHS = layout.FAST_PATHS
 DEFAULT_MAX_AUDIO_SECONDS = 600.0
 # Ten minutes of 48 kHz 16-bit stereo WAV is 110 MiB: the largest common file the duration cap lets
 # through. Realtime endpoints stop at 6 MB before this matters; async endpoints accept up to 1 GB.
@@ -225,24 +225,17 @@ def parse_request(
             return _parse_json(body, settings, segments=segments)
         raw = body.encode() if isinstance(body, str) else bytes(body)
         return AudioRequest(_decode_file(raw, settings), segments=segments)
+    except audio.AudioTooLongError as err:
+        raise ClientError(str(err), 413) from err
     except audio.AudioDecodeError as err:
         raise ClientError(str(err)) from err
 
 
 def _decode_file(raw: bytes, settings: Settings) -> np.ndarray:
-    _check_duration(audio.probe(raw).duration, settings)  # from the header, before decoding anything
-    samples = audio.decode(raw)
-    _check_duration(samples.shape[0] / audio.TARGET_SAMPLE_RATE, settings)  # in case the header lied
+    # The header's length is checked before decoding; the decoded length too, in case the header lied.
+    samples = audio.decode(raw, max_seconds=settings.max_audio_seconds)
+    audio.check_duration(samples.shape[0] / audio.TARGET_SAMPLE_RATE, settings.max_audio_seconds)
     return samples
-
-
-def _check_duration(seconds: float, settings: Settings) -> None:
-    if seconds > settings.max_audio_seconds:
-        raise ClientError(
-            f"the audio lasts {seconds:.1f} s, longer than the limit of {settings.max_audio_seconds:g} s; "
-            "split it into shorter clips",
-            413,
-        )
 
 
 _JSON_HELP = (
@@ -280,7 +273,7 @@ def _parse_json(body: bytes | bytearray | str, settings: Settings, *, segments: 
     for name, value in (("sample_rate", sample_rate), ("channels", channels)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ClientError(f'field "{name}" must be a positive integer; {_JSON_HELP}')
-    _check_duration(len(raw) / (2 * channels * sample_rate), settings)
+    audio.check_duration(len(raw) / (2 * channels * sample_rate), settings.max_audio_seconds)
     samples = audio.decode_pcm16(raw, sample_rate=sample_rate, channels=channels)
     return AudioRequest(samples, segments=segments or wants_segments)
 

@@ -1,7 +1,9 @@
-"""The model directory contract shared by training (writer) and serving (reader).
+"""The contract shared by training (writer), serving (reader) and the stacks (configuration).
 
 A model directory is what ``train.py`` leaves in ``SM_MODEL_DIR``; SageMaker packs it as
-``model.tar.gz`` and the inference containers unpack it to ``/opt/ml/model`` unchanged.
+``model.tar.gz`` and the inference containers unpack it to ``/opt/ml/model`` unchanged. The handler's
+settings are environment variables, which the Serving stack sets. Plain constants only: the CDK app
+imports this module too.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ LABELS_FILE = "labels.json"  # {"labels": [...id order...], "sampling_rate": 160
 METRICS_FILE = "metrics.json"  # flat {metric_name: float}
 EVALUATION_FILE = "evaluation.json"  # the full evaluation report
 ONNX_FILE = "model.onnx"  # optional fast path, written with --export_onnx
-# Optional: model.onnx with int8 MatMul/Gemm weights (onnx_export.quantize_int8). Serving quantizes at
+# Optional: model.onnx with int8 MatMul/Gemm weights (inference.quantize_int8). Serving quantizes at
 # load when it is missing, which needs the onnx package (not in the serving image: it requires numpy 2).
 ONNX_INT8_FILE = "model.int8.onnx"
 CODE_DIR = "code"  # the inference handler, loaded by the toolkit from /opt/ml/model/code/
@@ -21,3 +23,10 @@ CODE_DIR = "code"  # the inference handler, loaded by the toolkit from /opt/ml/m
 SERVING_CODE_FILES = ("inference.py", "audio.py", "layout.py")
 # Copied to <model_dir>/code/requirements.txt; the inference toolkit installs it at start-up.
 SERVING_REQUIREMENTS = "requirements-serving.txt"
+
+# The inference handler's environment.
+ENV_FAST_PATH = "ACOUSTIC_FAST_PATH"  # one of FAST_PATHS
+ENV_THREADS = "ACOUSTIC_THREADS"  # intra-op threads per worker
+ENV_MAX_AUDIO_SECONDS = "ACOUSTIC_MAX_AUDIO_SECONDS"  # longest clip accepted
+ENV_MAX_REQUEST_BYTES = "ACOUSTIC_MAX_REQUEST_BYTES"  # largest request body accepted
+FAST_PATHS = ("off", "onnx", "onnx-int8")  # PyTorch fp32; ONNX Runtime fp32; ONNX Runtime int8 MatMul/Gemm

@@ -12,6 +12,7 @@ what answers here is what the packed model.tar.gz will run on the endpoint.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import inspect
 import json
@@ -74,9 +75,14 @@ def load_handler(model_dir: Path) -> ModuleType:
     return importlib.import_module(module_name)
 
 
+@functools.cache
+def _arity(function: Callable[..., Any]) -> int:
+    return len(inspect.signature(function).parameters)
+
+
 def _call(function: Callable[..., Any], args: list[Any], context: Context) -> Any:
     """Passes the context when the function takes one more argument, as the toolkit does."""
-    if len(inspect.signature(function).parameters) == len(args) + 1:
+    if _arity(function) == len(args) + 1:
         return function(*args, context)
     return function(*args)
 

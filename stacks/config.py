@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from ml_code.layout import FAST_PATHS
+
 CONTEXT_ROOT = "acoustic_shield"
 ENVIRONMENTS = ("dev", "prod")
 IMAGE_TABLE = Path(__file__).with_name("image_table.json")
@@ -66,9 +68,14 @@ _SCHEDULE = _pattern(
 )
 
 
-def _image_version(value: Any) -> str | None:
-    versions = sorted(load_image_table()["training"]["versions"])
-    return None if value in versions else "one of " + ", ".join(versions)
+def _image_version(kind: str) -> Check:
+    """A transformers version that has a ``kind`` ("training" or "inference") image in the table."""
+
+    def check(value: Any) -> str | None:
+        versions = sorted(load_image_table()[kind]["versions"])
+        return None if value in versions else "one of " + ", ".join(versions)
+
+    return check
 
 
 def _between(low: int, high: int) -> Check:
@@ -93,11 +100,6 @@ _MODEL_DATA_URL = _pattern(
 
 def _optional(check: Check) -> Check:
     return lambda value: None if value == "" else check(value)
-
-
-def _serving_image_version(value: Any) -> str | None:
-    versions = sorted(load_image_table()["inference"]["versions"])
-    return None if value in versions else "one of " + ", ".join(versions)
 
 
 # --- the configuration --------------------------------------------------------------------------
@@ -151,7 +153,7 @@ class TrainingConfig:
         "training_image_version",
         "4.56.2",
         "Transformers version of the Hugging Face PyTorch training image.",
-        _image_version,
+        _image_version("training"),
     )
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
 
@@ -199,7 +201,6 @@ class StagingConfig:
 
 
 SERVING_MODES = ("realtime", "serverless", "async")
-FAST_PATHS = ("off", "onnx", "onnx-int8")
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ class ServingConfig:
         "serving_image_version",
         "4.51.3",
         "Transformers version of the Hugging Face PyTorch inference image.",
-        _serving_image_version,
+        _image_version("inference"),
     )
     fast_path: str = setting(
         "inference_fast_path",

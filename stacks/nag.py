@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_codebuild as codebuild
 from constructs import Construct
 
 
@@ -15,6 +16,28 @@ def acknowledge_findings(scope: Construct, rule: str, findings: dict[str, str]) 
     """Acknowledges each ``rule[finding]`` on ``scope`` with its own reason."""
     for finding, reason in findings.items():
         acknowledge(scope, f"{rule}[{finding}]", reason)
+
+
+def acknowledge_codebuild_defaults(role: Construct, project: codebuild.Project) -> None:
+    """The grants CDK gives every CodeBuild project with an S3 source and a KMS key, on its ``role``."""
+    name = finding(project, project.project_name)
+    source = "CDK's grant to read this build's source asset from the bootstrap bucket."
+    key = "CodeBuild encrypts build artifacts and logs with the data key."
+    acknowledge_findings(
+        role,
+        "AwsSolutions-IAM5",
+        {
+            "Action::s3:GetObject*": source,
+            "Action::s3:GetBucket*": source,
+            "Action::s3:List*": source,
+            "Action::kms:GenerateDataKey*": key,
+            "Action::kms:ReEncrypt*": key,
+            "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/codebuild/"
+            f"{name}:*": "CodeBuild's default log group for this project, streams named per build.",
+            "Resource::arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:report-group/"
+            f"{name}-*": "Test report groups of this project only (CDK's default grant).",
+        },
+    )
 
 
 def finding(scope: Construct, value: str) -> str:

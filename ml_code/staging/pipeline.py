@@ -164,7 +164,7 @@ def deduplicate(clips: Sequence[Clip]) -> tuple[list[Clip], list[tuple[Clip, Cli
     by_hash: dict[str, list[Clip]] = defaultdict(list)
     for clip in clips:
         by_hash[clip.sha256].append(clip)
-    kept, dropped = [], []
+    dropped = []
     keepers = set()
     for group in by_hash.values():
         keeper = min(group, key=lambda c: _SPLIT_PRIORITY[c.candidate.split])

@@ -12,6 +12,8 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from ml_code import layout
+
 from ..config import ServingConfig
 from ..data_stack import (
     ASYNC_FAILURE_PREFIX,
@@ -22,6 +24,7 @@ from ..data_stack import (
 )
 from ..images import ImageRef
 from ..nag import acknowledge_findings, finding
+from ..sagemaker_runtime import UNSCOPED_REASON, log_group_arn, runtime_statements
 from .placement import digest
 
 # Where the Hugging Face inference toolkit finds the handler inside the model archive.
@@ -38,11 +41,11 @@ def container_environment(serving: ServingConfig) -> dict[str, str]:
         "SAGEMAKER_REGION": cdk.Aws.REGION,
         "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
         "SAGEMAKER_MODEL_SERVER_WORKERS": str(serving.workers),
-        "ACOUSTIC_FAST_PATH": serving.fast_path,
-        "ACOUSTIC_MAX_AUDIO_SECONDS": f"{serving.max_audio_seconds:g}",
+        layout.ENV_FAST_PATH: serving.fast_path,
+        layout.ENV_MAX_AUDIO_SECONDS: f"{serving.max_audio_seconds:g}",
     }
     if serving.threads:
-        environment["ACOUSTIC_THREADS"] = str(serving.threads)
+        environment[layout.ENV_THREADS] = str(serving.threads)
     return environment
 
 
@@ -110,31 +113,12 @@ class ServingModel(Construct):
                 actions=["s3:GetObject"],
                 resources=[bucket.arn_for_objects(f"{MODELS_PREFIX}*")],
             ),
-            iam.PolicyStatement(
-                sid="PullInferenceImage",
-                actions=[
-                    "ecr:BatchGetImage",
-                    "ecr:GetDownloadUrlForLayer",
-                    "ecr:BatchCheckLayerAvailability",
-                ],
-                resources=[props.image.repository_arn],
-            ),
-            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(
-                sid="EndpointLogs",
-                actions=[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:DescribeLogStreams",
-                ],
-                resources=[self._log_group_arn(props.endpoint_name)],
-            ),
-            iam.PolicyStatement(
-                sid="EndpointMetrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+            *runtime_statements(
+                image=props.image,
+                log_group=self._log_group(props.endpoint_name),
+                image_sid="PullInferenceImage",
+                logs_sid="EndpointLogs",
+                metrics_sid="EndpointMetrics",
             ),
         ]
         if serving.data_capture_percent:
@@ -181,11 +165,11 @@ class ServingModel(Construct):
             return "Resource::" + finding(self, bucket.arn_for_objects(f"{prefix}*"))
 
         findings = {
-            "Resource::*": "ecr:GetAuthorizationToken and cloudwatch:PutMetricData support no resource-level "
-            "scoping; PutMetricData is limited to SageMaker namespaces by condition.",
+            "Resource::*": UNSCOPED_REASON,
             objects(MODELS_PREFIX): "Model archives live under models/<job>/output/ for job names chosen "
             "at run time; the deployed archive changes with every model.",
-            "Resource::" + finding(self, self._log_group_arn(props.endpoint_name)): "SageMaker names the "
+            "Resource::"
+            + finding(self, log_group_arn(self._log_group(props.endpoint_name))): "SageMaker names the "
             "log streams per variant and instance at run time, inside this endpoint's log group.",
         }
         if serving.data_capture_percent:
@@ -199,8 +183,5 @@ class ServingModel(Construct):
         acknowledge_findings(self.role, "AwsSolutions-IAM5", findings)
 
     @staticmethod
-    def _log_group_arn(endpoint_name: str) -> str:
-        return (
-            f"arn:{cdk.Aws.PARTITION}:logs:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}"
-            f":log-group:/aws/sagemaker/Endpoints/{endpoint_name}:*"
-        )
+    def _log_group(endpoint_name: str) -> str:
+        return f"/aws/sagemaker/Endpoints/{endpoint_name}"

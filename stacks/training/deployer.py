@@ -17,7 +17,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from ..bundling import CopyBundler, bundling
-from ..nag import acknowledge_findings, finding
+from ..nag import acknowledge_codebuild_defaults, acknowledge_findings
 from ..queues import dead_letter_queue
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,7 +162,7 @@ class ModelDeployer(Construct):
             ],
         )
 
-        project = finding(self, self.project.project_name)
+        acknowledge_codebuild_defaults(self.role, self.project)
         acknowledge_findings(
             self.role,
             "AwsSolutions-IAM5",
@@ -170,14 +170,5 @@ class ModelDeployer(Construct):
                 "Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role/"
                 f"{BOOTSTRAP_ROLES}-<AWS::AccountId>-<AWS::Region>": "The CDK bootstrap roles of this account "
                 "and region (deploy, file publishing, lookup); cdk deploy picks the one each step needs.",
-                "Action::s3:GetObject*": "CDK's grant to read this build's source asset from the bootstrap bucket.",
-                "Action::s3:GetBucket*": "CDK's grant to read this build's source asset from the bootstrap bucket.",
-                "Action::s3:List*": "CDK's grant to read this build's source asset from the bootstrap bucket.",
-                "Action::kms:GenerateDataKey*": "CodeBuild encrypts build artifacts and logs with the data key.",
-                "Action::kms:ReEncrypt*": "CodeBuild encrypts build artifacts and logs with the data key.",
-                "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/codebuild/"
-                f"{project}:*": "CodeBuild's default log group for this project, streams named per build.",
-                "Resource::arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:report-group/"
-                f"{project}-*": "Test report groups of this project only (CDK's default grant).",
             },
         )

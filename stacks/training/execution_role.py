@@ -14,6 +14,7 @@ from constructs import Construct
 from ..data_stack import CHECKPOINTS_PREFIX, DATASETS_PREFIX, EVALUATION_PREFIX, MODELS_PREFIX
 from ..images import ImageRef
 from ..nag import acknowledge_findings, finding
+from ..sagemaker_runtime import UNSCOPED_REASON, runtime_statements
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,34 +82,12 @@ class TrainingExecutionRole(Construct):
                 resources=[props.key.key_arn],
                 conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
             ),
-            iam.PolicyStatement(
-                sid="PullTrainingImage",
-                actions=[
-                    "ecr:BatchGetImage",
-                    "ecr:GetDownloadUrlForLayer",
-                    "ecr:BatchCheckLayerAvailability",
-                ],
-                resources=[props.image.repository_arn],
-            ),
-            iam.PolicyStatement(sid="EcrLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-            iam.PolicyStatement(
-                sid="JobLogs",
-                actions=[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:DescribeLogStreams",
-                ],
-                resources=[
-                    f"arn:{cdk.Aws.PARTITION}:logs:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}"
-                    ":log-group:/aws/sagemaker/TrainingJobs:*"
-                ],
-            ),
-            iam.PolicyStatement(
-                sid="JobMetrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+            *runtime_statements(
+                image=props.image,
+                log_group="/aws/sagemaker/TrainingJobs",
+                image_sid="PullTrainingImage",
+                logs_sid="JobLogs",
+                metrics_sid="JobMetrics",
             ),
         ]
         for statement in statements:
@@ -121,8 +100,7 @@ class TrainingExecutionRole(Construct):
             self.role,
             "AwsSolutions-IAM5",
             {
-                "Resource::*": "ecr:GetAuthorizationToken and cloudwatch:PutMetricData support no resource-level "
-                "scoping; PutMetricData is limited to SageMaker namespaces by condition.",
+                "Resource::*": UNSCOPED_REASON,
                 objects(DATASETS_PREFIX): "Reads any object under the datasets/ "
                 "prefix: channel contents are only known at run time.",
                 objects(MODELS_PREFIX): "SageMaker writes job outputs under "

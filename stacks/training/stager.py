@@ -17,7 +17,7 @@ from constructs import Construct
 from ..bundling import CopyBundler, bundling
 from ..config import StagingConfig
 from ..data_stack import DATASETS_PREFIX, RAW_PREFIX
-from ..nag import acknowledge_findings, finding
+from ..nag import acknowledge_codebuild_defaults, acknowledge_findings, finding
 
 ML_CODE = Path(__file__).resolve().parents[2] / "ml_code"
 
@@ -117,7 +117,7 @@ class DatasetStager(Construct):
         )
         props.key.grant_encrypt_decrypt(self.role)
 
-        project = finding(self, self.project.project_name)
+        acknowledge_codebuild_defaults(self.role, self.project)
         acknowledge_findings(
             self.role,
             "AwsSolutions-IAM5",
@@ -128,14 +128,5 @@ class DatasetStager(Construct):
                 "Resource::"
                 + finding(self, bucket.arn_for_objects(f"{RAW_PREFIX}*")): "The `folder` source reads "
                 "your own clips from raw/; their names are yours.",
-                "Action::s3:GetObject*": "CDK's grant to read this build's source asset from the bootstrap bucket.",
-                "Action::s3:GetBucket*": "CDK's grant to read this build's source asset from the bootstrap bucket.",
-                "Action::s3:List*": "CDK's grant to read this build's source asset from the bootstrap bucket.",
-                "Action::kms:GenerateDataKey*": "CodeBuild encrypts build artifacts and logs with the data key.",
-                "Action::kms:ReEncrypt*": "CodeBuild encrypts build artifacts and logs with the data key.",
-                "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/codebuild/"
-                f"{project}:*": "CodeBuild's default log group for this project, streams named per build.",
-                "Resource::arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:report-group/"
-                f"{project}-*": "Test report groups of this project only (CDK's default grant).",
             },
         )
