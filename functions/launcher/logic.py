@@ -222,7 +222,9 @@ def build_training_job_request(
         "sagemaker_program": ENTRY_POINT,
         "sagemaker_submit_directory": settings.source_dir,
         "sagemaker_region": settings.region,
-        "sagemaker_container_log_level": "20",
+        # A number, as the SDK sends it: the toolkit passes the decoded value to logging, which
+        # rejects the string "20" ("Unknown level") and the job fails before train.py runs.
+        "sagemaker_container_log_level": logging.INFO,
     }
     if settings.instance_count > 1:
         framework["sagemaker_torch_distributed_enabled"] = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
@@ -235,6 +236,21 @@ def test_multi_instance_jobs_run_torch_distributed(settings: LaunchSettings) -> 
     assert body["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
     assert body["EnableInterContainerTrafficEncryption"] is True
     assert body["StoppingCondition"] == {"MaxRuntimeInSeconds": 21600}
+
+
+def test_framework_hyperparameters_decode_to_what_the_training_toolkit_expects(settings: LaunchSettings) -> None:
+    # Given the request a scheduled trigger builds
+    request = parse_event(SCHEDULED, "r-1")
+    body = build_training_job_request(settings, job_name(PREFIX, request), request, ["train"])
+    # When the training toolkit JSON-decodes each value (sagemaker_training.environment)
+    decoded = {name: json.loads(value) for name, value in body["HyperParameters"].items()}
+    # Then the log level is the number logging accepts (the string "20" fails every job before
+    # train.py runs), and the program and source dir are strings
+    assert decoded["sagemaker_container_log_level"] == logging.INFO
+    logging.getLogger("toolkit-check").setLevel(decoded["sagemaker_container_log_level"])
+    assert decoded["sagemaker_program"] == "train.py"
+    assert decoded["sagemaker_submit_directory"] == ENV["SOURCE_DIR"]
+    assert decoded["num_train_epochs"] == "4"
 
 
 @pytest.mark.parametrize(
