@@ -346,7 +346,11 @@ class AppConfig:
         _pattern(r"datasets/([A-Za-z0-9._-]+/)+", "a prefix under 'datasets/' ending in '/'"),
     )
     account: str = setting("account", "", "Target account (empty: environment-agnostic template).")
-    region: str = setting("region", "", "Target region (empty: environment-agnostic template).")
+    region: str = setting(
+        "region",
+        "",
+        "Target region (empty: environment-agnostic template); checked against the image tables at synthesis.",
+    )
     training: TrainingConfig = field(default_factory=TrainingConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     quality: QualityGate = field(default_factory=QualityGate)

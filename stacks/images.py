@@ -2,7 +2,8 @@
 
 The registry account differs per region (and partition), so the template carries a CfnMapping built
 from the SageMaker SDK's image table (``stacks/image_table.json``) and looks up ``AWS::Region``:
-one template deploys anywhere the image exists, and nothing is hard-coded.
+one template deploys anywhere the image exists, and nothing is hard-coded. A stack with an explicit
+region is checked against the table at synthesis instead of failing at deploy time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from constructs import Construct
 from .config import ConfigError, load_image_table
 
 Scope = Literal["training", "inference"]
+# The config key that picks each kind's image version.
+VERSION_KEYS: dict[Scope, str] = {"training": "training_image_version", "inference": "serving_image_version"}
 
 
 def processor_for(instance_type: str) -> str:
@@ -55,6 +58,16 @@ def huggingface_image(scope: Construct, *, kind: Scope, version: str, instance_t
         )
     tag = f"{entry['pytorch']}-transformers{version}-{processor}-{entry['py']}-{entry['container_version'][processor]}"
     stack = cdk.Stack.of(scope)
+    # An environment-agnostic template resolves the region at deploy time; an explicit one is checked now.
+    region = stack.region
+    if not cdk.Token.is_unresolved(region) and region not in entry["registries"]:
+        elsewhere = [v for v, e in table.items() if region in e["registries"]]
+        raise ConfigError(
+            f"region {region!r} has no Hugging Face {kind} image for transformers {version}; "
+            f"supported regions: {', '.join(sorted(entry['registries']))}. Deploy to one of them "
+            "(-c region=...)"
+            + (f", or set {VERSION_KEYS[kind]} to {' or '.join(elsewhere)}" if elsewhere else "")
+        )
     mapping_id = f"{kind.capitalize()}ImageRegistry"
     mapping = stack.node.try_find_child(mapping_id)
     if not isinstance(mapping, cdk.CfnMapping):

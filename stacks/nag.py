@@ -20,7 +20,18 @@ def acknowledge_findings(scope: Construct, rule: str, findings: dict[str, str]) 
 
 def acknowledge_codebuild_defaults(role: Construct, project: codebuild.Project) -> None:
     """The grants CDK gives every CodeBuild project with an S3 source and a KMS key, on its ``role``."""
-    name = finding(project, project.project_name)
+    # The ARNs exactly as CDK builds them for the grants: tokens in an environment-agnostic stack,
+    # the concrete partition, region and account once the stack's environment is explicit.
+    stack = cdk.Stack.of(project)
+    logs = stack.format_arn(
+        service="logs",
+        resource="log-group",
+        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        resource_name=f"/aws/codebuild/{project.project_name}",
+    )
+    reports = stack.format_arn(
+        service="codebuild", resource="report-group", resource_name=f"{project.project_name}-*"
+    )
     source = "CDK's grant to read this build's source asset from the bootstrap bucket."
     key = "CodeBuild encrypts build artifacts and logs with the data key."
     acknowledge_findings(
@@ -32,10 +43,10 @@ def acknowledge_codebuild_defaults(role: Construct, project: codebuild.Project) 
             "Action::s3:List*": source,
             "Action::kms:GenerateDataKey*": key,
             "Action::kms:ReEncrypt*": key,
-            "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/codebuild/"
-            f"{name}:*": "CodeBuild's default log group for this project, streams named per build.",
-            "Resource::arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:report-group/"
-            f"{name}-*": "Test report groups of this project only (CDK's default grant).",
+            f"Resource::{finding(project, logs)}:*": "CodeBuild's default log group for this project, "
+            "streams named per build.",
+            f"Resource::{finding(project, reports)}": "Test report groups of this project only "
+            "(CDK's default grant).",
         },
     )
 

@@ -17,7 +17,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from ..bundling import CopyBundler, bundling
-from ..nag import acknowledge_codebuild_defaults, acknowledge_findings
+from ..nag import acknowledge_codebuild_defaults, acknowledge_findings, finding
 from ..queues import dead_letter_queue
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,8 +167,7 @@ class ModelDeployer(Construct):
             self.role,
             "AwsSolutions-IAM5",
             {
-                "Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role/"
-                f"{BOOTSTRAP_ROLES}-<AWS::AccountId>-<AWS::Region>": "The CDK bootstrap roles of this account "
+                f"Resource::{finding(self, bootstrap_roles)}": "The CDK bootstrap roles of this account "
                 "and region (deploy, file publishing, lookup); cdk deploy picks the one each step needs.",
             },
         )

@@ -14,7 +14,10 @@ from constructs import Construct
 from ..data_stack import CHECKPOINTS_PREFIX, DATASETS_PREFIX, EVALUATION_PREFIX, MODELS_PREFIX
 from ..images import ImageRef
 from ..nag import acknowledge_findings, finding
-from ..sagemaker_runtime import UNSCOPED_REASON, runtime_statements
+from ..sagemaker_runtime import UNSCOPED_REASON, log_group_arn, runtime_statements
+
+# SageMaker's fixed log group for every training job.
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,7 +87,7 @@ class TrainingExecutionRole(Construct):
             ),
             *runtime_statements(
                 image=props.image,
-                log_group="/aws/sagemaker/TrainingJobs",
+                log_group=LOG_GROUP,
                 image_sid="PullTrainingImage",
                 logs_sid="JobLogs",
                 metrics_sid="JobMetrics",
@@ -107,8 +110,7 @@ class TrainingExecutionRole(Construct):
                 "models/<job>/ for job names chosen at run time.",
                 objects(EVALUATION_PREFIX): "Evaluation reports per job under evaluation/<job>/.",
                 objects(CHECKPOINTS_PREFIX): "Spot checkpoints per job under checkpoints/<job>/.",
-                "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"
-                "/aws/sagemaker/TrainingJobs:*": "Log streams are created per job at run time in SageMaker's "
-                "fixed log group.",
+                "Resource::" + finding(self, log_group_arn(LOG_GROUP)): "Log streams are created per job "
+                "at run time in SageMaker's fixed log group.",
             },
         )

@@ -15,7 +15,7 @@ from constructs import Construct
 
 from ..config import ScheduleConfig, TrainingConfig
 from ..data_stack import CHECKPOINTS_PREFIX, DATASETS_PREFIX, MODELS_PREFIX
-from ..nag import acknowledge
+from ..nag import acknowledge, finding
 from ..python_function import PythonFunction, PythonFunctionProps
 from ..queues import dead_letter_queue
 
@@ -120,8 +120,7 @@ class TrainingLauncher(Construct):
         )
         acknowledge(
             role,
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>"
-            f":training-job/{props.job_name_prefix}*]",
+            f"AwsSolutions-IAM5[Resource::{finding(self, job_arn)}]",
             "Job names are made per trigger at run time; the prefix confines them to this app.",
         )
 
