@@ -10,28 +10,55 @@ export AWS_EC2_METADATA_DISABLED := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 TOOLKIT_VENV ?= .venv-toolkit
+TRAIN_VENV ?= .venv-train
 
-.PHONY: help install toolkit-venv lint format typecheck test synth pr clean snapshots demo
+.PHONY: help install toolkit-venv train-venv lint format typecheck test synth pr clean snapshots demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed node_modules/.installed $(TOOLKIT_VENV)/.installed ## Create .venv, node_modules and .venv-toolkit (idempotent)
+install: $(VENV)/.installed node_modules/.installed $(TOOLKIT_VENV)/.installed $(TRAIN_VENV)/.installed ## Create .venv, node_modules, .venv-toolkit and .venv-train (idempotent)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt ml_code/requirements.txt ml_code/requirements-staging.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
-	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q $$($(PY) scripts/torch_cpu.py pip-args) -r requirements-dev.txt
+	$(PY) scripts/torch_cpu.py check
 	touch $@
 
-# The SageMaker Hugging Face inference toolkit in its own environment (it needs numpy<2 and
-# transformers 4); the inference tests drive the handler through it.
+# The inference image's library versions with the real SageMaker Hugging Face inference toolkit and
+# model server, in their own environment; the inference tests drive the handler through it. Rebuilt from
+# scratch when a requirement changes, so that nothing the image lacks lingers: the image first, then the
+# serving requirements on top, as the toolkit installs them at start-up. The model server is Java: a
+# headless JRE comes from Debian when `java` is missing.
+.PHONY: jre
+SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 toolkit-venv: $(TOOLKIT_VENV)/.installed ## Create .venv-toolkit (idempotent; part of install)
 
-$(TOOLKIT_VENV)/.installed: tests/inference/requirements-toolkit.txt ml_code/requirements-serving.txt
-	test -x $(TOOLKIT_VENV)/bin/python || python3 -m venv $(TOOLKIT_VENV)
+$(TOOLKIT_VENV)/.installed: tests/inference/requirements-toolkit.txt ml_code/requirements-serving.txt | jre
+	rm -rf $(TOOLKIT_VENV) && python3 -m venv $(TOOLKIT_VENV)
 	$(TOOLKIT_VENV)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
-	$(TOOLKIT_VENV)/bin/python -m pip install --disable-pip-version-check -q -r tests/inference/requirements-toolkit.txt
+	$(TOOLKIT_VENV)/bin/python -m pip install --disable-pip-version-check -q $$($(TOOLKIT_VENV)/bin/python scripts/torch_cpu.py pip-args) -r tests/inference/requirements-toolkit.txt
+	$(TOOLKIT_VENV)/bin/python -m pip install --disable-pip-version-check -q -r ml_code/requirements-serving.txt
+	$(TOOLKIT_VENV)/bin/python scripts/torch_cpu.py check
+	touch $@
+
+jre:
+	@command -v java >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; }
+
+# The Hugging Face training image's libraries and the real SageMaker training toolkit, in their own
+# environment (numpy 1, transformers 4): the training-job tests and `python -m ml_code.local_job` run
+# the job there. Rebuilt from scratch when a requirement changes; the image first, then the job's
+# requirements on top, as the toolkit installs them when a job starts.
+train-venv: $(TRAIN_VENV)/.installed ## Create .venv-train (idempotent; part of install)
+
+$(TRAIN_VENV)/.installed: tests/training/requirements-train-image.txt ml_code/requirements.txt
+	rm -rf $(TRAIN_VENV) && python3 -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(TRAIN_VENV)/bin/python -m pip install --disable-pip-version-check -q $$($(TRAIN_VENV)/bin/python scripts/torch_cpu.py pip-args) -r tests/training/requirements-train-image.txt
+	$(TRAIN_VENV)/bin/python -m pip install --disable-pip-version-check -q -r ml_code/requirements.txt
+	$(TRAIN_VENV)/bin/python scripts/torch_cpu.py check
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -238,7 +238,9 @@ def test_multi_instance_jobs_run_torch_distributed(settings: LaunchSettings) -> 
     assert body["StoppingCondition"] == {"MaxRuntimeInSeconds": 21600}
 
 
-def test_framework_hyperparameters_decode_to_what_the_training_toolkit_expects(settings: LaunchSettings) -> None:
+def test_framework_hyperparameters_decode_to_what_the_training_toolkit_expects(
+    settings: LaunchSettings,
+) -> None:
     # Given the request a scheduled trigger builds
     request = parse_event(SCHEDULED, "r-1")
     body = build_training_job_request(settings, job_name(PREFIX, request), request, ["train"])

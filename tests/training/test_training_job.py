@@ -1,0 +1,183 @@
+"""The launcher's real request, run by the real SageMaker training toolkit in the training image's libraries.
+
+The launcher starts a job in the emulated account (moto) from a staged dataset, exactly as the Lambda does;
+``ml_code.local_job`` reads the job back, lays out ``/opt/ml`` under a temporary folder and runs the toolkit's
+``train`` entry point with ``sagemaker_pytorch_container.training:main`` in ``.venv-train`` (transformers
+4.56.2, numpy 1.26.4, ...). The source dir is the ``sourcedir.tar.gz`` the synthesizer bundles.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from functions.launcher.logic import METRIC_NAMES, LaunchSettings, launch
+from ml_code import layout, local_job
+from stacks.bundling import write_tar_gz
+from tests.training.synthetic import make_audiofolder
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN_ENV = ROOT / ".venv-train"
+IMAGE_REQUIREMENTS = Path(__file__).with_name("requirements-train-image.txt")
+REGION = "eu-west-1"
+BUCKET = "acoustic-data"
+PREFIX = "acoustic-shield-dev-train-"
+ACCOUNT = "123456789012"
+# What the Training stack gives the launcher (stacks/training/launcher.py), with deployed values.
+LAUNCHER_ENV = {
+    "JOB_NAME_PREFIX": PREFIX,
+    "EXECUTION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/training",
+    "TRAINING_IMAGE": "763104351884.dkr.ecr.eu-west-1.amazonaws.com/huggingface-pytorch-training:2.8.0-"
+    "transformers4.56.2-gpu-py312-cu129-ubuntu22.04",
+    "SOURCE_DIR": "s3://cdk-assets/sourcedir.tar.gz",
+    "DATA_BUCKET": BUCKET,
+    "DATASET_PREFIX": "datasets/tones/",
+    "MODELS_PREFIX": "models/",
+    "CHECKPOINTS_PREFIX": "checkpoints/",
+    "KMS_KEY_ARN": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "INSTANCE_TYPE": "ml.g5.xlarge",
+    "INSTANCE_COUNT": "1",
+    "VOLUME_SIZE_GB": "50",
+    "USE_SPOT": "true",
+    "MAX_RUNTIME_SECONDS": "21600",
+    "MAX_WAIT_SECONDS": "43200",
+    "AWS_REGION": REGION,
+    "HYPERPARAMETERS": json.dumps({"num_train_epochs": "10", "learning_rate": "3e-3"}),
+    "TAGS": json.dumps({"project": "acoustic-shield"}),
+}
+# The offline model: a config-only folder inside the source dir (the job runs in the source dir).
+EVENT = {
+    "hyperparameters": {
+        "model_name_or_path": "configs/tiny-wav2vec2",
+        "max_length_seconds": 1,
+        "per_device_train_batch_size": 8,
+    }
+}
+
+
+def _pip(*args: str) -> str:
+    python = TRAIN_ENV / "bin" / "python"
+    run = subprocess.run(
+        [str(python), "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One training job: staged in S3, started by the launcher, run by the toolkit."""
+    if not (TRAIN_ENV / "bin" / "python").exists():
+        pytest.fail(".venv-train is missing: run `make install` (or `make train-venv`)")
+    root = tmp_path_factory.mktemp("training-job")
+    source_dir = root / "sourcedir.tar.gz"
+    write_tar_gz(ROOT / "ml_code", source_dir)  # what the Training stack's asset bundling writes
+    data = root / "dataset"
+    make_audiofolder(data / "train", per_class=20, seed=1, labels=("low", "high", "noise"), broken=True)
+    make_audiofolder(data / "test", per_class=5, seed=2, labels=("low", "high", "noise"))
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        sagemaker = boto3.client("sagemaker", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        for path in sorted(p for p in data.rglob("*") if p.is_file()):
+            s3.upload_file(str(path), BUCKET, f"datasets/tones/{path.relative_to(data).as_posix()}")
+        sent: list[dict[str, Any]] = []
+        sagemaker.meta.events.register(
+            "provide-client-params.sagemaker.CreateTrainingJob", lambda params, **_: sent.append(params)
+        )
+        started = launch(
+            EVENT,
+            LaunchSettings.from_env(LAUNCHER_ENV),
+            sagemaker=sagemaker,
+            s3=s3,
+            request_id="0f1e2d3c-manual",
+        )
+        # The request exactly as sent: moto's DescribeTrainingJob answers with made-up MetricDefinitions.
+        (request,) = sent
+        definition = local_job.JobDefinition.from_api(request)
+        described = local_job.JobDefinition.from_api(
+            sagemaker.describe_training_job(TrainingJobName=started["job"])
+        )
+        assert (described.hyperparameters, described.channels) == (
+            definition.hyperparameters,
+            definition.channels,
+        )
+        result = local_job.run_job(
+            definition,
+            work_dir=root / "work",
+            env_dir=TRAIN_ENV,
+            s3=s3,
+            source_dir=str(source_dir),
+            output_dir=root / "output",
+            extra_env={"HF_HUB_OFFLINE": "1"},
+        )
+    return SimpleNamespace(started=started, definition=definition, result=result, root=root)
+
+
+def test_the_toolkit_runs_the_launchers_request_to_success(job) -> None:
+    # Given the job the launcher started (the log level as the toolkit reads it, channels from S3)
+    assert job.started["status"] == "started"
+    assert set(job.started["channels"]) == {"train", "test"}
+    # When the toolkit ran it
+    base: Path = job.result.base_dir
+    # Then it reported success, not failure
+    assert (base / "output" / "success").exists()
+    assert not (base / "output" / "failure").exists()
+
+
+def test_the_job_leaves_a_deployable_model_archive(job) -> None:
+    # Given the job's model.tar.gz, where SageMaker would put it
+    archive = Path(job.result.model_archive)
+    assert archive.name == "model.tar.gz"
+    assert archive.parent.name == "output"
+    # When its members are listed
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    # Then it holds the weights, the feature extractor, the labels and the handler with its requirements
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", layout.LABELS_FILE):
+        assert name in names
+    for name in (*layout.SERVING_CODE_FILES, "requirements.txt"):
+        assert f"{layout.CODE_DIR}/{name}" in names
+    assert not any(n.startswith(("/", "..")) for n in names)
+
+
+def test_the_launchers_metric_regexes_scrape_the_jobs_metrics(job) -> None:
+    # Given the metric definitions the launcher sent and the log the toolkit streamed
+    metrics = job.result.metrics
+    # Then every test metric was scraped, as SageMaker would (the promoter reads these)
+    assert {d[0] for d in job.definition.metric_definitions} == set(METRIC_NAMES)
+    for name in ("train_loss", "test_accuracy", "test_f1", "test_clip_accuracy"):
+        assert name in metrics, f"{name} not scraped; got {sorted(metrics)}"
+    # And the model learned the separable task (chance is 1/3)
+    assert metrics["test_accuracy"] >= 0.6
+
+
+def test_the_jobs_requirements_leave_the_images_pins_alone() -> None:
+    # Given the environment after ml_code/requirements.txt was installed on top of the image's libraries
+    # When pip checks it and resolves the image's pins again
+    check = _pip("check")
+    report = _pip("install", "--dry-run", "--no-deps", "-r", str(IMAGE_REQUIREMENTS))
+    # Then nothing is broken, nothing would be reinstalled, and numpy is the image's 1.26.4
+    assert "No broken requirements" in check
+    assert "Would install" not in report, report
+    versions = {
+        line.split("==")[0].lower(): line.split("==")[1]
+        for line in _pip("freeze").splitlines()
+        if "==" in line
+    }
+    assert versions["numpy"] == "1.26.4"
+    assert versions["transformers"] == "4.56.2"
