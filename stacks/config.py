@@ -151,7 +151,7 @@ class TrainingConfig:
     )
     image_version: str = setting(
         "training_image_version",
-        "4.56.2",
+        "5.3.0",
         "Transformers version of the Hugging Face PyTorch training image.",
         _image_version("training"),
     )

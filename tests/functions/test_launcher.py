@@ -33,8 +33,8 @@ PREFIX = "acoustic-shield-dev-train-"
 ENV = {
     "JOB_NAME_PREFIX": PREFIX,
     "EXECUTION_ROLE_ARN": f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/training",
-    "TRAINING_IMAGE": "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-training:2.8.0-"
-    "transformers4.56.2-gpu-py312-cu129-ubuntu22.04",
+    "TRAINING_IMAGE": "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-training:2.9.0-"
+    "transformers5.3.0-gpu-py312-cu130-ubuntu22.04",
     "SOURCE_DIR": "s3://cdk-assets/abc123.gz",
     "DATA_BUCKET": BUCKET,
     "DATASET_PREFIX": "datasets/esc50/",

@@ -129,7 +129,7 @@ def test_region_without_the_training_image_stops_synthesis(tmp_path: Path) -> No
         synth(tmp_path, **explicit(NO_TRAINING_IMAGE))
     message = str(failure.value)
     assert message.startswith(
-        f"region '{NO_TRAINING_IMAGE}' has no Hugging Face training image for transformers 4.56.2;"
+        f"region '{NO_TRAINING_IMAGE}' has no Hugging Face training image for transformers 5.3.0;"
     )
     assert "supported regions: af-south-1, ap-east-1," in message and "eu-west-1" in message
     assert "-c region=" in message

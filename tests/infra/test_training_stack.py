@@ -284,7 +284,7 @@ def test_training_image_is_resolved_per_region(training_template: Template) -> N
     image = training_template.to_json()["Outputs"]["TrainingImage"]["Value"]
     text = resolved(image)
     assert '"Fn::FindInMap": ["TrainingImageRegistry", {"Ref": "AWS::Region"}, "account"]' in text
-    assert "huggingface-pytorch-training:2.8.0-transformers4.56.2-gpu-py312-cu129-ubuntu22.04" in text
+    assert "huggingface-pytorch-training:2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04" in text
 
 
 def test_every_resource_is_tagged(training_template: Template) -> None:

@@ -3,7 +3,7 @@
 The launcher starts a job in the emulated account (moto) from a staged dataset, exactly as the Lambda does;
 ``ml_code.local_job`` reads the job back, lays out ``/opt/ml`` under a temporary folder and runs the toolkit's
 ``train`` entry point with ``sagemaker_pytorch_container.training:main`` in ``.venv-train`` (transformers
-4.56.2, numpy 1.26.4, ...). The source dir is the ``sourcedir.tar.gz`` the synthesizer bundles.
+5.3.0, numpy 1.26.4, ...). The source dir is the ``sourcedir.tar.gz`` the synthesizer bundles.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ from moto import mock_aws
 from functions.launcher.logic import METRIC_NAMES, LaunchSettings, launch
 from ml_code import layout, local_job
 from stacks.bundling import write_tar_gz
+from tests.inference.parity import pins
 from tests.training.synthetic import make_audiofolder
-
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN_ENV = ROOT / ".venv-train"
@@ -37,8 +36,8 @@ ACCOUNT = "123456789012"
 LAUNCHER_ENV = {
     "JOB_NAME_PREFIX": PREFIX,
     "EXECUTION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/training",
-    "TRAINING_IMAGE": "763104351884.dkr.ecr.eu-west-1.amazonaws.com/huggingface-pytorch-training:2.8.0-"
-    "transformers4.56.2-gpu-py312-cu129-ubuntu22.04",
+    "TRAINING_IMAGE": "763104351884.dkr.ecr.eu-west-1.amazonaws.com/huggingface-pytorch-training:2.9.0-"
+    "transformers5.3.0-gpu-py312-cu130-ubuntu22.04",
     "SOURCE_DIR": "s3://cdk-assets/sourcedir.tar.gz",
     "DATA_BUCKET": BUCKET,
     "DATASET_PREFIX": "datasets/tones/",
@@ -128,6 +127,7 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return SimpleNamespace(started=started, definition=definition, result=result, root=root)
 
 
+@pytest.mark.slow
 def test_the_toolkit_runs_the_launchers_request_to_success(job) -> None:
     # Given the job the launcher started (the log level as the toolkit reads it, channels from S3)
     assert job.started["status"] == "started"
@@ -139,6 +139,7 @@ def test_the_toolkit_runs_the_launchers_request_to_success(job) -> None:
     assert not (base / "output" / "failure").exists()
 
 
+@pytest.mark.slow
 def test_the_job_leaves_a_deployable_model_archive(job) -> None:
     # Given the job's model.tar.gz, where SageMaker would put it
     archive = Path(job.result.model_archive)
@@ -155,6 +156,7 @@ def test_the_job_leaves_a_deployable_model_archive(job) -> None:
     assert not any(n.startswith(("/", "..")) for n in names)
 
 
+@pytest.mark.slow
 def test_the_launchers_metric_regexes_scrape_the_jobs_metrics(job) -> None:
     # Given the metric definitions the launcher sent and the log the toolkit streamed
     metrics = job.result.metrics
@@ -166,6 +168,7 @@ def test_the_launchers_metric_regexes_scrape_the_jobs_metrics(job) -> None:
     assert metrics["test_accuracy"] >= 0.6
 
 
+@pytest.mark.slow
 def test_the_jobs_requirements_leave_the_images_pins_alone() -> None:
     # Given the environment after ml_code/requirements.txt was installed on top of the image's libraries
     # When pip checks it and resolves the image's pins again
@@ -180,4 +183,11 @@ def test_the_jobs_requirements_leave_the_images_pins_alone() -> None:
         if "==" in line
     }
     assert versions["numpy"] == "1.26.4"
-    assert versions["transformers"] == "4.56.2"
+    assert versions["transformers"] == "5.3.0"
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("ml_code/requirements*.txt")), ids=lambda p: p.name)
+def test_every_requirement_we_ship_is_an_exact_pin(path: Path) -> None:
+    # Given a requirements file that a job, an endpoint or a build installs at run time
+    # When it is read / Then every line is name==version (pins() fails on anything else)
+    assert pins(path)
