@@ -30,3 +30,24 @@ ENV_THREADS = "ACOUSTIC_THREADS"  # intra-op threads per worker
 ENV_MAX_AUDIO_SECONDS = "ACOUSTIC_MAX_AUDIO_SECONDS"  # longest clip accepted
 ENV_MAX_REQUEST_BYTES = "ACOUSTIC_MAX_REQUEST_BYTES"  # largest request body accepted
 FAST_PATHS = ("off", "onnx", "onnx-int8")  # PyTorch fp32; ONNX Runtime fp32; ONNX Runtime int8 MatMul/Gemm
+
+# The train.py arguments an event may set (the launcher refuses every other name, with its reason), as
+# name: (kind, lowest, highest). Everything else (paths, hub access, logging, the framework's own
+# sagemaker_* values) is fixed by the deployment. tests/training/test_arguments.py parses each through
+# train.py's own argument parser, so the list cannot name an argument the script does not take.
+EVENT_HYPERPARAMETERS: dict[str, tuple[str, float | None, float | None]] = {
+    "model_name_or_path": ("model", None, None),  # a Hugging Face id or a folder inside the source dir
+    "freeze_feature_encoder": ("bool", None, None),
+    "export_onnx": ("bool", None, None),
+    "max_length_seconds": ("float", 0.1, 60.0),
+    "validation_split_fraction": ("float", 0.01, 0.5),
+    "num_train_epochs": ("float", 0.01, 1000.0),
+    "max_steps": ("int", -1, 10_000_000),
+    "learning_rate": ("float", 1e-8, 1.0),
+    "weight_decay": ("float", 0.0, 1.0),
+    "warmup_ratio": ("float", 0.0, 0.5),
+    "per_device_train_batch_size": ("int", 1, 1024),
+    "per_device_eval_batch_size": ("int", 1, 1024),
+    "gradient_accumulation_steps": ("int", 1, 1024),
+    "seed": ("int", 0, 2**32 - 1),
+}

@@ -13,6 +13,10 @@ from typing import Any
 import aws_cdk as cdk
 import jsii
 
+# The repository's folders that assets are made of.
+ROOT = Path(__file__).resolve().parents[1]
+ML_CODE = ROOT / "ml_code"
+FUNCTIONS_DIR = ROOT / "functions"
 EXCLUDED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aws_cdk as cdk
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -38,8 +37,6 @@ class DataStack(cdk.Stack):
             enable_key_rotation=True,
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
-        # EventBridge publishes failure notices into SNS topics encrypted with this key.
-        self.key.grant(iam.ServicePrincipal("events.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey")
 
         # S3 server access logs cannot be delivered to a bucket encrypted with a customer KMS key,
         # hence S3-managed encryption here.

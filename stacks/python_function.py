@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -11,17 +11,20 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from .bundling import CopyBundler, bundling
+from .bundling import FUNCTIONS_DIR, CopyBundler, bundling
 from .nag import acknowledge, finding
 
-FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 # The newest Python runtime this CDK version offers (cdk-nag AwsSolutions-L1 checks the same).
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 
 
 @dataclass(frozen=True, kw_only=True)
 class PythonFunctionProps:
-    """``package``: folder under functions/ holding handler.py. ``timeout_seconds``: default 60."""
+    """``package``: folder under functions/ holding handler.py. ``timeout_seconds``: default 60.
+
+    ``files``: single files copied into the package under the given names (default none), e.g. the
+    contract module the package shares with ``ml_code/``.
+    """
 
     package: str
     description: str
@@ -30,6 +33,7 @@ class PythonFunctionProps:
     memory_size: int = 256
     reserved_concurrency: int | None = None
     log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS
+    files: dict[str, Path] = field(default_factory=dict)
 
 
 class PythonFunction(Construct):
@@ -70,7 +74,12 @@ class PythonFunction(Construct):
             code=lambda_.Code.from_asset(
                 str(FUNCTIONS_DIR / props.package),
                 bundling=bundling(
-                    CopyBundler({props.package: FUNCTIONS_DIR / props.package}),
+                    CopyBundler(
+                        {
+                            props.package: FUNCTIONS_DIR / props.package,
+                            **{f"{props.package}/{name}": path for name, path in props.files.items()},
+                        }
+                    ),
                     cdk.BundlingOutput.NOT_ARCHIVED,
                 ),
                 asset_hash_type=cdk.AssetHashType.OUTPUT,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from .bundling import TarGzBundler, bundling
+from .bundling import ML_CODE, TarGzBundler, bundling
 from .config import AppConfig, stack_name
 from .data_stack import DataStack
 from .images import huggingface_image
@@ -19,8 +18,6 @@ from .training.launcher import LauncherProps, TrainingLauncher
 from .training.promoter import ModelPromoter, PromoterProps
 from .training.registry import ModelRegistry, RegistryProps
 from .training.stager import DatasetStager, StagerProps
-
-ML_CODE = Path(__file__).resolve().parent.parent / "ml_code"
 
 
 def job_name_prefix(config: AppConfig) -> str:

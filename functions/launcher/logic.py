@@ -6,9 +6,11 @@ testable against botocore's request models without an account.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+try:  # the Lambda package carries the contract beside this module
+    from . import layout  # type: ignore[attr-defined]
+except ImportError:  # the repository
+    from ml_code import layout
 
 LOG = logging.getLogger(__name__)
 
@@ -35,8 +42,11 @@ METRIC_NAMES = (
 CHANNELS = ("train", "validation", "test")
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 ENTRY_POINT = "train.py"
-_HYPERPARAMETER_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_DATASET_PREFIX = re.compile(r"datasets/([A-Za-z0-9._-]+/)+")
+# Each segment starts with a letter or digit: no "." or ".." segments.
+_DATASET_PREFIX = re.compile(r"datasets/([A-Za-z0-9][A-Za-z0-9._-]*/)+")
+# A Hugging Face id (org/name) or a relative folder inside the source dir; never absolute, never "..".
+_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95}){0,3}")
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
 class SettingsError(ValueError):
@@ -141,14 +151,59 @@ class LaunchRequest:
     dataset_prefix: str | None
 
 
-def _scalar(name: str, value: Any) -> str:
+def _refusal(name: str) -> str:
+    allowed = ", ".join(sorted(layout.EVENT_HYPERPARAMETERS))
+    if name.startswith("sagemaker_"):
+        why = "the framework's own values are set by the launcher"
+    elif name == "push_to_hub" or name.startswith("hub_"):
+        why = "a training job never publishes to the Hugging Face Hub"
+    elif name.endswith(("_dir", "_path", "_file")) or name in (
+        "logging_dir",
+        "output_dir",
+        "resume_from_checkpoint",
+    ):
+        why = "paths are fixed by the deployment (channels, model and checkpoint folders)"
+    else:
+        close = difflib.get_close_matches(name, layout.EVENT_HYPERPARAMETERS, n=1, cutoff=0.75)
+        why = f"did you mean {close[0]!r}?" if close else "not an argument an event may set"
+    return f"hyperparameter {name!r} is refused: {why}. An event may set: {allowed}"
+
+
+def _number(name: str, value: Any, kind: str) -> float:
     if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float | str):
-        return str(value)
-    raise EventError(
-        f"hyperparameter {name!r} must be a string, number or boolean, got {type(value).__name__}"
-    )
+        raise EventError(f"hyperparameter {name!r} must be a number, got {value!r}")
+    try:
+        number = float(value) if kind == "float" else int(str(value), 10)
+    except (TypeError, ValueError):
+        raise EventError(
+            f"hyperparameter {name!r} must be {'a number' if kind == 'float' else 'an integer'}, got {value!r}"
+        ) from None
+    if not math.isfinite(number):
+        raise EventError(f"hyperparameter {name!r} must be finite, got {value!r}")
+    return number
+
+
+def _hyperparameter(name: Any, value: Any) -> str:
+    """The value as train.py receives it, if an event may set ``name`` to it; else a clear EventError."""
+    if not isinstance(name, str) or name not in layout.EVENT_HYPERPARAMETERS:
+        raise EventError(_refusal(str(name)))
+    kind, low, high = layout.EVENT_HYPERPARAMETERS[name]
+    if kind == "bool":
+        text = str(value).lower()
+        if text not in _TRUE + _FALSE:
+            raise EventError(f"hyperparameter {name!r} must be true or false, got {value!r}")
+        return "true" if text in _TRUE else "false"
+    if kind == "model":
+        if not isinstance(value, str) or not _MODEL_ID.fullmatch(value) or ".." in value.split("/"):
+            raise EventError(
+                f"hyperparameter {name!r} must be a Hugging Face id (org/name) or a folder inside the "
+                f"source dir, got {value!r}"
+            )
+        return value
+    number = _number(name, value, kind)
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise EventError(f"hyperparameter {name!r}={value!r} is out of range [{low:g}, {high:g}]")
+    return str(value)
 
 
 def parse_event(event: Any, request_id: str) -> LaunchRequest:
@@ -162,18 +217,7 @@ def parse_event(event: Any, request_id: str) -> LaunchRequest:
     overrides = event.get("hyperparameters", {})
     if not isinstance(overrides, dict):
         raise EventError("'hyperparameters' must be an object of name: value")
-    hyperparameters: dict[str, str] = {}
-    for name, value in overrides.items():
-        if (
-            not isinstance(name, str)
-            or not _HYPERPARAMETER_NAME.fullmatch(name)
-            or name.startswith("sagemaker_")
-        ):
-            raise EventError(
-                f"hyperparameter name {name!r} is invalid: use train.py argument names "
-                "(lowercase letters, digits, '_'; not 'sagemaker_*')"
-            )
-        hyperparameters[name] = _scalar(name, value)
+    hyperparameters = {name: _hyperparameter(name, value) for name, value in overrides.items()}
     dataset_prefix = event.get("dataset_prefix")
     if dataset_prefix is not None and (
         not isinstance(dataset_prefix, str) or not _DATASET_PREFIX.fullmatch(dataset_prefix)

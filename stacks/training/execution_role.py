@@ -11,7 +11,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from ..data_stack import CHECKPOINTS_PREFIX, DATASETS_PREFIX, EVALUATION_PREFIX, MODELS_PREFIX
+from ..data_stack import CHECKPOINTS_PREFIX, DATASETS_PREFIX, MODELS_PREFIX
 from ..images import ImageRef
 from ..nag import acknowledge_findings, finding
 from ..sagemaker_runtime import UNSCOPED_REASON, log_group_arn, runtime_statements
@@ -31,7 +31,7 @@ class ExecutionRoleProps:
 
 
 class TrainingExecutionRole(Construct):
-    """No managed policies: reads datasets/, writes models/, checkpoints/ and evaluation/."""
+    """No managed policies: reads datasets/, writes models/ and checkpoints/."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ExecutionRoleProps) -> None:
         super().__init__(scope, construct_id)
@@ -57,10 +57,8 @@ class TrainingExecutionRole(Construct):
             iam.PolicyStatement(
                 sid="WriteOutputs",
                 actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-                resources=[
-                    bucket.arn_for_objects(f"{MODELS_PREFIX}*"),
-                    bucket.arn_for_objects(f"{EVALUATION_PREFIX}*"),
-                ],
+                # Only models/: evaluation/ is the promoter's, so a job cannot forge its own report.
+                resources=[bucket.arn_for_objects(f"{MODELS_PREFIX}*")],
             ),
             iam.PolicyStatement(
                 sid="SyncCheckpoints",
@@ -108,7 +106,6 @@ class TrainingExecutionRole(Construct):
                 "prefix: channel contents are only known at run time.",
                 objects(MODELS_PREFIX): "SageMaker writes job outputs under "
                 "models/<job>/ for job names chosen at run time.",
-                objects(EVALUATION_PREFIX): "Evaluation reports per job under evaluation/<job>/.",
                 objects(CHECKPOINTS_PREFIX): "Spot checkpoints per job under checkpoints/<job>/.",
                 "Resource::" + finding(self, log_group_arn(LOG_GROUP)): "Log streams are created per job "
                 "at run time in SageMaker's fixed log group.",

@@ -13,6 +13,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from ..bundling import ML_CODE
 from ..config import ScheduleConfig, TrainingConfig
 from ..data_stack import CHECKPOINTS_PREFIX, DATASETS_PREFIX, MODELS_PREFIX
 from ..nag import acknowledge, finding
@@ -47,6 +48,8 @@ class TrainingLauncher(Construct):
             "Handler",
             props=PythonFunctionProps(
                 package="launcher",
+                # The hyperparameters an event may set (ml_code/layout.py), beside the launcher's code.
+                files={"layout.py": ML_CODE / "layout.py"},
                 description="Starts an AcousticShield training job (schedule or manual invocation)",
                 # One at a time, so two triggers cannot both see "nothing running" and start two jobs.
                 reserved_concurrency=1,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_codebuild as codebuild
@@ -14,12 +13,10 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from ..bundling import CopyBundler, bundling
+from ..bundling import ML_CODE, CopyBundler, bundling
 from ..config import StagingConfig
 from ..data_stack import DATASETS_PREFIX, RAW_PREFIX
 from ..nag import acknowledge_codebuild_defaults, acknowledge_findings, finding
-
-ML_CODE = Path(__file__).resolve().parents[2] / "ml_code"
 
 BUILD_SPEC = {
     "version": "0.2",

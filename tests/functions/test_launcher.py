@@ -187,10 +187,16 @@ def test_manual_invocation_overrides_hyperparameters_and_dataset(aws: Any, setti
     [
         ([], "must be a JSON object"),
         ({"hyperparameters": [1, 2]}, "'hyperparameters' must be an object"),
-        ({"hyperparameters": {"Bad-Name": 1}}, "hyperparameter name 'Bad-Name' is invalid"),
-        ({"hyperparameters": {"sagemaker_program": "x.py"}}, "not 'sagemaker_\\*'"),
-        ({"hyperparameters": {"epochs": {"nested": 1}}}, "must be a string, number or boolean"),
+        ({"hyperparameters": {"Bad-Name": 1}}, "'Bad-Name' is refused: not an argument an event may set"),
+        (
+            {"hyperparameters": {"sagemaker_program": "x.py"}},
+            "the framework's own values are set by the launcher",
+        ),
+        ({"hyperparameters": {"learning_rate": {"nested": 1}}}, "'learning_rate' must be a number"),
         ({"dataset_prefix": "../etc/"}, "must be a prefix under 'datasets/'"),
+        ({"dataset_prefix": "datasets/../raw/"}, "must be a prefix under 'datasets/'"),
+        ({"dataset_prefix": "datasets/esc50/../../models/"}, "must be a prefix under 'datasets/'"),
+        ({"dataset_prefix": "datasets/./esc50/"}, "must be a prefix under 'datasets/'"),
         ({**SCHEDULED, "id": None}, "must carry 'id' and 'time'"),
         ({**SCHEDULED, "time": "yesterday"}, "not an ISO 8601 timestamp"),
         ({"source": "aws.s3", "detail-type": "Object Created"}, "unexpected event source"),
@@ -200,6 +206,66 @@ def test_malformed_event_is_a_clear_error(event: Any, message: str) -> None:
     # When the event cannot be used / Then the error says what is wrong
     with pytest.raises(EventError, match=message):
         parse_event(event, request_id="r-1")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("push_to_hub", True, "never publishes to the Hugging Face Hub"),
+        ("hub_model_id", "someone/else", "never publishes to the Hugging Face Hub"),
+        ("hub_token", "hf_secret", "never publishes to the Hugging Face Hub"),
+        ("model_dir", "/tmp/elsewhere", "paths are fixed by the deployment"),
+        ("output_dir", "/opt/ml/model", "paths are fixed by the deployment"),
+        ("checkpoint_dir", "/mnt", "paths are fixed by the deployment"),
+        ("resume_from_checkpoint", "/opt/ml/input", "paths are fixed by the deployment"),
+        ("num_train_epoch", 50, "did you mean 'num_train_epochs'?"),
+        ("learnig_rate", 0.1, "did you mean 'learning_rate'?"),
+        ("report_to", "wandb", "not an argument an event may set"),
+        ("num_train_epochs", 1e9, "out of range"),
+        ("num_train_epochs", "nan", "must be finite"),
+        ("learning_rate", -1, "out of range"),
+        ("per_device_train_batch_size", 0, "out of range"),
+        ("per_device_train_batch_size", 8.5, "must be an integer"),
+        ("per_device_train_batch_size", True, "must be a number"),
+        ("export_onnx", "maybe", "must be true or false"),
+        ("model_name_or_path", "/etc/passwd", "must be a Hugging Face id"),
+        ("model_name_or_path", "configs/../../secrets", "must be a Hugging Face id"),
+    ],
+)
+def test_unsafe_unknown_or_out_of_range_hyperparameters_start_no_job(
+    aws: Any, settings: LaunchSettings, name: str, value: Any, message: str
+) -> None:
+    # Given staged data and a manual event that asks for something an event may not set
+    sagemaker, s3 = aws
+    stage(s3, "train")
+    event = {"hyperparameters": {"num_train_epochs": 2, name: value}}
+    # When it is launched / Then it fails with the reason, and no job exists
+    with pytest.raises(EventError, match=re.escape(message)):
+        launch(event, settings, sagemaker=sagemaker, s3=s3, request_id="r-1")
+    assert sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
+
+
+def test_allowed_hyperparameters_reach_the_job_as_train_py_reads_them(settings: LaunchSettings) -> None:
+    # Given every kind of value an event may send
+    event = {
+        "hyperparameters": {
+            "model_name_or_path": "configs/tiny-wav2vec2",
+            "freeze_feature_encoder": False,
+            "learning_rate": 1e-4,
+            "per_device_train_batch_size": "16",
+            "max_steps": -1,
+        }
+    }
+    # When it is parsed
+    request = parse_event(event, "r-1")
+    # Then each value is the string train.py's parser takes
+    assert request.hyperparameters == {
+        "model_name_or_path": "configs/tiny-wav2vec2",
+        "freeze_feature_encoder": "false",
+        "learning_rate": "0.0001",
+        "per_device_train_batch_size": "16",
+        "max_steps": "-1",
+    }
 
 
 def test_request_carries_spot_checkpoints_metrics_kms_and_tags(settings: LaunchSettings) -> None:

@@ -85,3 +85,13 @@ def test_exports_have_stable_names(data_template: Template) -> None:
         "AcousticShield-dev-Data-DataBucketArn",
         "AcousticShield-dev-Data-KeyArn",
     }
+
+
+def test_the_data_key_grants_no_service_principal_it_does_not_need(data_template: Template) -> None:
+    # Given the data key's policy
+    (key,) = data_template.find_resources("AWS::KMS::Key").values()
+    # When its principals are listed
+    principals = [s.get("Principal", {}) for s in key["Properties"]["KeyPolicy"]["Statement"]]
+    # Then only the account administers it: services get grants through roles, and nothing publishes
+    # EventBridge events into a topic encrypted with it
+    assert all("Service" not in p for p in principals), principals

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
+import aws_cdk as cdk
 from aws_cdk.assertions import Match, Template
 
 from stacks.app_builder import AcousticShieldApp
 from stacks.python_function import RUNTIME
+from tests.infra.conftest import ROOT
 
 
 def statements(template: Template, role_prefix: str) -> list[dict[str, Any]]:
@@ -40,7 +46,10 @@ def test_execution_role_reads_only_datasets_and_writes_only_outputs(training_tem
     assert sids["ReadDatasets"]["Action"] == "s3:GetObject"
     assert resolved(sids["ReadDatasets"]["Resource"]).endswith('"/datasets/*"]]}')
     writes = resolved(sids["WriteOutputs"]["Resource"])
-    assert '"/models/*"' in writes and '"/evaluation/*"' in writes and "datasets" not in writes
+    assert '"/models/*"' in writes and "datasets" not in writes
+    # evaluation/ is written by the promoter alone: a job cannot forge the report it is gated on
+    for statement in statements(training_template, "ExecutionRole"):
+        assert "evaluation" not in resolved(statement.get("Resource", "")), statement
     assert resolved(sids["SyncCheckpoints"]["Resource"]).endswith('"/checkpoints/*"]]}')
     assert sids["ListOwnPrefixes"]["Condition"] == {
         "StringLike": {"s3:prefix": ["datasets/*", "checkpoints/*"]}
@@ -147,6 +156,30 @@ def test_launcher_runs_newest_python_alone_with_validated_environment(training_t
             },
         },
     )
+
+
+def test_the_launcher_package_carries_the_contract_it_imports(dev_app: AcousticShieldApp) -> None:
+    # Given the launcher's synthesized Lambda package (the repository's ml_code is not in it)
+    outdir = Path(cdk.Stage.of(dev_app.training).outdir)  # type: ignore[union-attr]
+    (package,) = {p.parent.parent for p in outdir.glob("asset.*/launcher/handler.py")}
+    # When its logic module is imported there, as the Lambda runtime does
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import launcher.logic as m; print(m.layout.EVENT_HYPERPARAMETERS['seed'][0])",
+        ],
+        cwd=package,
+        env={**os.environ, "PYTHONPATH": str(package)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # Then it finds the allow-list of event hyperparameters in its own package
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "int"
+    assert (package / "launcher" / "layout.py").read_bytes() == (ROOT / "ml_code" / "layout.py").read_bytes()
 
 
 def test_schedule_targets_launcher_with_retries_and_dead_letters(training_template: Template) -> None:

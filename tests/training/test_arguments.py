@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_code import train
+from ml_code import layout, train
 
 SM_ENV = {
     "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
@@ -104,3 +104,19 @@ def test_a_missing_required_path_names_the_argument_and_the_variable(missing, me
 def test_a_window_shorter_than_the_feature_encoder_needs_is_refused(seconds):
     with pytest.raises(train.TrainingInputError, match=r"--max_length_seconds must be at least 0\.1"):
         train.parse_arguments(["--max_length_seconds", seconds])
+
+
+SAMPLE = {"bool": "false", "float": "0.25", "int": "3", "model": "configs/tiny-wav2vec2"}
+
+
+@pytest.mark.parametrize("name", sorted(layout.EVENT_HYPERPARAMETERS))
+def test_every_hyperparameter_an_event_may_set_is_an_argument_of_train_py(name):
+    # Given a name the launcher lets an event set, and a value of its kind
+    kind = layout.EVENT_HYPERPARAMETERS[name][0]
+    # When train.py parses it as the toolkit passes it
+    parsed = train.parse_arguments([f"--{name}", SAMPLE[kind]])
+    # Then one of its argument dataclasses holds it, with that kind
+    target = "warmup_steps" if name == "warmup_ratio" and not hasattr(parsed[2], "warmup_ratio") else name
+    (value,) = [getattr(args, target) for args in parsed if hasattr(args, target)]
+    expected = {"bool": False, "float": 0.25, "int": 3, "model": "configs/tiny-wav2vec2"}[kind]
+    assert value == expected
