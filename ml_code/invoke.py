@@ -69,7 +69,7 @@ def _parse_response(body: bytes, source: str) -> Any:
 
 def invoke_endpoint(runtime: Any, endpoint: str, body: bytes, content_type: str, segments: bool) -> Any:
     """One InvokeEndpoint call; the endpoint's own message on failure."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
     request: dict[str, Any] = {
         "EndpointName": endpoint,
@@ -94,6 +94,8 @@ def invoke_endpoint(runtime: Any, endpoint: str, body: bytes, content_type: str,
         raise InvokeError(
             f"endpoint {endpoint!r}: {code}: {details.get('Message', error)}", fatal=True
         ) from None
+    except ReadTimeoutError as error:  # this file took too long; the next one may not
+        raise InvokeError(f"endpoint {endpoint!r}: {error}", fatal=False) from None
     except BotoCoreError as error:
         raise InvokeError(f"endpoint {endpoint!r}: {error}", fatal=True) from None
     return _parse_response(response["Body"].read(), f"endpoint {endpoint!r}")
@@ -114,6 +116,8 @@ def invoke_url(url: str, body: bytes, content_type: str, segments: bool, timeout
         raise InvokeError(f"{target}: the server answered {error.code}: {message}", fatal=False) from None
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         reason = getattr(error, "reason", error)
+        if isinstance(reason, TimeoutError):  # this file took too long; the next one may not
+            raise InvokeError(f"{target}: no answer within {timeout:g} s", fatal=False) from None
         raise InvokeError(f"cannot reach {target}: {reason}", fatal=True) from None
     return _parse_response(payload, target)
 
@@ -181,5 +185,14 @@ def main(argv: Sequence[str] | None = None, *, runtime: Any = None) -> int:
     return 1 if failures else 0
 
 
+def run(argv: Sequence[str] | None = None) -> int:
+    """``main`` with Ctrl-C as one line and exit status 130, not a traceback."""
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

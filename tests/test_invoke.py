@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -203,6 +204,7 @@ class ContainerServer:
     requests: list[dict[str, Any]] = field(default_factory=list)
     status: int = 200
     reply: bytes = json.dumps(PREDICTION).encode()
+    delays: dict[bytes, float] = field(default_factory=dict)  # body -> seconds to wait before answering
 
 
 @pytest.fixture
@@ -216,6 +218,7 @@ def container() -> Iterator[ContainerServer]:
             state.requests.append(
                 {"path": self.path, "headers": self.headers, "body": self.rfile.read(length)}
             )
+            time.sleep(state.delays.get(state.requests[-1]["body"], 0.0))
             self.send_response(state.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(state.reply)))
@@ -296,3 +299,37 @@ def test_non_json_answers_are_errors(
     # Then it fails, quoting the start of the answer
     assert code == 1
     assert "is not JSON: b'<html>oops</html>'" in capsys.readouterr().err
+
+
+def test_a_file_that_times_out_does_not_stop_the_others(
+    container: ContainerServer, audio: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a server that takes too long for the first file only
+    slow, fast = audio["dog.wav"], audio["siren.FLAC"]
+    container.delays[slow.read_bytes()] = 3.0
+
+    # When the CLI sends both with a 1 s timeout
+    code = invoke.main(["--url", container.url, "--timeout", "1", str(slow), str(fast)])
+
+    # Then the second file is still classified, the timeout is reported, and the run fails at the end
+    lines, err = output_lines(capsys)
+    assert lines == [{"file": str(fast), "response": PREDICTION}]
+    assert f"error: {slow}: " in err and "no answer within 1 s" in err
+    assert code == 1
+
+
+def test_ctrl_c_prints_one_line_and_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, audio: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a run interrupted while it waits for an answer
+    def interrupted(*_: Any, **__: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(invoke, "invoke_url", interrupted)
+
+    # When Ctrl-C arrives
+    code = invoke.run(["--url", "http://127.0.0.1:9", str(audio["dog.wav"])])
+
+    # Then one line says so and the exit status is the shell's for SIGINT
+    assert code == 130
+    assert capsys.readouterr().err == "interrupted\n"
