@@ -180,7 +180,7 @@ class QualityGate:
     max_regression: float = setting(
         "max_regression",
         0.01,
-        "How much worse than the current approved model a new one may be, per metric.",
+        "How far below the best approved model (per metric, same split) a new one may be; quality cannot decline step by step.",
         _fraction,
     )
     manual_approval: bool = setting(

@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .logic import META_JOB, CurrentModel, current_model_from_package, metrics_from_report, split_s3_uri
+from .logic import META_JOB, ApprovedModel, approved_model_from_package, metrics_from_report, split_s3_uri
 
 METRICS_FILE = "metrics.json"
 EVALUATION_FILE = "evaluation.json"
@@ -115,20 +115,24 @@ def find_package_for_job(
     return None
 
 
-def latest_approved(sagemaker: Any, group: str) -> CurrentModel | None:
-    """The group's most recently created Approved package: the model a new one must not be worse than."""
-    page = sagemaker.list_model_packages(
+def approved_models(sagemaker: Any, group: str) -> list[ApprovedModel]:
+    """Every Approved package of the group, all pages, with the metrics it was registered with.
+
+    The gate compares with the best of them, so none may be left out; one DescribeModelPackage each,
+    because the list's summaries carry no metadata.
+    """
+    models: list[ApprovedModel] = []
+    pages = sagemaker.get_paginator("list_model_packages").paginate(
         ModelPackageGroupName=group,
         ModelApprovalStatus="Approved",
         SortBy="CreationTime",
         SortOrder="Descending",
-        MaxResults=1,
     )
-    summaries = page.get("ModelPackageSummaryList", [])
-    if not summaries:
-        return None
-    package = sagemaker.describe_model_package(ModelPackageName=summaries[0]["ModelPackageArn"])
-    return current_model_from_package(package)
+    for page in pages:
+        for summary in page.get("ModelPackageSummaryList", []):
+            package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+            models.append(approved_model_from_package(package))
+    return models
 
 
 def create_model_package(sagemaker: Any, request: Mapping[str, Any]) -> str:

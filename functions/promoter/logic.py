@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,14 +47,16 @@ INFERENCE_ENVIRONMENT = {
     "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
 }
 
-# Keys of CustomerMetadataProperties; the next gate reads the same keys back from the approved package.
+# Keys of CustomerMetadataProperties; the next gate reads the same keys back from the approved packages.
 META_JOB = "training_job"
 META_SPLIT = "metrics_split"
+META_COMPARISON = "comparison"  # what the new model was compared with, or why it could not be
 
 # A fixed namespace keeps ClientToken stable for a job name across containers and deployments.
 _TOKEN_NAMESPACE = uuid.UUID("6f0e3c1a-7d5b-4f8e-9a51-3c2f4b8d9e10")
 _DESCRIPTION_LIMIT = 1024
 _METADATA_VALUE_LIMIT = 256
+_METADATA_PUNCTUATION = " _.:/=+-@"
 _SUBJECT_LIMIT = 100
 # Metric comparisons tolerate float noise, so a value exactly at a threshold passes.
 _EPSILON = 1e-9
@@ -66,15 +68,27 @@ class TrainingEvent:
 
     job_name: str
     status: str | None
+    tuning_job_arn: str | None = None
 
 
 @dataclass(frozen=True)
-class CurrentModel:
-    """The latest Approved package of the group, with the gated metrics it was registered with."""
+class ApprovedModel:
+    """An Approved package of the group, with the split and gated metrics it was registered with.
+
+    ``unreadable`` names what its CustomerMetadataProperties lack for a comparison (``metrics_split``, or a
+    gated metric that is absent or not a fraction); the gate cannot compare against such a package.
+    """
 
     arn: str
     metrics: Mapping[str, float]
     split: str | None = None
+    version: int | None = None
+    unreadable: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """How reasons name the package: its version in the group, else its ARN."""
+        return f"version {self.version}" if self.version is not None else self.arn
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,7 @@ class Decision:
     reasons: tuple[str, ...]
     split: str | None = None
     gated: Mapping[str, float] = field(default_factory=dict)
+    comparison: str = ""
 
     @property
     def passed(self) -> bool:
@@ -95,7 +110,7 @@ class Decision:
 
 
 def parse_event(event: Any) -> TrainingEvent:
-    """Reads the job name (required) and status from an EventBridge training-state event."""
+    """Reads the job name (required), status and any ``TuningJobArn`` from a training-state event."""
     if not isinstance(event, Mapping):
         raise ValueError(f"expected an EventBridge event (a JSON object), got {type(event).__name__}")
     detail = event.get("detail")
@@ -108,7 +123,22 @@ def parse_event(event: Any) -> TrainingEvent:
     if not isinstance(job_name, str) or not job_name:
         raise ValueError("event detail has no 'TrainingJobName'; cannot tell which training job finished")
     status = detail.get("TrainingJobStatus")
-    return TrainingEvent(job_name=job_name, status=status if isinstance(status, str) else None)
+    return TrainingEvent(
+        job_name=job_name,
+        status=status if isinstance(status, str) else None,
+        tuning_job_arn=tuning_job_of(detail),
+    )
+
+
+def tuning_job_of(job: Mapping[str, Any]) -> str | None:
+    """The ``TuningJobArn`` of a hyperparameter tuning job's trial (event detail or described job), else None."""
+    arn = job.get("TuningJobArn")
+    return arn if isinstance(arn, str) and arn else None
+
+
+def ignored_trial_reason(tuning_job_arn: str) -> str:
+    """Why a trial is not registered: a tuning job would otherwise register (and notify) every trial."""
+    return f"a trial of the tuning job {tuning_job_arn}: trials are not registered"
 
 
 # --- metrics ----------------------------------------------------------------------------------------
@@ -181,11 +211,15 @@ def decide(
     metrics: Mapping[str, float],
     *,
     thresholds: Thresholds,
-    current: CurrentModel | None,
+    approved: Sequence[ApprovedModel],
     manual_approval: bool,
 ) -> Decision:
-    """The quality gate: every gated metric present, at or above its minimum, and not worse than the
-    current approved model by more than ``max_regression``."""
+    """The quality gate: every gated metric present and at or above its minimum, and none more than
+    ``max_regression`` below the best value any Approved package of the same split reached.
+
+    Rejected when a rule fails; PendingManualApproval when the approved packages cannot be compared with
+    (another split, metrics not stored) or when ``manual_approval`` is on; Approved otherwise.
+    """
     split = gate_split(metrics)
     failures: list[str] = []
     passes: list[str] = []
@@ -207,36 +241,101 @@ def decide(
         else:
             passes.append(f"{key} {value:.4f} >= min_{name} {minimum:.4f}")
 
-    if current is not None:
-        if current.split and current.split != split:
-            passes.append(
-                f"note: the approved model was measured on {current.split} metrics, this one on {split}"
-            )
-        for name, value in gated.items():
-            previous = current.metrics.get(name)
-            if previous is None:
-                passes.append(f"{name}: the approved model recorded none; not compared")
-                continue
-            drop = previous - value
-            if drop > thresholds.max_regression + _EPSILON:
-                failures.append(
-                    f"{name} {value:.4f} is {drop:.4f} below the approved model's {previous:.4f} "
-                    f"(max_regression {thresholds.max_regression:.4f})"
-                )
-            else:
-                passes.append(
-                    f"{name} {value:.4f} vs approved {previous:.4f}: "
-                    f"within max_regression {thresholds.max_regression:.4f}"
-                )
-    else:
-        passes.append("no approved model in the group yet; nothing to compare against")
+    comparison = compare_with_approved(gated, split, approved, thresholds.max_regression)
+    failures += comparison.failures
+    passes += comparison.passes
+
+    def decided(status: str, reasons: Iterable[str]) -> Decision:
+        return Decision(
+            status=status, reasons=tuple(reasons), split=split, gated=gated, comparison=comparison.summary
+        )
 
     if failures:
-        return Decision(status=REJECTED, reasons=tuple(failures), split=split, gated=gated)
+        return decided(REJECTED, failures)
+    if comparison.blockers:
+        # Never "anything goes": a model the gate cannot compare waits for a person, whatever the mode.
+        why = "the gate cannot compare this model with the approved ones: a person approves or rejects it"
+        return decided(PENDING, [*comparison.blockers, *passes, why])
     if manual_approval:
         passes.append("manual_approval is on: a person approves or rejects this package")
-        return Decision(status=PENDING, reasons=tuple(passes), split=split, gated=gated)
-    return Decision(status=APPROVED, reasons=tuple(passes), split=split, gated=gated)
+        return decided(PENDING, passes)
+    return decided(APPROVED, passes)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The new model against the approved ones: rules failed, rules passed, and what blocks comparing."""
+
+    failures: tuple[str, ...] = ()
+    passes: tuple[str, ...] = ()
+    blockers: tuple[str, ...] = ()
+    summary: str = ""
+
+
+def compare_with_approved(
+    gated: Mapping[str, float], split: str, approved: Sequence[ApprovedModel], max_regression: float
+) -> Comparison:
+    """Each gated metric against the best value of that metric among the approved packages of ``split``.
+
+    The baseline is the per-metric best, not the latest: a run of models each slightly worse than the one
+    before stops once it is ``max_regression`` below the best. Packages of the other split are never
+    compared; a package whose metrics cannot be read blocks the comparison instead of being skipped,
+    because it may be the best one.
+    """
+    if not approved:
+        return Comparison(
+            passes=("no approved model in the group yet; only the minimums apply",),
+            summary="no approved model yet",
+        )
+
+    blockers = [
+        f"cannot compare: the approved package {model.arn} has no readable {', '.join(model.unreadable)} "
+        "in its CustomerMetadataProperties"
+        for model in approved
+        if model.unreadable
+    ]
+    readable = [model for model in approved if not model.unreadable]
+    same = [model for model in readable if model.split == split]
+    other_splits = sorted({str(model.split) for model in readable if model.split != split})
+    if readable and not same:
+        blockers.append(
+            f"cannot compare: the approved models were measured on {' and '.join(other_splits)} metrics "
+            f"and this one on {split} metrics, which are never compared"
+        )
+
+    failures: list[str] = []
+    passes: list[str] = []
+    for name, value in gated.items():
+        if not same:
+            break
+        best = max(same, key=lambda model: model.metrics[name])
+        previous = best.metrics[name]
+        drop = previous - value
+        if drop > max_regression + _EPSILON:
+            failures.append(
+                f"{name} {value:.4f} is {drop:.4f} below the best approved model's {previous:.4f} "
+                f"({best.label}, max_regression {max_regression:.4f})"
+            )
+        else:
+            passes.append(
+                f"{name} {value:.4f} vs best approved {previous:.4f} ({best.label}): "
+                f"within max_regression {max_regression:.4f}"
+            )
+    if same and other_splits:
+        passes.append(
+            f"note: {len(readable) - len(same)} approved package(s) measured on {' and '.join(other_splits)} "
+            "metrics were not compared"
+        )
+
+    # Stored on the package (metadata values allow no commas or parentheses), for whoever audits it later.
+    if blockers:
+        summary = blockers[0]
+    else:
+        best_values = " ".join(f"{name} {max(m.metrics[name] for m in same):.4f}" for name in GATED)
+        summary = f"best of {len(same)} approved {split} packages: {best_values}"
+    return Comparison(
+        failures=tuple(failures), passes=tuple(passes), blockers=tuple(blockers), summary=summary
+    )
 
 
 def rejected_without_metrics(reason: str) -> Decision:
@@ -244,20 +343,35 @@ def rejected_without_metrics(reason: str) -> Decision:
     return Decision(status=REJECTED, reasons=(reason,))
 
 
-def current_model_from_package(package: Mapping[str, Any]) -> CurrentModel:
-    """The approved package's gated metrics, read back from its CustomerMetadataProperties."""
+def approved_model_from_package(package: Mapping[str, Any]) -> ApprovedModel:
+    """An approved package's split and gated metrics, read back from its CustomerMetadataProperties.
+
+    What the promoter writes on every package is the record the gate trusts; a value that is absent or
+    not a fraction in 0..1 is listed in ``unreadable``.
+    """
     properties = package.get("CustomerMetadataProperties") or {}
+    unreadable: list[str] = []
+    split = properties.get(META_SPLIT)
+    if split not in SPLITS:
+        unreadable.append(META_SPLIT)
     metrics: dict[str, float] = {}
     for name in GATED:
         try:
             value = float(properties[name])
         except (KeyError, TypeError, ValueError):
+            unreadable.append(name)
             continue
-        if math.isfinite(value):
+        if math.isfinite(value) and 0.0 <= value <= 1.0:
             metrics[name] = value
-    split = properties.get(META_SPLIT)
-    return CurrentModel(
-        arn=str(package["ModelPackageArn"]), metrics=metrics, split=split if isinstance(split, str) else None
+        else:
+            unreadable.append(name)
+    version = package.get("ModelPackageVersion")
+    return ApprovedModel(
+        arn=str(package["ModelPackageArn"]),
+        metrics=metrics,
+        split=split if split in SPLITS else None,
+        version=version if isinstance(version, int) and not isinstance(version, bool) else None,
+        unreadable=tuple(unreadable),
     )
 
 
@@ -303,14 +417,23 @@ def _format_metric(value: float) -> str:
     return f"{value:.6g}"
 
 
+def _metadata_value(text: str) -> str:
+    """Within the API's pattern for metadata values: letters, digits, spaces and ``_.:/=+-@``, 1..256."""
+    kept = "".join(c if c.isalnum() or c in _METADATA_PUNCTUATION else " " for c in text)
+    return " ".join(kept.split())[:_METADATA_VALUE_LIMIT].strip() or "-"
+
+
 def customer_metadata(job_name: str, decision: Decision, metrics: Mapping[str, float]) -> dict[str, str]:
-    """Job name, gated values (``accuracy``, ``f1``, ``clip_accuracy``) and every known raw metric."""
+    """Job name, gated values (``accuracy``, ``f1``, ``clip_accuracy``), every known raw metric, and what
+    the model was compared with (``comparison``)."""
     properties = {META_JOB: job_name}
     if decision.split:
         properties[META_SPLIT] = decision.split
     properties.update({name: _format_metric(value) for name, value in decision.gated.items()})
     properties.update({name: _format_metric(metrics[name]) for name in KNOWN_METRICS if name in metrics})
-    return {key: value[:_METADATA_VALUE_LIMIT] for key, value in properties.items()}
+    if decision.comparison:
+        properties[META_COMPARISON] = decision.comparison
+    return {key: _metadata_value(value) for key, value in properties.items()}
 
 
 def describe(decision: Decision) -> str:

@@ -32,9 +32,15 @@ def promote(event: Any, settings: Settings, clients: Clients) -> dict[str, Any]:
                 f"job name does not start with {settings.job_name_prefix!r}: not a job of this deployment"
             ],
         )
+    # No tuning yet: each trial would otherwise be registered (and announced) as a model of its own.
+    if training.tuning_job_arn:
+        return _trial(job_name, training.status, training.tuning_job_arn)
 
     job = aws.describe_training_job(clients.sagemaker, job_name)
     status = str(job.get("TrainingJobStatus"))
+    tuning_job_arn = logic.tuning_job_of(job)
+    if tuning_job_arn:  # an event with only the job name (a re-run by hand) says nothing about tuning
+        return _trial(job_name, status, tuning_job_arn)
 
     if status in logic.FINISHED_WITHOUT_MODEL:
         failure_reason = job.get("FailureReason")
@@ -83,7 +89,7 @@ def _register(job: dict[str, Any], settings: Settings, clients: Clients) -> dict
         decision = logic.decide(
             metrics,
             thresholds=settings.thresholds,
-            current=aws.latest_approved(clients.sagemaker, settings.model_package_group),
+            approved=aws.approved_models(clients.sagemaker, settings.model_package_group),
             manual_approval=settings.manual_approval,
         )
     else:
@@ -122,6 +128,11 @@ def _register(job: dict[str, Any], settings: Settings, clients: Clients) -> dict
     )
     aws.publish(clients.sns, settings.topic_arn, subject, message)
     return _result(job_name, status, decision.status, arn=arn, reasons=list(decision.reasons))
+
+
+def _trial(job_name: str, status: str | None, tuning_job_arn: str) -> dict[str, Any]:
+    """A tuning job's trial: nothing registered or sent; the handler's log line carries the reason."""
+    return _result(job_name, status, logic.IGNORED, reasons=[logic.ignored_trial_reason(tuning_job_arn)])
 
 
 def _repeat(

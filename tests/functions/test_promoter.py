@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,16 +50,24 @@ GOOD = {"test_accuracy": 0.91, "test_f1": 0.88, "test_clip_accuracy": 0.93, "tes
 
 def gate(
     metrics: Mapping[str, float],
-    current: logic.CurrentModel | None = None,
+    approved: Sequence[logic.ApprovedModel] = (),
     manual_approval: bool = False,
     thresholds: Thresholds = THRESHOLDS,
 ) -> logic.Decision:
-    return logic.decide(metrics, thresholds=thresholds, current=current, manual_approval=manual_approval)
+    return logic.decide(metrics, thresholds=thresholds, approved=approved, manual_approval=manual_approval)
 
 
-def approved_model(**metrics: float) -> logic.CurrentModel:
-    return logic.CurrentModel(
-        arn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/1", metrics=metrics
+def approved_model(version: int = 1, split: str = "test", **metrics: float) -> logic.ApprovedModel:
+    """An approved package as the gate reads it back from its metadata."""
+    return logic.approved_model_from_package(
+        {
+            "ModelPackageArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/{version}",
+            "ModelPackageVersion": version,
+            "CustomerMetadataProperties": {
+                "metrics_split": split,
+                **{name: str(value) for name, value in metrics.items()},
+            },
+        }
     )
 
 
@@ -195,24 +204,24 @@ def test_gate_passes_a_metric_exactly_at_its_threshold() -> None:
 
 def test_gate_rejects_a_model_worse_than_the_approved_one_beyond_tolerance() -> None:
     # Given an approved model with f1 0.90 and a candidate at 0.88 (0.02 worse, tolerance 0.01)
-    current = approved_model(accuracy=0.91, f1=0.90, clip_accuracy=0.93)
+    approved = [approved_model(accuracy=0.91, f1=0.90, clip_accuracy=0.93)]
 
     # When the gate decides
-    decision = gate(GOOD, current=current)
+    decision = gate(GOOD, approved)
 
-    # Then it rejects, naming the metric, both values and the tolerance
+    # Then it rejects, naming the metric, both values, the package and the tolerance
     assert decision.status == logic.REJECTED
     assert decision.reasons == (
-        "f1 0.8800 is 0.0200 below the approved model's 0.9000 (max_regression 0.0100)",
+        "f1 0.8800 is 0.0200 below the best approved model's 0.9000 (version 1, max_regression 0.0100)",
     )
 
 
 def test_gate_accepts_a_model_worse_than_the_approved_one_within_tolerance() -> None:
     # Given an approved model 0.005 better on every metric (tolerance 0.01)
-    current = approved_model(accuracy=0.915, f1=0.885, clip_accuracy=0.935)
+    approved = [approved_model(accuracy=0.915, f1=0.885, clip_accuracy=0.935)]
 
     # When the gate decides
-    decision = gate(GOOD, current=current)
+    decision = gate(GOOD, approved)
 
     # Then it approves
     assert decision.status == logic.APPROVED
@@ -221,25 +230,84 @@ def test_gate_accepts_a_model_worse_than_the_approved_one_within_tolerance() -> 
 
 def test_gate_accepts_a_regression_exactly_at_the_tolerance() -> None:
     # Given a candidate exactly max_regression below the approved model
-    current = approved_model(accuracy=0.92, f1=0.89, clip_accuracy=0.94)
+    approved = [approved_model(accuracy=0.92, f1=0.89, clip_accuracy=0.94)]
 
     # When the gate decides
-    decision = gate(GOOD, current=current)
+    decision = gate(GOOD, approved)
 
     # Then it approves
     assert decision.status == logic.APPROVED
 
 
-def test_gate_compares_only_what_the_approved_model_recorded() -> None:
-    # Given an approved package registered by hand, with no f1 in its metadata
-    current = approved_model(accuracy=0.5)
+def test_gate_compares_each_metric_with_its_best_approved_value() -> None:
+    # Given three approved models, the best accuracy in one and the best f1 in another, the latest worst
+    approved = [
+        approved_model(3, accuracy=0.90, f1=0.87, clip_accuracy=0.92),
+        approved_model(2, accuracy=0.90, f1=0.90, clip_accuracy=0.92),
+        approved_model(1, accuracy=0.93, f1=0.87, clip_accuracy=0.92),
+    ]
+
+    # When the gate decides on a model within tolerance of the latest but not of the best
+    decision = gate(GOOD, approved)
+
+    # Then each metric is held to its own best
+    assert decision.status == logic.REJECTED
+    assert decision.reasons == (
+        "accuracy 0.9100 is 0.0200 below the best approved model's 0.9300 (version 1, max_regression 0.0100)",
+        "f1 0.8800 is 0.0200 below the best approved model's 0.9000 (version 2, max_regression 0.0100)",
+    )
+    assert decision.comparison == (
+        "best of 3 approved test packages: accuracy 0.9300 f1 0.9000 clip_accuracy 0.9200"
+    )
+
+
+def test_gate_cannot_compare_with_an_approved_model_missing_a_metric() -> None:
+    # Given an approved package registered by hand, with only accuracy in its metadata
+    approved = [approved_model(accuracy=0.5)]
+
+    # When the gate decides, with automatic approval
+    decision = gate(GOOD, approved)
+
+    # Then the package waits for a person rather than being compared with nothing
+    assert decision.status == logic.PENDING
+    assert decision.reasons[0] == (
+        f"cannot compare: the approved package {approved[0].arn} has no readable f1, clip_accuracy "
+        "in its CustomerMetadataProperties"
+    )
+    assert decision.reasons[-1] == (
+        "the gate cannot compare this model with the approved ones: a person approves or rejects it"
+    )
+
+
+def test_gate_rejects_a_regression_even_when_another_package_cannot_be_compared() -> None:
+    # Given a readable approved model the candidate is far below, and one without metrics
+    approved = [
+        approved_model(2, accuracy=0.99),
+        approved_model(1, accuracy=0.99, f1=0.99, clip_accuracy=0.99),
+    ]
 
     # When the gate decides
-    decision = gate(GOOD, current=current)
+    decision = gate(GOOD, approved)
 
-    # Then the recorded metric is compared and the missing one is noted
+    # Then it is rejected: more packages could only raise the best
+    assert decision.status == logic.REJECTED
+    assert all("below the best approved model's 0.9900 (version 1," in reason for reason in decision.reasons)
+
+
+def test_gate_compares_only_approved_models_of_the_same_split() -> None:
+    # Given a better approved model measured on validation metrics, and one on test metrics
+    approved = [
+        approved_model(2, split="eval", accuracy=0.99, f1=0.99, clip_accuracy=0.99),
+        approved_model(1, split="test", accuracy=0.91, f1=0.88, clip_accuracy=0.93),
+    ]
+
+    # When the gate decides on test metrics
+    decision = gate(GOOD, approved)
+
+    # Then only the test one is compared, and the other is noted
     assert decision.status == logic.APPROVED
-    assert "f1: the approved model recorded none; not compared" in decision.reasons
+    assert "f1 0.8800 vs best approved 0.8800 (version 1): within max_regression 0.0100" in decision.reasons
+    assert "note: 1 approved package(s) measured on eval metrics were not compared" in decision.reasons
 
 
 def test_gate_falls_back_to_validation_metrics_without_a_test_split() -> None:
@@ -318,17 +386,26 @@ def test_manual_mode_still_rejects_a_failing_model() -> None:
 
 
 def test_approved_metrics_are_read_back_from_package_metadata() -> None:
-    # Given an approved package's metadata, one value unparsable
+    # Given an approved package's metadata, one value unparsable, one not a fraction, one absent
     package = {
         "ModelPackageArn": "arn:p",
-        "CustomerMetadataProperties": {"accuracy": "0.9", "f1": "n/a", "metrics_split": "eval", "x": "1"},
+        "ModelPackageVersion": 4,
+        "CustomerMetadataProperties": {
+            "accuracy": "0.9",
+            "f1": "n/a",
+            "clip_accuracy": "93",
+            "metrics_split": "eval",
+        },
     }
 
-    # When it is read as the current model
-    current = logic.current_model_from_package(package)
+    # When it is read as an approved model
+    approved = logic.approved_model_from_package(package)
 
-    # Then only the valid gated metrics are kept
-    assert current == logic.CurrentModel(arn="arn:p", metrics={"accuracy": 0.9}, split="eval")
+    # Then only the valid gated metrics are kept, and the others are named as unreadable
+    assert approved == logic.ApprovedModel(
+        arn="arn:p", metrics={"accuracy": 0.9}, split="eval", version=4, unreadable=("f1", "clip_accuracy")
+    )
+    assert approved.label == "version 4"
 
 
 # --- request and message builders --------------------------------------------------------------------
@@ -373,6 +450,20 @@ def test_model_package_request_is_valid_for_the_sagemaker_api(service_model: Cal
     assert "\n" not in request["ModelPackageDescription"]
     assert request["CustomerMetadataProperties"]["train_loss"] == "1e-05"
     assert "epoch" not in request["CustomerMetadataProperties"]
+
+
+def test_the_comparison_is_stored_within_the_metadata_value_pattern() -> None:
+    # Given a decision that could not compare, whose reason has commas and parentheses
+    decision = gate(GOOD, [approved_model(accuracy=0.5)])
+
+    # When the metadata is built
+    properties = logic.customer_metadata(PREFIX + "1", decision, GOOD)
+
+    # Then the value keeps only what the API's pattern allows (letters, digits, spaces, _.:/=+-@)
+    value = properties["comparison"]
+    assert value.startswith("cannot compare: the approved package arn:aws:sagemaker:")
+    assert value.endswith("has no readable f1 clip_accuracy in its CustomerMetadataProperties")
+    assert re.fullmatch(r"[A-Za-z0-9 _.:/=+\-@]{1,256}", value)
 
 
 def test_output_archive_sits_beside_the_model_artifact() -> None:
@@ -560,6 +651,7 @@ def test_passing_job_is_registered_as_approved(world: World, lambda_context: Any
         "test_f1": "0.88",
         "test_clip_accuracy": "0.93",
         "test_loss": "0.3",
+        "comparison": "no approved model yet",
     }
     statistics = package["ModelMetrics"]["ModelQuality"]["Statistics"]
     assert statistics["S3Uri"] == f"s3://{BUCKET}/evaluation/{PREFIX}1/evaluation.json"
@@ -617,7 +709,7 @@ def test_job_worse_than_the_approved_model_is_rejected(world: World, lambda_cont
     # Then the new package is rejected against the approved one, which stays approved
     assert result["decision"] == "Rejected"
     assert result["reasons"] == [
-        "f1 0.8300 is 0.0500 below the approved model's 0.8800 (max_regression 0.0100)"
+        "f1 0.8300 is 0.0500 below the best approved model's 0.8800 (version 1, max_regression 0.0100)"
     ]
     statuses = {
         p["CustomerMetadataProperties"]["training_job"]: p["ModelApprovalStatus"] for p in world.packages()
@@ -797,3 +889,203 @@ def test_handler_logs_one_structured_line(
     logged = json.loads(record.getMessage())
     assert logged["decision"] == result["decision"] == "Approved"
     assert logged["request_id"] == lambda_context.aws_request_id
+
+
+# --- the gate against every approved package ------------------------------------------------------------
+
+
+def approve_by_hand(world: World, metadata: Mapping[str, str] | None) -> str:
+    """An Approved package registered outside the promoter (by a person, or by an older tool)."""
+    request: dict[str, Any] = {
+        "ModelPackageGroupName": GROUP,
+        "ModelApprovalStatus": "Approved",
+        "InferenceSpecification": {
+            "Containers": [{"Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/by-hand/model.tar.gz"}],
+            "SupportedContentTypes": ["audio/wav"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+    }
+    if metadata is not None:
+        request["CustomerMetadataProperties"] = dict(metadata)
+    arn: str = world.sagemaker.create_model_package(**request)["ModelPackageArn"]
+    return arn
+
+
+def statuses_by_job(world: World) -> dict[str, str]:
+    return {
+        p["CustomerMetadataProperties"]["training_job"]: p["ModelApprovalStatus"]
+        for p in world.packages()
+        if "training_job" in (p.get("CustomerMetadataProperties") or {})
+    }
+
+
+def test_step_by_step_decline_is_bounded_by_the_best_approved_model(
+    world: World, lambda_context: Any
+) -> None:
+    # Given eight weekly jobs, each 0.009 f1 worse than the one before (within max_regression 0.01 of it):
+    # f1 0.95, 0.941, ..., 0.887
+    weekly_f1 = [round(0.95 - 0.009 * week, 3) for week in range(8)]
+
+    # When the promoter handles each job's event in turn
+    decisions = [
+        handler(training_job(world, f"{PREFIX}{week}", metrics={**GOOD, "test_f1": f1}), lambda_context)[
+            "decision"
+        ]
+        for week, f1 in enumerate(weekly_f1)
+    ]
+
+    # Then only the jobs within max_regression of the best approved f1 (0.95) are approved
+    assert decisions == ["Approved", "Approved"] + ["Rejected"] * 6
+    approved = [f1 for f1, decision in zip(weekly_f1, decisions, strict=True) if decision == "Approved"]
+    assert max(approved) - min(approved) <= THRESHOLDS.max_regression
+    # And the rejections name the best approved model, not the latest
+    third = next(
+        p for p in world.packages() if p["CustomerMetadataProperties"]["training_job"] == f"{PREFIX}2"
+    )
+    assert "f1 0.9320 is 0.0180 below the best approved model's 0.9500" in third["ModelPackageDescription"]
+
+
+def test_the_best_approved_model_is_found_beyond_the_first_page(world: World, lambda_context: Any) -> None:
+    # Given the group's best approved model (f1 0.95), then 100 newer approved ones with f1 0.88
+    best = approve_by_hand(
+        world, {"metrics_split": "test", "accuracy": "0.91", "f1": "0.95", "clip_accuracy": "0.93"}
+    )
+    for _ in range(100):
+        approve_by_hand(
+            world, {"metrics_split": "test", "accuracy": "0.91", "f1": "0.88", "clip_accuracy": "0.93"}
+        )
+    first_page = world.sagemaker.list_model_packages(
+        ModelPackageGroupName=GROUP,
+        ModelApprovalStatus="Approved",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+    )
+    assert "NextToken" in first_page
+    assert best not in {s["ModelPackageArn"] for s in first_page["ModelPackageSummaryList"]}
+    # And a new job as good as the latest approved model but 0.07 below the best
+    event = training_job(world, PREFIX + "1", metrics=GOOD)
+
+    # When the promoter handles its event
+    result = handler(event, lambda_context)
+
+    # Then it is rejected against the best one
+    assert result["decision"] == "Rejected"
+    assert result["reasons"] == [
+        "f1 0.8800 is 0.0700 below the best approved model's 0.9500 (version 1, max_regression 0.0100)"
+    ]
+
+
+EVAL_ONLY = {"eval_accuracy": 0.91, "eval_f1": 0.88, "eval_clip_accuracy": 0.93, "eval_loss": 0.3}
+
+
+@pytest.mark.parametrize(
+    ("approved_metrics", "new_metrics", "approved_split", "new_split"),
+    [(EVAL_ONLY, GOOD, "eval", "test"), (GOOD, EVAL_ONLY, "test", "eval")],
+    ids=["validation-then-test", "test-then-validation"],
+)
+def test_metrics_of_different_splits_are_never_compared(
+    world: World,
+    lambda_context: Any,
+    approved_metrics: Mapping[str, float],
+    new_metrics: Mapping[str, float],
+    approved_split: str,
+    new_split: str,
+) -> None:
+    # Given an approved model gated on one split
+    first = handler(training_job(world, PREFIX + "1", metrics=approved_metrics), lambda_context)
+    assert first["decision"] == "Approved"
+    # And a new job, with automatic approval, that reports only metrics of the other split
+    event = training_job(world, PREFIX + "2", metrics=new_metrics)
+
+    # When the promoter handles the new job's event
+    result = handler(event, lambda_context)
+
+    # Then the gate cannot compare the two, and a person decides
+    assert result["decision"] == "PendingManualApproval"
+    reason = (
+        f"cannot compare: the approved models were measured on {approved_split} metrics and this one "
+        f"on {new_split} metrics, which are never compared"
+    )
+    assert result["reasons"][0] == reason
+    # And the package, its metadata and the message say why
+    package = next(p for p in world.packages() if p["ModelPackageArn"] == result["model_package_arn"])
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    assert package["ModelPackageDescription"].startswith(f"PendingManualApproval: {reason}")
+    assert package["CustomerMetadataProperties"]["comparison"].startswith("cannot compare")
+    message = world.messages()[-1]["Message"]
+    assert f"- {reason}" in message
+    assert "--model-approval-status Approved" in message
+
+
+@pytest.mark.parametrize(
+    ("metadata", "missing"),
+    [
+        (None, "metrics_split, accuracy, f1, clip_accuracy"),
+        ({"accuracy": "0.91", "f1": "0.88", "clip_accuracy": "0.93"}, "metrics_split"),
+        ({"metrics_split": "test", "accuracy": "0.91", "f1": "0.88"}, "clip_accuracy"),
+        ({"metrics_split": "test", "accuracy": "91", "f1": "0.88", "clip_accuracy": "0.93"}, "accuracy"),
+    ],
+    ids=["no-metadata", "no-split", "no-clip-accuracy", "accuracy-not-a-fraction"],
+)
+def test_an_approved_package_without_stored_metrics_cannot_be_compared(
+    world: World, lambda_context: Any, metadata: Mapping[str, str] | None, missing: str
+) -> None:
+    # Given an approved package registered by hand whose metrics the gate cannot read
+    arn = approve_by_hand(world, metadata)
+    # And a new job that passes every minimum, with automatic approval
+    event = training_job(world, PREFIX + "1", metrics=GOOD)
+
+    # When the promoter handles its event
+    result = handler(event, lambda_context)
+
+    # Then it waits for a person instead of being compared with nothing
+    assert result["decision"] == "PendingManualApproval"
+    assert result["reasons"][0] == (
+        f"cannot compare: the approved package {arn} has no readable {missing} in its "
+        "CustomerMetadataProperties"
+    )
+    package = next(p for p in world.packages() if p["ModelPackageArn"] == result["model_package_arn"])
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    assert "cannot compare" in package["ModelPackageDescription"]
+    assert package["CustomerMetadataProperties"]["comparison"].startswith("cannot compare")
+    assert "cannot compare" in world.messages()[-1]["Message"]
+
+
+def test_a_tuning_trial_event_is_ignored(
+    world: World, lambda_context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given the completed event of a hyperparameter tuning job's trial
+    tuning = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:hyper-parameter-tuning-job/{PREFIX}tune"
+    event = training_job(world, PREFIX + "tune-001-1a2b3c4d", metrics=GOOD)
+    event["detail"]["TuningJobArn"] = tuning
+
+    # When the promoter handles it
+    with caplog.at_level("INFO", logger=handler_module.logger.name):
+        result = handler(event, lambda_context)
+
+    # Then nothing is registered or sent, and the log line says why
+    assert result["decision"] == "Ignored"
+    assert result["reasons"] == [f"a trial of the tuning job {tuning}: trials are not registered"]
+    assert world.packages() == []
+    assert world.messages() == []
+    (record,) = [r for r in caplog.records if r.name == handler_module.logger.name]
+    assert json.loads(record.getMessage())["reasons"] == result["reasons"]
+
+
+def test_a_tuning_trial_is_ignored_when_only_the_described_job_says_so(
+    world: World, lambda_context: Any
+) -> None:
+    # Given an event that names only the job (a person re-running the promoter) for a tuning trial
+    tuning = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:hyper-parameter-tuning-job/{PREFIX}tune"
+    training_job(world, PREFIX + "tune-002-1a2b3c4d", metrics=GOOD)
+    job = sagemaker_backends[ACCOUNT][REGION].training_jobs[PREFIX + "tune-002-1a2b3c4d"]
+    job.tuning_job_arn = tuning  # type: ignore[attr-defined]
+
+    # When the promoter handles it
+    result = handler({"detail": {"TrainingJobName": PREFIX + "tune-002-1a2b3c4d"}}, lambda_context)
+
+    # Then DescribeTrainingJob's TuningJobArn decides: nothing is registered or sent
+    assert result["decision"] == "Ignored"
+    assert result["reasons"] == [f"a trial of the tuning job {tuning}: trials are not registered"]
+    assert world.packages() == []
+    assert world.messages() == []
