@@ -91,5 +91,5 @@ clean: ## Remove build outputs
 snapshots: install ## Refresh the reviewed template snapshots (then review the diff)
 	UPDATE_SNAPSHOTS=1 $(PY) -m pytest -q tests/infra/test_compliance_and_determinism.py -k snapshot
 
-demo: synth ## The main job: synth, then stage, train, pack, serve and query a model locally (build/demo/)
-	$(PY) scripts/demo.py
+demo: install ## The main job: the whole retraining loop against a local AWS emulator (build/demo/)
+	$(PY) -m rehearse

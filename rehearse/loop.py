@@ -1,0 +1,454 @@
+"""The whole retraining loop on this machine, against a local AWS emulator: ``make demo``.
+
+deploy (the real CDK CLI) → stage a dataset (the staging tool) → the schedule's event reaches the deployed
+launcher handler → the training job runs in the real training toolkit (``ml_code.local_job``) → the deployed
+promoter handler gates it into a model package → ``cdk deploy`` of the Serving stack with that package → the
+packed model answers held-back clips on the SageMaker container contract.
+
+Real: the CDK CLI and the synthesized templates, both Lambda handlers (loaded from the code the emulator
+holds for the deployed functions, with their deployed environments), the staging tool, the SageMaker training
+toolkit with the training image's libraries, ``train.py``, the inference handler. Emulated: the AWS APIs
+(moto). Everything lands in ``build/demo/``; ``rehearsal.json`` there records each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Any
+
+from .emulator import ACCOUNT, REGION, Emulator, environment, free_port
+from .sounds import generate
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "build" / "demo"
+DATASET = "datasets/vehicle-events/"
+ENV_NAME = "dev"
+STACKS = {name: f"AcousticShield-{ENV_NAME}-{name}" for name in ("Data", "Training", "Serving")}
+CDK = ["npx", "--no-install", "cdk", "--no-notices", "--no-version-reporting"]
+# Direct deployments: moto's change sets register no stack outputs or exports, so Fn::ImportValue fails.
+DEPLOY = [*CDK, "deploy", "--method=direct", "--require-approval", "never"]
+# The offline model: the tiny config shipped in the source dir, trained from random weights (so its
+# feature encoder learns too, at a learning rate far above what fine-tuning a checkpoint wants).
+CONTEXT = {
+    "env": ENV_NAME,
+    "dataset_prefix": DATASET,
+    "model_name_or_path": "configs/tiny-wav2vec2",
+    "max_length_seconds": "1",
+    "learning_rate": "0.003",
+}
+
+
+class StepFailed(RuntimeError):
+    """A step of the rehearsal failed; the message names it and the reason."""
+
+
+@dataclass
+class Report:
+    """``rehearsal.json``: each step's name, status, seconds and what it produced."""
+
+    path: Path
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps({"steps": self.steps}, indent=2, default=str) + "\n")
+
+    @contextmanager
+    def step(self, name: str, title: str) -> Iterator[dict[str, Any]]:
+        number = len(self.steps) + 1
+        print(f"\n=== [{number}] {title}", flush=True)
+        record: dict[str, Any] = {"name": name, "status": "running", "seconds": 0.0, "produced": {}}
+        self.steps.append(record)
+        started = time.monotonic()
+        try:
+            yield record["produced"]
+        except BaseException as err:
+            record["status"] = "interrupted" if isinstance(err, KeyboardInterrupt | SystemExit) else "failed"
+            record["reason"] = f"{type(err).__name__}: {err}"
+            raise
+        finally:
+            record["seconds"] = round(time.monotonic() - started, 1)
+            if record["status"] == "running":
+                record["status"] = "ok"
+                print(f"--- {name}: ok in {record['seconds']:.1f} s", flush=True)
+            self.write()
+
+
+def _sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: every `finally` below stops what it started
+
+
+STAGE = [sys.executable, "-m", "ml_code.stage", "folder", "--test-fraction", "0.2", "--no-progress"]
+
+
+def run(command: Sequence[str], env: dict[str, str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Runs a command, echoing it; on failure raises with the tail of its output."""
+    print("$ " + " ".join(command), flush=True)
+    # Its own process group, so that an interruption stops the command's children too (npx → node).
+    process = subprocess.Popen(
+        list(command),
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        **kwargs,
+    )
+    try:
+        stdout, stderr = process.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait()
+        raise
+    result = subprocess.CompletedProcess(list(command), process.returncode, stdout, stderr)
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr).strip().splitlines()[-25:]
+        raise StepFailed(f"`{' '.join(command[:4])} ...` exited {result.returncode}:\n" + "\n".join(tail))
+    return result
+
+
+def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
+    (described,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    return {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
+
+
+def deployed_handler(emulator: Emulator, function_name: str, work: Path) -> tuple[ModuleType, dict[str, str]]:
+    """The deployed function's handler module (from the code the emulator holds) and its environment."""
+    from moto.awslambda.models import lambda_backends
+
+    function = lambda_backends[ACCOUNT][REGION].get_function(function_name)
+    package = work / function_name
+    with zipfile.ZipFile(io.BytesIO(function.code_bytes)) as bundle:
+        bundle.extractall(package)
+    module_name, _, attribute = str(function.handler).rpartition(".")
+    top = module_name.split(".")[0]
+    for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+        del sys.modules[name]  # a previous rehearsal's copy of this package
+    sys.path.insert(0, str(package))
+    try:
+        module = importlib.import_module(module_name)
+    finally:
+        sys.path.remove(str(package))
+    if not str(getattr(module, "__file__", "")).startswith(str(package)):
+        raise StepFailed(f"{module_name} was not loaded from the deployed code of {function_name}")
+    if not callable(getattr(module, attribute, None)):
+        raise StepFailed(f"{function.handler} is not a function in the deployed code of {function_name}")
+    return module, dict(function.environment_vars)
+
+
+@dataclass
+class FakeContext:
+    """The Lambda context attributes the handlers read."""
+
+    aws_request_id: str
+    function_name: str = "rehearsal"
+
+
+def invoke(emulator: Emulator, function_name: str, event: dict[str, Any], work: Path) -> Any:
+    """Runs a deployed function's handler in this process, as Lambda would: its environment, a context."""
+    module, variables = deployed_handler(emulator, function_name, work)
+    handler: Callable[[dict[str, Any], Any], Any] = module.handler
+    with environment({**variables, **emulator.env, "AWS_LAMBDA_FUNCTION_NAME": function_name}):
+        return handler(event, FakeContext(aws_request_id=f"rehearsal-{int(time.time())}"))
+
+
+def post(url: str, body: bytes, content_type: str) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+@contextmanager
+def local_server(model_archive: Path, env: dict[str, str]) -> Iterator[str]:
+    """``python -m ml_code.serve`` on a free port; stopped (and its temporary folders removed) on exit."""
+    port = free_port()
+    command = [sys.executable, "-m", "ml_code.serve", "--model-dir", str(model_archive), "--port", str(port)]
+    command += ["--host", "127.0.0.1"]
+    server = subprocess.Popen(command, cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise StepFailed("the local server did not come up; its log is above")
+            time.sleep(0.5)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def rehearse(
+    out: Path = OUT,
+    *,
+    epochs: int = 15,
+    clips_per_class: int = 30,
+    inspect: Callable[[Emulator], None] | None = None,
+) -> dict[str, Any]:
+    """Runs the loop; returns the report. Raises StepFailed (with the step's name) when a step fails.
+
+    ``inspect`` is called with the emulator after the last step, before it stops (tests read its state).
+    """
+    import boto3
+
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out / "rehearsal.json")
+    work = out / "work"
+    emulator = Emulator()
+    env = {**os.environ, **emulator.env, "CDK_DISABLE_CLI_TELEMETRY": "true"}
+    env["PATH"] = os.pathsep.join(
+        [str(Path(sys.executable).parent), str(ROOT / "node_modules" / ".bin"), env["PATH"]]
+    )
+    context = [
+        arg
+        for key, value in {**CONTEXT, "num_train_epochs": str(epochs)}.items()
+        for arg in ("-c", f"{key}={value}")
+    ]
+    cdk_out = ["--output", str(out / "cdk.out")]
+    try:
+        with report.step("emulator", "start the local AWS emulator") as produced:
+            emulator.start()
+            produced.update(endpoint=emulator.url, account=ACCOUNT, region=REGION)
+            print(f"moto on {emulator.url}: account {ACCOUNT}, region {REGION}")
+        with environment(emulator.env):
+            cloudformation = boto3.client("cloudformation")
+            s3 = boto3.client("s3")
+            sagemaker = boto3.client("sagemaker")
+
+            with report.step(
+                "deploy", "cdk bootstrap, then cdk deploy of the Data and Training stacks"
+            ) as produced:
+                run([*CDK, "bootstrap", f"aws://{ACCOUNT}/{REGION}", *cdk_out, *context], env, cwd=ROOT)
+                run(
+                    [*DEPLOY, STACKS["Data"], STACKS["Training"], *cdk_out, *context],
+                    env,
+                    cwd=ROOT,
+                )
+                data, training = (stack_outputs(cloudformation, STACKS[n]) for n in ("Data", "Training"))
+                statuses = {
+                    s["StackName"]: s["StackStatus"] for s in cloudformation.describe_stacks()["Stacks"]
+                }
+                produced.update(stacks=statuses, bucket=data["DataBucketName"], outputs=training)
+                print(json.dumps(statuses))
+
+            bucket, key_arn = data["DataBucketName"], data["KeyArn"]
+            with report.step(
+                "stage", f"generate the vehicle-event clips and stage them into s3://{bucket}/{DATASET}"
+            ) as produced:
+                raw, held_back = out / "raw", out / "held-back"
+                counts = generate(raw, held_back, clips_per_class=clips_per_class)
+                destination = f"s3://{bucket}/{DATASET}"
+                run(
+                    [*STAGE, "--source-url", str(raw), "--to", destination, "--kms-key-id", key_arn],
+                    env,
+                    cwd=ROOT,
+                )
+                keys = [
+                    o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=DATASET).get("Contents", [])
+                ]
+                produced.update(destination=destination, objects=len(keys), generated=counts)
+                print(f"{len(keys)} objects under {destination}")
+
+            with report.step(
+                "launch", "the schedule's event reaches the deployed launcher handler"
+            ) as produced:
+                event = {
+                    "version": "0",
+                    "id": f"rehearsal-{int(time.time())}",
+                    "detail-type": "Scheduled Event",
+                    "source": "aws.events",
+                    "account": ACCOUNT,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "region": REGION,
+                    "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/rehearsal-schedule"],
+                    "detail": {},
+                }
+                started = invoke(emulator, training["LauncherFunctionName"], event, work / "lambda")
+                print(json.dumps(started))
+                if started.get("status") != "started":
+                    raise StepFailed(f"the launcher started no job: {started}")
+                job_name = started["job"]
+                produced.update(job=job_name, launcher=started)
+
+            with report.step(
+                "train", f"run {job_name} with the training toolkit (ml_code.local_job)"
+            ) as produced:
+                from ml_code import local_job
+
+                described = sagemaker.describe_training_job(TrainingJobName=job_name)
+                definition = local_job.JobDefinition.from_api(described)
+                result = local_job.run_job(
+                    definition,
+                    work_dir=work / "jobs",
+                    s3=s3,
+                    extra_env={**emulator.env, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+                )
+                emulator.complete_training_job(job_name, metrics=result.metrics)
+                status = sagemaker.describe_training_job(TrainingJobName=job_name)["TrainingJobStatus"]
+                produced.update(status=status, model=result.model_archive, metrics=result.metrics)
+
+            with report.step(
+                "promote", "the job's state change reaches the deployed promoter handler"
+            ) as produced:
+                promoter_name = _promoter_function(cloudformation)
+                change = {
+                    "version": "0",
+                    "id": f"rehearsal-change-{job_name}",
+                    "detail-type": "SageMaker Training Job State Change",
+                    "source": "aws.sagemaker",
+                    "account": ACCOUNT,
+                    "region": REGION,
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "resources": [described["TrainingJobArn"]],
+                    "detail": {"TrainingJobName": job_name, "TrainingJobStatus": status},
+                }
+                decision = invoke(emulator, promoter_name, change, work / "lambda")
+                print(json.dumps(decision))
+                package_arn = decision.get("model_package_arn")
+                if decision.get("decision") != "Approved" or not package_arn:
+                    raise StepFailed(f"the model was not approved: {decision}")
+                package = sagemaker.describe_model_package(ModelPackageName=package_arn)
+                produced.update(
+                    model_package_arn=package_arn,
+                    status=package["ModelApprovalStatus"],
+                    reasons=decision.get("reasons"),
+                )
+
+            with report.step(
+                "serve-deploy", "cdk deploy of the Serving stack with the approved package"
+            ) as produced:
+                run(
+                    [
+                        *DEPLOY,
+                        STACKS["Serving"],
+                        "--exclusively",
+                        *cdk_out,
+                        *context,
+                        "-c",
+                        f"model_package_arn={package_arn}",
+                    ],
+                    env,
+                    cwd=ROOT,
+                )
+                serving = stack_outputs(cloudformation, STACKS["Serving"])
+                endpoint = sagemaker.describe_endpoint(EndpointName=serving["EndpointName"])
+                produced.update(
+                    stack=cloudformation.describe_stacks(StackName=STACKS["Serving"])["Stacks"][0][
+                        "StackStatus"
+                    ],
+                    endpoint=serving["EndpointName"],
+                    endpoint_status=endpoint["EndpointStatus"],
+                )
+
+            with report.step(
+                "serve", "serve the packed model on the container contract, classify held-back clips"
+            ) as produced:
+                model_url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+                archive = out / "model.tar.gz"
+                model_bucket, _, model_key = model_url.removeprefix("s3://").partition("/")
+                s3.download_file(model_bucket, model_key, str(archive))
+                predictions = []
+                server_env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+                with local_server(archive, server_env) as base:
+                    for clip in sorted(held_back.rglob("*.wav")):
+                        status_code, answer = post(f"{base}/invocations", clip.read_bytes(), "audio/wav")
+                        predictions.append(
+                            {"clip": clip.name, "expected": clip.parent.name, "status": status_code, **answer}
+                        )
+                        print(f"{clip.parent.name}/{clip.name:28s} -> {status_code} {json.dumps(answer)}")
+                    broken_status, broken = post(f"{base}/invocations", b"not audio at all", "audio/wav")
+                    print(f"{'broken payload':40s} -> {broken_status} {json.dumps(broken)}")
+                if not 400 <= broken_status < 500:
+                    raise StepFailed(f"a broken payload must get a 4xx answer, got {broken_status}")
+                correct = sum(p.get("label") == p["expected"] for p in predictions)
+                print(f"{correct}/{len(predictions)} held-back clips classified correctly")
+                produced.update(
+                    model=model_url,
+                    correct=correct,
+                    total=len(predictions),
+                    broken_payload_status=broken_status,
+                    predictions=predictions,
+                    server=base,
+                )
+            if inspect is not None:
+                inspect(emulator)
+    finally:
+        emulator.stop()
+        report.write()
+    return {"steps": report.steps}
+
+
+def _promoter_function(cloudformation: Any) -> str:
+    resources = cloudformation.list_stack_resources(StackName=STACKS["Training"])["StackResourceSummaries"]
+    names = [
+        r["PhysicalResourceId"]
+        for r in resources
+        if r["ResourceType"] == "AWS::Lambda::Function"
+        and r["LogicalResourceId"].startswith("PromoterHandler")
+    ]
+    if len(names) != 1:
+        raise StepFailed(f"expected one promoter function in {STACKS['Training']}, found {names}")
+    return names[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rehearse", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=OUT, help="where everything lands (default build/demo)")
+    parser.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
+    parser.add_argument(
+        "--clips-per-class", type=int, default=30, help="generated clips per class (default 30)"
+    )
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _sigterm)
+    started = time.monotonic()
+    try:
+        report = rehearse(args.out, epochs=args.epochs, clips_per_class=args.clips_per_class)
+    except KeyboardInterrupt:
+        print("\ninterrupted: everything the rehearsal started is stopped", file=sys.stderr)
+        return 130
+    except SystemExit as stop:
+        print("\nterminated: everything the rehearsal started is stopped", file=sys.stderr)
+        return int(stop.code or 143)
+    except StepFailed as err:
+        print(f"\nthe rehearsal failed: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # a step's own error: name the step from the report
+        print(f"\nthe rehearsal failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"\nDone in {time.monotonic() - started:.0f} s: "
+        + ", ".join(f"{s['name']} {s['seconds']:.0f} s" for s in report["steps"])
+    )
+    print(f"Report: {args.out / 'rehearsal.json'}")
+    return 0

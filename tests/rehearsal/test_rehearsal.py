@@ -1,0 +1,169 @@
+"""The whole loop as ``make demo`` runs it (fewer epochs), each step's effect read from the emulator's state."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from functions.launcher.logic import METRIC_NAMES
+from rehearse.emulator import Emulator, environment
+from rehearse.loop import DATASET, STACKS, rehearse
+from rehearse.sounds import CLASSES
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _listening(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((host, int(port))) == 0
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One rehearsal; the emulator's state is read just before it stops."""
+    out = tmp_path_factory.mktemp("demo")
+    state: dict[str, Any] = {}
+
+    def inspect(emulator: Emulator) -> None:
+        with environment(emulator.env):
+            cloudformation, s3, sagemaker = (boto3.client(s) for s in ("cloudformation", "s3", "sagemaker"))
+            state["stacks"] = {
+                s["StackName"]: s["StackStatus"] for s in cloudformation.describe_stacks()["Stacks"]
+            }
+            bucket = json.loads((out / "rehearsal.json").read_text())["steps"][1]["produced"]["bucket"]
+            state["objects"] = [
+                o["Key"]
+                for o in s3.list_objects_v2(Bucket=bucket, Prefix="", MaxKeys=1000).get("Contents", [])
+            ]
+            (job,) = sagemaker.list_training_jobs()["TrainingJobSummaries"]
+            state["job"] = sagemaker.describe_training_job(TrainingJobName=job["TrainingJobName"])
+            (group,) = sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]
+            state["packages"] = sagemaker.list_model_packages(
+                ModelPackageGroupName=group["ModelPackageGroupName"]
+            )["ModelPackageSummaryList"]
+            state["endpoints"] = [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
+            state["emulator"] = emulator.url
+
+    report = rehearse(out, epochs=6, clips_per_class=14, inspect=inspect)
+    return {"out": out, "report": report, "state": state, "steps": {s["name"]: s for s in report["steps"]}}
+
+
+def test_every_step_succeeds_and_is_recorded(loop) -> None:
+    # Given the rehearsal's report
+    written = json.loads((loop["out"] / "rehearsal.json").read_text())
+    # Then every step ran, in order, and took measurable time
+    names = [s["name"] for s in written["steps"]]
+    assert names == ["emulator", "deploy", "stage", "launch", "train", "promote", "serve-deploy", "serve"]
+    assert all(s["status"] == "ok" for s in written["steps"]), written
+
+
+def test_the_stacks_are_deployed_into_the_emulator(loop) -> None:
+    # Then the real cdk deploy created the three stacks (and the bootstrap stack)
+    for name in STACKS.values():
+        assert loop["state"]["stacks"][name] == "CREATE_COMPLETE"
+    assert loop["state"]["stacks"]["CDKToolkit"] == "CREATE_COMPLETE"
+
+
+def test_the_dataset_is_staged_with_its_manifest(loop) -> None:
+    # Then every class has training clips under the dataset prefix, and the manifest is there
+    objects = loop["state"]["objects"]
+    for label in CLASSES:
+        assert any(k.startswith(f"{DATASET}train/{label}/") for k in objects), label
+    assert f"{DATASET}manifest.jsonl" in objects
+    assert not any("broken" in k for k in objects)  # the corrupt clip was skipped
+
+
+def test_the_job_is_the_request_the_launcher_built(loop) -> None:
+    # Then the job in the emulator carries the launcher's request, and the runner completed it
+    job = loop["state"]["job"]
+    assert job["TrainingJobStatus"] == "Completed"
+    assert json.loads(job["HyperParameters"]["model_name_or_path"]) == "configs/tiny-wav2vec2"
+    assert json.loads(job["HyperParameters"]["sagemaker_container_log_level"]) == 20
+    assert {m["Name"] for m in job["AlgorithmSpecification"]["MetricDefinitions"]} == set(METRIC_NAMES)
+    assert {c["ChannelName"] for c in job["InputDataConfig"]} >= {"train", "test"}
+    final = {m["MetricName"] for m in job["FinalMetricDataList"]}
+    assert {"test_accuracy", "test_f1", "test_clip_accuracy"} <= final
+
+
+def test_the_artifacts_are_where_sagemaker_puts_them(loop) -> None:
+    # Then model.tar.gz and output.tar.gz are under models/<job>/output/, and the evaluation report too
+    name = loop["state"]["job"]["TrainingJobName"]
+    objects = loop["state"]["objects"]
+    assert f"models/{name}/output/model.tar.gz" in objects
+    assert f"models/{name}/output/output.tar.gz" in objects
+    assert f"evaluation/{name}/evaluation.json" in objects
+    with tarfile.open(loop["out"] / "model.tar.gz") as archive:
+        assert "code/inference.py" in archive.getnames()
+
+
+def test_the_model_package_is_approved_and_served(loop) -> None:
+    # Then the promoter registered one Approved package, and the Serving stack made its endpoint
+    (package,) = loop["state"]["packages"]
+    assert package["ModelApprovalStatus"] == "Approved"
+    assert loop["steps"]["promote"]["produced"]["model_package_arn"] == package["ModelPackageArn"]
+    assert loop["steps"]["serve-deploy"]["produced"]["endpoint"] in loop["state"]["endpoints"]
+
+
+def test_held_back_clips_get_predictions_and_a_broken_payload_a_4xx(loop) -> None:
+    # Then each held-back clip got {label, confidence, probs} and most are right
+    served = loop["steps"]["serve"]["produced"]
+    assert served["total"] == 2 * len(CLASSES)
+    for prediction in served["predictions"]:
+        assert prediction["status"] == 200
+        assert prediction["label"] in CLASSES
+        assert set(prediction["probs"]) == set(CLASSES)
+    assert served["correct"] >= served["total"] // 2
+    assert 400 <= served["broken_payload_status"] < 500
+
+
+def test_nothing_is_left_listening(loop) -> None:
+    # Then neither the emulator nor the local server still listens
+    assert not _listening(loop["state"]["emulator"])
+    assert not _listening(loop["steps"]["serve"]["produced"]["server"])
+
+
+def test_sigterm_stops_everything_the_rehearsal_started(tmp_path: Path) -> None:
+    # Given a rehearsal that has started its emulator and is deploying
+    out = tmp_path / "demo"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rehearse", "--out", str(out), "--epochs", "1"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    report = out / "rehearsal.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (
+        report.exists() and any(s["name"] == "deploy" for s in json.loads(report.read_text())["steps"])
+    ):
+        time.sleep(0.2)
+    # When it gets SIGTERM
+    process.send_signal(signal.SIGTERM)
+    try:
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    # Then it says so, exits 143, the step is marked interrupted, and the emulator no longer listens
+    assert process.returncode == 143, err
+    assert "terminated" in err
+    steps = json.loads(report.read_text())["steps"]
+    assert steps[-1]["status"] == "interrupted"
+    assert not _listening(steps[0]["produced"]["endpoint"])
