@@ -19,6 +19,7 @@ import importlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -223,6 +224,9 @@ def rehearse(
     import boto3
 
     out.mkdir(parents=True, exist_ok=True)
+    for previous in ("raw", "held-back", "work", "model.tar.gz", "rehearsal.json"):  # a rerun starts afresh
+        path = out / previous
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     report = Report(out / "rehearsal.json")
     work = out / "work"
     emulator = Emulator()
