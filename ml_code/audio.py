@@ -3,12 +3,19 @@
 One decoder for every path, so the model sees identical features in training and in production:
 soundfile (libsndfile: WAV in every PCM/float/µ-law/A-law flavour, FLAC, OGG/Vorbis, MP3), mono by
 channel mean, then soxr's anti-aliasing resampler to the model's rate.
+
+A few hundred KB of FLAC can declare hours of audio, or 384 kHz in 8 channels: ``Limits`` caps what one
+clip may decode to, checked from the header before any sample is decoded and again while decoding (a
+header may understate the length). Decoding runs in blocks of ``BLOCK_SAMPLES``, each mixed down to mono
+and fed to a streaming resampler at once, so all channels of a whole clip are never held in float32.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +29,17 @@ MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 384_000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
+# Default limits of one clip, for serving, staging and training's scan alike.
+DEFAULT_MAX_SECONDS = 600.0
+DEFAULT_MAX_CHANNELS = 16  # 7.1.4 surround, third-order ambisonics, 16-track recorders
+# The decoded-size budget, per second of the duration limit: 48 kHz stereo. Ten minutes of that is
+# 57.6 M samples (230 MB if it were held as float32 frames x channels, which decoding never does).
+SAMPLES_PER_SECOND = 48_000 * 2
+BLOCK_SAMPLES = 1 << 18  # frames x channels decoded at a time: 1 MiB of float32
+# libsndfile reports SF_COUNT_MAX frames when the header does not know the length (a FLAC written to a
+# stream has 0 as its total); such a file is held to the limits while it decodes.
+UNKNOWN_FRAMES = 2**62
+
 Source = str | Path | bytes | BinaryIO
 
 
@@ -29,8 +47,56 @@ class AudioDecodeError(ValueError):
     """The input is not audio this module can use; the message says why and what to send."""
 
 
-class AudioTooLongError(AudioDecodeError):
+class AudioTooLargeError(AudioDecodeError):
+    """The audio is over one of the caller's ``Limits``; ``limit`` names which field."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit  # "max_seconds", "max_samples" or "max_channels"
+
+
+class AudioTooLongError(AudioTooLargeError):
     """The audio is longer than the caller's ``max_seconds``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "max_seconds")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one clip may decode to; None: no limit.
+
+    ``max_samples`` counts frames x channels at the file's own rate: what decoding costs in time, and what
+    a decoder that held the whole clip would hold in memory.
+    """
+
+    max_seconds: float | None = None
+    max_samples: int | None = None
+    max_channels: int | None = None
+
+    @classmethod
+    def default(
+        cls,
+        max_seconds: float | None = None,
+        *,
+        max_samples: int | None = None,
+        max_channels: int | None = None,
+    ) -> Limits:
+        """``max_seconds`` (600 s), that many seconds of 48 kHz stereo as ``max_samples``, 16 channels."""
+        seconds = DEFAULT_MAX_SECONDS if max_seconds is None else max_seconds
+        return cls(
+            max_seconds=seconds,
+            max_samples=default_max_samples(seconds) if max_samples is None else max_samples,
+            max_channels=DEFAULT_MAX_CHANNELS if max_channels is None else max_channels,
+        )
+
+
+def default_max_samples(max_seconds: float) -> int:
+    """The decoded size ``max_seconds`` of 48 kHz stereo comes to."""
+    return math.ceil(max_seconds * SAMPLES_PER_SECOND)
+
+
+NO_LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -46,6 +112,18 @@ class AudioInfo:
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+    @property
+    def length_known(self) -> bool:
+        return self.frames < UNKNOWN_FRAMES
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Mono float32 samples at the rate asked for, and the file's description (``frames``: as decoded)."""
+
+    samples: np.ndarray
+    info: AudioInfo
 
 
 def _open(source: Source) -> sf.SoundFile:
@@ -69,7 +147,7 @@ def _reason(err: Exception) -> str:
     return text or type(err).__name__
 
 
-def _check_header(handle: sf.SoundFile, max_seconds: float | None) -> AudioInfo:
+def _check_header(handle: sf.SoundFile, limits: Limits) -> AudioInfo:
     info = AudioInfo(
         sample_rate=int(handle.samplerate),
         channels=int(handle.channels),
@@ -84,7 +162,8 @@ def _check_header(handle: sf.SoundFile, max_seconds: float | None) -> AudioInfo:
             f"unsupported sample rate {info.sample_rate} Hz; "
             f"send audio between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz"
         )
-    check_duration(info.duration, max_seconds)
+    frames = info.frames if info.length_known else 0  # unknown: checked while decoding
+    check_size(frames=frames, channels=info.channels, sample_rate=info.sample_rate, limits=limits)
     return info
 
 
@@ -97,10 +176,29 @@ def check_duration(seconds: float, max_seconds: float | None) -> None:
         )
 
 
-def probe(source: Source) -> AudioInfo:
+def check_size(*, frames: int, channels: int, sample_rate: int, limits: Limits) -> None:
+    """Raises AudioTooLargeError when audio of this shape is over ``limits``: channels, length, decoded size."""
+    if limits.max_channels is not None and channels > limits.max_channels:
+        raise AudioTooLargeError(
+            f"the audio has {channels} channels, more than the limit of {limits.max_channels}; "
+            "mix it down to fewer channels",
+            "max_channels",
+        )
+    check_duration(frames / sample_rate, limits.max_seconds)
+    samples = frames * channels
+    if limits.max_samples is not None and samples > limits.max_samples:
+        raise AudioTooLargeError(
+            f"the audio decodes to {samples:,} samples ({frames / sample_rate:.1f} s x {sample_rate} Hz x "
+            f"{channels} channel(s)), more than the limit of {limits.max_samples:,}; send fewer channels, "
+            "a lower sample rate or a shorter clip",
+            "max_samples",
+        )
+
+
+def probe(source: Source, *, limits: Limits = NO_LIMITS) -> AudioInfo:
     """Reads only the header: sample rate, channels, length and format."""
     with _open(source) as handle:
-        return _check_header(handle, max_seconds=None)
+        return _check_header(handle, limits)
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -117,40 +215,86 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int = TARGET_SAMPLE_R
     return np.asarray(soxr.resample(samples, orig_sr, target_sr, quality="HQ"), dtype=np.float32)
 
 
-def _check_samples(samples: np.ndarray) -> None:
-    if samples.size == 0:
-        raise AudioDecodeError("the audio has no samples")
-    if not np.isfinite(samples).all():
-        raise AudioDecodeError("the audio contains NaN or infinite samples")
+def _mono_blocks(handle: sf.SoundFile, info: AudioInfo, limits: Limits) -> Iterator[np.ndarray]:
+    """The file as mono float32 blocks at its own rate, checked as they come.
 
-
-def _read(source: Source, max_seconds: float | None) -> tuple[np.ndarray, AudioInfo]:
-    """Every frame as float32 (frames, channels), checked, with the header's description."""
-    with _open(source) as handle:
-        info = _check_header(handle, max_seconds)
+    Only one block of all channels is in memory at a time. The limits are held again on the frames
+    decoded so far, because a header may understate the length (FLAC and MP3 may not know it).
+    """
+    frames_per_block = max(1, BLOCK_SAMPLES // info.channels)
+    read_block = _read_block if info.length_known else _read_block_of_unknown_length
+    decoded = 0
+    while True:
         try:
-            samples = handle.read(dtype="float32", always_2d=True)
+            block = read_block(handle, frames_per_block)
         except (sf.LibsndfileError, RuntimeError) as err:
             raise AudioDecodeError(f"the audio data is corrupt ({_reason(err)})") from err
-    _check_samples(samples)
-    return samples, info
+        if block.shape[0] == 0:
+            return
+        decoded += block.shape[0]
+        check_size(frames=decoded, channels=info.channels, sample_rate=info.sample_rate, limits=limits)
+        if not np.isfinite(block).all():
+            raise AudioDecodeError("the audio contains NaN or infinite samples")
+        yield to_mono(block)
 
 
-def decode(
-    source: Source, *, target_sr: int = TARGET_SAMPLE_RATE, max_seconds: float | None = None
-) -> np.ndarray:
-    """Decodes a file, path or bytes to mono float32 at ``target_sr``.
+def _read_block(handle: sf.SoundFile, frames: int) -> np.ndarray:
+    return handle.read(frames, dtype="float32", always_2d=True)
+
+
+def _read_block_of_unknown_length(handle: sf.SoundFile, frames: int) -> np.ndarray:
+    # soundfile's read() asks libsndfile for the position first, which fails when the length is unknown;
+    # libsndfile itself reads such a file to its end.
+    out = np.empty((frames, handle.channels), dtype=np.float32)
+    got = sf._snd.sf_readf_float(handle._file, sf._ffi.cast("float *", out.ctypes.data), frames)
+    if got < 0 or handle._errorcode:
+        raise sf.LibsndfileError(handle._errorcode)
+    return out[:got]
+
+
+def _resampled(blocks: Iterator[np.ndarray], orig_sr: int, target_sr: int | None) -> tuple[np.ndarray, int]:
+    """Streams mono blocks through soxr (identical to resampling the whole clip at once); (samples, frames in)."""
+    stream = None
+    if target_sr is not None and target_sr != orig_sr:
+        stream = soxr.ResampleStream(orig_sr, target_sr, 1, dtype="float32", quality="HQ")
+    pieces, frames = [], 0
+    for block in blocks:
+        frames += block.shape[0]
+        pieces.append(block if stream is None else stream.resample_chunk(block))
+    if frames == 0:
+        raise AudioDecodeError("the audio has no samples")
+    if stream is not None:
+        pieces.append(stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    return np.concatenate(pieces).astype(np.float32, copy=False), frames
+
+
+def read(
+    source: Source, *, target_sr: int | None = TARGET_SAMPLE_RATE, limits: Limits = NO_LIMITS
+) -> Decoded:
+    """Decodes a file, path or bytes to mono float32 at ``target_sr`` (None: the file's rate), with its info.
 
     Raises AudioDecodeError (a ValueError) with a client-readable message for anything unusable:
-    empty or undecodable bytes, zero channels, absurd rates, NaN/Inf samples, or audio longer than
-    ``max_seconds`` (AudioTooLongError, checked from the header before anything is decoded).
+    empty or undecodable bytes, zero channels, absurd rates, NaN/Inf samples; AudioTooLargeError for
+    audio over ``limits``, checked from the header before anything is decoded, and while decoding.
     """
-    samples, info = _read(source, max_seconds)
-    return resample(to_mono(samples), info.sample_rate, target_sr)
+    with _open(source) as handle:
+        info = _check_header(handle, limits)
+        samples, frames = _resampled(_mono_blocks(handle, info, limits), info.sample_rate, target_sr)
+    return Decoded(samples, dataclasses.replace(info, frames=frames))
+
+
+def decode(source: Source, *, target_sr: int = TARGET_SAMPLE_RATE, limits: Limits = NO_LIMITS) -> np.ndarray:
+    """Decodes a file, path or bytes to mono float32 at ``target_sr``; see ``read``."""
+    return read(source, target_sr=target_sr, limits=limits).samples
 
 
 def decode_pcm16(
-    raw: bytes, *, sample_rate: int, channels: int = 1, target_sr: int = TARGET_SAMPLE_RATE
+    raw: bytes,
+    *,
+    sample_rate: int,
+    channels: int = 1,
+    target_sr: int = TARGET_SAMPLE_RATE,
+    limits: Limits = NO_LIMITS,
 ) -> np.ndarray:
     """Headerless little-endian 16-bit PCM (interleaved when ``channels`` > 1) to mono float32."""
     if channels < 1:
@@ -161,14 +305,76 @@ def decode_pcm16(
             f"{MAX_SAMPLE_RATE} Hz"
         )
     frame_bytes = 2 * channels
+    check_size(frames=len(raw) // frame_bytes, channels=channels, sample_rate=sample_rate, limits=limits)
     if len(raw) == 0 or len(raw) % frame_bytes:
         raise AudioDecodeError(
             f"raw PCM must be a whole number of 16-bit frames ({frame_bytes} bytes each for "
             f"{channels} channel(s)); got {len(raw)} bytes"
         )
-    samples = (np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0).reshape(-1, channels)
-    _check_samples(samples)
-    return resample(to_mono(samples), sample_rate, target_sr)
+    ints = np.frombuffer(raw, dtype="<i2").reshape(-1, channels)  # a view: nothing is copied yet
+    step = max(1, BLOCK_SAMPLES // channels)
+    blocks = (to_mono(ints[i : i + step].astype(np.float32) / 32768.0) for i in range(0, ints.shape[0], step))
+    return _resampled(blocks, sample_rate, target_sr)[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Telling a file from headerless PCM
+
+# MPEG audio frame headers: bitrates (kbit/s) by (MPEG-1?, layer), sample rates by version bits.
+_MP3_BITRATES = {
+    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MP3_RATES = {3: (44_100, 48_000, 32_000), 2: (22_050, 24_000, 16_000), 0: (11_025, 12_000, 8_000)}
+
+
+def _mp3_frame(data: bytes, at: int) -> tuple[int, int, int, int] | None:
+    """(length in bytes, version, layer, rate index) of an MPEG audio frame header at ``at``, or None."""
+    if at + 4 > len(data) or data[at] != 0xFF or data[at + 1] & 0xE0 != 0xE0:
+        return None
+    version, layer_bits = (data[at + 1] >> 3) & 3, (data[at + 1] >> 1) & 3
+    bitrate_index, rate_index = data[at + 2] >> 4, (data[at + 2] >> 2) & 3
+    if version == 1 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3:
+        return None  # reserved values, or free format (no length to check)
+    layer = 4 - layer_bits
+    bitrate = 1000 * _MP3_BITRATES[(version == 3, layer)][bitrate_index]
+    rate = _MP3_RATES[version][rate_index]
+    padding = (data[at + 2] >> 1) & 1
+    if layer == 1:
+        length = (12 * bitrate // rate + padding) * 4
+    elif layer == 3 and version != 3:
+        length = 72 * bitrate // rate + padding
+    else:
+        length = 144 * bitrate // rate + padding
+    return length, version, layer, rate_index
+
+
+def sniff(data: bytes) -> str | None:
+    """The container of an audio file ("WAV", "FLAC", "OGG", "MP3") from its first bytes; None otherwise.
+
+    Tells a file from headerless PCM: a signature of four or more bytes, an ID3v2 tag, or an MPEG audio
+    frame header followed by a second one where the first says it ends (one plausible frame header is
+    only two 16-bit samples, common in PCM: -1, then a small positive value).
+    """
+    head = bytes(data[:12])
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        return "WAV"
+    if head[:4] == b"fLaC":
+        return "FLAC"
+    if head[:4] == b"OggS" and head[4:5] == b"\x00":
+        return "OGG"
+    if head[:3] == b"ID3" and head[3:4] in (b"\x02", b"\x03", b"\x04") and all(b < 0x80 for b in head[6:10]):
+        return "MP3"
+    first = _mp3_frame(data, 0)
+    if first is not None:
+        second = _mp3_frame(data, first[0])
+        if second is not None and second[1:] == first[1:]:
+            return "MP3"
+    return None
 
 
 def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
@@ -202,11 +408,15 @@ def windows(samples: np.ndarray, length: int, hop: int) -> np.ndarray:
     return np.stack([fit_length(samples[s : s + length], length) for s in starts])
 
 
-def validate(source: Source, *, max_seconds: float | None = None) -> AudioInfo:
-    """Decodes every sample (no resampling) and returns what the file really holds.
+def validate(source: Source, *, limits: Limits = NO_LIMITS) -> AudioInfo:
+    """Decodes every sample (no resampling, nothing kept) and returns what the file really holds.
 
     The same checks as ``decode``, for dataset staging: a clip that passes here decodes in training.
     ``frames`` is the number of frames actually read, which a truncated file makes shorter than its header.
     """
-    samples, info = _read(source, max_seconds)
-    return dataclasses.replace(info, frames=int(samples.shape[0]))
+    with _open(source) as handle:
+        info = _check_header(handle, limits)
+        frames = sum(block.shape[0] for block in _mono_blocks(handle, info, limits))
+    if frames == 0:
+        raise AudioDecodeError("the audio has no samples")
+    return dataclasses.replace(info, frames=frames)

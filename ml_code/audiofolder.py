@@ -2,8 +2,9 @@
 
 Labels are the top-level folder names. Every clip is decoded once while scanning, with the shared audio
 module, so a corrupt or empty file is skipped and reported before training starts instead of failing
-half-way through an epoch. Decoded clips stay in memory up to a budget; beyond it they are decoded
-again when read.
+half-way through an epoch; so is a clip over ``audio.Limits`` (by default longer than 600 s, decoding to
+more than that much 48 kHz stereo, or with more than 16 channels), which a small file can be. Decoded
+clips stay in memory up to a budget; beyond it they are decoded again when read.
 """
 
 from __future__ import annotations
@@ -126,20 +127,32 @@ def find_files(name: str, root: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def _decode(path: Path) -> np.ndarray | str:
+def _decode(path: Path, limits: audio.Limits) -> np.ndarray | str:
     try:
-        return audio.decode(path)
+        return audio.decode(path, limits=limits)
     except (audio.AudioDecodeError, OSError, RuntimeError) as err:
         return str(err) or type(err).__name__
 
 
-def scan(name: str, root: str | Path, cache: DecodeCache, *, workers: int | None = None) -> Split:
-    """Finds and decodes every clip of a split; unusable files are skipped and listed, never fatal."""
+def scan(
+    name: str,
+    root: str | Path,
+    cache: DecodeCache,
+    *,
+    workers: int | None = None,
+    limits: audio.Limits | None = None,
+) -> Split:
+    """Finds and decodes every clip of a split; unusable files are skipped and listed, never fatal.
+
+    Unusable: corrupt, empty, or over ``limits`` (default ``audio.Limits.default()``).
+    """
     root = Path(root)
+    limits = audio.Limits.default() if limits is None else limits
     files = find_files(name, root)
     clips, skipped = [], []
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-        for (label, path), decoded in zip(files, pool.map(_decode, (p for _, p in files)), strict=True):
+        decoded_clips = pool.map(lambda path: _decode(path, limits), (p for _, p in files))
+        for (label, path), decoded in zip(files, decoded_clips, strict=True):
             relative = str(path.relative_to(root))
             if isinstance(decoded, str):
                 skipped.append(Skipped(relative, decoded))

@@ -11,6 +11,9 @@ Settings come from the environment, read once when the model loads:
   ``model.onnx`` in the model directory (``train.py --export_onnx``).
 - ``ACOUSTIC_THREADS``: intra-op threads per worker; default: CPUs / ``SAGEMAKER_MODEL_SERVER_WORKERS``.
 - ``ACOUSTIC_MAX_AUDIO_SECONDS``: longest clip accepted (default 600).
+- ``ACOUSTIC_MAX_DECODED_SAMPLES``: most frames x channels a clip may decode to, at its own rate
+  (default: ``ACOUSTIC_MAX_AUDIO_SECONDS`` of 48 kHz stereo, 57,600,000).
+- ``ACOUSTIC_MAX_CHANNELS``: most channels a clip may have (default 16).
 - ``ACOUSTIC_MAX_REQUEST_BYTES``: largest request body accepted (default 128 MiB).
 """
 
@@ -50,10 +53,12 @@ ENV_FAST_PATH = layout.ENV_FAST_PATH
 ENV_THREADS = layout.ENV_THREADS
 ENV_MAX_AUDIO_SECONDS = layout.ENV_MAX_AUDIO_SECONDS
 ENV_MAX_REQUEST_BYTES = layout.ENV_MAX_REQUEST_BYTES
+ENV_MAX_DECODED_SAMPLES = layout.ENV_MAX_DECODED_SAMPLES
+ENV_MAX_CHANNELS = layout.ENV_MAX_CHANNELS
 ENV_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"  # set by the Serving stack; MMS starts this many workers
 
 FAST_PATHS = layout.FAST_PATHS
-DEFAULT_MAX_AUDIO_SECONDS = 600.0
+DEFAULT_MAX_AUDIO_SECONDS = audio.DEFAULT_MAX_SECONDS
 # Ten minutes of 48 kHz 16-bit stereo WAV is 110 MiB: the largest common file the duration cap lets
 # through. Realtime endpoints stop at 6 MB before this matters; async endpoints accept up to 1 GB.
 DEFAULT_MAX_REQUEST_BYTES = 128 * 1024 * 1024
@@ -76,6 +81,12 @@ AUDIO_CONTENT_TYPES = frozenset(
 )
 SUPPORTED_CONTENT_TYPES = (*sorted(AUDIO_CONTENT_TYPES), JSON)
 JSON_FIELDS = ("base64", "sample_rate", "channels", "segments")
+# The setting behind each of audio.Limits' fields, named in the 413 that the limit causes.
+LIMIT_SETTINGS = {
+    "max_seconds": ENV_MAX_AUDIO_SECONDS,
+    "max_samples": ENV_MAX_DECODED_SAMPLES,
+    "max_channels": ENV_MAX_CHANNELS,
+}
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 
 
@@ -104,6 +115,15 @@ class Settings:
     threads: int = 1
     max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_decoded_samples: int | None = None  # None: max_audio_seconds of 48 kHz stereo
+    max_channels: int = audio.DEFAULT_MAX_CHANNELS
+
+    @property
+    def limits(self) -> audio.Limits:
+        """What one request's audio may decode to."""
+        return audio.Limits.default(
+            self.max_audio_seconds, max_samples=self.max_decoded_samples, max_channels=self.max_channels
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -117,6 +137,8 @@ class Settings:
             threads=_positive(env, ENV_THREADS, int, max(1, _cpu_count() // workers)),
             max_audio_seconds=_positive(env, ENV_MAX_AUDIO_SECONDS, float, DEFAULT_MAX_AUDIO_SECONDS),
             max_request_bytes=_positive(env, ENV_MAX_REQUEST_BYTES, int, DEFAULT_MAX_REQUEST_BYTES),
+            max_decoded_samples=_positive(env, ENV_MAX_DECODED_SAMPLES, int, None),
+            max_channels=_positive(env, ENV_MAX_CHANNELS, int, audio.DEFAULT_MAX_CHANNELS),
         )
 
 
@@ -161,6 +183,7 @@ class AudioRequest:
 
     samples: np.ndarray
     segments: bool = False
+    notes: tuple[str, ...] = ()  # what the handler ignored in the request, returned with the answer
 
 
 def _media_type(header: str | None) -> tuple[str, dict[str, str]]:
@@ -217,25 +240,18 @@ def parse_request(
     if len(body) > settings.max_request_bytes:
         raise ClientError(
             f"the request has {len(body)} bytes, more than the limit of {settings.max_request_bytes}; "
-            "send a shorter or compressed (FLAC, OGG, MP3) clip",
+            f"send a shorter or compressed (FLAC, OGG, MP3) clip, or raise the endpoint's {ENV_MAX_REQUEST_BYTES}",
             413,
         )
     try:
         if kind == JSON:
             return _parse_json(body, settings, segments=segments)
         raw = body.encode() if isinstance(body, str) else bytes(body)
-        return AudioRequest(_decode_file(raw, settings), segments=segments)
-    except audio.AudioTooLongError as err:
-        raise ClientError(str(err), 413) from err
+        return AudioRequest(audio.decode(raw, limits=settings.limits), segments=segments)
+    except audio.AudioTooLargeError as err:
+        raise ClientError(f"{err}, or raise the endpoint's {LIMIT_SETTINGS[err.limit]}", 413) from err
     except audio.AudioDecodeError as err:
         raise ClientError(str(err)) from err
-
-
-def _decode_file(raw: bytes, settings: Settings) -> np.ndarray:
-    # The header's length is checked before decoding; the decoded length too, in case the header lied.
-    samples = audio.decode(raw, max_seconds=settings.max_audio_seconds)
-    audio.check_duration(samples.shape[0] / audio.TARGET_SAMPLE_RATE, settings.max_audio_seconds)
-    return samples
 
 
 _JSON_HELP = (
@@ -247,6 +263,8 @@ _JSON_HELP = (
 def _parse_json(body: bytes | bytearray | str, settings: Settings, *, segments: bool) -> AudioRequest:
     try:
         payload = json.loads(body)
+    except RecursionError as err:  # the parser recurses per level: 100,000 "[" would be a 500
+        raise ClientError(f"the JSON body is nested too deeply; {_JSON_HELP}") from err
     except (UnicodeDecodeError, ValueError) as err:
         raise ClientError(f"the body is not valid JSON ({err}); {_JSON_HELP}") from err
     if not isinstance(payload, dict):
@@ -264,18 +282,40 @@ def _parse_json(body: bytes | bytearray | str, settings: Settings, *, segments: 
     wants_segments = payload.get("segments", False)
     if not isinstance(wants_segments, bool):
         raise ClientError('field "segments" must be true or false')
-    sample_rate = payload.get("sample_rate")
-    channels = payload.get("channels", 1)
-    if sample_rate is None:
-        if "channels" in payload:
-            raise ClientError('field "channels" only applies to raw PCM; give "sample_rate" too')
-        return AudioRequest(_decode_file(raw, settings), segments=segments or wants_segments)
+    segments = segments or wants_segments
+    sample_rate, channels = payload.get("sample_rate"), payload.get("channels")
+    if sample_rate is None and channels is not None:
+        raise ClientError('field "channels" only applies to raw PCM; give "sample_rate" too')
     for name, value in (("sample_rate", sample_rate), ("channels", channels)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ClientError(f'field "{name}" must be a positive integer; {_JSON_HELP}')
-    audio.check_duration(len(raw) / (2 * channels * sample_rate), settings.max_audio_seconds)
-    samples = audio.decode_pcm16(raw, sample_rate=sample_rate, channels=channels)
-    return AudioRequest(samples, segments=segments or wants_segments)
+    container = audio.sniff(raw) if sample_rate is not None else None
+    if sample_rate is None or container is not None:
+        # A file's header says how to read it; "sample_rate"/"channels" only describe headerless PCM.
+        decoded = audio.read(raw, limits=settings.limits)
+        notes = _ignored_fields(container, decoded.info, sample_rate, channels)
+        return AudioRequest(decoded.samples, segments=segments, notes=notes)
+    samples = audio.decode_pcm16(raw, sample_rate=sample_rate, channels=channels or 1, limits=settings.limits)
+    return AudioRequest(samples, segments=segments)
+
+
+def _ignored_fields(
+    container: str | None, info: audio.AudioInfo, sample_rate: int | None, channels: int | None
+) -> tuple[str, ...]:
+    """A note for the client when its PCM fields contradict the file it sent (they are ignored)."""
+    if sample_rate in (None, info.sample_rate) and channels in (None, info.channels):
+        return ()
+    given = ", ".join(
+        f'"{name}": {value}'
+        for name, value in (("sample_rate", sample_rate), ("channels", channels))
+        if value
+    )
+    note = (
+        f"ignored {given}: the base64 holds a {container} file, read by its header ({info.sample_rate} Hz, "
+        f"{info.channels} channel(s)); sample_rate and channels describe headerless PCM only"
+    )
+    logger.info("%s", note)
+    return (note,)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -334,6 +374,7 @@ class Classifier:
             probs={label: float(p) for label, p in zip(self.labels, clip, strict=True)},
             segments=segments,
             segments_requested=request.segments,
+            notes=request.notes,
         )
 
 
@@ -346,11 +387,14 @@ class Prediction:
     probs: dict[str, float]
     segments: list[dict[str, Any]]
     segments_requested: bool = False
+    notes: tuple[str, ...] = ()
 
     def to_json(self, *, segments: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {"label": self.label, "confidence": self.confidence, "probs": self.probs}
         if segments or self.segments_requested:
             body["segments"] = self.segments
+        if self.notes:
+            body["notes"] = list(self.notes)
         return body
 
 

@@ -29,6 +29,10 @@ ENV_FAST_PATH = "ACOUSTIC_FAST_PATH"  # one of FAST_PATHS
 ENV_THREADS = "ACOUSTIC_THREADS"  # intra-op threads per worker
 ENV_MAX_AUDIO_SECONDS = "ACOUSTIC_MAX_AUDIO_SECONDS"  # longest clip accepted
 ENV_MAX_REQUEST_BYTES = "ACOUSTIC_MAX_REQUEST_BYTES"  # largest request body accepted
+# Most frames x channels one clip may decode to, at its own rate (default: ACOUSTIC_MAX_AUDIO_SECONDS of
+# 48 kHz stereo): a few hundred KB of FLAC can declare 384 kHz in 8 channels.
+ENV_MAX_DECODED_SAMPLES = "ACOUSTIC_MAX_DECODED_SAMPLES"
+ENV_MAX_CHANNELS = "ACOUSTIC_MAX_CHANNELS"  # most channels one clip may have
 FAST_PATHS = ("off", "onnx", "onnx-int8")  # PyTorch fp32; ONNX Runtime fp32; ONNX Runtime int8 MatMul/Gemm
 
 # The train.py arguments an event may set (the launcher refuses every other name, with its reason), as

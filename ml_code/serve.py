@@ -7,27 +7,38 @@
 a local shortcut for ``segments=true`` there). The handler is imported from the model directory's
 ``code/`` exactly as the inference toolkit does (``SAGEMAKER_PROGRAM``, default ``inference.py``), so
 what answers here is what the packed model.tar.gz will run on the endpoint.
+
+Requests are served by a bounded pool of threads (``--threads``) behind a listen backlog that holds a
+burst of clients; a body larger than the limit (``--max-body-bytes``, and the handler's own
+``ACOUSTIC_MAX_REQUEST_BYTES``) is refused from its Content-Length, unread; a request whose client has
+hung up is dropped before it reaches the model.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
 import inspect
 import json
 import logging
 import os
+import select
+import signal
+import socket
 import sys
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -37,6 +48,17 @@ logger = logging.getLogger("ml_code.serve")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024 * 1024
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 SOCKET_TIMEOUT_SECONDS = 60  # a client that stops sending frees its thread after this long
+DEFAULT_THREADS = 32  # connections served at once; more wait in the listen backlog
+LISTEN_BACKLOG = 128  # connections the kernel holds until a thread is free (socketserver's default: 5)
+# Before closing, read what the client still sends for a moment: closing a socket with unread data
+# sends a reset, which can destroy the answer (a 413, say) before the client has read it.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 8 * 1024 * 1024
+MAX_BODY_SETTING = "ACOUSTIC_MAX_REQUEST_BYTES"  # the handler's own body limit, when it has one
+
+
+class Abandoned(Exception):
+    """The client hung up before its request reached the model; nobody would read the answer."""
 
 
 class _RequestProcessor:
@@ -98,14 +120,27 @@ class Service:
         # uses every thread it is given. Decoding and encoding of other requests overlap with it.
         self._model_lock = threading.Lock()
 
-    def invoke(self, body: bytes, headers: dict[str, str]) -> tuple[bytes, str]:
+    def body_limit(self) -> int | None:
+        """The handler's own request body limit, when it exposes its settings as ours does."""
+        settings = getattr(self.handler, "current_settings", None)
+        limit = getattr(settings(), "max_request_bytes", None) if callable(settings) else None
+        return limit if isinstance(limit, int) else None
+
+    def invoke(
+        self, body: bytes, headers: dict[str, str], gone: Callable[[], bool] = lambda: False
+    ) -> tuple[bytes, str]:
+        """One request; raises Abandoned, before decoding or before the model, once ``gone()`` is true."""
         context = Context(str(self.model_dir), headers)
         content_type = _header(headers, "Content-Type")
         accept = _header(headers, "Accept")
         if not accept or accept == "*/*":
             accept = "application/json"
+        if gone():
+            raise Abandoned
         data = _call(self.handler.input_fn, [body, content_type], context)
         with self._model_lock:
+            if gone():  # it waited here while other requests ran
+                raise Abandoned
             prediction = _call(self.handler.predict_fn, [data, self.model], context)
         response = _call(self.handler.output_fn, [prediction, accept], context)
         if isinstance(response, tuple):  # (body, content type), which the toolkit also accepts
@@ -125,24 +160,40 @@ def _status_of(err: Exception) -> int:
     return 500
 
 
+def _client_gone(connection: socket.socket) -> bool:
+    """Whether the client closed its side: readable, yet nothing to read (a pipelined request is data)."""
+    try:
+        readable, _, _ = select.select([connection], [], [], 0)
+        return bool(readable) and connection.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):  # reset, or already closed
+        return True
+
+
+ROUTES = {"/ping": ("GET", "HEAD"), "/invocations": ("POST",)}
+CONTRACT = "the server answers GET /ping and POST /invocations"
+
+
 def make_handler(service: Service, max_body_bytes: int) -> type[BaseHTTPRequestHandler]:
+    handler_limit = service.body_limit()
+    if handler_limit is not None and handler_limit < max_body_bytes:
+        body_limit, limit_source = handler_limit, f"the handler's {MAX_BODY_SETTING}"
+    else:
+        body_limit, limit_source = max_body_bytes, "the server's --max-body-bytes"
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         timeout = SOCKET_TIMEOUT_SECONDS
         server_version = "acoustic-shield"
 
         def do_GET(self) -> None:
-            if urlsplit(self.path).path == "/ping":
+            if self._route_allows():
                 self._send(HTTPStatus.OK, b"", "text/plain")
-            elif urlsplit(self.path).path == "/invocations":
-                self._error(HTTPStatus.METHOD_NOT_ALLOWED, "use POST /invocations")
-            else:
-                self._error(HTTPStatus.NOT_FOUND, "the server answers GET /ping and POST /invocations")
+
+        do_HEAD = do_GET
 
         def do_POST(self) -> None:
             url = urlsplit(self.path)
-            if url.path != "/invocations":
-                self._discard_body_and_error(HTTPStatus.NOT_FOUND, "POST /invocations")
+            if not self._route_allows():
                 return
             body = self._read_body()
             if body is None:
@@ -152,7 +203,11 @@ def make_handler(service: Service, max_body_bytes: int) -> type[BaseHTTPRequestH
                 extra = headers.get(CUSTOM_ATTRIBUTES_HEADER, "")
                 headers[CUSTOM_ATTRIBUTES_HEADER] = f"{extra};segments=true" if extra else "segments=true"
             try:
-                payload, content_type = service.invoke(body, headers)
+                payload, content_type = service.invoke(body, headers, lambda: _client_gone(self.connection))
+            except Abandoned:
+                logger.info("the client hung up before its request reached the model; dropped")
+                self.close_connection = True
+                return
             except Exception as err:
                 status = _status_of(err)
                 if status == 500:
@@ -163,6 +218,36 @@ def make_handler(service: Service, max_body_bytes: int) -> type[BaseHTTPRequestH
                     self._error(HTTPStatus(status), str(err))
                 return
             self._send(HTTPStatus.OK, payload, content_type)
+
+        def _not_allowed(self) -> None:
+            self._route_allows()
+
+        do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
+
+        def _route_allows(self) -> bool:
+            """True when the route takes this method; otherwise answers 404 or 405 (with Allow) and closes
+            the connection if a body may follow, so that it is never read."""
+            allowed = ROUTES.get(urlsplit(self.path).path)
+            if allowed is not None and self.command in allowed:
+                return True
+            has_body = self.headers.get("Content-Length", "0").strip() not in ("", "0") or (
+                "Transfer-Encoding" in self.headers
+            )
+            if allowed is None:
+                self._error(HTTPStatus.NOT_FOUND, CONTRACT, close=has_body)
+            else:
+                self._error(
+                    HTTPStatus.METHOD_NOT_ALLOWED,
+                    f"{self.command} is not allowed on {urlsplit(self.path).path}; {CONTRACT}",
+                    close=has_body,
+                    headers={"Allow": ", ".join(allowed)},
+                )
+            return False
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """The errors http.server raises itself (bad request line, unknown method...) as JSON too."""
+            status = HTTPStatus(code)
+            self._error(status, message or status.description, close=True)
 
         def _read_body(self) -> bytes | None:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -176,11 +261,12 @@ def make_handler(service: Service, max_body_bytes: int) -> type[BaseHTTPRequestH
             if length < 0:
                 self._error(HTTPStatus.BAD_REQUEST, "invalid Content-Length header", close=True)
                 return None
-            if length > max_body_bytes:
+            if length > body_limit:
                 # Not read: answering and closing keeps a huge upload from occupying memory or the thread.
                 self._error(
                     HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                    f"the body has {length} bytes, more than the server's limit of {max_body_bytes}",
+                    f"the body has {length} bytes, more than the limit of {body_limit} ({limit_source}); "
+                    "send a shorter or compressed (FLAC, OGG, MP3) clip",
                     close=True,
                 )
                 return None
@@ -190,28 +276,95 @@ def make_handler(service: Service, max_body_bytes: int) -> type[BaseHTTPRequestH
                 return None
             return body
 
-        def _discard_body_and_error(self, status: HTTPStatus, hint: str) -> None:
-            if self._read_body() is not None:
-                self._error(status, f"the server answers GET /ping and {hint}")
-
-        def _error(self, status: HTTPStatus, message: str, *, close: bool = False) -> None:
+        def _error(
+            self,
+            status: HTTPStatus,
+            message: str,
+            *,
+            close: bool = False,
+            headers: dict[str, str] | None = None,
+        ) -> None:
             body = json.dumps({"code": int(status), "type": status.phrase, "message": message}).encode()
-            self._send(status, body, "application/json", close=close)
+            self._send(status, body, "application/json", close=close, headers=headers)
 
-        def _send(self, status: HTTPStatus, body: bytes, content_type: str, *, close: bool = False) -> None:
+        def _send(
+            self,
+            status: HTTPStatus,
+            body: bytes,
+            content_type: str,
+            *,
+            close: bool = False,
+            headers: dict[str, str] | None = None,
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             if close:
                 self.send_header("Connection", "close")
                 self.close_connection = True
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug("%s " + format, self.address_string(), *args)
 
     return Handler
+
+
+class PooledHTTPServer(HTTPServer):
+    """An HTTP server whose connections are served by a fixed pool of threads.
+
+    While every thread is busy the accept loop waits, and new clients wait in the listen backlog (the
+    kernel's queue) instead of getting a thread each, or a reset once a short backlog overflows.
+    """
+
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, threads: int
+    ) -> None:
+        super().__init__(address, handler)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="serve")
+        self._free = threading.BoundedSemaphore(threads)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._free.acquire()
+        self._pool.submit(self._serve, request, client_address)
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            self._free.release()
+
+    def shutdown_request(self, request: Any) -> None:
+        with contextlib.suppress(OSError):
+            request.shutdown(socket.SHUT_WR)  # the answer is complete: the client sees the end of it
+            request.settimeout(LINGER_SECONDS)
+            deadline, drained = time.monotonic() + LINGER_SECONDS, 0
+            while drained < LINGER_BYTES and time.monotonic() < deadline:
+                chunk = request.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        self.close_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def make_server(
+    host: str, port: int, service: Service, *, max_body_bytes: int, threads: int = DEFAULT_THREADS
+) -> PooledHTTPServer:
+    """The server for ``service`` on ``host:port`` (0: a free port); call ``serve_forever`` to run it."""
+    return PooledHTTPServer((host, port), make_handler(service, max_body_bytes), threads=threads)
 
 
 def unpack(model: Path, workdir: Path) -> Path:
@@ -225,6 +378,10 @@ def unpack(model: Path, workdir: Path) -> Path:
     return workdir
 
 
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -236,16 +393,29 @@ def main(argv: list[str] | None = None) -> None:
         "--max-body-bytes",
         type=int,
         default=DEFAULT_MAX_BODY_BYTES,
-        help="bodies larger than this are refused unread (default: 1 GiB, SageMaker's async limit)",
+        help="bodies larger than this, or than the handler's ACOUSTIC_MAX_REQUEST_BYTES, are refused "
+        "unread (default: 1 GiB, SageMaker's async limit)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help="connections served at once; more wait in the listen backlog (default: %(default)s)",
     )
     args = parser.parse_args(argv)
+    if args.threads < 1 or args.max_body_bytes < 0:
+        parser.error("--threads must be at least 1 and --max-body-bytes at least 0")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # SIGTERM (a supervisor, `kill`, the rehearsal stopping its server) unwinds like Ctrl-C, so the
+    # unpacked model's temporary folder is removed either way.
+    signal.signal(signal.SIGTERM, _stop)
 
     with tempfile.TemporaryDirectory(prefix="acoustic-model-") as workdir:
         model_dir = unpack(args.model_dir, Path(workdir)).resolve()
         service = Service(model_dir)
-        server = ThreadingHTTPServer((args.host, args.port), make_handler(service, args.max_body_bytes))
-        server.daemon_threads = True
+        server = make_server(
+            args.host, args.port, service, max_body_bytes=args.max_body_bytes, threads=args.threads
+        )
         port = server.server_address[1]
         print(f"serving {model_dir} on http://{args.host}:{port}", flush=True)
         try:

@@ -5,7 +5,8 @@
     python -m ml_code.stage folder --source-url ./my-clips --to ./data/mine
 
 Writes ``<split>/<label>/<clip>`` for the splits train, validation and test, and ``manifest.jsonl`` at
-the top; only new or changed clips are written, so a rerun is a no-op that says so. See docs/datasets.md.
+the top, last; only new or changed clips are written, so a rerun is a no-op that says so, and files under
+the split folders that left the dataset are removed. See docs/datasets.md.
 """
 
 from __future__ import annotations
@@ -85,18 +86,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--max-duration",
         type=float,
         metavar="SECONDS",
-        help="treat longer clips as unusable (default: no limit)",
+        help="treat longer clips as unusable (default: 600; the decoded-size cap follows it: that many seconds of 48 kHz stereo, at most 16 channels)",
     )
     parser.add_argument(
         "--keep-duplicates",
         action="store_true",
-        help="stage every copy of identical clips (default: one copy)",
+        help="stage every copy of identical clips that lands in the same split (default: one copy)",
     )
-    parser.add_argument(
-        "--delete",
-        action="store_true",
-        help="delete files under the destination's splits that left the dataset",
-    )
+    # Removal is no longer optional (a kept file can put a clip in two splits); the flag stays accepted
+    # so that existing scripts keep working.
+    parser.add_argument("--delete", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--kms-key-id", help="S3: encrypt with this KMS key (default: the bucket's default encryption)"
     )
@@ -183,7 +182,6 @@ def run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         max_duration=args.max_duration,
         keep_duplicates=args.keep_duplicates,
-        delete=args.delete,
         dry_run=args.dry_run,
         progress=progress,
     )

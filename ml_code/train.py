@@ -140,6 +140,13 @@ class DataArguments:
         default=4.0,
         metadata={"help": "Decoded audio kept in memory, GiB; beyond it clips are decoded per read."},
     )
+    max_clip_seconds: float = field(
+        default=audio.DEFAULT_MAX_SECONDS,
+        metadata={
+            "help": "Clips longer than this, decoding to more than this many seconds of 48 kHz stereo, or "
+            f"with more than {audio.DEFAULT_MAX_CHANNELS} channels are skipped like corrupt ones."
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -210,6 +217,8 @@ def parse_arguments(argv: Sequence[str] | None) -> tuple[ModelArguments, DataArg
             f"--max_length_seconds must be at least {MIN_WINDOW_SECONDS} (the feature encoder's receptive "
             f"field is 25 ms), got {data_args.max_length_seconds}"
         )
+    if not data_args.max_clip_seconds > 0:
+        raise TrainingInputError(f"--max_clip_seconds must be positive, got {data_args.max_clip_seconds}")
     if not 0 < data_args.validation_split_fraction < 1:
         raise TrainingInputError(
             f"--validation_split_fraction must be between 0 and 1, got {data_args.validation_split_fraction}"
@@ -275,14 +284,15 @@ def load_splits(
 ) -> tuple[audiofolder.Split, audiofolder.Split, audiofolder.Split | None]:
     """Scans train, validation (or holds it out of train) and test; checks their labels agree."""
     cache = audiofolder.DecodeCache(int(data.decoded_cache_gb * 2**30))
-    train = audiofolder.scan("train", paths.train, cache)
+    limits = audio.Limits.default(data.max_clip_seconds)
+    train = audiofolder.scan("train", paths.train, cache, limits=limits)
     if len(train.labels) < 2:
         raise audiofolder.DatasetLayoutError(
             f"the train data folder {paths.train} has usable clips for {len(train.labels)} label(s) "
             f"({', '.join(train.labels)}); a classifier needs at least 2 label folders with clips"
         )
     if paths.validation is not None:
-        validation = audiofolder.scan("validation", paths.validation, cache)
+        validation = audiofolder.scan("validation", paths.validation, cache, limits=limits)
         audiofolder.check_labels(validation, train.labels)
     else:
         logger.info(
@@ -292,7 +302,7 @@ def load_splits(
         train, validation = audiofolder.stratified_split(train, data.validation_split_fraction, seed)
     test = None
     if paths.test is not None:
-        test = audiofolder.scan("test", paths.test, cache)
+        test = audiofolder.scan("test", paths.test, cache, limits=limits)
         audiofolder.check_labels(test, train.labels)
     for split in (train, validation, test):
         if split is not None:

@@ -2,6 +2,8 @@
 
 Idempotency comes from the manifest: a clip whose path is in the destination's manifest with the same
 sha256 (and whose file is there with the same size) is not written again, so a rerun writes nothing.
+The split folders always end up equal to the manifest: training reads every file in them, so a file
+left from an earlier run with other splits would put one clip in two splits.
 """
 
 from __future__ import annotations
@@ -59,7 +61,6 @@ class Settings:
     jobs: int
     max_duration: float | None
     keep_duplicates: bool
-    delete: bool
     dry_run: bool
     progress: bool
 
@@ -72,6 +73,7 @@ class Report:
     destination: str
     clips: list[Clip] = field(default_factory=list)
     corrupt: list[tuple[str, str]] = field(default_factory=list)  # (origin, reason)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (origin, reason): unsafe name or link
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (skipped origin, kept origin)
     left_out: Counter[tuple[str, str]] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
@@ -79,14 +81,13 @@ class Report:
     validation_seconds: float = 0.0
     written: list[str] = field(default_factory=list)
     unchanged: int = 0
-    deleted: list[str] = field(default_factory=list)
-    stale: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # or, in a dry run, what would be
     manifest_changed: bool = False
     dry_run: bool = False
 
     @property
     def changed(self) -> bool:
-        return bool(self.written or self.deleted or self.manifest_changed)
+        return bool(self.written or self.removed or self.manifest_changed)
 
     def counts(self) -> dict[str, Counter[str]]:
         """Clips per label per split."""
@@ -101,6 +102,7 @@ class Report:
             "destination": self.destination,
             "counts": {label: dict(c) for label, c in sorted(self.counts().items())},
             "corrupt": [{"source": o, "reason": r} for o, r in self.corrupt],
+            "refused": [{"source": o, "reason": r} for o, r in self.refused],
             "duplicates": [{"source": o, "same_as": k} for o, k in self.duplicates],
             "left_out": [
                 {"reason": r, "split": s, "clips": n} for (r, s), n in sorted(self.left_out.items())
@@ -109,8 +111,7 @@ class Report:
             "validation_seconds": round(self.validation_seconds, 3),
             "written": len(self.written),
             "unchanged": self.unchanged,
-            "deleted": len(self.deleted),
-            "stale": self.stale,
+            "removed": len(self.removed),
             "manifest_changed": self.manifest_changed,
             "dry_run": self.dry_run,
         }
@@ -136,7 +137,8 @@ def validate(
     def check(candidate: Candidate) -> Clip | tuple[str, str]:
         try:
             data = candidate.read()
-            info = audio.validate(data, max_seconds=settings.max_duration)
+            # 600 s (or --max-duration), that much 48 kHz stereo, 16 channels: a small file may hold hours.
+            info = audio.validate(data, limits=audio.Limits.default(settings.max_duration))
         except audio.AudioDecodeError as err:
             return candidate.origin, str(err)
         except Exception as err:  # one unreadable clip must not sink a 50,000-clip run
@@ -184,6 +186,23 @@ def duplicate_groups(clips: Sequence[Clip]) -> list[tuple[Clip, Clip]]:
         else:
             first[clip.sha256] = clip
     return pairs
+
+
+def one_split_per_content(clips: Sequence[Clip]) -> tuple[list[Clip], list[tuple[Clip, Clip]]]:
+    """Copies of one content stay in one split: test, else validation, else train; the others are dropped.
+
+    After de-duplication there is one clip per content and nothing is dropped; with ``--keep-duplicates``
+    the split assignment may put copies apart, and a copy in train would let training hear a test clip.
+    Returns the kept clips and (dropped clip, kept clip in the chosen split) pairs.
+    """
+    home: dict[str, Clip] = {}
+    for clip in clips:
+        best = home.get(clip.sha256)
+        if best is None or _SPLIT_PRIORITY[clip.split] < _SPLIT_PRIORITY[best.split]:
+            home[clip.sha256] = clip
+    kept = [clip for clip in clips if clip.split == home[clip.sha256].split]
+    dropped = [(clip, home[clip.sha256]) for clip in clips if clip.split != home[clip.sha256].split]
+    return kept, dropped
 
 
 def _rank(seed: int, group: str) -> str:
@@ -262,21 +281,25 @@ def parse_manifest(text: str | None) -> dict[str, str]:
 
 
 def sync(clips: Sequence[Clip], destination: Destination, settings: Settings, report: Report) -> None:
-    """Writes what is new or changed, then the manifest; deletes what left the set only with ``--delete``."""
+    """Removes what left the split folders, writes what is new or changed, then the manifest, last."""
     existing = destination.list()
     old_text = destination.read_text(MANIFEST)
     recorded = parse_manifest(old_text)
     todo = [c for c in clips if not (recorded.get(c.path) == c.sha256 and existing.get(c.path) == c.size)]
     report.unchanged = len(clips) - len(todo)
     wanted = {c.path for c in clips}
-    stale = sorted(p for p in existing if p.split("/", 1)[0] in SPLITS and p not in wanted)
+    # Everything under a split folder that the new manifest does not list goes, whoever put it there.
+    report.removed = sorted(p for p in existing if p.split("/", 1)[0] in SPLITS and p not in wanted)
     new_text = render_manifest(clips)
     report.manifest_changed = new_text != old_text
     report.dry_run = settings.dry_run
     if settings.dry_run:
         report.written = [c.path for c in todo]
-        report.stale = stale
         return
+    if report.removed:
+        # Before the writes: while a run is under way a clip may be missing, but never in two splits
+        # (and a file or link where a new clip's folder goes is out of the way).
+        destination.delete(report.removed)
 
     def write(clip: Clip) -> str:
         data = clip.candidate.read()
@@ -292,13 +315,9 @@ def sync(clips: Sequence[Clip], destination: Destination, settings: Settings, re
         for path in pool.map(write, todo):
             report.written.append(path)
             bar.update(1)
-    if settings.delete and stale:
-        destination.delete(stale)
-        report.deleted = stale
-    else:
-        report.stale = stale
     if report.manifest_changed:
-        # Last, so an interrupted run leaves the old manifest and the next run redoes the difference.
+        # Last, after every upload and removal: a reader who sees the new manifest sees exactly its
+        # files, and an interrupted run leaves the old manifest, so the next run redoes the difference.
         destination.write(MANIFEST, new_text.encode("utf-8"))
 
 
@@ -311,20 +330,31 @@ def stage(
     log(f"{source.title}: validating {len(source.candidates)} clips")
     clips, corrupt, seconds = validate(source.candidates, settings)
     report.corrupt = sorted(source.missing + corrupt)
+    report.refused = sorted(source.refused)
     report.validated, report.validation_seconds = len(source.candidates), seconds
-    if settings.keep_duplicates:
-        pairs = duplicate_groups(clips)
-    else:
+    pairs: list[tuple[Clip, Clip]] = []
+    if not settings.keep_duplicates:
         clips, pairs = deduplicate(clips)
-    report.duplicates = sorted((clip.candidate.origin, kept.candidate.origin) for clip, kept in pairs)
     if not clips:
-        raise StagingError(f"{source.title}: no usable clips ({len(report.corrupt)} corrupt or missing)")
+        raise StagingError(
+            f"{source.title}: no usable clips ({len(report.corrupt)} corrupt or missing, "
+            f"{len(report.refused)} refused)"
+        )
     clips = assign_splits(
         clips,
         validation_fraction=settings.validation_fraction,
         test_fraction=settings.test_fraction,
         seed=settings.seed,
     )
+    clips, apart = one_split_per_content(clips)
+    if settings.keep_duplicates:
+        pairs = duplicate_groups(clips)
+    if apart:
+        report.notes.append(
+            f"{len(apart)} copy(ies) dropped: their split differed from that of a copy with the same content"
+        )
+    pairs += apart
+    report.duplicates = sorted((clip.candidate.origin, kept.candidate.origin) for clip, kept in pairs)
     report.clips = place(clips)
     log(f"{destination.url}: comparing with what is there")
     sync(report.clips, destination, settings, report)

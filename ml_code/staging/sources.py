@@ -18,7 +18,7 @@ from .. import audio
 from . import SPLITS, StagingError
 from .fetch import Log, fetch
 from .splitzip import MultiPartZip, disk_count, part_paths
-from .stores import LocalTree, S3Tree, Tree, is_s3, s3_client, s3_reader, split_s3
+from .stores import LocalTree, S3Tree, Tree, is_s3, s3_client, s3_reader, split_s3, unsafe_name
 
 # ESC-50 (https://github.com/karolpiczak/ESC-50): 2,000 five-second clips, 50 classes, 5 folds. The
 # archive's top folder is "ESC-50-master/"; it is found from the metadata file, not assumed.
@@ -62,6 +62,7 @@ class SourceSet:
     candidates: list[Candidate]
     left_out: Counter[tuple[str, str]] = field(default_factory=Counter)  # (reason, split) -> clips
     missing: list[tuple[str, str]] = field(default_factory=list)  # (origin, reason)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (origin, reason): unsafe name or link
     notes: list[str] = field(default_factory=list)
 
 
@@ -109,10 +110,26 @@ def read_csv(text: str, where: str, required: Iterable[str], expected: str) -> l
 
 
 def check_label(label: str, where: str) -> str:
-    """A label becomes a folder name: it must be one path segment."""
-    if not label or label in {".", ".."} or "/" in label or "\\" in label:
-        raise StagingError(f"{where}: label {label!r} cannot be a folder name; use a name without '/'")
+    """A label becomes a folder name: it must be one plain path segment."""
+    reason = unsafe_name(label)
+    if reason:
+        raise StagingError(f"{where}: label {label!r} cannot be a folder name ({reason}); rename it")
     return label
+
+
+def unsafe_file_name(name: str, kind: str) -> str | None:
+    """Why a source's file name cannot name a staged clip, or None; only a plain name may reach the output."""
+    reason = unsafe_name(name)
+    return f"{kind} {name!r} is not a plain file name: {reason}" if reason else None
+
+
+def unsafe_member(name: str) -> str | None:
+    """Why an archive member's name is not a relative path inside the archive, or None."""
+    if name.startswith("/") or "\\" in name or (name[:1].isalpha() and name[1:2] == ":"):
+        return f"archive member {name!r} is absolute or holds a drive letter or backslash"
+    if ".." in name.split("/"):
+        return f"archive member {name!r} climbs out of the archive ('..')"
+    return None
 
 
 def _archive(name: str, url: str | None, options: SourceOptions, cache: str) -> Path:
@@ -168,6 +185,10 @@ def esc50(options: SourceOptions) -> SourceSet:
             raise StagingError(f"{meta} line {number}: fold {row['fold']!r} is not a number") from None
         member = root + ESC50_AUDIO + row["filename"]
         origin = member
+        refusal = unsafe_file_name(row["filename"], "filename") or unsafe_member(member)
+        if refusal:
+            found.refused.append((origin, refusal))
+            continue
         if member not in names:
             found.missing.append((origin, "listed in the metadata but missing from the archive"))
             continue
@@ -243,6 +264,10 @@ def fsd50k(options: SourceOptions) -> SourceSet:
     found = SourceSet(title="FSD50K", candidates=[], notes=notes)
     archives: dict[str, MultiPartZip] = {}
     for archive_name, fname, labels, split in clips:
+        refusal = unsafe_file_name(f"{fname}.wav", "file name")
+        if refusal:
+            found.refused.append((f"{archive_name}:{fname}.wav", refusal))
+            continue
         label, reason = map_labels(labels, classes)
         if label is None:
             found.left_out[(reason, split)] += 1
@@ -253,6 +278,9 @@ def fsd50k(options: SourceOptions) -> SourceSet:
             archives[archive_name] = MultiPartZip([*earlier, last])
         archive = archives[archive_name]
         member = _member(archive, archive_name, fname)
+        if member is not None and (refusal := unsafe_member(member)):
+            found.refused.append((member, refusal))
+            continue
         if member is None:
             found.missing.append(
                 (f"{archive_name}:{fname}.wav", "in the ground truth but not in the archive")
@@ -351,8 +379,8 @@ def folder(options: SourceOptions) -> SourceSet:
 
 
 def _from_tree(tree: Tree) -> SourceSet:
-    found = SourceSet(title=f"folder {tree.url}", candidates=[])
-    files = tree.files()
+    files, refused = tree.files()
+    found = SourceSet(title=f"folder {tree.url}", candidates=[], refused=refused)
     audio_files = [f for f in files if f.lower().endswith(audio.AUDIO_EXTENSIONS)]
     if not audio_files:
         raise StagingError(
@@ -368,6 +396,11 @@ def _from_tree(tree: Tree) -> SourceSet:
             found.missing.append((path, "not inside a label folder"))
             continue
         split, label = (parts[0], parts[1]) if by_split else (None, parts[0])
+        # Names come from the source as they are (an S3 key may hold '..'); only plain ones are staged.
+        refusal = unsafe_file_name(label, "label folder") or unsafe_file_name(parts[-1], "file name")
+        if refusal:
+            found.refused.append((path, refusal))
+            continue
         found.candidates.append(
             Candidate(
                 origin=path, label=label, split=split, group=path, name=parts[-1], read=tree.reader(path)
@@ -407,13 +440,18 @@ def _from_csv(url: str) -> SourceSet:
         split = row.get("split") or None
         if split is not None and split not in SPLITS:
             raise StagingError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)} (or empty)")
+        name = PurePosixPath(row["path"]).name
+        refusal = unsafe_file_name(name, "file name")
+        if refusal:
+            found.refused.append((row["path"], f"line {number}: {refusal}"))
+            continue
         found.candidates.append(
             Candidate(
                 origin=row["path"],
                 label=check_label(row["label"], where),
                 split=split,
                 group=row["path"],
-                name=PurePosixPath(row["path"]).name,
+                name=name,
                 read=resolve(row["path"]),
             )
         )

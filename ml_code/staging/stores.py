@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -11,6 +12,33 @@ from typing import Any, Protocol
 from . import StagingError
 
 _DELETE_BATCH = 1000
+_DRIVE = re.compile(r"[A-Za-z]:")
+_MAX_NAME_BYTES = 255  # the usual file system limit on one name
+
+
+def unsafe_name(name: str) -> str | None:
+    """Why ``name`` cannot be one folder or file name of a staged dataset, or None when it can."""
+    if name in ("", ".", ".."):
+        return f"{name!r} is not a name"
+    if "/" in name or "\\" in name:
+        return "it is a path, not a name (it holds '/' or '\\')"
+    if _DRIVE.match(name):
+        return "it starts with a drive letter"
+    if name.startswith("."):
+        return "it starts with '.': training skips hidden files and folders"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "it holds a control character"
+    if len(name.encode("utf-8")) > _MAX_NAME_BYTES:
+        return f"it is longer than {_MAX_NAME_BYTES} bytes"
+    return None
+
+
+def check_path(path: str, where: str) -> None:
+    """Refuses a destination path unless every ``/``-separated segment is a plain name (see unsafe_name)."""
+    for segment in path.split("/"):
+        reason = unsafe_name(segment)
+        if reason:
+            raise StagingError(f"{where}: refusing the path {path!r}: segment {segment!r}: {reason}")
 
 
 def is_s3(url: str) -> bool:
@@ -34,7 +62,12 @@ def s3_client(max_connections: int = 10) -> Any:
 
 
 class Destination(Protocol):
-    """A staged dataset's home; paths are relative and use ``/``."""
+    """A staged dataset's home; paths are relative and use ``/``.
+
+    Every implementation refuses (StagingError) a path to write or read that is not plain names joined
+    by ``/`` (check_path), or that leads outside the destination: this is the one check every source's
+    names go through.
+    """
 
     url: str
 
@@ -57,20 +90,46 @@ class LocalDestination:
         self.url = str(root)
 
     def list(self) -> dict[str, int]:
+        """Files, and links of any kind as entries of size -1 (never "unchanged"), without following links.
+
+        Leftover temporary files are listed too, so a rerun removes them like any file that left the set.
+        """
         if not self.root.is_dir():
             return {}
-        return {
-            path.relative_to(self.root).as_posix(): path.stat().st_size
-            for path in self.root.rglob("*")
-            if path.is_file() and not path.name.startswith(".tmp-")
-        }
+        found = {}
+        for folder, dirs, files in os.walk(self.root):
+            here = Path(folder)
+            for name in [*dirs, *files]:
+                path = here / name
+                if path.is_symlink():
+                    found[path.relative_to(self.root).as_posix()] = -1
+                elif name in files:
+                    found[path.relative_to(self.root).as_posix()] = path.lstat().st_size
+        return found
+
+    def _inside(self, path: str) -> Path:
+        """``root/path``, refused unless its folder, links resolved, is the root or below it.
+
+        Only the folder is resolved: replacing or unlinking a file that is a link changes the link, never
+        what it points to.
+        """
+        root = self.root.resolve()
+        target = root / path
+        if not target.parent.resolve().is_relative_to(root):
+            raise StagingError(
+                f"{self.url}: refusing {path!r}: it leads outside the destination "
+                "(through '..' or a symbolic link); remove the link"
+            )
+        return target
 
     def read_text(self, path: str) -> str | None:
-        target = self.root / path
+        check_path(path, self.url)
+        target = self._inside(path)
         return target.read_text(encoding="utf-8") if target.is_file() else None
 
     def write(self, path: str, data: bytes) -> None:
-        target = self.root / path
+        check_path(path, self.url)
+        target = self._inside(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
         try:
@@ -82,11 +141,14 @@ class LocalDestination:
             raise
 
     def delete(self, paths: Iterable[str]) -> None:
+        """Removes files and links (never what a link points to), then the folders that became empty."""
+        root = self.root.resolve()
         for path in paths:
-            target = self.root / path
+            # Not check_path: an earlier, less careful run may have left names it refuses; they must go.
+            target = self._inside(path)
             target.unlink(missing_ok=True)
             parent = target.parent
-            while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+            while parent != root and parent.is_dir() and not any(parent.iterdir()):
                 parent.rmdir()
                 parent = parent.parent
 
@@ -113,6 +175,7 @@ class S3Destination:
         return found
 
     def read_text(self, path: str) -> str | None:
+        check_path(path, self.url)
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + path)["Body"].read()
         except self.client.exceptions.NoSuchKey:
@@ -120,12 +183,14 @@ class S3Destination:
         return body.decode("utf-8")
 
     def write(self, path: str, data: bytes) -> None:
+        check_path(path, self.url)
         content_type = "application/x-ndjson" if path.endswith(".jsonl") else "application/octet-stream"
         self.client.put_object(
             Bucket=self.bucket, Key=self.prefix + path, Body=data, ContentType=content_type, **self.put_args
         )
 
     def delete(self, paths: Iterable[str]) -> None:
+        """Deletes keys under the prefix as listed: a key is literal, so even one with '..' stays inside."""
         keys = [self.prefix + path for path in paths]
         for start in range(0, len(keys), _DELETE_BATCH):
             batch = [{"Key": key} for key in keys[start : start + _DELETE_BATCH]]
@@ -140,11 +205,15 @@ class Tree(Protocol):
 
     url: str
 
-    def files(self) -> list[str]:
-        """Relative paths (``/``-separated) of every file, sorted."""
+    def files(self) -> tuple[list[str], list[tuple[str, str]]]:
+        """Relative paths (``/``-separated) of every file, sorted, and (path, reason) of those refused."""
         ...
 
     def reader(self, path: str) -> Callable[[], bytes]: ...
+
+
+_OUTSIDE_LINK = "a symbolic link to outside the source folder"
+_FOLDER_LINK = "a symbolic link to a folder; not followed"
 
 
 class LocalTree:
@@ -154,12 +223,43 @@ class LocalTree:
         self.root = root
         self.url = str(root)
 
-    def files(self) -> list[str]:
-        return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+    def files(self) -> tuple[list[str], list[tuple[str, str]]]:
+        """Regular files, and links to files inside the tree; links leading out of it, or to folders, refused.
+
+        A link inside the tree is read as the file it points to (that content is then staged once, as
+        any copy is); a folder link is not followed, wherever it points, so no walk can loop.
+        """
+        root = self.root.resolve()
+        found, refused = [], []
+        for folder, dirs, files in os.walk(self.root):
+            here = Path(folder)
+            for name in dirs:
+                if (here / name).is_symlink():
+                    refused.append(((here / name).relative_to(self.root).as_posix(), _FOLDER_LINK))
+            for name in files:
+                path = here / name
+                relative = path.relative_to(self.root).as_posix()
+                if not path.is_symlink():
+                    found.append(relative)
+                elif not path.resolve().is_relative_to(root):
+                    refused.append((relative, _OUTSIDE_LINK))
+                elif not path.is_file():
+                    refused.append((relative, "a broken symbolic link"))
+                else:
+                    found.append(relative)
+        return sorted(found), sorted(refused)
 
     def reader(self, path: str) -> Callable[[], bytes]:
-        target = self.root / path
-        return target.read_bytes
+        root = self.root.resolve()
+
+        def read() -> bytes:
+            # Checked again when read: a link may have changed since the listing.
+            target = (self.root / path).resolve()
+            if not target.is_relative_to(root):
+                raise StagingError(f"{path}: {_OUTSIDE_LINK}")
+            return target.read_bytes()
+
+        return read
 
 
 class S3Tree:
@@ -169,13 +269,13 @@ class S3Tree:
         self.prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
         self.url = f"s3://{self.bucket}/{self.prefix}"
 
-    def files(self) -> list[str]:
+    def files(self) -> tuple[list[str], list[tuple[str, str]]]:
         found = []
         for page in self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=self.prefix
         ):
             found += [item["Key"][len(self.prefix) :] for item in page.get("Contents", [])]
-        return sorted(path for path in found if path and not path.endswith("/"))
+        return sorted(path for path in found if path and not path.endswith("/")), []
 
     def reader(self, path: str) -> Callable[[], bytes]:
         return s3_reader(self.client, self.bucket, self.prefix + path)

@@ -30,10 +30,11 @@ def render(report: Report) -> str:
     lines.append(
         f"validated {report.validated} clips in {report.validation_seconds:.1f} s ({rate:.0f} clips/s): "
         f"{len(report.clips)} staged, {len(report.corrupt)} corrupt or missing, "
-        f"{len(report.duplicates)} duplicate(s) by content"
+        f"{len(report.refused)} refused, {len(report.duplicates)} duplicate(s) by content"
     )
     lines += _audio_stats(report)
     lines += _listing("corrupt or missing (skipped)", [f"{o}: {r}" for o, r in report.corrupt])
+    lines += _listing("refused (unsafe name or link)", [f"{o}: {r}" for o, r in report.refused])
     lines += _listing("duplicates by content", [f"{o} = {k}" for o, k in report.duplicates])
     lines += _listing(
         "left out by the label mapping",
@@ -70,22 +71,16 @@ def _listing(title: str, items: list[str]) -> list[str]:
 
 
 def _outcome(report: Report) -> str:
-    stale = (
-        f"; {len(report.stale)} file(s) there are no longer in the dataset and were kept"
-        " (--delete removes them)"
-        if report.stale
-        else ""
-    )
     if report.dry_run:
         return (
             f"dry run: would write {len(report.written)} file(s)"
             + (" and the manifest" if report.manifest_changed else "")
-            + f", {report.unchanged} unchanged{stale}"
+            + f" and remove {len(report.removed)} (no longer in the dataset); {report.unchanged} unchanged"
         )
     if not report.changed:
-        return f"nothing changed: {report.unchanged} clips already staged at {report.destination}{stale}"
+        return f"nothing changed: {report.unchanged} clips already staged at {report.destination}"
     return (
         f"wrote {len(report.written)} file(s)"
         + (" and the manifest" if report.manifest_changed else "")
-        + f", {report.unchanged} unchanged, {len(report.deleted)} deleted{stale}"
+        + f", {report.unchanged} unchanged, {len(report.removed)} removed (no longer in the dataset)"
     )

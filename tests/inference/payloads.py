@@ -72,6 +72,19 @@ def pcm16(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
 
 
+def silence(sample_rate: int, channels: int, seconds: float, fmt: str = "FLAC") -> bytes:
+    """A silent file, written in blocks: a long multichannel FLAC of silence is only a few hundred KB."""
+    buffer = io.BytesIO()
+    frames = round(seconds * sample_rate)
+    block = np.zeros((min(frames, 4_000_000 // channels + 1), channels), dtype=np.int16)
+    with sf.SoundFile(
+        buffer, "w", samplerate=sample_rate, channels=channels, format=fmt, subtype="PCM_16"
+    ) as out:
+        for start in range(0, frames, block.shape[0]):
+            out.write(block[: frames - start])
+    return buffer.getvalue()
+
+
 def with_extra_chunks(wav: bytes) -> bytes:
     """A WAV with JUNK before fmt, LIST and bext between fmt and data, and a trailing id3 chunk."""
 
@@ -159,8 +172,27 @@ def good_cases() -> list[Case]:
             reference=ideal(wav, 44_100),
         ),
     ]
+    # JSON carrying a file and the fields of raw PCM, as clients of the seed ASR endpoint send it: the
+    # file's header wins over "sample_rate" and "channels".
+    for fmt in ("WAV", "FLAC", "OGG", "MP3"):
+        cases.append(
+            Case(
+                f"json-base64-{fmt.lower()}-with-a-contradicting-sample-rate",
+                _json(base64=_b64(encode(wav, 44_100, fmt)), sample_rate=16_000),
+                "application/json",
+                reference=ideal(wav, 44_100),
+            )
+        )
+    # Headerless PCM whose first samples (-1, then 18) happen to look like an MPEG frame header.
+    like_mp3 = np.concatenate([np.array([[-1 / 32767], [18 / 32767]], np.float32), tone(16_000, 1)])
     mono8k, stereo = tone(8_000, 1), tone(44_100, 2)
     cases += [
+        Case(
+            "json-raw-pcm16-starting-like-an-mp3-frame",
+            _json(base64=_b64(pcm16(like_mp3)), sample_rate=16_000),
+            "application/json",
+            reference=ideal(like_mp3, 16_000),
+        ),
         Case(
             "json-raw-pcm16-8kHz-mono",
             _json(base64=_b64(pcm16(mono8k)), sample_rate=8_000),
@@ -275,6 +307,35 @@ def bad_cases() -> list[Case]:
         Case("unsupported-accept", wav, "audio/wav", accept="text/csv", status=406, message="accept"),
         Case("body-too-large", bytes(LIMITS.max_request_bytes + 1), "audio/wav", status=413, message="limit"),
         Case("audio-too-long", long_wav, "audio/wav", status=413, message="longer than the limit"),
+        Case(
+            "decoded-size-too-large",
+            silence(384_000, 8, 2.0),  # 2 s, within the duration limit, but 6.1 M samples to decode
+            "audio/flac",
+            status=413,
+            message="ACOUSTIC_MAX_DECODED_SAMPLES",
+        ),
+        Case(
+            "too-many-channels",
+            silence(16_000, 17, 0.1, "WAV"),
+            "audio/wav",
+            status=413,
+            message="ACOUSTIC_MAX_CHANNELS",
+        ),
+        Case(
+            "json-raw-pcm-too-many-channels",
+            _json(base64=_b64(bytes(2 * 17 * 160)), sample_rate=16_000, channels=17),
+            json_type,
+            status=413,
+            message="ACOUSTIC_MAX_CHANNELS",
+        ),
+        Case("json-deeply-nested", b"[" * 100_000, json_type, status=400, message="nested too deeply"),
+        Case(
+            "json-deeply-nested-field",
+            b'{"base64": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            json_type,
+            status=400,
+            message="nested too deeply",
+        ),
         Case(
             "raw-pcm-too-long",
             _json(base64=_b64(bytes(2 * 8_000 * 6)), sample_rate=8_000),

@@ -232,3 +232,20 @@ def test_the_custom_attributes_header_reaches_the_handler(server):
     # Then the answer carries per-window labels
     assert status == 200, raw
     assert json.loads(raw)["segments"]
+
+
+@pytest.mark.slow
+def test_a_file_in_the_asr_json_shape_is_answered_as_the_file_with_a_note(server, classifier):
+    # Given a WAV in JSON with "sample_rate": 16000 that its header contradicts, as ASR clients send it
+    case = GOOD["json-base64-wav-with-a-contradicting-sample-rate"]
+    expected = _in_process(classifier, case)
+
+    # When it goes through the model server
+    status, raw = server.invoke(case)
+
+    # Then the file is classified as in-process, and the answer notes the ignored field
+    assert status == 200, f"{raw}\n{server.logs()}"
+    body = json.loads(raw)
+    assert body["label"] == expected["label"]
+    assert body["probs"] == pytest.approx(expected["probs"], abs=1e-4)
+    assert body["notes"] == expected["notes"] and "sample_rate" in body["notes"][0]

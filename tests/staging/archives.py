@@ -49,9 +49,19 @@ def esc50_rows() -> list[list[object]]:
     return rows
 
 
-def esc50_zip(*, corrupt: str | None = None, header: list[str] | None = None) -> bytes:
-    """``ESC-50-master/audio/*.wav`` and ``ESC-50-master/meta/esc50.csv``, as GitHub's master zip has them."""
-    rows = esc50_rows()
+def esc50_zip(
+    *,
+    corrupt: str | None = None,
+    header: list[str] | None = None,
+    rows: list[list[object]] | None = None,
+    audio: dict[str, bytes] | None = None,
+) -> bytes:
+    """``ESC-50-master/audio/*.wav`` and ``ESC-50-master/meta/esc50.csv``, as GitHub's master zip has them.
+
+    ``rows`` replaces the metadata (a member is written for each row's filename, as given); ``audio``
+    sets the bytes of some of them.
+    """
+    rows = esc50_rows() if rows is None else rows
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         names = [str(row[0]) for row in rows]
@@ -59,7 +69,8 @@ def esc50_zip(*, corrupt: str | None = None, header: list[str] | None = None) ->
         keep = [ESC50_HEADER.index(c) for c in columns if c in ESC50_HEADER]
         archive.writestr("ESC-50-master/meta/esc50.csv", _csv(columns, [[r[i] for i in keep] for r in rows]))
         for seed, name in enumerate(names):
-            archive.writestr(f"ESC-50-master/audio/{name}", CORRUPT if name == corrupt else wav(seed))
+            data = (audio or {}).get(name) or (CORRUPT if name == corrupt else wav(seed))
+            archive.writestr(f"ESC-50-master/audio/{name}", data)
     return out.getvalue()
 
 

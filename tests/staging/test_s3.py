@@ -1,4 +1,4 @@
-"""Staging into S3 (moto): idempotent reruns, changed clips, stale files, encryption."""
+"""Staging into S3 (moto): idempotent reruns, changed clips, removed clips, encryption."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_a_changed_clip_is_the_only_file_uploaded_again(run_stage, s3, tmp_path)
     assert "wrote 1 file(s) and the manifest, 7 unchanged" in result.out
 
 
-def test_clips_that_left_the_source_are_deleted_only_with_delete(run_stage, s3, tmp_path):
+def test_clips_that_left_the_source_are_removed_from_s3(run_stage, s3, tmp_path):
     # Given a folder staged into S3, from which one training clip is then removed
     source = _label_tree(tmp_path / "clips")
     dest = f"s3://{BUCKET}/datasets/mine/"
@@ -73,17 +73,16 @@ def test_clips_that_left_the_source_are_deleted_only_with_delete(run_stage, s3, 
     gone = entry["path"]
     (source / entry["source"]).unlink()
 
-    # When staging runs without and then with --delete
-    kept = run_stage("folder", "--source-url", str(source), "--to", dest)
-    present_after_kept = f"datasets/mine/{gone}" in _keys(s3)
-    deleted = run_stage("folder", "--source-url", str(source), "--to", dest, "--delete")
+    # When staging runs again
+    result = run_stage("folder", "--source-url", str(source), "--to", dest)
 
-    # Then the first run keeps the file and says how to remove it, the second removes it
-    assert kept.code == 0 and deleted.code == 0
-    assert present_after_kept
-    assert "1 file(s) there are no longer in the dataset and were kept (--delete removes them)" in kept.out
+    # Then its object is removed, and the summary says so
+    assert result.code == 0, result.err
     assert f"datasets/mine/{gone}" not in _keys(s3)
-    assert "1 deleted" in deleted.out
+    assert "0 file(s) and the manifest, 7 unchanged, 1 removed" in result.out
+    # and the --delete of scripts from before removal was the default is still accepted
+    again = run_stage("folder", "--source-url", str(source), "--to", dest, "--delete")
+    assert again.code == 0 and "nothing changed" in again.out
 
 
 def _keys(client) -> set[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from ml_code import audio, audiofolder
 from tests.training.synthetic import make_audiofolder
@@ -76,3 +77,64 @@ def test_random_crops_have_the_window_length_and_vary_between_epochs(folder):
     # Then both crops are window-sized pieces of it, from different places
     assert first.shape == second.shape == (8_000,)
     assert not np.array_equal(first, second)
+
+
+def _silence(path, sample_rate: int, channels: int, seconds: float) -> None:
+    """A silent FLAC (or WAV past FLAC's 8 channels), written in blocks: long ones stay small."""
+    frames = round(seconds * sample_rate)
+    block = np.zeros((min(frames, 4_000_000 // channels + 1), channels), dtype=np.int16)
+    with sf.SoundFile(path, "w", samplerate=sample_rate, channels=channels, subtype="PCM_16") as out:
+        for start in range(0, frames, block.shape[0]):
+            out.write(block[: frames - start])
+
+
+@pytest.fixture(scope="module")
+def oversized(tmp_path_factory):
+    """Two usable clips per label, and one clip over each default limit."""
+    root = make_audiofolder(tmp_path_factory.mktemp("oversized"), per_class=2, seed=5, labels=("low", "high"))
+    _silence(root / "low" / "long.flac", 8_000, 1, 700.0)  # longer than 600 s
+    _silence(root / "high" / "wide.flac", 96_000, 8, 120.0)  # 92 M samples: over 800 s of 48 kHz stereo
+    _silence(root / "high" / "many.wav", 16_000, 17, 0.5)  # more than 16 channels
+    return root
+
+
+def test_clips_over_the_default_limits_are_skipped_like_corrupt_ones(oversized):
+    # When the folder is scanned with the default limits
+    split = audiofolder.scan("train", oversized, audiofolder.DecodeCache(2**30))
+
+    # Then the usable clips are kept and each oversized one is skipped, saying which limit it broke
+    assert split.counts() == {"high": 2, "low": 2}
+    reasons = {s.path: s.reason for s in split.skipped}
+    assert sorted(reasons) == ["high/many.wav", "high/wide.flac", "low/long.flac"]
+    assert "longer than the limit of 600 s" in reasons["low/long.flac"]
+    assert "92,160,000 samples" in reasons["high/wide.flac"]
+    assert "17 channels" in reasons["high/many.wav"]
+    assert "3 skipped" in split.describe()
+
+
+def test_the_scan_limits_can_be_raised(oversized):
+    # When the folder is scanned with a longer clip limit
+    split = audiofolder.scan(
+        "train", oversized, audiofolder.DecodeCache(0), limits=audio.Limits.default(max_seconds=800.0)
+    )
+
+    # Then the long clip is kept
+    assert "low/long.flac" not in {s.path for s in split.skipped}
+    assert split.counts() == {"high": 2, "low": 3}
+
+
+def test_training_scans_its_splits_with_max_clip_seconds(oversized, tmp_path):
+    # Given the training arguments with a longer clip limit
+    from ml_code import train
+
+    data = train.DataArguments(max_clip_seconds=800.0, decoded_cache_gb=0.0)
+    paths = train.Paths(
+        train=oversized, validation=None, test=None, model=tmp_path, output=tmp_path, checkpoints=None
+    )
+
+    # When the splits are loaded
+    kept, held_out, _ = train.load_splits(paths, data, seed=0)
+
+    # Then the long clip is used, and the clips over the other limits are still skipped
+    assert sorted(s.path for s in kept.skipped) == ["high/many.wav", "high/wide.flac"]
+    assert sum(kept.counts().values()) + sum(held_out.counts().values()) == 5
