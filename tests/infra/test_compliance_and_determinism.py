@@ -6,6 +6,7 @@ import filecmp
 import json
 import os
 import re
+import shutil
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -109,14 +110,15 @@ def test_nag_gate_fails_synthesis_on_a_new_finding(tmp_path: Path) -> None:
 
 
 def test_sourcedir_is_a_deterministic_tar_gz_of_ml_code(tmp_path: Path) -> None:
-    # Given ml_code with a stray bytecode cache
-    cache = ROOT / "ml_code" / "__pycache__"
-    cache.mkdir(exist_ok=True)
-    (cache / "stray.cpython-311.pyc").write_bytes(b"\0")
-    # When it is packed twice
-    write_tar_gz(ROOT / "ml_code", tmp_path / "a.tar.gz")
-    os.utime(ROOT / "ml_code" / "audio.py")
-    write_tar_gz(ROOT / "ml_code", tmp_path / "b.tar.gz")
+    # Given a copy of ml_code (the repository is never written) with a stray bytecode cache
+    source = tmp_path / "ml_code"
+    shutil.copytree(ROOT / "ml_code", source, ignore=shutil.ignore_patterns("__pycache__"))
+    (source / "__pycache__").mkdir()
+    (source / "__pycache__" / "stray.cpython-311.pyc").write_bytes(b"\0")
+    # When it is packed twice, a file's modification time changing in between
+    write_tar_gz(source, tmp_path / "a.tar.gz")
+    os.utime(source / "audio.py", (1, 1))
+    write_tar_gz(source, tmp_path / "b.tar.gz")
     # Then the bytes are identical, and the archive holds the sources at its root, without caches
     assert (tmp_path / "a.tar.gz").read_bytes() == (tmp_path / "b.tar.gz").read_bytes()
     with tarfile.open(tmp_path / "a.tar.gz") as tar:
