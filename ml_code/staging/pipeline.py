@@ -29,7 +29,7 @@ _SPLIT_PRIORITY = {"test": 0, "validation": 1, "train": 2, None: 3}
 
 
 @dataclass(frozen=True)
-class Clip:
+class CheckedClip:
     """A candidate that decoded, with its content hash and what the audio really holds."""
 
     candidate: Candidate
@@ -71,7 +71,7 @@ class Report:
 
     title: str
     destination: str
-    clips: list[Clip] = field(default_factory=list)
+    clips: list[CheckedClip] = field(default_factory=list)
     corrupt: list[tuple[str, str]] = field(default_factory=list)  # (origin, reason)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (origin, reason): unsafe name or link
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (skipped origin, kept origin)
@@ -131,10 +131,10 @@ def _bar(total: int, desc: str, unit: str, enabled: bool) -> tqdm:
 
 def validate(
     candidates: Sequence[Candidate], settings: Settings
-) -> tuple[list[Clip], list[tuple[str, str]], float]:
+) -> tuple[list[CheckedClip], list[tuple[str, str]], float]:
     """Reads, hashes and fully decodes every candidate, in parallel; corrupt ones are listed, not fatal."""
 
-    def check(candidate: Candidate) -> Clip | tuple[str, str]:
+    def check(candidate: Candidate) -> CheckedClip | tuple[str, str]:
         try:
             data = candidate.read()
             # 600 s (or --max-duration), that much 48 kHz stereo, 16 channels: a small file may hold hours.
@@ -143,9 +143,11 @@ def validate(
             return candidate.origin, str(err)
         except Exception as err:  # one unreadable clip must not sink a 50,000-clip run
             return candidate.origin, f"could not read it ({type(err).__name__}: {err})"
-        return Clip(candidate=candidate, sha256=hashlib.sha256(data).hexdigest(), size=len(data), info=info)
+        return CheckedClip(
+            candidate=candidate, sha256=hashlib.sha256(data).hexdigest(), size=len(data), info=info
+        )
 
-    clips: list[Clip] = []
+    clips: list[CheckedClip] = []
     corrupt: list[tuple[str, str]] = []
     started = time.perf_counter()
     with (
@@ -153,7 +155,7 @@ def validate(
         _bar(len(candidates), "validate", "clip", settings.progress) as bar,
     ):
         for outcome in pool.map(check, candidates):
-            if isinstance(outcome, Clip):
+            if isinstance(outcome, CheckedClip):
                 clips.append(outcome)
             else:
                 corrupt.append(outcome)
@@ -161,9 +163,11 @@ def validate(
     return clips, corrupt, time.perf_counter() - started
 
 
-def deduplicate(clips: Sequence[Clip]) -> tuple[list[Clip], list[tuple[Clip, Clip]]]:
+def deduplicate(
+    clips: Sequence[CheckedClip],
+) -> tuple[list[CheckedClip], list[tuple[CheckedClip, CheckedClip]]]:
     """One clip per content hash; the copy in a fixed test (then validation) split wins, so no split leaks."""
-    by_hash: dict[str, list[Clip]] = defaultdict(list)
+    by_hash: dict[str, list[CheckedClip]] = defaultdict(list)
     for clip in clips:
         by_hash[clip.sha256].append(clip)
     dropped = []
@@ -176,9 +180,9 @@ def deduplicate(clips: Sequence[Clip]) -> tuple[list[Clip], list[tuple[Clip, Cli
     return kept, dropped
 
 
-def duplicate_groups(clips: Sequence[Clip]) -> list[tuple[Clip, Clip]]:
+def duplicate_groups(clips: Sequence[CheckedClip]) -> list[tuple[CheckedClip, CheckedClip]]:
     """Pairs (clip, first clip with the same content), for reporting when duplicates are kept."""
-    first: dict[str, Clip] = {}
+    first: dict[str, CheckedClip] = {}
     pairs = []
     for clip in clips:
         if clip.sha256 in first:
@@ -188,14 +192,16 @@ def duplicate_groups(clips: Sequence[Clip]) -> list[tuple[Clip, Clip]]:
     return pairs
 
 
-def one_split_per_content(clips: Sequence[Clip]) -> tuple[list[Clip], list[tuple[Clip, Clip]]]:
+def one_split_per_content(
+    clips: Sequence[CheckedClip],
+) -> tuple[list[CheckedClip], list[tuple[CheckedClip, CheckedClip]]]:
     """Copies of one content stay in one split: test, else validation, else train; the others are dropped.
 
     After de-duplication there is one clip per content and nothing is dropped; with ``--keep-duplicates``
     the split assignment may put copies apart, and a copy in train would let training hear a test clip.
     Returns the kept clips and (dropped clip, kept clip in the chosen split) pairs.
     """
-    home: dict[str, Clip] = {}
+    home: dict[str, CheckedClip] = {}
     for clip in clips:
         best = home.get(clip.sha256)
         if best is None or _SPLIT_PRIORITY[clip.split] < _SPLIT_PRIORITY[best.split]:
@@ -210,21 +216,21 @@ def _rank(seed: int, group: str) -> str:
 
 
 def assign_splits(
-    clips: Sequence[Clip], *, validation_fraction: float, test_fraction: float, seed: int
-) -> list[Clip]:
+    clips: Sequence[CheckedClip], *, validation_fraction: float, test_fraction: float, seed: int
+) -> list[CheckedClip]:
     """Clips without a fixed split go to train, validation or test, stratified by label and grouped.
 
     Within a label, groups are ordered by a hash of (seed, group) and the first ones fill the test and
     validation quotas, so the assignment is the same on every run and machine, and a clip added or
     removed moves at most a few others. Groups (ESC-50: the source recording) never straddle two splits.
     """
-    open_by_label: dict[str, list[Clip]] = defaultdict(list)
+    open_by_label: dict[str, list[CheckedClip]] = defaultdict(list)
     for clip in clips:
         if clip.candidate.split is None:
             open_by_label[clip.candidate.label].append(clip)
     chosen: dict[int, str] = {}
     for members in open_by_label.values():
-        groups: dict[str, list[Clip]] = defaultdict(list)
+        groups: dict[str, list[CheckedClip]] = defaultdict(list)
         for clip in members:
             groups[clip.candidate.group].append(clip)
         want = {
@@ -247,7 +253,7 @@ def _share(total: int, fraction: float) -> int:
     return min(total - 1, max(1, round(total * fraction)))
 
 
-def place(clips: Sequence[Clip]) -> list[Clip]:
+def place(clips: Sequence[CheckedClip]) -> list[CheckedClip]:
     """``<split>/<label>/<name>``; names that would collide get a short content hash."""
     paths = [f"{c.split}/{c.candidate.label}/{c.candidate.name}" for c in clips]
     seen = Counter(paths)
@@ -262,7 +268,7 @@ def place(clips: Sequence[Clip]) -> list[Clip]:
     return sorted(placed, key=lambda c: c.path)
 
 
-def render_manifest(clips: Sequence[Clip]) -> str:
+def render_manifest(clips: Sequence[CheckedClip]) -> str:
     return "".join(json.dumps(clip.manifest_entry()) + "\n" for clip in clips)
 
 
@@ -280,7 +286,7 @@ def parse_manifest(text: str | None) -> dict[str, str]:
     return found
 
 
-def sync(clips: Sequence[Clip], destination: Destination, settings: Settings, report: Report) -> None:
+def sync(clips: Sequence[CheckedClip], destination: Destination, settings: Settings, report: Report) -> None:
     """Removes what left the split folders, writes what is new or changed, then the manifest, last."""
     existing = destination.list()
     old_text = destination.read_text(MANIFEST)
@@ -301,7 +307,7 @@ def sync(clips: Sequence[Clip], destination: Destination, settings: Settings, re
         # (and a file or link where a new clip's folder goes is out of the way).
         destination.delete(report.removed)
 
-    def write(clip: Clip) -> str:
+    def write(clip: CheckedClip) -> str:
         data = clip.candidate.read()
         if hashlib.sha256(data).hexdigest() != clip.sha256:
             raise StagingError(f"{clip.candidate.origin} changed while staging; run again")
@@ -332,7 +338,7 @@ def stage(
     report.corrupt = sorted(source.missing + corrupt)
     report.refused = sorted(source.refused)
     report.validated, report.validation_seconds = len(source.candidates), seconds
-    pairs: list[tuple[Clip, Clip]] = []
+    pairs: list[tuple[CheckedClip, CheckedClip]] = []
     if not settings.keep_duplicates:
         clips, pairs = deduplicate(clips)
     if not clips:

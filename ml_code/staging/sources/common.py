@@ -1,0 +1,135 @@
+"""What every source shares: candidate clips, the set a source offers, its options, CSV and archive helpers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import StagingError
+from ..fetch import Log, fetch
+from ..stores import unsafe_name
+
+Reader = Callable[[], bytes]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A clip a source offers: where it is, its label, and its split when the source fixes one."""
+
+    origin: str  # relative to the source, so the manifest reads the same on every machine
+    label: str
+    split: str | None
+    group: str  # clips of one group (e.g. one source recording) land in the same split
+    name: str  # file name under <split>/<label>/
+    read: Reader = field(compare=False, repr=False)
+
+
+@dataclass
+class SourceSet:
+    """What a source offers, plus what it left out before any audio was read."""
+
+    title: str
+    candidates: list[Candidate]
+    left_out: Counter[tuple[str, str]] = field(default_factory=Counter)  # (reason, split) -> clips
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (origin, reason)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (origin, reason): unsafe name or link
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    source_url: str | None
+    cache_dir: Path
+    sha256: dict[str, str]  # archive file name (or "" for the only one) -> pinned hex digest
+    progress: bool
+    log: Log
+    fold: int = 5
+    esc10: bool = False
+    classes: tuple[str, ...] | None = None
+
+
+def read_csv(text: str, where: str, required: Iterable[str], expected: str) -> list[dict[str, str]]:
+    """Rows of a CSV with a header; errors name the file, the row and what was expected."""
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        columns = [c.strip() for c in reader.fieldnames or []]
+        missing = [c for c in required if c not in columns]
+        if not columns:
+            raise StagingError(f"{where} is empty; expected a header row with {expected}")
+        if missing:
+            raise StagingError(
+                f"{where} has no {', '.join(repr(c) for c in missing)} column; "
+                f"its columns are {', '.join(columns)}; expected {expected}"
+            )
+        reader.fieldnames = columns
+        rows = []
+        for row in reader:
+            if None in row or any(value is None for value in row.values()):
+                extra = row.pop(None, None) or []
+                fields = sum(value is not None for value in row.values()) + len(extra)
+                raise StagingError(
+                    f"{where} line {reader.line_num}: {fields} field(s) where the header has "
+                    f"{len(columns)}; expected {expected}"
+                )
+            rows.append({key: value.strip() for key, value in row.items()})
+        return rows
+    except csv.Error as err:
+        raise StagingError(f"{where} is not a valid CSV ({err}); expected {expected}") from err
+    except UnicodeDecodeError as err:
+        raise StagingError(f"{where} is not UTF-8 text; expected a CSV with {expected}") from err
+
+
+def check_label(label: str, where: str) -> str:
+    """A label becomes a folder name: it must be one plain path segment."""
+    reason = unsafe_name(label)
+    if reason:
+        raise StagingError(f"{where}: label {label!r} cannot be a folder name ({reason}); rename it")
+    return label
+
+
+def unsafe_file_name(name: str, kind: str) -> str | None:
+    """Why a source's file name cannot name a staged clip, or None; only a plain name may reach the output."""
+    reason = unsafe_name(name)
+    return f"{kind} {name!r} is not a plain file name: {reason}" if reason else None
+
+
+def unsafe_member(name: str) -> str | None:
+    """Why an archive member's name is not a relative path inside the archive, or None."""
+    if name.startswith("/") or "\\" in name or (name[:1].isalpha() and name[1:2] == ":"):
+        return f"archive member {name!r} is absolute or holds a drive letter or backslash"
+    if ".." in name.split("/"):
+        return f"archive member {name!r} climbs out of the archive ('..')"
+    return None
+
+
+def cached_archive(name: str, url: str | None, options: SourceOptions, cache: str) -> Path:
+    pinned = options.sha256.get(name) or options.sha256.get("")
+    return fetch(
+        url or name,
+        options.cache_dir / cache,
+        name=name,
+        expected_sha256=pinned,
+        progress=options.progress,
+        log=options.log,
+    )
+
+
+def open_zip(path: Path, options: SourceOptions) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except zipfile.BadZipFile as err:
+        hint = "check --source-url"
+        if path.is_relative_to(options.cache_dir):
+            # A download that ended early without an error is checksummed as it is; drop it.
+            path.unlink()
+            path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+            hint = "removed it from the cache; run again to download it afresh, or check --source-url"
+        raise StagingError(f"{path.name} is not a zip archive ({err}); {hint}") from err
+
+
+# --- ESC-50 -----------------------------------------------------------------------------------------
