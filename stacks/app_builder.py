@@ -24,19 +24,16 @@ class AcousticShieldApp:
     serving: ServingStack | None = None
 
 
-def stack_prefix(config: AppConfig) -> str:
-    return stack_name(config, "").rstrip("-")
-
-
 def build_app(app: cdk.App) -> AcousticShieldApp:
     """Adds every stack of the configured environment to ``app``."""
     config = load_config(app.node.try_get_context)
     env = cdk.Environment(account=config.account or None, region=config.region or None)
-    prefix = stack_prefix(config)
-    data = DataStack(app, f"{prefix}-Data", env=env, description="AcousticShield: key and data bucket")
+    data = DataStack(
+        app, stack_name(config, "Data"), env=env, description="AcousticShield: key and data bucket"
+    )
     training = TrainingStack(
         app,
-        f"{prefix}-Training",
+        stack_name(config, "Training"),
         config=config,
         data=data,
         env=env,
