@@ -1,11 +1,17 @@
-"""Send audio files to the classifier and print one JSON line per file.
+"""Send audio files to the classifier and print one JSON line per file, or verify a deployment.
 
     python -m ml_code.invoke --endpoint acoustic-shield-dev dog.wav siren.flac
     python -m ml_code.invoke --url http://127.0.0.1:8080 --segments long-recording.wav
+    python -m ml_code.invoke --verify --endpoint acoustic-shield-dev-m5-xlarge --expect-package ARN
 
 ``--endpoint`` calls a SageMaker endpoint (``sagemaker-runtime`` InvokeEndpoint); ``--url`` calls any server
 speaking the SageMaker container contract (``POST /invocations``), such as the local serving container.
 Each file prints ``{"file": ..., "response": {...}}``; errors go to stderr and the exit status is non-zero.
+
+``--verify`` checks that the endpoint is InService, serves the expected endpoint config and model package, and
+answers a smoke clip (the FILEs, or a generated tone) with a well-formed prediction of one of the model's labels
+(``ml_code/verify.py``). It prints one JSON line describing what the endpoint serves, or says what differs and
+exits 1. The deploy build runs it after every ``cdk deploy``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,11 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+if __package__:
+    from . import verify as verification
+else:  # run from the source dir
+    import verify as verification  # type: ignore[no-redef]
 
 CONTENT_TYPES = {
     ".wav": "audio/wav",
@@ -132,7 +143,9 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument(
         "--url", help="base URL of a server speaking the container contract, e.g. http://127.0.0.1:8080"
     )
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="audio files to classify")
+    parser.add_argument(
+        "files", nargs="*", type=Path, metavar="FILE", help="audio files to classify (--verify: smoke clips)"
+    )
     parser.add_argument(
         "--content-type",
         help="send every file with this content type (default: from the extension: "
@@ -142,29 +155,101 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--segments", action="store_true", help="also return per-window predictions")
     parser.add_argument("--region", help="AWS region of the endpoint (default: the AWS configuration's)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for --url (default 60)")
+    check = parser.add_argument_group("deployment verification (--verify, with --endpoint)")
+    check.add_argument(
+        "--verify", action="store_true", help="check the endpoint serves the expected model and answers"
+    )
+    check.add_argument("--expect-package", metavar="ARN", help="the model package the endpoint must serve")
+    check.add_argument(
+        "--expect-config",
+        metavar="NAME",
+        help="the endpoint config it must serve (the EndpointConfigName output)",
+    )
+    check.add_argument(
+        "--labels",
+        metavar="A,B,...",
+        help="the model's labels (default: the package's evaluation report, else the labels the answer lists)",
+    )
+    check.add_argument(
+        "--wait",
+        type=float,
+        default=600.0,
+        help="seconds to wait for an Updating or Creating endpoint to be InService (default 600)",
+    )
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, runtime: Any = None) -> int:
-    """Runs the CLI; ``runtime`` replaces the sagemaker-runtime client (tests)."""
+VERIFY_ONLY = ("expect_package", "expect_config", "labels")
+
+
+def _verify(args: argparse.Namespace, runtime: Any, sagemaker: Any, s3: Any) -> int:
+    """``--verify``: runs ml_code/verify.py's checks and prints what the endpoint serves."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    clips = [(str(p), p.read_bytes(), args.content_type or content_type_for(p)) for p in args.files]
+    expected = verification.Expectation(
+        endpoint=args.endpoint,
+        endpoint_config=args.expect_config,
+        package_arn=args.expect_package,
+        labels=tuple(label.strip() for label in args.labels.split(",")) if args.labels else None,
+    )
+
+    def send(body: bytes, content_type: str) -> Any:
+        return invoke_endpoint(runtime, args.endpoint, body, content_type, segments=False)
+
+    try:
+        report = verification.verify(
+            sagemaker=sagemaker, invoke=send, s3=s3, expected=expected, clips=clips, timeout=args.wait
+        )
+    except (verification.VerificationError, InvokeError) as error:
+        print(f"error: verification failed: {error}", file=sys.stderr)
+        return 1
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        print(f"error: verification failed: {details.get('Code')}: {details.get('Message')}", file=sys.stderr)
+        return 1
+    except BotoCoreError as error:
+        print(f"error: verification failed: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.as_dict()), flush=True)
+    return 0
+
+
+def main(
+    argv: Sequence[str] | None = None, *, runtime: Any = None, sagemaker: Any = None, s3: Any = None
+) -> int:
+    """Runs the CLI; ``runtime``, ``sagemaker`` and ``s3`` replace the boto3 clients (tests)."""
     parser = _parser()
     args = parser.parse_args(argv)
     if args.url and args.region:
         parser.error("--region applies to --endpoint only")
+    if args.verify and not args.endpoint:
+        parser.error("--verify checks a SageMaker endpoint: give --endpoint NAME")
+    if not args.verify:
+        given = [f"--{name.replace('_', '-')}" for name in VERIFY_ONLY if getattr(args, name)]
+        if given:
+            parser.error(f"{', '.join(given)} apply to --verify only")
+        if not args.files:
+            parser.error("give at least one FILE to classify")
 
     missing = [str(path) for path in args.files if not path.is_file()]
     if missing:
         parser.error("no such file: " + ", ".join(missing))
 
-    if args.endpoint and runtime is None:
+    if args.endpoint and (runtime is None or (args.verify and (sagemaker is None or s3 is None))):
         import boto3
         from botocore.exceptions import BotoCoreError
 
         try:
-            runtime = boto3.client("sagemaker-runtime", region_name=args.region)
+            runtime = runtime or boto3.client("sagemaker-runtime", region_name=args.region)
+            if args.verify:
+                sagemaker = sagemaker or boto3.client("sagemaker", region_name=args.region)
+                s3 = s3 or boto3.client("s3", region_name=args.region)
         except BotoCoreError as error:  # e.g. no region configured
             print(f"error: {error} (pass --region or set AWS_REGION)", file=sys.stderr)
             return 1
+    if args.verify:
+        return _verify(args, runtime, sagemaker, s3)
 
     failures = 0
     for path in args.files:

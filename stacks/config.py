@@ -14,11 +14,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from functions.launcher import rules as launcher_rules
+from functions.launcher import tuning as launcher_tuning
 from ml_code.layout import FAST_PATHS
 
 CONTEXT_ROOT = "acoustic_shield"
@@ -66,6 +69,18 @@ _SCHEDULE = _pattern(
     r"(cron\([^()]+\)|rate\(\d+ (minute|minutes|hour|hours|day|days)\))",
     "an EventBridge schedule expression such as 'cron(0 3 ? * SUN *)' or 'rate(7 days)'",
 )
+
+
+# Application Auto Scaling's cron: six fields (minutes hours day-of-month month day-of-week year).
+_CRON = _pattern(r"cron\((\S+ ){5}\S+\)", "a six-field cron expression such as 'cron(0 19 ? * MON-FRI *)'")
+
+
+def _timezone(value: Any) -> str | None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        return "an IANA time zone such as 'UTC' or 'Europe/Berlin'"
+    return None
 
 
 def _image_version(kind: str) -> Check:
@@ -128,6 +143,113 @@ class Hyperparameters:
         return {f.name: _format(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
+def _tuning_ranges(value: Any) -> str | None:
+    try:
+        launcher_tuning.parse_ranges(value)
+    except launcher_tuning.RangeError as err:
+        return f"{launcher_tuning.GRAMMAR} ({err})"
+    return None
+
+
+def _rule_names(known: tuple[str, ...]) -> Check:
+    def check(value: Any) -> str | None:
+        unknown = launcher_rules.unknown_rules(value, known)
+        ok = not unknown and len(set(value)) == len(value) <= launcher_rules.MAX_RULES
+        return None if ok else f"a list of different names out of {', '.join(known)}"
+
+    return check
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    """Hyperparameter tuning jobs: what they search, how many trials they run, what they optimize."""
+
+    enabled: bool = setting(
+        "tuning_enabled",
+        False,
+        "Scheduled runs start a hyperparameter tuning job instead of one training job.",
+    )
+    max_jobs: int = setting(
+        "tuning_max_jobs",
+        8,
+        "Trials (training jobs) per tuning job: the cost is at most this many jobs.",
+        _between(1, 500),
+    )
+    max_parallel_jobs: int = setting(
+        "tuning_max_parallel_jobs", 2, "Trials running at once (<= tuning_max_jobs).", _between(1, 100)
+    )
+    strategy: str = setting(
+        "tuning_strategy",
+        "Bayesian",
+        "Search strategy: Bayesian, Random or Hyperband.",
+        _one_of(*launcher_tuning.STRATEGIES),
+    )
+    objective: str = setting(
+        "tuning_objective",
+        "eval_f1",
+        "Validation metric the tuning job optimizes: eval_f1, eval_accuracy (maximized) or eval_loss (minimized).",
+        _one_of(*launcher_tuning.OBJECTIVES),
+    )
+    ranges: str = setting(
+        "tuning_ranges",
+        launcher_tuning.DEFAULT_RANGES,
+        "Tuned train.py arguments: name=low..high[:log] (continuous, or integer) or name=a|b|c, comma-separated.",
+        _tuning_ranges,
+    )
+    early_stopping: str = setting(
+        "tuning_early_stopping",
+        "Auto",
+        "Stop trials unlikely to beat the best so far: Auto or Off (Off with Hyperband, which stops trials itself).",
+        _one_of(*launcher_tuning.EARLY_STOPPING),
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_parallel_jobs > self.max_jobs:
+            raise ConfigError(
+                f"tuning_max_parallel_jobs ({self.max_parallel_jobs}) must be <= tuning_max_jobs ({self.max_jobs})"
+            )
+        if self.strategy == "Hyperband" and self.early_stopping != "Off":
+            raise ConfigError(
+                "tuning_early_stopping must be 'Off' with tuning_strategy 'Hyperband': Hyperband stops trials itself"
+            )
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    """SageMaker Debugger and Profiler built-in rules on single training jobs (docs/training.md)."""
+
+    debugger_rules: tuple[str, ...] = setting(
+        "debugger_rules",
+        (),
+        "Debugger rules on training jobs (LossNotDecreasing, Overfit, Overtraining); they need smdebug in the image.",
+        _rule_names(tuple(launcher_rules.DEBUGGER_RULES)),
+    )
+    profiler_enabled: bool = setting(
+        "profiler_enabled",
+        False,
+        "Collect system metrics (CPU, GPU, memory, I/O) of training jobs under profiler/.",
+    )
+    profiler_rules: tuple[str, ...] = setting(
+        "profiler_rules",
+        ("LowGPUUtilization", "ProfilerReport"),
+        "Profiler rules run on those metrics when profiler_enabled.",
+        _rule_names(launcher_rules.PROFILER_RULES),
+    )
+    profiling_interval_ms: int = setting(
+        "profiling_interval_ms",
+        500,
+        "Profiler sampling interval, ms: 100, 200, 500, 1000, 5000 or 60000.",
+        lambda value: (
+            None if value in launcher_rules.PROFILING_INTERVALS_MS else "100, 200, 500, 1000, 5000 or 60000"
+        ),
+    )
+
+    @property
+    def any_rules(self) -> bool:
+        """Whether a training job carries a rule (which needs the rule evaluator image)."""
+        return bool(self.debugger_rules or (self.profiler_enabled and self.profiler_rules))
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """The SageMaker training job the launcher creates."""
@@ -156,6 +278,8 @@ class TrainingConfig:
         _image_version("training"),
     )
     hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
 
 
 @dataclass(frozen=True)
@@ -321,11 +445,52 @@ class ServingConfig:
     alarm_cpu_percent: int = setting(
         "alarm_cpu_percent", 90, "Instance CPU use that alarms, percent of all its vCPUs.", _between(1, 100)
     )
+    scale_down_schedule: bool = setting(
+        "scale_down_schedule",
+        False,
+        "Realtime: hold the endpoint at one instance from scale_down_at to scale_up_at (nights, weekends).",
+    )
+    scale_down_at: str = setting(
+        "scale_down_at",
+        "cron(0 19 ? * MON-FRI *)",
+        "When the endpoint goes down to one instance (Application Auto Scaling cron).",
+        _CRON,
+    )
+    scale_up_at: str = setting(
+        "scale_up_at",
+        "cron(0 7 ? * MON-FRI *)",
+        "When autoscaling_min_capacity and autoscaling_max_capacity apply again.",
+        _CRON,
+    )
+    scale_schedule_timezone: str = setting(
+        "scale_schedule_timezone", "UTC", "Time zone of scale_down_at and scale_up_at (IANA name).", _timezone
+    )
+    batch_inference: bool = setting(
+        "batch_inference",
+        False,
+        "Let the model run batch transform jobs over batch-input/ into batch-output/ (python -m ml_code.batch).",
+    )
 
     @property
     def model_configured(self) -> bool:
         """Whether a model is given, i.e. whether the Serving stack exists."""
         return bool(self.model_package_arn or self.model_data_url)
+
+
+@dataclass(frozen=True)
+class OperationsConfig:
+    """Failure notices and deployment checks."""
+
+    failure_alarms: bool = setting(
+        "failure_alarms",
+        True,
+        "Alarms and notices for every failure: dead letters, Lambda errors, builds, training time limits, endpoint.",
+    )
+    verify_deployments: bool = setting(
+        "verify_deployments",
+        True,
+        "The deploy build checks the endpoint's config, model package and a smoke prediction after cdk deploy.",
+    )
 
 
 @dataclass(frozen=True)
@@ -356,6 +521,7 @@ class AppConfig:
     quality: QualityGate = field(default_factory=QualityGate)
     staging: StagingConfig = field(default_factory=StagingConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
+    operations: OperationsConfig = field(default_factory=OperationsConfig)
 
     @property
     def tags(self) -> dict[str, str]:
@@ -432,11 +598,23 @@ def _parse(key: str, raw: Any, kind: type) -> Any:
             if isinstance(raw, bool):
                 raise ValueError
             return float(raw)
+        if kind == tuple[str, ...]:  # a JSON list in cdk.json; "A,B" or '["A","B"]' from -c
+            items = json.loads(raw) if isinstance(raw, str) and raw.strip().startswith("[") else raw
+            if isinstance(items, str):
+                items = [item.strip() for item in items.split(",") if item.strip()]
+            if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+                raise ValueError
+            return tuple(items)
         if not isinstance(raw, str):
             raise ValueError
         return raw
     except (TypeError, ValueError):
-        expected = {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "a string")
+        expected = {
+            bool: "true or false",
+            int: "an integer",
+            float: "a number",
+            tuple[str, ...]: "a list of names",
+        }.get(kind, "a string")
         raise ConfigError(f"config key '{key}' = {raw!r} is invalid: expected {expected}") from None
 
 

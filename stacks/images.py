@@ -1,4 +1,5 @@
-"""Hugging Face PyTorch container images, resolved per region at deploy time.
+"""Hugging Face PyTorch container images and the Debugger rule evaluator image, resolved per region at
+deploy time.
 
 The registry account differs per region (and partition), so the template carries a CfnMapping built
 from the SageMaker SDK's image table (``stacks/image_table.json``) and looks up ``AWS::Region``:
@@ -68,16 +69,40 @@ def huggingface_image(scope: Construct, *, kind: Scope, version: str, instance_t
             "(-c region=...)"
             + (f", or set {VERSION_KEYS[kind]} to {' or '.join(elsewhere)}" if elsewhere else "")
         )
-    mapping_id = f"{kind.capitalize()}ImageRegistry"
-    mapping = stack.node.try_find_child(mapping_id)
-    if not isinstance(mapping, cdk.CfnMapping):
-        mapping = cdk.CfnMapping(
-            stack,
-            mapping_id,
-            mapping={region: {"account": account} for region, account in entry["registries"].items()},
-        )
+    mapping = _registry_mapping(stack, f"{kind.capitalize()}ImageRegistry", entry["registries"])
     account = mapping.find_in_map(cdk.Aws.REGION, "account")
     repository = entry["repository"]
     uri = f"{account}.dkr.ecr.{cdk.Aws.REGION}.{cdk.Aws.URL_SUFFIX}/{repository}:{tag}"
     arn = f"arn:{cdk.Aws.PARTITION}:ecr:{cdk.Aws.REGION}:{account}:repository/{repository}"
     return ImageRef(uri=uri, repository_arn=arn, tag=tag)
+
+
+def _registry_mapping(stack: cdk.Stack, mapping_id: str, registries: dict[str, str]) -> cdk.CfnMapping:
+    mapping = stack.node.try_find_child(mapping_id)
+    if not isinstance(mapping, cdk.CfnMapping):
+        mapping = cdk.CfnMapping(
+            stack,
+            mapping_id,
+            mapping={region: {"account": account} for region, account in registries.items()},
+        )
+    return mapping
+
+
+def rule_evaluator_image(scope: Construct) -> ImageRef:
+    """The SageMaker Debugger rule evaluator image (Debugger and Profiler built-in rules) of the region."""
+    entry = load_image_table()["debugger"]
+    stack = cdk.Stack.of(scope)
+    region = stack.region
+    if not cdk.Token.is_unresolved(region) and region not in entry["registries"]:
+        raise ConfigError(
+            f"region {region!r} has no SageMaker Debugger rule evaluator image; supported regions: "
+            f"{', '.join(sorted(entry['registries']))}. Deploy to one of them (-c region=...), or run "
+            "training jobs without rules: -c profiler_enabled=false -c debugger_rules=[]"
+        )
+    account = _registry_mapping(stack, "RuleEvaluatorImageRegistry", entry["registries"]).find_in_map(
+        cdk.Aws.REGION, "account"
+    )
+    repository = entry["repository"]
+    uri = f"{account}.dkr.ecr.{cdk.Aws.REGION}.{cdk.Aws.URL_SUFFIX}/{repository}:{entry['tag']}"
+    arn = f"arn:{cdk.Aws.PARTITION}:ecr:{cdk.Aws.REGION}:{account}:repository/{repository}"
+    return ImageRef(uri=uri, repository_arn=arn, tag=entry["tag"])

@@ -7,10 +7,13 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
+from ml_code import batch
+
 from .config import AppConfig
 from .data_stack import ASYNC_INPUT_PREFIX, DataStack
 from .images import huggingface_image
 from .serving.endpoint import EndpointProps, ServingEndpoint
+from .serving.failures import EndpointFailures, FailuresProps
 from .serving.model import ModelProps, ServingModel
 from .serving.monitoring import EndpointMonitoring, MonitoringProps
 from .serving.notifications import NotificationsProps, ServingNotifications
@@ -73,12 +76,26 @@ class ServingStack(cdk.Stack):
                 "Scaling",
                 props=ScalingProps(serving=serving, endpoint_name=name, endpoint=self.endpoint.endpoint),
             )
+        self.failures: EndpointFailures | None = None
+        if config.operations.failure_alarms:
+            self.failures = EndpointFailures(
+                self,
+                "Failures",
+                props=FailuresProps(endpoint_name=name, topic=self.notifications.alarms),
+            )
+            self.monitoring.dashboard.add_widgets(*self.failures.widgets())
 
         cdk.CfnOutput(self, "EndpointName", value=self.endpoint.endpoint.attr_endpoint_name)
         cdk.CfnOutput(self, "ModelName", value=self.model.model.attr_model_name)
+        # What the deploy build expects the endpoint to serve after `cdk deploy`.
+        cdk.CfnOutput(self, "EndpointConfigName", value=self.endpoint.config.attr_endpoint_config_name)
         cdk.CfnOutput(self, "AlarmsTopicArn", value=self.notifications.alarms.topic_arn)
         cdk.CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)
         if serving.mode == "async":
             cdk.CfnOutput(
                 self, "AsyncInputLocation", value=f"s3://{shared.bucket.bucket_name}/{ASYNC_INPUT_PREFIX}"
+            )
+        if serving.batch_inference:
+            cdk.CfnOutput(
+                self, "BatchInputLocation", value=f"s3://{shared.bucket.bucket_name}/{batch.INPUT_PREFIX}"
             )

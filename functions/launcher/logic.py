@@ -1,7 +1,9 @@
-"""Training-job launcher logic: settings, event parsing, the CreateTrainingJob request, the launch.
+"""Launcher logic: settings, event parsing, the CreateTrainingJob and CreateHyperParameterTuningJob
+requests, the launch.
 
 Pure functions plus one orchestrating function that receives its AWS clients, so every piece is
-testable against botocore's request models without an account.
+testable against botocore's request models without an account. A tuning job's training definition is
+the single job's request, converted: one builder, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import json
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+from . import rules, tuning
 
 try:  # the Lambda package carries the contract beside this module
     from . import layout  # type: ignore[attr-defined]
@@ -47,6 +51,7 @@ _DATASET_PREFIX = re.compile(r"datasets/([A-Za-z0-9][A-Za-z0-9._-]*/)+")
 # A Hugging Face id (org/name) or a relative folder inside the source dir; never absolute, never "..".
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95}){0,3}")
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+TUNING_NAME_LIMIT, TUNING_SUFFIX_LENGTH = tuning.NAME_LIMIT, tuning.SUFFIX_LENGTH
 
 
 class SettingsError(ValueError):
@@ -59,6 +64,82 @@ class EventError(ValueError):
 
 class LaunchError(RuntimeError):
     """SageMaker or S3 refused what the launcher needs; the message names the job and the cause."""
+
+
+@dataclass(frozen=True)
+class TuningSettings:
+    """What a tuning job searches and how many trials it may run (``TUNING``, ``TUNING_JOB_PREFIX``)."""
+
+    job_name_prefix: str
+    enabled: bool  # whether scheduled runs tune; an event's "tune" decides for itself
+    strategy: str
+    objective: str
+    ranges: dict[str, list[dict[str, Any]]]
+    max_jobs: int
+    max_parallel_jobs: int
+    early_stopping: str
+
+    @classmethod
+    def from_json(cls, prefix: str, text: str) -> TuningSettings:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise SettingsError(f"environment variable TUNING is not JSON: {err}") from None
+        if not isinstance(raw, dict):
+            raise SettingsError("environment variable TUNING must be a JSON object")
+
+        def field_of(name: str, kind: type) -> Any:
+            value = raw.get(name)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise SettingsError(f"TUNING.{name}={value!r} must be {kind.__name__}")
+            return value
+
+        def choice(name: str, allowed: Sequence[str]) -> str:
+            value: str = field_of(name, str)
+            if value not in allowed:
+                raise SettingsError(f"TUNING.{name}={value!r} must be one of {', '.join(allowed)}")
+            return value
+
+        room = TUNING_NAME_LIMIT - TUNING_SUFFIX_LENGTH
+        if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*-*", prefix) or len(prefix) > room:
+            raise SettingsError(
+                f"TUNING_JOB_PREFIX={prefix!r} must be letters, digits and '-', at most {room} characters: "
+                f"tuning job names end in {TUNING_SUFFIX_LENGTH} characters and SageMaker allows {TUNING_NAME_LIMIT}"
+            )
+        try:
+            ranges = tuning.parse_ranges(field_of("ranges", str))
+        except tuning.RangeError as err:
+            raise SettingsError(f"TUNING.ranges: {err}") from None
+        settings = cls(
+            job_name_prefix=prefix,
+            enabled=field_of("enabled", bool),
+            strategy=choice("strategy", tuning.STRATEGIES),
+            objective=choice("objective", tuple(tuning.OBJECTIVES)),
+            ranges=ranges,
+            max_jobs=field_of("max_jobs", int),
+            max_parallel_jobs=field_of("max_parallel_jobs", int),
+            early_stopping=choice("early_stopping", tuning.EARLY_STOPPING),
+        )
+        if not 1 <= settings.max_parallel_jobs <= settings.max_jobs:
+            raise SettingsError(
+                f"TUNING.max_parallel_jobs={settings.max_parallel_jobs} must be 1..max_jobs ({settings.max_jobs})"
+            )
+        if settings.strategy == "Hyperband" and settings.early_stopping != "Off":
+            raise SettingsError("TUNING.early_stopping must be 'Off' with Hyperband: it stops trials itself")
+        return settings
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    """Debugger and Profiler rules for single training jobs (tuning trials cannot carry them)."""
+
+    image_uri: str = ""
+    debugger_rules: tuple[str, ...] = ()
+    debug_prefix: str = ""
+    profiler_enabled: bool = False
+    profiler_rules: tuple[str, ...] = ()
+    profiler_prefix: str = ""
+    profiling_interval_ms: int = 500
 
 
 @dataclass(frozen=True)
@@ -83,6 +164,8 @@ class LaunchSettings:
     region: str
     hyperparameters: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    tuning: TuningSettings | None = None  # None: this launcher starts no tuning jobs
+    rules: RuleSettings = field(default_factory=RuleSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LaunchSettings:
@@ -112,9 +195,27 @@ class LaunchSettings:
                 raise SettingsError(f"environment variable {name} must be a JSON object of strings")
             return value
 
-        use_spot = text("USE_SPOT").lower()
-        if use_spot not in ("true", "false"):
-            raise SettingsError(f"environment variable USE_SPOT={use_spot!r} must be 'true' or 'false'")
+        def boolean(name: str, default: str | None) -> bool:
+            value = (env.get(name, "").strip() or default or text(name)).lower()
+            if value not in ("true", "false"):
+                raise SettingsError(f"environment variable {name}={value!r} must be 'true' or 'false'")
+            return value == "true"
+
+        def names(name: str, known: Sequence[str]) -> tuple[str, ...]:
+            try:
+                value = json.loads(env.get(name, "").strip() or "[]")
+            except json.JSONDecodeError as err:
+                raise SettingsError(f"environment variable {name} is not JSON: {err}") from None
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise SettingsError(f"environment variable {name} must be a JSON list of rule names")
+            unknown = rules.unknown_rules(value, known)
+            if unknown or len(value) > rules.MAX_RULES or len(set(value)) != len(value):
+                raise SettingsError(
+                    f"environment variable {name}={value!r}: at most {rules.MAX_RULES} different names of "
+                    f"{', '.join(known)}" + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+                )
+            return tuple(value)
+
         settings = cls(
             job_name_prefix=text("JOB_NAME_PREFIX"),
             role_arn=text("EXECUTION_ROLE_ARN"),
@@ -128,15 +229,46 @@ class LaunchSettings:
             instance_type=text("INSTANCE_TYPE"),
             instance_count=integer("INSTANCE_COUNT"),
             volume_size_gb=integer("VOLUME_SIZE_GB"),
-            use_spot=use_spot == "true",
+            use_spot=boolean("USE_SPOT", None),
             max_runtime_seconds=integer("MAX_RUNTIME_SECONDS"),
             max_wait_seconds=integer("MAX_WAIT_SECONDS"),
             region=text("AWS_REGION"),
             hyperparameters=mapping("HYPERPARAMETERS"),
             tags=mapping("TAGS"),
+            # Optional: a launcher deployed without them starts single training jobs without rules.
+            tuning=(
+                TuningSettings.from_json(text("TUNING_JOB_PREFIX"), text("TUNING"))
+                if env.get("TUNING_JOB_PREFIX", "").strip()
+                else None
+            ),
+            rules=RuleSettings(
+                image_uri=env.get("RULE_EVALUATOR_IMAGE", "").strip(),
+                debugger_rules=names("DEBUGGER_RULES", tuple(rules.DEBUGGER_RULES)),
+                debug_prefix=env.get("DEBUG_PREFIX", "").strip(),
+                profiler_enabled=boolean("PROFILER_ENABLED", "false"),
+                profiler_rules=names("PROFILER_RULES", rules.PROFILER_RULES),
+                profiler_prefix=env.get("PROFILER_PREFIX", "").strip(),
+                profiling_interval_ms=(
+                    integer("PROFILING_INTERVAL_MS") if env.get("PROFILING_INTERVAL_MS", "").strip() else 500
+                ),
+            ),
         )
         if not settings.source_dir.startswith("s3://") or not settings.source_dir.endswith(".gz"):
             raise SettingsError(f"SOURCE_DIR={settings.source_dir!r} must be an s3:// URL of a .tar.gz")
+        r = settings.rules
+        any_rules = bool(r.debugger_rules or (r.profiler_enabled and r.profiler_rules))
+        for name, value, needed in (
+            ("RULE_EVALUATOR_IMAGE", r.image_uri, any_rules),
+            ("DEBUG_PREFIX", r.debug_prefix, bool(r.debugger_rules)),
+            ("PROFILER_PREFIX", r.profiler_prefix, r.profiler_enabled),
+        ):
+            if needed and not value:
+                raise SettingsError(f"environment variable {name} is missing or empty: the rules need it")
+        if r.profiling_interval_ms not in rules.PROFILING_INTERVALS_MS:
+            raise SettingsError(
+                f"PROFILING_INTERVAL_MS={r.profiling_interval_ms} must be one of "
+                + ", ".join(str(ms) for ms in rules.PROFILING_INTERVALS_MS)
+            )
         return settings
 
 
@@ -149,6 +281,7 @@ class LaunchRequest:
     time: datetime | None
     hyperparameters: dict[str, str]
     dataset_prefix: str | None
+    tune: bool | None = None  # None: the configuration decides (tuning_enabled, for the schedule)
 
 
 def _refusal(name: str) -> str:
@@ -207,7 +340,8 @@ def _hyperparameter(name: Any, value: Any) -> str:
 
 
 def parse_event(event: Any, request_id: str) -> LaunchRequest:
-    """A scheduled EventBridge event, or a manual ``{"hyperparameters": {...}, "dataset_prefix": ...}``.
+    """A scheduled EventBridge event, or a manual
+    ``{"hyperparameters": {...}, "dataset_prefix": ..., "tune": true|false}``.
 
     The trigger id makes the job name: EventBridge keeps an event's ``id`` across redeliveries and
     Lambda keeps the request id across its own retries of an asynchronous invocation.
@@ -225,6 +359,9 @@ def parse_event(event: Any, request_id: str) -> LaunchRequest:
         raise EventError(
             f"'dataset_prefix' {dataset_prefix!r} must be a prefix under 'datasets/' ending in '/'"
         )
+    tune = event.get("tune")
+    if tune is not None and not isinstance(tune, bool):
+        raise EventError(f"'tune' must be true or false, got {tune!r}")
 
     if event.get("source") == "aws.events":
         event_id, raw_time = event.get("id"), event.get("time")
@@ -234,12 +371,12 @@ def parse_event(event: Any, request_id: str) -> LaunchRequest:
             time = datetime.fromisoformat(raw_time.replace("Z", "+00:00")).astimezone(UTC)
         except ValueError:
             raise EventError(f"the event's 'time' {raw_time!r} is not an ISO 8601 timestamp") from None
-        return LaunchRequest(event_id, "schedule", time, hyperparameters, dataset_prefix)
+        return LaunchRequest(event_id, "schedule", time, hyperparameters, dataset_prefix, tune)
     if "source" in event or "detail-type" in event:
         raise EventError(f"unexpected event source {event.get('source')!r}; expected a scheduled event")
     if not request_id:
         raise EventError("a manual invocation needs a request id")
-    return LaunchRequest(request_id, "manual", None, hyperparameters, dataset_prefix)
+    return LaunchRequest(request_id, "manual", None, hyperparameters, dataset_prefix, tune)
 
 
 def job_name(prefix: str, request: LaunchRequest) -> str:
@@ -252,6 +389,35 @@ def job_name(prefix: str, request: LaunchRequest) -> str:
     return name
 
 
+def tuning_job_name(prefix: str, request: LaunchRequest) -> str:
+    """Deterministic per trigger like ``job_name``, within SageMaker's 32 characters for tuning jobs.
+
+    There is no room for a timestamp: the job's CreationTime and its ``trigger`` tag say when and why.
+    Its trials are named ``<tuning job>-<NNN>-<8 characters>`` by SageMaker (45 characters at most).
+    """
+    digest = hashlib.sha256(request.trigger_id.encode()).hexdigest()[:TUNING_SUFFIX_LENGTH]
+    name = f"{prefix}{digest}"
+    if len(name) > TUNING_NAME_LIMIT:
+        raise SettingsError(
+            f"tuning job name {name!r} is longer than SageMaker's {TUNING_NAME_LIMIT} characters; "
+            "shorten the prefix"
+        )
+    return name
+
+
+def wants_tuning(request: LaunchRequest, settings: LaunchSettings) -> bool:
+    """An event's ``tune`` decides; without one, scheduled runs tune when the configuration says so."""
+    if request.tune is not None:
+        tune = request.tune
+    else:
+        tune = request.trigger == "schedule" and settings.tuning is not None and settings.tuning.enabled
+    if tune and settings.tuning is None:
+        raise EventError(
+            "this launcher has no tuning configuration (TUNING_JOB_PREFIX is not set); send tune: false"
+        )
+    return tune
+
+
 def _s3_url(bucket: str, *parts: str) -> str:
     return "s3://" + "/".join([bucket, *(p.strip("/") for p in parts)]) + "/"
 
@@ -259,7 +425,8 @@ def _s3_url(bucket: str, *parts: str) -> str:
 def build_training_job_request(
     settings: LaunchSettings, name: str, request: LaunchRequest, channels: list[str]
 ) -> dict[str, Any]:
-    """The CreateTrainingJob request, as the SageMaker Python SDK's Hugging Face estimator builds it."""
+    """The CreateTrainingJob request, as the SageMaker Python SDK's Hugging Face estimator builds it,
+    with the configured Debugger and Profiler rules."""
     dataset_prefix = request.dataset_prefix or settings.dataset_prefix
     hyperparameters = {**settings.hyperparameters, **request.hyperparameters}
     framework: dict[str, Any] = {
@@ -320,6 +487,88 @@ def build_training_job_request(
         },
         "EnableInterContainerTrafficEncryption": settings.instance_count > 1,
         "Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())],
+        **rules.rules_request(
+            job=name,
+            bucket=settings.bucket,
+            image=settings.rules.image_uri,
+            debugger_rules=settings.rules.debugger_rules,
+            debug_prefix=settings.rules.debug_prefix,
+            profiler_enabled=settings.rules.profiler_enabled,
+            profiler_rules=settings.rules.profiler_rules,
+            profiler_prefix=settings.rules.profiler_prefix,
+            profiling_interval_ms=settings.rules.profiling_interval_ms,
+        ),
+    }
+
+
+# CreateTrainingJob fields that a tuning job's HyperParameterTrainingJobDefinition takes unchanged.
+_DEFINITION_FIELDS = (
+    "RoleArn",
+    "InputDataConfig",
+    "OutputDataConfig",
+    "ResourceConfig",
+    "StoppingCondition",
+    "EnableManagedSpotTraining",
+    "EnableInterContainerTrafficEncryption",
+)
+
+
+def build_tuning_job_request(
+    settings: LaunchSettings, name: str, request: LaunchRequest, channels: list[str]
+) -> dict[str, Any]:
+    """The CreateHyperParameterTuningJob request: the single job's request as the training definition.
+
+    Image, source dir, channels, spot, stopping condition, metric definitions, KMS and tags are the
+    single job's; the static hyperparameters are the single job's minus the tuned ones. Left out, as the
+    definition has no place for them: Debugger and Profiler rules, and metrics time series. Left out on
+    purpose: CheckpointConfig. A definition is shared by every trial and SageMaker gives trials no
+    checkpoint location of their own, while train.py resumes from whatever checkpoint it finds there, so
+    a trial could resume another trial's model; a spot-interrupted trial restarts from its first step.
+    """
+    if settings.tuning is None:
+        raise SettingsError("no tuning configuration (TUNING_JOB_PREFIX, TUNING)")
+    t = settings.tuning
+    tuned = tuning.tuned_names(t.ranges)
+    clash = sorted(tuned & request.hyperparameters.keys())
+    if clash:
+        raise EventError(
+            f"hyperparameter(s) {', '.join(clash)} are tuned (tuning_ranges); leave them out of the event, "
+            "or send tune: false to train once with them"
+        )
+    single = build_training_job_request(settings, name, request, channels)
+    algorithm = {
+        k: v for k, v in single["AlgorithmSpecification"].items() if k != "EnableSageMakerMetricsTimeSeries"
+    }
+    definition = {
+        "StaticHyperParameters": {k: v for k, v in single["HyperParameters"].items() if k not in tuned},
+        "AlgorithmSpecification": algorithm,
+        **{key: single[key] for key in _DEFINITION_FIELDS},
+    }
+    config: dict[str, Any] = {
+        "Strategy": t.strategy,
+        "HyperParameterTuningJobObjective": {
+            "Type": tuning.OBJECTIVES[t.objective],
+            "MetricName": t.objective,
+        },
+        "ResourceLimits": {
+            "MaxNumberOfTrainingJobs": t.max_jobs,
+            "MaxParallelTrainingJobs": t.max_parallel_jobs,
+        },
+        "ParameterRanges": t.ranges,
+        "TrainingJobEarlyStoppingType": t.early_stopping,
+    }
+    if t.strategy == "Hyperband":
+        # Hyperband's resource is the epoch: train.py evaluates (and prints the objective) every epoch.
+        epochs = float({**settings.hyperparameters, **request.hyperparameters}.get("num_train_epochs", "1"))
+        config["StrategyConfig"] = {
+            "HyperbandStrategyConfig": {"MinResource": 1, "MaxResource": max(1, math.ceil(epochs))}
+        }
+    return {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobConfig": config,
+        "TrainingJobDefinition": definition,
+        # SageMaker adds the tuning job's tags to every trial it starts.
+        "Tags": single["Tags"],
     }
 
 
@@ -328,32 +577,61 @@ def _error(err: ClientError) -> tuple[str, str]:
     return str(info.get("Code", "Unknown")), str(info.get("Message", err))
 
 
+def _missing(err: ClientError) -> bool:
+    code, message = _error(err)
+    text = message.lower()
+    return code == "ResourceNotFound" or (
+        code == "ValidationException"
+        and any(m in text for m in ("not found", "could not find", "can't find"))
+    )
+
+
 def _job_exists(sagemaker: Any, name: str) -> bool:
     try:
         sagemaker.describe_training_job(TrainingJobName=name)
     except ClientError as err:
-        code, message = _error(err)
-        if code in ("ValidationException", "ResourceNotFound") and (
-            "not found" in message.lower() or "could not find" in message.lower()
-        ):
+        if _missing(err):
             return False
+        code, message = _error(err)
         raise LaunchError(f"DescribeTrainingJob {name} failed: {code}: {message}") from err
     return True
 
 
-def _running_jobs(sagemaker: Any, prefix: str) -> list[str]:
+def _tuning_job_exists(sagemaker: Any, name: str) -> bool:
+    try:
+        sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    except ClientError as err:
+        if _missing(err):
+            return False
+        code, message = _error(err)
+        raise LaunchError(f"DescribeHyperParameterTuningJob {name} failed: {code}: {message}") from err
+    return True
+
+
+def _running(list_page: Any, key: str, name_key: str, prefix: str) -> list[str]:
     names: list[str] = []
     kwargs: dict[str, Any] = {"NameContains": prefix, "StatusEquals": "InProgress", "MaxResults": 100}
     while True:
-        page = sagemaker.list_training_jobs(**kwargs)
-        names += [
-            j["TrainingJobName"]
-            for j in page["TrainingJobSummaries"]
-            if j["TrainingJobName"].startswith(prefix)
-        ]
+        page = list_page(**kwargs)
+        names += [j[name_key] for j in page[key] if j[name_key].startswith(prefix)]
         if not page.get("NextToken"):
             return names
         kwargs["NextToken"] = page["NextToken"]
+
+
+def _running_jobs(sagemaker: Any, settings: LaunchSettings) -> list[str]:
+    """Training and tuning jobs of this app still in progress (a tuning job's trials count through it)."""
+    running = _running(
+        sagemaker.list_training_jobs, "TrainingJobSummaries", "TrainingJobName", settings.job_name_prefix
+    )
+    if settings.tuning is not None:
+        running += _running(
+            sagemaker.list_hyper_parameter_tuning_jobs,
+            "HyperParameterTuningJobSummaries",
+            "HyperParameterTuningJobName",
+            settings.tuning.job_name_prefix,
+        )
+    return running
 
 
 def _existing_channels(s3: Any, bucket: str, dataset_prefix: str) -> list[str]:
@@ -378,13 +656,16 @@ def _existing_channels(s3: Any, bucket: str, dataset_prefix: str) -> list[str]:
 def launch(
     event: Any, settings: LaunchSettings, *, sagemaker: Any, s3: Any, request_id: str
 ) -> dict[str, Any]:
-    """Starts one training job for the event, unless it already exists or another job is running."""
+    """Starts one training job, or one tuning job, for the event, unless it already exists or a job of
+    this app is running."""
     request = parse_event(event, request_id)
+    if wants_tuning(request, settings):
+        return _launch_tuning(request, settings, sagemaker=sagemaker, s3=s3)
     name = job_name(settings.job_name_prefix, request)
     if _job_exists(sagemaker, name):
         LOG.info("job %s already exists: event %s was delivered again", name, request.trigger_id)
         return {"status": "duplicate", "job": name, "reason": "this event already started the job"}
-    running = _running_jobs(sagemaker, settings.job_name_prefix)
+    running = _running_jobs(sagemaker, settings)
     if running:
         LOG.info("not starting %s: %s still in progress", name, ", ".join(running))
         return {"status": "skipped", "job": name, "reason": f"already in progress: {', '.join(running)}"}
@@ -400,3 +681,56 @@ def launch(
         raise LaunchError(f"CreateTrainingJob {name} failed: {code}: {message}") from err
     LOG.info("started %s with channels %s", name, ", ".join(channels))
     return {"status": "started", "job": name, "arn": response["TrainingJobArn"], "channels": channels}
+
+
+def _launch_tuning(
+    request: LaunchRequest, settings: LaunchSettings, *, sagemaker: Any, s3: Any
+) -> dict[str, Any]:
+    """One tuning job for the event: the same checks as a single job, against tuning job names."""
+    if settings.tuning is None:  # wants_tuning refuses this first; here for the type checker
+        raise SettingsError("no tuning configuration (TUNING_JOB_PREFIX, TUNING)")
+    name = tuning_job_name(settings.tuning.job_name_prefix, request)
+    kind = {"kind": "tuning"}
+    if _tuning_job_exists(sagemaker, name):
+        LOG.info("tuning job %s already exists: event %s was delivered again", name, request.trigger_id)
+        return {
+            "status": "duplicate",
+            "job": name,
+            **kind,
+            "reason": "this event already started the tuning job",
+        }
+    running = _running_jobs(sagemaker, settings)
+    if running:
+        LOG.info("not starting %s: %s still in progress", name, ", ".join(running))
+        return {
+            "status": "skipped",
+            "job": name,
+            **kind,
+            "reason": f"already in progress: {', '.join(running)}",
+        }
+    dataset_prefix = request.dataset_prefix or settings.dataset_prefix
+    channels = _existing_channels(s3, settings.bucket, dataset_prefix)
+    body = build_tuning_job_request(settings, name, request, channels)
+    try:
+        response = sagemaker.create_hyper_parameter_tuning_job(**body)
+    except ClientError as err:
+        code, message = _error(err)
+        if code == "ResourceInUse":  # a concurrent delivery of the same event won the race
+            return {"status": "duplicate", "job": name, **kind, "reason": message}
+        raise LaunchError(f"CreateHyperParameterTuningJob {name} failed: {code}: {message}") from err
+    limits = body["HyperParameterTuningJobConfig"]["ResourceLimits"]
+    LOG.info(
+        "started tuning job %s (%s trials at most) with channels %s",
+        name,
+        limits["MaxNumberOfTrainingJobs"],
+        ", ".join(channels),
+    )
+    return {
+        "status": "started",
+        "job": name,
+        **kind,
+        "arn": response["HyperParameterTuningJobArn"],
+        "channels": channels,
+        "max_jobs": limits["MaxNumberOfTrainingJobs"],
+        "max_parallel_jobs": limits["MaxParallelTrainingJobs"],
+    }

@@ -18,6 +18,8 @@ EVALUATION_FILE = "evaluation.json"
 # The two reports are small JSON files; anything bigger is not what train.py writes.
 _MEMBER_LIMIT = 16 * 1024 * 1024
 _MISSING = ("NoSuchKey", "404", "NotFound", "NoSuchBucket")
+# A conditional write that lost: the object exists (412), or another write to it is under way (409).
+_TAKEN = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,28 @@ def describe_training_job(sagemaker: Any, job_name: str) -> dict[str, Any]:
     """The authoritative record of the job (the event may be partial or stale)."""
     job: dict[str, Any] = sagemaker.describe_training_job(TrainingJobName=job_name)
     return job
+
+
+def describe_tuning_job(sagemaker: Any, name: str) -> dict[str, Any]:
+    """The authoritative record of a tuning job: its status, winner and trial counts."""
+    job: dict[str, Any] = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    return job
+
+
+def claim_marker(s3: Any, bucket: str, key: str, body: bytes) -> bool:
+    """Writes ``key`` only if it does not exist yet; False when it does (already claimed)."""
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", IfNoneMatch="*")
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in _TAKEN:
+            return False
+        raise
+    return True
+
+
+def release_marker(s3: Any, bucket: str, key: str) -> None:
+    """Removes a claim whose announcement could not be sent, so that a retry sends it."""
+    s3.delete_object(Bucket=bucket, Key=key)
 
 
 def read_output_archive(s3: Any, uri: str) -> OutputArchive:

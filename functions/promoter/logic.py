@@ -51,6 +51,18 @@ INFERENCE_ENVIRONMENT = {
 META_JOB = "training_job"
 META_SPLIT = "metrics_split"
 META_COMPARISON = "comparison"  # what the new model was compared with, or why it could not be
+# A tuning job's winner also records the tuning job, its objective and the values it chose.
+META_TUNING_JOB = "tuning_job"
+META_TUNING_OBJECTIVE = "tuning_objective"
+META_TUNED_PREFIX = "tuned_"
+
+TUNING_FINISHED = ("Completed", "Failed", "Stopped")
+# Debugger and Profiler rule evaluation statuses (DescribeTrainingJob) that are announced.
+RULE_STATUSES = {"DebugRuleEvaluationStatuses": "Debugger", "ProfilerRuleEvaluationStatuses": "Profiler"}
+RULE_FIRED = "IssuesFound"
+# Each message is sent once; markers under evaluation/<job>/notifications/ record what was sent.
+NOTIFICATIONS = "notifications"
+OUTCOME = "outcome"  # the message about a job's (or a tuning job's) outcome
 
 # A fixed namespace keeps ClientToken stable for a job name across containers and deployments.
 _TOKEN_NAMESPACE = uuid.UUID("6f0e3c1a-7d5b-4f8e-9a51-3c2f4b8d9e10")
@@ -69,6 +81,42 @@ class TrainingEvent:
     job_name: str
     status: str | None
     tuning_job_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class TuningEvent:
+    """What the promoter needs from a ``SageMaker HyperParameter Tuning Job State Change`` event."""
+
+    tuning_job_name: str
+    status: str | None
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """A finished tuning job as DescribeHyperParameterTuningJob reports it: its winner and the trials."""
+
+    name: str
+    arn: str
+    best_job: str | None  # the best completed trial, if any
+    objective: str | None  # e.g. "eval_f1"
+    objective_value: float | None
+    tuned: Mapping[str, str] = field(default_factory=dict)  # the winner's values of the tuned hyperparameters
+    counters: Mapping[str, int] = field(default_factory=dict)  # TrainingJobStatusCounters
+
+    @property
+    def completed_trials(self) -> int:
+        return int(self.counters.get("Completed", 0))
+
+
+@dataclass(frozen=True)
+class RuleFinding:
+    """A Debugger or Profiler rule that found issues in a training job."""
+
+    kind: str  # "Debugger" or "Profiler"
+    rule: str
+    details: str
+    evaluation_job_arn: str | None
+    output: str | None  # where the rule's reports are, when the job says
 
 
 @dataclass(frozen=True)
@@ -128,6 +176,82 @@ def parse_event(event: Any) -> TrainingEvent:
         status=status if isinstance(status, str) else None,
         tuning_job_arn=tuning_job_of(detail),
     )
+
+
+def is_tuning_event(event: Any) -> bool:
+    """A tuning job's state change (or a hand-made ``{"detail": {"HyperParameterTuningJobName": ...}}``)."""
+    detail = event.get("detail") if isinstance(event, Mapping) else None
+    return isinstance(detail, Mapping) and "HyperParameterTuningJobName" in detail
+
+
+def parse_tuning_event(event: Mapping[str, Any]) -> TuningEvent:
+    """Reads the tuning job's name (required) and status from its state-change event."""
+    detail = event["detail"]
+    name = detail.get("HyperParameterTuningJobName")
+    if not isinstance(name, str) or not name:
+        raise ValueError(
+            "event detail has an empty 'HyperParameterTuningJobName'; cannot tell which tuning job"
+        )
+    status = detail.get("HyperParameterTuningJobStatus")
+    return TuningEvent(tuning_job_name=name, status=status if isinstance(status, str) else None)
+
+
+def tuning_result(described: Mapping[str, Any]) -> TuningResult:
+    """The winner (``BestTrainingJob``, a completed trial) and the trial counts of a described tuning job."""
+    best = described.get("BestTrainingJob") or {}
+    best_name = best.get("TrainingJobName")
+    completed_best = (
+        isinstance(best_name, str) and best_name and best.get("TrainingJobStatus", "Completed") == "Completed"
+    )
+    objective = best.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
+    tuned = best.get("TunedHyperParameters") or {}
+    counters = described.get("TrainingJobStatusCounters") or {}
+    return TuningResult(
+        name=str(described["HyperParameterTuningJobName"]),
+        arn=str(described.get("HyperParameterTuningJobArn", "")),
+        best_job=best_name if completed_best else None,
+        objective=objective.get("MetricName") if isinstance(objective.get("MetricName"), str) else None,
+        objective_value=_number(objective.get("Value")),
+        tuned={str(k): str(v) for k, v in sorted(tuned.items())},
+        counters={str(k): int(v) for k, v in counters.items() if isinstance(v, int)},
+    )
+
+
+def rule_findings(job: Mapping[str, Any]) -> list[RuleFinding]:
+    """The job's Debugger and Profiler rules whose evaluation found issues, with where their reports are."""
+    found: list[RuleFinding] = []
+    outputs = {
+        "Debugger": (job.get("DebugHookConfig") or {}).get("S3OutputPath"),
+        "Profiler": (job.get("ProfilerConfig") or {}).get("S3OutputPath"),
+    }
+    for key, kind in RULE_STATUSES.items():
+        for status in job.get(key) or []:
+            if status.get("RuleEvaluationStatus") != RULE_FIRED:
+                continue
+            base = outputs[kind]
+            found.append(
+                RuleFinding(
+                    kind=kind,
+                    rule=str(status.get("RuleConfigurationName", "unnamed")),
+                    details=str(status.get("StatusDetails") or "no details given"),
+                    evaluation_job_arn=status.get("RuleEvaluationJobArn"),
+                    output=f"{base.rstrip('/')}/{job['TrainingJobName']}/rule-output/"
+                    if isinstance(base, str) and base
+                    else None,
+                )
+            )
+    return found
+
+
+def rule_notification(finding: RuleFinding) -> str:
+    """The name of the one message about ``finding`` (``profiler-LowGPUUtilization``)."""
+    rule = "".join(c if c.isalnum() or c in "-_." else "_" for c in finding.rule)
+    return f"{finding.kind.lower()}-{rule}"
+
+
+def notification_key(prefix: str, name: str, what: str) -> str:
+    """Where the promoter records that it sent message ``what`` about job ``name`` (in the data bucket)."""
+    return f"{prefix}{name}/{NOTIFICATIONS}/{what}.json"
 
 
 def tuning_job_of(job: Mapping[str, Any]) -> str | None:
@@ -423,10 +547,18 @@ def _metadata_value(text: str) -> str:
     return " ".join(kept.split())[:_METADATA_VALUE_LIMIT].strip() or "-"
 
 
-def customer_metadata(job_name: str, decision: Decision, metrics: Mapping[str, float]) -> dict[str, str]:
-    """Job name, gated values (``accuracy``, ``f1``, ``clip_accuracy``), every known raw metric, and what
-    the model was compared with (``comparison``)."""
+def customer_metadata(
+    job_name: str, decision: Decision, metrics: Mapping[str, float], tuning: TuningResult | None = None
+) -> dict[str, str]:
+    """Job name, gated values (``accuracy``, ``f1``, ``clip_accuracy``), every known raw metric, what
+    the model was compared with (``comparison``) and, for a tuning job's winner, the tuning job, its
+    objective and the values it chose (``tuned_<name>``)."""
     properties = {META_JOB: job_name}
+    if tuning is not None:
+        properties[META_TUNING_JOB] = tuning.name
+        if tuning.objective and tuning.objective_value is not None:
+            properties[META_TUNING_OBJECTIVE] = f"{tuning.objective} {_format_metric(tuning.objective_value)}"
+        properties.update({f"{META_TUNED_PREFIX}{name}": value for name, value in tuning.tuned.items()})
     if decision.split:
         properties[META_SPLIT] = decision.split
     properties.update({name: _format_metric(value) for name, value in decision.gated.items()})
@@ -453,8 +585,9 @@ def model_package_request(
     evaluation_uri: str,
     decision: Decision,
     metrics: Mapping[str, float],
+    tuning: TuningResult | None = None,
 ) -> dict[str, Any]:
-    """The CreateModelPackage request for a completed job."""
+    """The CreateModelPackage request for a completed job (a tuning job's winner carries its tuning)."""
     container: dict[str, Any] = {
         "Image": settings.inference_image,
         "Environment": dict(INFERENCE_ENVIRONMENT),
@@ -473,7 +606,7 @@ def model_package_request(
         "ModelMetrics": {
             "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri}}
         },
-        "CustomerMetadataProperties": customer_metadata(job_name, decision, metrics),
+        "CustomerMetadataProperties": customer_metadata(job_name, decision, metrics, tuning),
         "ModelApprovalStatus": decision.status,
         "ClientToken": client_token(job_name),
     }
@@ -493,9 +626,12 @@ def registered_message(
     model_package_arn: str,
     evaluation_uri: str | None,
     duplicate: bool,
+    tuning: TuningResult | None = None,
 ) -> tuple[str, str]:
     """Subject and body for a completed job: the decision, the metrics and the reasons."""
     lines = [f"Training job {job_name} completed. Model package: {decision.status}."]
+    if tuning is not None:
+        lines.append(tuning_summary(tuning))
     if duplicate:
         lines.append("(Repeated event: the package was registered earlier; nothing new was created.)")
     lines.append(f"Package: {model_package_arn}")
@@ -522,3 +658,47 @@ def failed_message(*, job_name: str, status: str, failure_reason: str | None) ->
         f"Reason: {failure_reason or 'none given'}",
     ]
     return _subject(f"AcousticShield: {job_name} {status}"), "\n".join(lines)
+
+
+def tuning_summary(tuning: TuningResult) -> str:
+    """One line: which tuning job this trial won, on what objective, with which values."""
+    objective = (
+        f"{tuning.objective} {tuning.objective_value:.4f}"
+        if tuning.objective and tuning.objective_value is not None
+        else "objective not reported"
+    )
+    values = (
+        ", ".join(f"{name}={value}" for name, value in tuning.tuned.items()) or "no tuned values reported"
+    )
+    return f"Best of {tuning.completed_trials} completed trial(s) of tuning job {tuning.name}: {objective}; {values}."
+
+
+def tuning_without_model_message(
+    tuning: TuningResult, status: str, failure_reason: str | None
+) -> tuple[str, str]:
+    """Subject and body for a tuning job that ended without a winner to register."""
+    counts = (
+        ", ".join(f"{count} {state}" for state, count in sorted(tuning.counters.items()) if count) or "none"
+    )
+    if status == "Completed":
+        what = f"Tuning job {tuning.name} completed without a completed training job; no model package was registered."
+    else:
+        what = f"Tuning job {tuning.name} {status.lower()}; no model package was registered."
+    lines = [what, f"Trials: {counts}."]
+    if tuning.best_job and status != "Completed":
+        lines.append(f"Best trial so far: {tuning.best_job} ({tuning_summary(tuning)})")
+    lines.append(f"Reason: {failure_reason or 'none given'}")
+    return _subject(f"AcousticShield: {tuning.name} {status} without a model"), "\n".join(lines)
+
+
+def rule_message(job_name: str, finding: RuleFinding) -> tuple[str, str]:
+    """Subject and body for a Debugger or Profiler rule that found issues in a training job."""
+    lines = [
+        f"{finding.kind} rule {finding.rule} found issues in training job {job_name}.",
+        f"Details: {finding.details}",
+    ]
+    if finding.evaluation_job_arn:
+        lines.append(f"Rule evaluation job: {finding.evaluation_job_arn}")
+    if finding.output:
+        lines.append(f"Reports: {finding.output}")
+    return _subject(f"AcousticShield: {job_name} rule {finding.rule} IssuesFound"), "\n".join(lines)

@@ -1,7 +1,12 @@
-"""One training-state event, start to finish: read the job, gate it, register it, tell people."""
+"""One state-change event, start to finish: read the job, gate it, register it, tell people.
+
+A training job's event registers that job (never a tuning job's trial) and announces the Debugger and
+Profiler rules that found issues in it; a tuning job's event registers its best completed trial.
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -20,10 +25,15 @@ class Clients:
 
 
 def promote(event: Any, settings: Settings, clients: Clients) -> dict[str, Any]:
-    """Handles one event; returns ``{job, status, decision, model_package_arn, duplicate, reasons}``."""
+    """Handles one event; returns ``{job, status, decision, model_package_arn, duplicate, reasons, rules}``
+    (and ``tuning_job`` for a tuning job's event)."""
+    if logic.is_tuning_event(event):
+        return _promote_tuning(logic.parse_tuning_event(event), settings, clients)
     training = logic.parse_event(event)
     job_name = training.job_name
-    if not job_name.startswith(settings.job_name_prefix):
+    # Trials are named by SageMaker after their tuning job: <tuning job>-<NNN>-<suffix>.
+    trial_name = bool(settings.tuning_job_prefix) and job_name.startswith(settings.tuning_job_prefix)
+    if not (job_name.startswith(settings.job_name_prefix) or trial_name):
         return _result(
             job_name,
             training.status,
@@ -32,35 +42,112 @@ def promote(event: Any, settings: Settings, clients: Clients) -> dict[str, Any]:
                 f"job name does not start with {settings.job_name_prefix!r}: not a job of this deployment"
             ],
         )
-    # No tuning yet: each trial would otherwise be registered (and announced) as a model of its own.
+    # Only a tuning job's winner is registered, from the tuning job's own event: each trial would
+    # otherwise be registered (and announced) as a model of its own.
     if training.tuning_job_arn:
         return _trial(job_name, training.status, training.tuning_job_arn)
 
     job = aws.describe_training_job(clients.sagemaker, job_name)
     status = str(job.get("TrainingJobStatus"))
     tuning_job_arn = logic.tuning_job_of(job)
-    if tuning_job_arn:  # an event with only the job name (a re-run by hand) says nothing about tuning
-        return _trial(job_name, status, tuning_job_arn)
+    if tuning_job_arn or trial_name:  # an event with only the job name (a re-run by hand) says nothing
+        return _trial(job_name, status, tuning_job_arn or job_name.rsplit("-", 2)[0])
 
+    rules = _announce_rules(job, settings, clients)
     if status in logic.FINISHED_WITHOUT_MODEL:
         failure_reason = job.get("FailureReason")
         subject, message = logic.failed_message(
             job_name=job_name, status=status, failure_reason=failure_reason
         )
-        aws.publish(clients.sns, settings.topic_arn, subject, message)
+        _notify_once(settings, clients, job_name, logic.OUTCOME, subject, message)
         return _result(
             job_name,
             status,
             logic.NOT_REGISTERED,
             reasons=[f"training job {status}: {failure_reason or 'no reason given'}"],
+            rules=rules,
         )
     if status != logic.FINISHED_WITH_MODEL:
-        return _result(job_name, status, logic.IGNORED, reasons=[f"training job is {status}, not finished"])
+        return _result(
+            job_name, status, logic.IGNORED, reasons=[f"training job is {status}, not finished"], rules=rules
+        )
 
-    return _register(job, settings, clients)
+    return {**_register(job, settings, clients), "rules": rules}
 
 
-def _register(job: dict[str, Any], settings: Settings, clients: Clients) -> dict[str, Any]:
+def _promote_tuning(event: logic.TuningEvent, settings: Settings, clients: Clients) -> dict[str, Any]:
+    """A finished tuning job: its best completed trial is gated and registered like a training job, with
+    the tuning job and the winning values on the package; without one, people are told."""
+    name = event.tuning_job_name
+    if not settings.tuning_job_prefix or not name.startswith(settings.tuning_job_prefix):
+        return _result(
+            name,
+            event.status,
+            logic.IGNORED,
+            reasons=[
+                f"tuning job name does not start with {settings.tuning_job_prefix!r}: not one of this deployment"
+            ],
+            tuning_job=name,
+        )
+    described = aws.describe_tuning_job(clients.sagemaker, name)
+    status = str(described.get("HyperParameterTuningJobStatus"))
+    if status not in logic.TUNING_FINISHED:
+        return _result(
+            name, status, logic.IGNORED, reasons=[f"tuning job is {status}, not finished"], tuning_job=name
+        )
+    tuning = logic.tuning_result(described)
+    if status == "Completed" and tuning.best_job:
+        best = aws.describe_training_job(clients.sagemaker, tuning.best_job)
+        if best.get("TrainingJobStatus") == logic.FINISHED_WITH_MODEL:
+            return {**_register(best, settings, clients, tuning=tuning), "tuning_job": name}
+    # Failed or stopped (a person stopped it, or it could not go on), or no trial completed: no winner.
+    failure_reason = described.get("FailureReason") or None
+    subject, message = logic.tuning_without_model_message(tuning, status, failure_reason)
+    _notify_once(settings, clients, name, logic.OUTCOME, subject, message)
+    reason = (
+        "no training job of the tuning job completed"
+        if status == "Completed"
+        else f"tuning job {status}: {failure_reason or 'no reason given'}"
+    )
+    return _result(name, status, logic.NOT_REGISTERED, reasons=[reason], tuning_job=name)
+
+
+def _announce_rules(job: dict[str, Any], settings: Settings, clients: Clients) -> list[str]:
+    """Announces each Debugger or Profiler rule that found issues in the job, once per job and rule."""
+    announced: list[str] = []
+    job_name = str(job["TrainingJobName"])
+    for finding in logic.rule_findings(job):
+        subject, message = logic.rule_message(job_name, finding)
+        if _notify_once(settings, clients, job_name, logic.rule_notification(finding), subject, message):
+            announced.append(f"{finding.kind} rule {finding.rule}: {logic.RULE_FIRED}")
+    return announced
+
+
+def _notify_once(
+    settings: Settings, clients: Clients, name: str, what: str, subject: str, message: str
+) -> bool:
+    """Publishes unless this message (``what`` about job ``name``) was sent before; True when sent.
+
+    SageMaker sends a job's state again whenever one of its rules changes status, and EventBridge may
+    deliver any event twice. A marker in the data bucket, written with If-None-Match so that only the
+    first writer wins, records each message; a marker whose message could not be sent is removed again,
+    so that the retried event sends it.
+    """
+    key = logic.notification_key(settings.evaluation_prefix, name, what)
+    record = json.dumps({"job": name, "message": what, "subject": subject}).encode()
+    if not aws.claim_marker(clients.s3, settings.data_bucket, key, record):
+        return False
+    try:
+        aws.publish(clients.sns, settings.topic_arn, subject, message)
+    except Exception:
+        aws.release_marker(clients.s3, settings.data_bucket, key)
+        raise
+    return True
+
+
+def _register(
+    job: dict[str, Any], settings: Settings, clients: Clients, tuning: logic.TuningResult | None = None
+) -> dict[str, Any]:
     job_name: str = job["TrainingJobName"]
     status = str(job["TrainingJobStatus"])
     created = job.get("CreationTime")
@@ -72,7 +159,7 @@ def _register(job: dict[str, Any], settings: Settings, clients: Clients) -> dict
         created if isinstance(created, datetime) else None,
     )
     if existing is not None:
-        return _repeat(job_name, status, existing, settings, clients)
+        return _repeat(job_name, status, existing, settings, clients, tuning)
 
     archive_uri = logic.output_archive_uri(job)
     archive = (
@@ -116,6 +203,7 @@ def _register(job: dict[str, Any], settings: Settings, clients: Clients) -> dict
         evaluation_uri=evaluation_uri,
         decision=decision,
         metrics=metrics,
+        tuning=tuning,
     )
     arn = aws.create_model_package(clients.sagemaker, request)
 
@@ -125,8 +213,9 @@ def _register(job: dict[str, Any], settings: Settings, clients: Clients) -> dict
         model_package_arn=arn,
         evaluation_uri=evaluation_uri,
         duplicate=False,
+        tuning=tuning,
     )
-    aws.publish(clients.sns, settings.topic_arn, subject, message)
+    _notify_once(settings, clients, job_name, logic.OUTCOME, subject, message)
     return _result(job_name, status, decision.status, arn=arn, reasons=list(decision.reasons))
 
 
@@ -136,7 +225,12 @@ def _trial(job_name: str, status: str | None, tuning_job_arn: str) -> dict[str, 
 
 
 def _repeat(
-    job_name: str, status: str, package: dict[str, Any], settings: Settings, clients: Clients
+    job_name: str,
+    status: str,
+    package: dict[str, Any],
+    settings: Settings,
+    clients: Clients,
+    tuning: logic.TuningResult | None = None,
 ) -> dict[str, Any]:
     """A redelivered event: report the package registered earlier and create nothing."""
     arn = str(package["ModelPackageArn"])
@@ -145,15 +239,16 @@ def _repeat(
     if package.get("ModelPackageDescription"):
         reasons.append(f"registered as: {package['ModelPackageDescription']}")
     decision = logic.Decision(status=approval, reasons=tuple(reasons))
-    # Notify again: if the first delivery failed after registering, this is the only message people get.
+    # Sent only when no message went out for the job yet: the first delivery failed after registering.
     subject, message = logic.registered_message(
         job_name=job_name,
         decision=decision,
         model_package_arn=arn,
         evaluation_uri=None,
         duplicate=True,
+        tuning=tuning,
     )
-    aws.publish(clients.sns, settings.topic_arn, subject, message)
+    _notify_once(settings, clients, job_name, logic.OUTCOME, subject, message)
     return _result(job_name, status, approval, arn=arn, reasons=reasons, duplicate=True)
 
 
@@ -165,12 +260,18 @@ def _result(
     reasons: list[str],
     arn: str | None = None,
     duplicate: bool = False,
+    rules: list[str] | None = None,
+    tuning_job: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    result = {
         "job": job_name,
         "status": status,
         "decision": decision,
         "model_package_arn": arn,
         "duplicate": duplicate,
         "reasons": reasons,
+        "rules": rules or [],
     }
+    if tuning_job is not None:
+        result["tuning_job"] = tuning_job
+    return result

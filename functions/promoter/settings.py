@@ -39,6 +39,7 @@ class Settings:
     serving_instance_type: str
     data_bucket: str
     evaluation_prefix: str
+    tuning_job_prefix: str = ""  # empty: this deployment's promoter handles no tuning jobs
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -83,6 +84,12 @@ class Settings:
                 r"[^/][^\s]*/",
                 "an S3 key prefix ending in '/' such as 'evaluation/'",
             ),
+            tuning_job_prefix=reader.text(
+                "TUNING_JOB_PREFIX",
+                r"[a-zA-Z0-9][a-zA-Z0-9-]{0,30}",
+                "a tuning job name prefix such as 'acoustic-shield-dev-hpo-'",
+                required=False,
+            ),
         )
         if reader.problems:
             raise SettingsError("invalid promoter environment: " + "; ".join(reader.problems))
@@ -96,10 +103,13 @@ class _Reader:
         self.environ = environ
         self.problems: list[str] = []
 
-    def _read(self, name: str, convert: Callable[[str], Any], allowed: str, default: Any) -> Any:
+    def _read(
+        self, name: str, convert: Callable[[str], Any], allowed: str, default: Any, required: bool = True
+    ) -> Any:
         raw = self.environ.get(name)
         if raw is None or raw.strip() == "":
-            self.problems.append(f"{name} is missing: set it to {allowed}")
+            if required:
+                self.problems.append(f"{name} is missing: set it to {allowed}")
             return default
         try:
             return convert(raw.strip())
@@ -107,13 +117,13 @@ class _Reader:
             self.problems.append(f"{name}={raw!r} is invalid: expected {allowed}")
             return default
 
-    def text(self, name: str, pattern: str, allowed: str) -> str:
+    def text(self, name: str, pattern: str, allowed: str, required: bool = True) -> str:
         def convert(raw: str) -> str:
             if not re.fullmatch(pattern, raw):
                 raise ValueError
             return raw
 
-        value: str = self._read(name, convert, allowed, "")
+        value: str = self._read(name, convert, allowed, "", required)
         return value
 
     def fraction(self, name: str) -> float:

@@ -12,7 +12,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from ml_code import layout
+from ml_code import batch, layout
 
 from ..config import ServingConfig
 from ..data_stack import (
@@ -27,6 +27,8 @@ from ..nag import acknowledge_findings, finding
 from ..sagemaker_runtime import UNSCOPED_REASON, log_group_arn, runtime_statements
 from .placement import digest
 
+# Where SageMaker writes the logs of batch transform jobs (streams per job and instance).
+TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
 # Where the Hugging Face inference toolkit finds the handler inside the model archive.
 HANDLER_ENVIRONMENT = {
     "SAGEMAKER_PROGRAM": "inference.py",
@@ -123,6 +125,27 @@ class ServingModel(Construct):
         ]
         if serving.data_capture_percent:
             writes.append(bucket.arn_for_objects(f"{DATACAPTURE_PREFIX}*"))
+        if serving.batch_inference:
+            # Batch transform jobs run as this role: they list and read batch-input/, write batch-output/.
+            statements += [
+                iam.PolicyStatement(
+                    sid="ListBatchInput",
+                    actions=["s3:ListBucket"],
+                    resources=[bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [f"{batch.INPUT_PREFIX}*"]}},
+                ),
+                iam.PolicyStatement(
+                    sid="ReadBatchInput",
+                    actions=["s3:GetObject"],
+                    resources=[bucket.arn_for_objects(f"{batch.INPUT_PREFIX}*")],
+                ),
+                iam.PolicyStatement(
+                    sid="TransformJobLogs",
+                    actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[log_group_arn(TRANSFORM_LOG_GROUP)],
+                ),
+            ]
+            writes.append(bucket.arn_for_objects(f"{batch.OUTPUT_PREFIX}*"))
         if serving.mode == "async":
             statements.append(
                 iam.PolicyStatement(
@@ -175,6 +198,13 @@ class ServingModel(Construct):
         if serving.data_capture_percent:
             findings[objects(DATACAPTURE_PREFIX)] = "Data capture writes one object per request batch "
             "under datacapture/, named by SageMaker."
+        if serving.batch_inference:
+            findings[objects(batch.INPUT_PREFIX)] = "Batch transform reads the files you put under "
+            "batch-input/<prefix>/; their names are yours."
+            findings[objects(batch.OUTPUT_PREFIX)] = "Batch transform writes one <file>.out per input under "
+            "batch-output/<prefix>/."
+            findings["Resource::" + finding(self, log_group_arn(TRANSFORM_LOG_GROUP))] = "SageMaker names "
+            "the log streams per transform job and instance, inside its fixed TransformJobs log group."
         if serving.mode == "async":
             findings[objects(ASYNC_INPUT_PREFIX)] = "Async requests are uploaded under async-input/ "
             "with names chosen by callers."

@@ -15,6 +15,8 @@ from ..config import ServingConfig
 from .placement import VARIANT_NAME
 
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+# Fewest instances a realtime variant runs on: only async endpoints (and inference components) scale to zero.
+SLEEP_CAPACITY = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,11 +39,37 @@ class _PolicyAction:
         return cloudwatch.AlarmActionConfig(alarm_action_arn=self.policy.ref)
 
 
+def scheduled_actions(serving: ServingConfig) -> list[appscaling.CfnScalableTarget.ScheduledActionProperty]:
+    """Realtime with ``scale_down_schedule``: down to one instance at ``scale_down_at``, back to the configured
+    range at ``scale_up_at``. Async endpoints scale to zero by themselves; serverless ones have no instances."""
+    if serving.mode != "realtime" or not serving.scale_down_schedule:
+        return []
+    action = appscaling.CfnScalableTarget.ScheduledActionProperty
+    capacity = appscaling.CfnScalableTarget.ScalableTargetActionProperty
+    return [
+        action(
+            scheduled_action_name="scale-down",
+            schedule=serving.scale_down_at,
+            timezone=serving.scale_schedule_timezone,
+            scalable_target_action=capacity(min_capacity=SLEEP_CAPACITY, max_capacity=SLEEP_CAPACITY),
+        ),
+        action(
+            scheduled_action_name="scale-up",
+            schedule=serving.scale_up_at,
+            timezone=serving.scale_schedule_timezone,
+            scalable_target_action=capacity(
+                min_capacity=serving.autoscaling_min_capacity, max_capacity=serving.autoscaling_max_capacity
+            ),
+        ),
+    ]
+
+
 class EndpointScaling(Construct):
     """Target tracking on invocations per instance (realtime) or backlog per instance (async).
 
     An async endpoint scales to zero; with no instance, target tracking sees no metric, so a step policy
-    on ``HasBacklogWithoutCapacity`` starts the first instance.
+    on ``HasBacklogWithoutCapacity`` starts the first instance. A realtime endpoint can hold one instance
+    on a schedule (nights, weekends) and return to its range after.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ScalingProps) -> None:
@@ -57,6 +85,7 @@ class EndpointScaling(Construct):
             resource_id=f"endpoint/{props.endpoint_name}/variant/{VARIANT_NAME}",
             min_capacity=0 if is_async else serving.autoscaling_min_capacity,
             max_capacity=serving.autoscaling_max_capacity,
+            scheduled_actions=scheduled_actions(serving) or None,
         )
         self.target.node.add_dependency(props.endpoint)
         policy = appscaling.CfnScalingPolicy

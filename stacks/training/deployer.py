@@ -13,10 +13,12 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from ..bundling import CopyBundler, bundling
+from ..data_stack import EVALUATION_PREFIX
 from ..nag import acknowledge_codebuild_defaults, acknowledge_findings, finding
 from ..queues import dead_letter_queue
 
@@ -34,28 +36,50 @@ APP_SOURCES = (
 )
 # The roles `cdk bootstrap` creates (default qualifier): deploy, file publishing, lookup, ...
 BOOTSTRAP_ROLES = "cdk-hnb659fds-*-role"
+# Where `cdk deploy --outputs-file` leaves the Serving stack's outputs for the verification.
+OUTPUTS_FILE = "serving-outputs.json"
 
 
-def build_spec(*, env_name: str, stack_name: str) -> dict[str, Any]:
-    """Installs the pinned toolchain and deploys the Serving stack, nothing else, with the given package."""
+def build_spec(*, env_name: str, stack_name: str, verify: bool) -> dict[str, Any]:
+    """Installs the pinned toolchain, deploys the Serving stack (nothing else) with the given package and,
+    with ``verify``, checks that the endpoint serves it: ``python -m ml_code.invoke --verify``.
+
+    After the build, successful or not, the log ends with the Serving stack's CloudFormation status.
+    """
+
+    def output(key: str) -> str:
+        return f"$(jq -r '.\"{stack_name}\".{key}' {OUTPUTS_FILE})"
+
+    install = ["python -m pip install --quiet -r requirements.txt", "npm ci --no-audit --no-fund"]
+    build = [
+        'test -n "$MODEL_PACKAGE_ARN" || '
+        '{ echo "start the build with MODEL_PACKAGE_ARN=<approved model package ARN>"; exit 1; }',
+        # --exclusively: the Data stack (a dependency) is never touched from here.
+        f"npx cdk deploy {stack_name} --exclusively -c env={env_name}"
+        ' -c model_package_arn="$MODEL_PACKAGE_ARN" --require-approval never --no-notices'
+        f" --outputs-file {OUTPUTS_FILE}",
+    ]
+    if verify:
+        # The same boto3 the staging tool pins; the verification needs nothing else of ml_code's requirements.
+        install.append(
+            "python -m pip install --quiet \"$(grep -E '^boto3==' ml_code/requirements-staging.txt)\""
+        )
+        # CloudFormation can report success while SageMaker kept the previous endpoint config (a rollback it
+        # did not surface): only the endpoint itself says what it serves.
+        build.append(
+            f'python -m ml_code.invoke --verify --endpoint "{output("EndpointName")}"'
+            f' --expect-config "{output("EndpointConfigName")}" --expect-package "$MODEL_PACKAGE_ARN"'
+        )
     return {
         "version": "0.2",
         "env": {"variables": {"CDK_DISABLE_CLI_TELEMETRY": "true"}},
         "phases": {
-            "install": {
-                "runtime-versions": {"python": "3.12", "nodejs": "20"},
+            "install": {"runtime-versions": {"python": "3.12", "nodejs": "20"}, "commands": install},
+            "build": {"commands": build},
+            "post_build": {
                 "commands": [
-                    "python -m pip install --quiet -r requirements.txt",
-                    "npm ci --no-audit --no-fund",
-                ],
-            },
-            "build": {
-                "commands": [
-                    'test -n "$MODEL_PACKAGE_ARN" || '
-                    '{ echo "start the build with MODEL_PACKAGE_ARN=<approved model package ARN>"; exit 1; }',
-                    # --exclusively: the Data stack (a dependency) is never touched from here.
-                    f"npx cdk deploy {stack_name} --exclusively -c env={env_name}"
-                    ' -c model_package_arn="$MODEL_PACKAGE_ARN" --require-approval never --no-notices',
+                    f"aws cloudformation describe-stacks --stack-name {stack_name}"
+                    " --query 'Stacks[0].[StackName,StackStatus,StackStatusReason]' --output text || true"
                 ]
             },
         },
@@ -64,19 +88,27 @@ def build_spec(*, env_name: str, stack_name: str) -> dict[str, Any]:
 
 @dataclass(frozen=True, kw_only=True)
 class DeployerProps:
-    """``stack_name``: the Serving stack to deploy; ``group_name``: the model package group to watch."""
+    """``stack_name``: the Serving stack to deploy; ``group_name``: the model package group to watch.
+
+    ``verify`` (default true): check the endpoint after each deployment, with read and invoke rights on
+    endpoints named ``endpoint_name_prefix``* and read rights on the evaluation reports in ``bucket``.
+    """
 
     env_name: str
     stack_name: str
     group_name: str
     key: kms.IKey
+    bucket: s3.IBucket
+    endpoint_name_prefix: str
+    verify: bool = True
 
 
 class ModelDeployer(Construct):
     """Runs the same `cdk deploy` a person would, whenever a package of the group becomes Approved.
 
-    The build's role can do nothing itself but assume the CDK bootstrap roles: the deployment runs with
-    the rights `cdk bootstrap` granted, exactly as a human deploy does.
+    The build's role can change nothing itself: it assumes the CDK bootstrap roles, so the deployment runs
+    with the rights `cdk bootstrap` granted, exactly as a human deploy does; its own rights only read the
+    Serving stack's status and what the verification checks (and invoke the endpoint once).
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, props: DeployerProps) -> None:
@@ -106,6 +138,18 @@ class ModelDeployer(Construct):
         self.role.add_to_policy(
             iam.PolicyStatement(sid="AssumeCdkRoles", actions=["sts:AssumeRole"], resources=[bootstrap_roles])
         )
+        stack = cdk.Stack.of(self)
+        serving_stack = stack.format_arn(
+            service="cloudformation", resource="stack", resource_name=f"{props.stack_name}/*"
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadServingStackStatus",
+                actions=["cloudformation:DescribeStacks"],
+                resources=[serving_stack],
+            )
+        )
+        verify_findings = self._grant_verification(props) if props.verify else {}
         self.project = codebuild.Project(
             self,
             "Project",
@@ -113,7 +157,7 @@ class ModelDeployer(Construct):
             role=self.role,
             source=codebuild.Source.s3(bucket=self.source.bucket, path=self.source.s3_object_key),
             build_spec=codebuild.BuildSpec.from_object(
-                build_spec(env_name=props.env_name, stack_name=props.stack_name)
+                build_spec(env_name=props.env_name, stack_name=props.stack_name, verify=props.verify)
             ),
             environment=codebuild.BuildEnvironment(
                 build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
@@ -169,5 +213,49 @@ class ModelDeployer(Construct):
             {
                 f"Resource::{finding(self, bootstrap_roles)}": "The CDK bootstrap roles of this account "
                 "and region (deploy, file publishing, lookup); cdk deploy picks the one each step needs.",
+                f"Resource::{finding(self, serving_stack)}": "The Serving stack's ID suffix is made by "
+                "CloudFormation; the name is this app's.",
+                **verify_findings,
             },
         )
+
+    def _grant_verification(self, props: DeployerProps) -> dict[str, str]:
+        """Read what the endpoint serves and invoke it once; returns the cdk-nag findings to acknowledge."""
+        stack = cdk.Stack.of(self)
+
+        def sagemaker_arn(resource: str, name: str) -> str:
+            return stack.format_arn(service="sagemaker", resource=resource, resource_name=name)
+
+        endpoints = sagemaker_arn("endpoint", f"{props.endpoint_name_prefix}*")
+        configs, models = sagemaker_arn("endpoint-config", "*"), sagemaker_arn("model", "*")
+        packages = sagemaker_arn("model-package", f"{props.group_name}/*")
+        evaluations = props.bucket.arn_for_objects(f"{EVALUATION_PREFIX}*")
+        for statement in (
+            iam.PolicyStatement(
+                sid="VerifyEndpoint",
+                actions=["sagemaker:DescribeEndpoint", "sagemaker:InvokeEndpoint"],
+                resources=[endpoints],
+            ),
+            iam.PolicyStatement(
+                sid="ReadServedModels",
+                actions=["sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel"],
+                resources=[configs, models],
+            ),
+            iam.PolicyStatement(
+                sid="ReadModelPackages", actions=["sagemaker:DescribeModelPackage"], resources=[packages]
+            ),
+            # The approved package's labels are in its evaluation report.
+            iam.PolicyStatement(sid="ReadEvaluations", actions=["s3:GetObject"], resources=[evaluations]),
+        ):
+            self.role.add_to_policy(statement)
+        return {
+            f"Resource::{finding(self, endpoints)}": "This app's endpoints: their names start with the name "
+            "prefix and end with the placement (instance type or mode), fixed per deployment.",
+            f"Resource::{finding(self, configs)}": "Endpoint configs and models get names from CloudFormation "
+            "(one per model revision); Describe reads their settings only.",
+            f"Resource::{finding(self, models)}": "Endpoint configs and models get names from CloudFormation "
+            "(one per model revision); Describe reads their settings only.",
+            f"Resource::{finding(self, packages)}": "Model package versions of this app's group only.",
+            f"Resource::{finding(self, evaluations)}": "Evaluation reports, one per training job under "
+            "evaluation/<job>/; the job is known only from the approved package.",
+        }

@@ -1,4 +1,4 @@
-"""The SageMaker training execution role: exactly the prefixes, key, image and logs a job needs."""
+"""The SageMaker training execution role: exactly the prefixes, key, images and logs a job needs."""
 
 from __future__ import annotations
 
@@ -18,20 +18,34 @@ from ..sagemaker_runtime import UNSCOPED_REASON, log_group_arn, runtime_statemen
 
 # SageMaker's fixed log group for every training job.
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+# Debugger and Profiler rules run as processing jobs, with the training job's role, logging here.
+RULE_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
+# Data-bucket prefixes of the Debugger hook's tensors and the Profiler's system metrics, each with the
+# reports of the rules that read them: <prefix><job>/{debug-output,profiler-output,rule-output}/.
+DEBUG_PREFIX = "debug/"
+PROFILER_PREFIX = "profiler/"
 
 
 @dataclass(frozen=True, kw_only=True)
 class ExecutionRoleProps:
-    """``source``: the sourcedir.tar.gz asset; ``image``: the training image (for ECR pull rights)."""
+    """``source``: the sourcedir.tar.gz asset; ``image``: the training image (for ECR pull rights).
+
+    ``rule_image``: the Debugger rule evaluator image, when jobs carry rules (default none); then
+    ``debug_outputs`` / ``profiler_outputs`` (default False) open the ``debug/`` / ``profiler/`` prefixes.
+    """
 
     bucket: s3.IBucket
     key: kms.IKey
     image: ImageRef
     source: s3_assets.Asset
+    rule_image: ImageRef | None = None
+    debug_outputs: bool = False
+    profiler_outputs: bool = False
 
 
 class TrainingExecutionRole(Construct):
-    """No managed policies: reads datasets/, writes models/ and checkpoints/."""
+    """No managed policies: reads datasets/, writes models/ and checkpoints/ (and debug/, profiler/
+    when rules or profiling are on)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ExecutionRoleProps) -> None:
         super().__init__(scope, construct_id)
@@ -91,11 +105,66 @@ class TrainingExecutionRole(Construct):
                 metrics_sid="JobMetrics",
             ),
         ]
+        rule_prefixes = [
+            prefix
+            for prefix, wanted in (
+                (DEBUG_PREFIX, props.debug_outputs),
+                (PROFILER_PREFIX, props.profiler_outputs),
+            )
+            if wanted
+        ]
+        if rule_prefixes:
+            statements += [
+                iam.PolicyStatement(
+                    sid="ListRuleOutputs",
+                    actions=["s3:ListBucket"],
+                    resources=[bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in rule_prefixes]}},
+                ),
+                iam.PolicyStatement(
+                    # The job writes tensors or system metrics; its rules read them and write their reports.
+                    sid="WriteRuleOutputs",
+                    actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                    resources=[bucket.arn_for_objects(f"{prefix}*") for prefix in rule_prefixes],
+                ),
+            ]
+        if props.rule_image is not None:
+            statements += [
+                iam.PolicyStatement(
+                    sid="PullRuleEvaluatorImage",
+                    actions=[
+                        "ecr:BatchGetImage",
+                        "ecr:GetDownloadUrlForLayer",
+                        "ecr:BatchCheckLayerAvailability",
+                    ],
+                    resources=[props.rule_image.repository_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="RuleEvaluationLogs",
+                    actions=[
+                        "logs:CreateLogGroup",
+                        "logs:CreateLogStream",
+                        "logs:PutLogEvents",
+                        "logs:DescribeLogStreams",
+                    ],
+                    resources=[log_group_arn(RULE_LOG_GROUP)],
+                ),
+            ]
         for statement in statements:
             self.role.add_to_policy(statement)
 
         def objects(prefix: str) -> str:
             return "Resource::" + finding(self, bucket.arn_for_objects(f"{prefix}*"))
+
+        rule_findings = {
+            objects(prefix): f"Debugger and Profiler write per job under {prefix}<job>/ and the job's rules "
+            "read there; job names are chosen at run time."
+            for prefix in rule_prefixes
+        }
+        if props.rule_image is not None:
+            rule_findings["Resource::" + finding(self, log_group_arn(RULE_LOG_GROUP))] = (
+                "Rule evaluation jobs log per job in SageMaker's fixed processing-job log group."
+            )
 
         acknowledge_findings(
             self.role,
@@ -109,5 +178,6 @@ class TrainingExecutionRole(Construct):
                 objects(CHECKPOINTS_PREFIX): "Spot checkpoints per job under checkpoints/<job>/.",
                 "Resource::" + finding(self, log_group_arn(LOG_GROUP)): "Log streams are created per job "
                 "at run time in SageMaker's fixed log group.",
+                **rule_findings,
             },
         )

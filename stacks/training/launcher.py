@@ -1,4 +1,8 @@
-"""The launcher Lambda, its least-privilege rights and the retraining schedule that fires it."""
+"""The launcher Lambda, its least-privilege rights and the retraining schedule that fires it.
+
+It starts single training jobs (with the configured Debugger and Profiler rules) and hyperparameter
+tuning jobs; every SageMaker right is scoped to this app's training-job or tuning-job name prefix.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +27,12 @@ from ..queues import dead_letter_queue
 
 @dataclass(frozen=True, kw_only=True)
 class LauncherProps:
-    """``job_name_prefix`` scopes every SageMaker right; ``source_dir`` is the sourcedir.tar.gz URL."""
+    """``job_name_prefix`` and ``tuning_job_name_prefix`` scope every SageMaker right; ``source_dir`` is
+    the sourcedir.tar.gz URL; ``rule_image_uri`` the Debugger rule evaluator image, needed when
+    ``training.rules`` has rules (default none); ``debug_prefix`` / ``profiler_prefix`` where rules write."""
 
     job_name_prefix: str
+    tuning_job_name_prefix: str
     execution_role: iam.IRole
     image_uri: str
     source_dir: str
@@ -35,10 +42,46 @@ class LauncherProps:
     training: TrainingConfig
     schedule: ScheduleConfig
     tags: dict[str, str]
+    rule_image_uri: str | None = None
+    debug_prefix: str = ""
+    profiler_prefix: str = ""
+
+
+def _environment(props: LauncherProps) -> dict[str, str]:
+    """What the handler validates at cold start (functions/launcher/logic.py, LaunchSettings)."""
+    tuning, rules = props.training.tuning, props.training.rules
+    if rules.any_rules and not props.rule_image_uri:
+        raise ValueError("training jobs carry rules: LauncherProps.rule_image_uri is required")
+    environment = {
+        "TUNING_JOB_PREFIX": props.tuning_job_name_prefix,
+        "TUNING": json.dumps(
+            {
+                "enabled": tuning.enabled,
+                "strategy": tuning.strategy,
+                "objective": tuning.objective,
+                "ranges": tuning.ranges,
+                "max_jobs": tuning.max_jobs,
+                "max_parallel_jobs": tuning.max_parallel_jobs,
+                "early_stopping": tuning.early_stopping,
+            },
+            sort_keys=True,
+        ),
+        "PROFILER_ENABLED": "true" if rules.profiler_enabled else "false",
+    }
+    if rules.debugger_rules:
+        environment["DEBUGGER_RULES"] = json.dumps(list(rules.debugger_rules))
+        environment["DEBUG_PREFIX"] = props.debug_prefix
+    if rules.profiler_enabled:
+        environment["PROFILER_RULES"] = json.dumps(list(rules.profiler_rules))
+        environment["PROFILING_INTERVAL_MS"] = str(rules.profiling_interval_ms)
+        environment["PROFILER_PREFIX"] = props.profiler_prefix
+    if rules.any_rules and props.rule_image_uri:
+        environment["RULE_EVALUATOR_IMAGE"] = props.rule_image_uri
+    return environment
 
 
 class TrainingLauncher(Construct):
-    """Starts at most one training job per trigger; skips while one of this prefix is running."""
+    """Starts at most one training or tuning job per trigger; skips while one of this app is running."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: LauncherProps) -> None:
         super().__init__(scope, construct_id)
@@ -71,6 +114,7 @@ class TrainingLauncher(Construct):
                     "MAX_WAIT_SECONDS": str(t.max_wait_seconds),
                     "HYPERPARAMETERS": json.dumps(t.hyperparameters.as_arguments(), sort_keys=True),
                     "TAGS": json.dumps(props.tags, sort_keys=True),
+                    **_environment(props),
                 },
             ),
         )
@@ -87,9 +131,26 @@ class TrainingLauncher(Construct):
                 resources=[job_arn],
             )
         )
+        tuning_job_arn = (
+            f"arn:{cdk.Aws.PARTITION}:sagemaker:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}"
+            f":hyper-parameter-tuning-job/{props.tuning_job_name_prefix}*"
+        )
         role.add_to_policy(
             iam.PolicyStatement(
-                sid="FindRunningJobs", actions=["sagemaker:ListTrainingJobs"], resources=["*"]
+                sid="StartOwnTuningJobs",
+                actions=[
+                    "sagemaker:CreateHyperParameterTuningJob",
+                    "sagemaker:DescribeHyperParameterTuningJob",
+                    "sagemaker:AddTags",
+                ],
+                resources=[tuning_job_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="FindRunningJobs",
+                actions=["sagemaker:ListTrainingJobs", "sagemaker:ListHyperParameterTuningJobs"],
+                resources=["*"],
             )
         )
         role.add_to_policy(
@@ -119,12 +180,18 @@ class TrainingLauncher(Construct):
         acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::*]",
-            "sagemaker:ListTrainingJobs supports no resource-level permissions; it only lists names.",
+            "sagemaker:ListTrainingJobs and ListHyperParameterTuningJobs support no resource-level "
+            "permissions; they only list names.",
         )
         acknowledge(
             role,
             f"AwsSolutions-IAM5[Resource::{finding(self, job_arn)}]",
             "Job names are made per trigger at run time; the prefix confines them to this app.",
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{finding(self, tuning_job_arn)}]",
+            "Tuning job names are made per trigger at run time; the prefix confines them to this app.",
         )
 
         # Failed deliveries (after retries) land here instead of vanishing.

@@ -1,4 +1,5 @@
-"""The promoter Lambda: gates every finished training job and registers the model it produced."""
+"""The promoter Lambda: gates every finished training job (and every finished tuning job's winner) and
+registers the model it produced; announces rules that found issues."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from functions.promoter.logic import NOTIFICATIONS
+
 from ..config import QualityGate
 from ..data_stack import EVALUATION_PREFIX, MODELS_PREFIX
 from ..nag import acknowledge_findings, finding
@@ -22,10 +25,12 @@ from ..queues import dead_letter_queue
 
 @dataclass(frozen=True, kw_only=True)
 class PromoterProps:
-    """``inference_image`` and ``serving_instance_type`` describe how registered models are served."""
+    """``inference_image`` and ``serving_instance_type`` describe how registered models are served;
+    ``tuning_job_name_prefix`` names this app's tuning jobs (and so their trials)."""
 
     group_name: str
     job_name_prefix: str
+    tuning_job_name_prefix: str
     quality: QualityGate
     topic: sns.ITopic
     bucket: s3.IBucket
@@ -35,8 +40,9 @@ class PromoterProps:
 
 
 class ModelPromoter(Construct):
-    """Completed jobs are gated and registered (Approved, Rejected or PendingManualApproval);
-    failed and stopped jobs are announced on the topic with their reason."""
+    """Completed jobs, and the best trial of each completed tuning job, are gated and registered
+    (Approved, Rejected or PendingManualApproval); failed and stopped jobs, tuning jobs without a
+    completed trial and rules that found issues are announced on the topic."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: PromoterProps) -> None:
         super().__init__(scope, construct_id)
@@ -52,6 +58,7 @@ class ModelPromoter(Construct):
                 environment={
                     "MODEL_PACKAGE_GROUP": props.group_name,
                     "JOB_NAME_PREFIX": props.job_name_prefix,
+                    "TUNING_JOB_PREFIX": props.tuning_job_name_prefix,
                     "MIN_ACCURACY": str(q.min_accuracy),
                     "MIN_F1": str(q.min_f1),
                     "MIN_CLIP_ACCURACY": str(q.min_clip_accuracy),
@@ -69,11 +76,20 @@ class ModelPromoter(Construct):
         role = self.handler.role
         arn = f"arn:{cdk.Aws.PARTITION}:sagemaker:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}"
         packages = f"{arn}:model-package/{props.group_name}/*"
+        # A tuning job's trials are named after it: <tuning job>-<NNN>-<suffix>.
+        trials = f"{arn}:training-job/{props.tuning_job_name_prefix}*"
+        tuning_jobs = f"{arn}:hyper-parameter-tuning-job/{props.tuning_job_name_prefix}*"
+        notifications = props.bucket.arn_for_objects(f"{EVALUATION_PREFIX}*/{NOTIFICATIONS}/*")
         statements = [
             iam.PolicyStatement(
                 sid="ReadOwnTrainingJobs",
                 actions=["sagemaker:DescribeTrainingJob"],
-                resources=[f"{arn}:training-job/{props.job_name_prefix}*"],
+                resources=[f"{arn}:training-job/{props.job_name_prefix}*", trials],
+            ),
+            iam.PolicyStatement(
+                sid="ReadOwnTuningJobs",
+                actions=["sagemaker:DescribeHyperParameterTuningJob"],
+                resources=[tuning_jobs],
             ),
             iam.PolicyStatement(
                 sid="RegisterModels",
@@ -101,6 +117,12 @@ class ModelPromoter(Construct):
                 resources=[props.bucket.arn_for_objects(f"{EVALUATION_PREFIX}*")],
             ),
             iam.PolicyStatement(
+                # A message that could not be sent gives up its marker, so that the retry sends it.
+                sid="WithdrawNotificationMarkers",
+                actions=["s3:DeleteObject"],
+                resources=[notifications],
+            ),
+            iam.PolicyStatement(
                 sid="UseDataKey",
                 actions=["kms:Decrypt", "kms:GenerateDataKey"],
                 resources=[props.key.key_arn],
@@ -123,7 +145,14 @@ class ModelPromoter(Construct):
                 "Resource::"
                 + finding(
                     self, props.bucket.arn_for_objects(f"{EVALUATION_PREFIX}*")
-                ): "Writes one evaluation report per job under evaluation/<job>/.",
+                ): "Writes one evaluation report per job under evaluation/<job>/, and a marker per "
+                "message sent about the job under evaluation/<job>/notifications/.",
+                f"Resource::{finding(self, trials)}": "Trials of this app's tuning jobs, named after the "
+                "tuning job by SageMaker: the promoter reads the winner.",
+                f"Resource::{finding(self, tuning_jobs)}": "Tuning jobs of this app only; their names are "
+                "made per trigger at run time.",
+                f"Resource::{finding(self, notifications)}": "Removes only its own message markers, under "
+                "evaluation/<job>/notifications/, when the message could not be sent.",
             },
         )
 
@@ -137,15 +166,36 @@ class ModelPromoter(Construct):
                 detail_type=["SageMaker Training Job State Change"],
                 detail={
                     "TrainingJobName": [{"prefix": props.job_name_prefix}],
-                    "TrainingJobStatus": ["Completed", "Failed", "Stopped"],
+                    # Finished, or a rule found issues (SageMaker sends the state again when a rule's
+                    # status changes, also while the job runs and after it ended).
+                    "$or": [
+                        {"TrainingJobStatus": ["Completed", "Failed", "Stopped"]},
+                        {"DebugRuleEvaluationStatuses": {"RuleEvaluationStatus": ["IssuesFound"]}},
+                        {"ProfilerRuleEvaluationStatuses": {"RuleEvaluationStatus": ["IssuesFound"]}},
+                    ],
                 },
             ),
-            targets=[
-                targets.LambdaFunction(
-                    self.function,
-                    dead_letter_queue=self.dead_letters,
-                    retry_attempts=4,
-                    max_event_age=cdk.Duration.hours(6),
-                )
-            ],
+            targets=[self._target()],
+        )
+        self.tuning_rule = events.Rule(
+            self,
+            "TuningFinished",
+            description="Register the best trial of finished AcousticShield tuning jobs",
+            event_pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker HyperParameter Tuning Job State Change"],
+                detail={
+                    "HyperParameterTuningJobName": [{"prefix": props.tuning_job_name_prefix}],
+                    "HyperParameterTuningJobStatus": ["Completed", "Failed", "Stopped"],
+                },
+            ),
+            targets=[self._target()],
+        )
+
+    def _target(self) -> targets.LambdaFunction:
+        return targets.LambdaFunction(
+            self.function,
+            dead_letter_queue=self.dead_letters,
+            retry_attempts=4,
+            max_event_age=cdk.Duration.hours(6),
         )

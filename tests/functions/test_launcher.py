@@ -1,20 +1,23 @@
-"""The training-job launcher: request shape (validated by botocore), idempotency, refusals."""
+"""The launcher: training and tuning job requests (validated by botocore), rules, idempotency, refusals."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
+from botocore.validate import ParamValidator
 from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sagemaker.models import sagemaker_backends
 
 from functions.launcher import handler as launcher_handler
+from functions.launcher import tuning as tuning_module
 from functions.launcher.logic import (
     METRIC_NAMES,
     EventError,
@@ -22,10 +25,14 @@ from functions.launcher.logic import (
     LaunchSettings,
     SettingsError,
     build_training_job_request,
+    build_tuning_job_request,
     job_name,
     launch,
     parse_event,
+    tuning_job_name,
 )
+from ml_code import layout
+from tests.functions.conftest import request_violations
 
 REGION = "us-east-1"
 BUCKET = "acoustic-data"
@@ -374,5 +381,390 @@ def test_handler_wires_environment_and_clients(
     # Then the job name comes from the request id
     assert result["status"] == "started"
     assert result["job"].startswith(f"{PREFIX}manual-")
+    launcher_handler._settings.cache_clear()
+    launcher_handler._clients.cache_clear()
+
+
+# --- hyperparameter tuning jobs ----------------------------------------------------------------------------
+
+TUNING_PREFIX = "acoustic-shield-dev-hpo-"
+TUNING = {
+    "enabled": False,
+    "strategy": "Bayesian",
+    "objective": "eval_f1",
+    "ranges": "learning_rate=1e-5..1e-3:log, per_device_train_batch_size=4|8|16",
+    "max_jobs": 8,
+    "max_parallel_jobs": 2,
+    "early_stopping": "Auto",
+}
+RULE_IMAGE = "503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest"
+# What the Training stack gives the launcher with tuning and rules (dev's profiling, plus Debugger rules).
+TUNING_ENV = {
+    **ENV,
+    "TUNING_JOB_PREFIX": TUNING_PREFIX,
+    "TUNING": json.dumps(TUNING),
+    "PROFILER_ENABLED": "true",
+    "PROFILER_RULES": json.dumps(["LowGPUUtilization", "ProfilerReport"]),
+    "PROFILING_INTERVAL_MS": "500",
+    "PROFILER_PREFIX": "profiler/",
+    "DEBUGGER_RULES": json.dumps(["LossNotDecreasing", "Overfit", "Overtraining"]),
+    "DEBUG_PREFIX": "debug/",
+    "RULE_EVALUATOR_IMAGE": RULE_IMAGE,
+}
+
+
+def tuning_settings(**tuning: Any) -> LaunchSettings:
+    return LaunchSettings.from_env({**TUNING_ENV, "TUNING": json.dumps({**TUNING, **tuning})})
+
+
+def tuning_jobs(sagemaker: Any) -> list[str]:
+    summaries = sagemaker.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]
+    return [j["HyperParameterTuningJobName"] for j in summaries]
+
+
+def valid(operation: str, request: dict[str, Any], service_model: Callable[[str], Any]) -> None:
+    """botocore accepts the request, and so would the service's length, enum and pattern rules."""
+    shape = service_model("sagemaker").operation_model(operation).input_shape
+    report = ParamValidator().validate(request, shape)
+    assert not report.has_errors(), report.generate_report()
+    assert request_violations(request, shape) == []
+
+
+def test_tune_event_starts_one_tuning_job_botocore_accepts(aws: Any) -> None:
+    # Given staged data and a launcher with tuning configured
+    sagemaker, s3 = aws
+    stage(s3, "train", "validation")
+    # When a person invokes it with {"tune": true} (moto's client validates against botocore's model)
+    result = launch({"tune": True}, tuning_settings(), sagemaker=sagemaker, s3=s3, request_id="req-7")
+    # Then one tuning job runs, and no training job of its own
+    assert result["status"] == "started" and result["kind"] == "tuning"
+    assert (result["max_jobs"], result["max_parallel_jobs"]) == (8, 2)
+    assert tuning_jobs(sagemaker) == [result["job"]]
+    assert jobs(sagemaker) == []
+    job = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=result["job"])
+    config = job["HyperParameterTuningJobConfig"]
+    assert config["Strategy"] == "Bayesian"
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "eval_f1"}
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 8, "MaxParallelTrainingJobs": 2}
+    assert config["TrainingJobEarlyStoppingType"] == "Auto"
+    assert config["ParameterRanges"] == {
+        "ContinuousParameterRanges": [
+            {"Name": "learning_rate", "MinValue": "1e-5", "MaxValue": "1e-3", "ScalingType": "Logarithmic"}
+        ],
+        "CategoricalParameterRanges": [{"Name": "per_device_train_batch_size", "Values": ["4", "8", "16"]}],
+    }
+    # And the trials train on the staged channels with the static hyperparameters minus the tuned ones
+    definition = job["TrainingJobDefinition"]
+    assert [c["ChannelName"] for c in definition["InputDataConfig"]] == ["train", "validation"]
+    static = definition["StaticHyperParameters"]
+    assert "learning_rate" not in static and "per_device_train_batch_size" not in static
+    assert json.loads(static["num_train_epochs"]) == "4"
+    assert json.loads(static["sagemaker_program"]) == "train.py"
+
+
+def test_duplicate_tune_event_starts_no_second_tuning_job(aws: Any) -> None:
+    # Given a tuning job started by a manual invocation
+    sagemaker, s3 = aws
+    stage(s3, "train")
+    settings = tuning_settings()
+    first = launch({"tune": True}, settings, sagemaker=sagemaker, s3=s3, request_id="req-7")
+    # When Lambda retries the same invocation (same request id)
+    second = launch({"tune": True}, settings, sagemaker=sagemaker, s3=s3, request_id="req-7")
+    # Then nothing new starts and the answer names the tuning job
+    assert second == {
+        "status": "duplicate",
+        "job": first["job"],
+        "kind": "tuning",
+        "reason": "this event already started the tuning job",
+    }
+    assert tuning_jobs(sagemaker) == [first["job"]]
+
+
+def test_tuning_job_names_are_deterministic_and_fit_32_characters() -> None:
+    # Given the same trigger twice, and another
+    request, again, other = (parse_event({}, rid) for rid in ("req-7", "req-7", "req-8"))
+    # When tuning jobs are named
+    name = tuning_job_name(TUNING_PREFIX, request)
+    # Then the name is the trigger's, unique to it, and valid for SageMaker
+    assert name == tuning_job_name(TUNING_PREFIX, again) != tuning_job_name(TUNING_PREFIX, other)
+    assert re.fullmatch(rf"{TUNING_PREFIX}[0-9a-f]{{8}}", name)
+    assert len(name) <= 32
+
+
+def test_scheduled_event_tunes_when_the_configuration_says_so(aws: Any) -> None:
+    # Given tuning_enabled and a staged dataset
+    sagemaker, s3 = aws
+    stage(s3, "train")
+    # When the schedule fires
+    result = launch(SCHEDULED, tuning_settings(enabled=True), sagemaker=sagemaker, s3=s3, request_id="r-1")
+    # Then it starts a tuning job tagged as scheduled, and an event may still ask for one job
+    assert result["kind"] == "tuning" and tuning_jobs(sagemaker) == [result["job"]]
+    tags = sagemaker.list_tags(ResourceArn=result["arn"])["Tags"]
+    assert {"Key": "trigger", "Value": "schedule"} in tags
+    # And while it runs (moto completes tuning jobs at once), nothing else starts, not even one job
+    backend = sagemaker_backends[DEFAULT_ACCOUNT_ID][REGION]
+    backend.hyper_parameter_tuning_jobs[result["job"]].hyper_parameter_tuning_job_status = "InProgress"
+    single = launch(
+        {"tune": False}, tuning_settings(enabled=True), sagemaker=sagemaker, s3=s3, request_id="r-2"
+    )
+    assert single["status"] == "skipped" and "kind" not in single
+    assert result["job"] in single["reason"]
+
+
+@pytest.mark.parametrize("running_kind", ["tuning", "training"])
+def test_a_running_tuning_or_training_job_blocks_both(aws: Any, running_kind: str) -> None:
+    # Given a tuning job (or a training job) of this app in progress
+    sagemaker, s3 = aws
+    stage(s3, "train")
+    settings = tuning_settings()
+    backend = sagemaker_backends[DEFAULT_ACCOUNT_ID][REGION]
+    if running_kind == "tuning":
+        running = launch({"tune": True}, settings, sagemaker=sagemaker, s3=s3, request_id="r-1")["job"]
+        backend.hyper_parameter_tuning_jobs[running].hyper_parameter_tuning_job_status = "InProgress"
+    else:
+        running = launch({}, settings, sagemaker=sagemaker, s3=s3, request_id="r-1")["job"]
+        backend.training_jobs[running].training_job_status = "InProgress"
+    # When another training run and another tuning run are asked for
+    results = [
+        launch(event, settings, sagemaker=sagemaker, s3=s3, request_id=rid)
+        for event, rid in (({}, "r-2"), ({"tune": True}, "r-3"))
+    ]
+    # Then neither starts, and both say which job is running
+    assert [r["status"] for r in results] == ["skipped", "skipped"]
+    assert all(running in r["reason"] for r in results)
+    assert len(jobs(sagemaker)) + len(tuning_jobs(sagemaker)) == 1
+
+
+def test_tuning_definition_is_the_single_jobs_request(settings: LaunchSettings) -> None:
+    # Given the same trigger built as a single job and as a tuning job
+    tuned = tuning_settings()
+    request = parse_event({"hyperparameters": {"num_train_epochs": 2}, "tune": True}, "r-1")
+    single = build_training_job_request(tuned, "a-name", request, ["train", "test"])
+    tuning = build_tuning_job_request(tuned, "a-name", request, ["train", "test"])
+    definition = tuning["TrainingJobDefinition"]
+    # Then image, channels, output and KMS, resources, spot, stopping and traffic encryption are the same
+    for key in (
+        "RoleArn",
+        "InputDataConfig",
+        "OutputDataConfig",
+        "ResourceConfig",
+        "StoppingCondition",
+        "EnableManagedSpotTraining",
+        "EnableInterContainerTrafficEncryption",
+    ):
+        assert definition[key] == single[key], key
+    assert definition["AlgorithmSpecification"] == {
+        "TrainingImage": ENV["TRAINING_IMAGE"],
+        "TrainingInputMode": "File",
+        "MetricDefinitions": single["AlgorithmSpecification"]["MetricDefinitions"],
+    }
+    assert tuning["Tags"] == single["Tags"]
+    # And the static hyperparameters are the single job's minus the tuned ones (the event's epochs too)
+    assert definition["StaticHyperParameters"] == {
+        k: v
+        for k, v in single["HyperParameters"].items()
+        if k not in ("learning_rate", "per_device_train_batch_size")
+    }
+    assert json.loads(definition["StaticHyperParameters"]["num_train_epochs"]) == "2"
+    # And no per-job field leaks in: trials share one definition (no checkpoint location, no rules)
+    assert (
+        not {"CheckpointConfig", "DebugHookConfig", "ProfilerConfig", "TrainingJobName"} & definition.keys()
+    )
+
+
+def test_tuned_values_reach_train_py_as_arguments_it_takes() -> None:
+    # Given the ranges of the default configuration
+    ranges = tuning_module.parse_ranges(TUNING["ranges"])
+    # Then every tuned name is an argument an event may set (tests/training/test_arguments.py parses each
+    # through train.py's parser), and each value SageMaker would send decodes to a number, as the
+    # training toolkit decodes it (json.loads) before building train.py's arguments
+    for name in tuning_module.tuned_names(ranges):
+        assert layout.EVENT_HYPERPARAMETERS[name][0] in ("float", "int")
+    (categorical,) = ranges["CategoricalParameterRanges"]
+    assert [json.loads(v) for v in categorical["Values"]] == [4, 8, 16]
+    (continuous,) = ranges["ContinuousParameterRanges"]
+    assert json.loads(continuous["MinValue"]) == 1e-5
+
+
+def test_an_event_cannot_set_a_tuned_hyperparameter(aws: Any) -> None:
+    sagemaker, s3 = aws
+    stage(s3, "train")
+    event = {"tune": True, "hyperparameters": {"learning_rate": 1e-4}}
+    with pytest.raises(EventError, match=r"learning_rate are tuned \(tuning_ranges\); .* send tune: false"):
+        launch(event, tuning_settings(), sagemaker=sagemaker, s3=s3, request_id="r-1")
+    assert tuning_jobs(sagemaker) == []
+
+
+def test_tune_without_a_tuning_configuration_is_refused(aws: Any, settings: LaunchSettings) -> None:
+    sagemaker, s3 = aws
+    stage(s3, "train")
+    with pytest.raises(EventError, match="no tuning configuration"):
+        launch({"tune": True}, settings, sagemaker=sagemaker, s3=s3, request_id="r-1")
+    with pytest.raises(EventError, match="'tune' must be true or false"):
+        parse_event({"tune": "yes"}, "r-1")
+
+
+@pytest.mark.parametrize(
+    ("tuning", "early_stopping"),
+    [
+        ({"strategy": "Bayesian"}, "Auto"),
+        ({"strategy": "Random", "objective": "eval_loss"}, "Auto"),
+        (
+            {
+                "strategy": "Hyperband",
+                "early_stopping": "Off",
+                "ranges": "learning_rate=1e-5..1e-3, seed=1..5",
+            },
+            "Off",
+        ),
+    ],
+)
+def test_every_strategy_makes_a_request_botocore_accepts(
+    tuning: dict[str, Any], early_stopping: str, service_model: Callable[[str], Any]
+) -> None:
+    # Given a tuning configuration of this strategy
+    settings = tuning_settings(**tuning)
+    request = parse_event({"tune": True}, "r-1")
+    # When the request is built
+    body = build_tuning_job_request(settings, tuning_job_name(TUNING_PREFIX, request), request, ["train"])
+    # Then botocore accepts it, and so would the service's length, enum and pattern rules
+    valid("CreateHyperParameterTuningJob", body, service_model)
+    config = body["HyperParameterTuningJobConfig"]
+    assert config["TrainingJobEarlyStoppingType"] == early_stopping
+    if tuning.get("objective") == "eval_loss":
+        assert config["HyperParameterTuningJobObjective"] == {"Type": "Minimize", "MetricName": "eval_loss"}
+    if tuning["strategy"] == "Hyperband":  # the epoch is Hyperband's resource: 4 configured epochs
+        assert config["StrategyConfig"] == {"HyperbandStrategyConfig": {"MinResource": 1, "MaxResource": 4}}
+        assert config["ParameterRanges"]["IntegerParameterRanges"] == [
+            {"Name": "seed", "MinValue": "1", "MaxValue": "5", "ScalingType": "Auto"}
+        ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("", "tuning ranges are empty"),
+        ("learning_rate", "is not name=low..high"),
+        ("learnig_rate=1e-5..1e-3", "not a train.py argument that can be tuned"),
+        ("output_dir=a|b", "not a train.py argument that can be tuned"),
+        ("model_name_or_path=a|b", "only numeric arguments are tuned"),
+        ("learning_rate=1e-3..1e-5", "must go from low to high"),
+        ("learning_rate=0..1e-3:log", "out"),  # below the allow-list's 1e-8, before log's own check
+        ("weight_decay=0..0.1:log", "a logarithmic range must start above 0"),
+        ("warmup_ratio=0.1..0.3:reverse-log, seed=1..9:reverse-log", "reverse-log range is continuous"),
+        ("learning_rate=1e-5..1e-3:cubic", "scaling 'cubic' is not one of"),
+        ("per_device_train_batch_size=8", "give 2 to 30 different values"),
+        ("per_device_train_batch_size=8|8", "give 2 to 30 different values"),
+        ("per_device_train_batch_size=4|8.5", "is not an integer"),
+        ("per_device_train_batch_size=4|2048", "outside [1, 1024]"),
+        ("learning_rate=1e-5..1e-3, learning_rate=1e-4..1e-2", "given twice"),
+    ],
+)
+def test_a_bad_tuning_range_says_what_is_wrong(spec: str, message: str) -> None:
+    with pytest.raises(tuning_module.RangeError, match=re.escape(message)):
+        tuning_module.parse_ranges(spec)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"TUNING_JOB_PREFIX": "a-much-too-long-tuning-prefix-"}, "at most 24 characters"),
+        ({"TUNING": "{"}, "TUNING is not JSON"),
+        ({"TUNING": json.dumps({**TUNING, "max_parallel_jobs": 9})}, "must be 1..max_jobs (8)"),
+        ({"TUNING": json.dumps({**TUNING, "strategy": "Grid"})}, "TUNING.strategy='Grid' must be one of"),
+        ({"TUNING": json.dumps({**TUNING, "strategy": "Hyperband"})}, "must be 'Off' with Hyperband"),
+        ({"TUNING": json.dumps({**TUNING, "max_jobs": "8"})}, "TUNING.max_jobs='8' must be int"),
+        ({"TUNING": json.dumps({**TUNING, "ranges": "seed=a..b"})}, "TUNING.ranges: tuning range 'seed'"),
+        ({"PROFILER_RULES": json.dumps(["Overfit"])}, "unknown: Overfit"),
+        ({"DEBUGGER_RULES": json.dumps(["LowGPUUtilization"])}, "unknown: LowGPUUtilization"),
+        ({"DEBUGGER_RULES": "Overfit"}, "DEBUGGER_RULES is not JSON"),
+        ({"RULE_EVALUATOR_IMAGE": ""}, "RULE_EVALUATOR_IMAGE is missing or empty: the rules need it"),
+        ({"PROFILER_PREFIX": ""}, "PROFILER_PREFIX is missing or empty"),
+        ({"PROFILING_INTERVAL_MS": "250"}, "PROFILING_INTERVAL_MS=250 must be one of 100, 200, 500"),
+        ({"PROFILER_ENABLED": "yes"}, "PROFILER_ENABLED='yes' must be 'true' or 'false'"),
+    ],
+)
+def test_misconfigured_tuning_or_rules_name_the_variable(change: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        LaunchSettings.from_env({**TUNING_ENV, **change})
+
+
+# --- Debugger and Profiler rules -------------------------------------------------------------------------
+
+
+def test_training_job_with_rules_is_a_request_botocore_accepts(
+    aws: Any, service_model: Callable[[str], Any]
+) -> None:
+    # Given Debugger rules, profiling and staged data
+    sagemaker, s3 = aws
+    stage(s3, "train")
+    settings = LaunchSettings.from_env(TUNING_ENV)
+    request = parse_event(SCHEDULED, "r-1")
+    name = job_name(PREFIX, request)
+    # When the request is built, and the schedule starts the job (moto's client validates it too)
+    body = build_training_job_request(settings, name, request, ["train"])
+    valid("CreateTrainingJob", body, service_model)
+    assert launch(SCHEDULED, settings, sagemaker=sagemaker, s3=s3, request_id="r-1")["job"] == name
+    # Then the hook saves what LossNotDecreasing reads, under debug/, and each rule reports beside it
+    assert body["DebugHookConfig"] == {
+        "S3OutputPath": f"s3://{BUCKET}/debug/",
+        "CollectionConfigurations": [
+            {"CollectionName": "losses", "CollectionParameters": {"save_interval": "500"}}
+        ],
+    }
+    assert body["DebugRuleConfigurations"][0] == {
+        "RuleConfigurationName": "LossNotDecreasing",
+        "RuleEvaluatorImage": RULE_IMAGE,
+        "S3OutputPath": f"s3://{BUCKET}/debug/{name}/rule-output",
+        "RuleParameters": {"rule_to_invoke": "LossNotDecreasing"},
+    }
+    assert [r["RuleConfigurationName"] for r in body["DebugRuleConfigurations"]] == [
+        "LossNotDecreasing",
+        "Overfit",
+        "Overtraining",
+    ]
+    # And the profiler samples every 500 ms under profiler/, with its two rules
+    assert body["ProfilerConfig"] == {
+        "S3OutputPath": f"s3://{BUCKET}/profiler/",
+        "ProfilingIntervalInMilliseconds": 500,
+    }
+    assert [
+        (r["RuleConfigurationName"], r["RuleEvaluatorImage"], r["S3OutputPath"])
+        for r in body["ProfilerRuleConfigurations"]
+    ] == [
+        (rule, RULE_IMAGE, f"s3://{BUCKET}/profiler/{name}/rule-output")
+        for rule in ("LowGPUUtilization", "ProfilerReport")
+    ]
+
+
+def test_without_profiling_the_job_says_so(
+    settings: LaunchSettings, service_model: Callable[[str], Any]
+) -> None:
+    # Given a launcher without rules or profiling
+    request = parse_event(SCHEDULED, "r-1")
+    # When the request is built
+    body = build_training_job_request(settings, job_name(PREFIX, request), request, ["train"])
+    # Then it turns the profiler off explicitly and carries no rule
+    valid("CreateTrainingJob", body, service_model)
+    assert body["ProfilerConfig"] == {"DisableProfiler": True}
+    assert not {"DebugHookConfig", "DebugRuleConfigurations", "ProfilerRuleConfigurations"} & body.keys()
+
+
+def test_handler_starts_one_tuning_job_for_a_tune_invocation(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    # Given the function's environment as the stack sets it, with tuning
+    sagemaker, s3 = aws
+    stage(s3, "train")
+    for key, value in TUNING_ENV.items():
+        monkeypatch.setenv(key, value)
+    launcher_handler._settings.cache_clear()
+    launcher_handler._clients.cache_clear()
+    # When `aws lambda invoke --payload '{"tune": true}'` runs it (twice: a retry of the same request)
+    first = launcher_handler.handler({"tune": True}, lambda_context)
+    second = launcher_handler.handler({"tune": True}, lambda_context)
+    # Then one tuning job runs, named from the request id
+    assert first["status"] == "started" and second["status"] == "duplicate"
+    assert tuning_jobs(sagemaker) == [first["job"]]
     launcher_handler._settings.cache_clear()
     launcher_handler._clients.cache_clear()

@@ -1,4 +1,5 @@
-"""The promoter: its environment, its pure gate and builders, and its handler against emulated AWS."""
+"""The promoter: its environment, its pure gate and builders, and its handler against emulated AWS:
+training jobs, tuning jobs (only the winner is registered) and rules that found issues."""
 
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ ENVIRONMENT = {
     "SERVING_INSTANCE_TYPE": "ml.m5.xlarge",
     "DATA_BUCKET": BUCKET,
     "EVALUATION_PREFIX": "evaluation/",
+    "TUNING_JOB_PREFIX": "acoustic-shield-dev-hpo-",
 }
+TUNING_PREFIX = "acoustic-shield-dev-hpo-"
 THRESHOLDS = Thresholds(min_accuracy=0.8, min_f1=0.75, min_clip_accuracy=0.8, max_regression=0.01)
 GOOD = {"test_accuracy": 0.91, "test_f1": 0.88, "test_clip_accuracy": 0.93, "test_loss": 0.3}
 
@@ -526,6 +529,18 @@ class World:
                 found.append({"Subject": envelope.get("Subject", ""), "Message": envelope["Message"]})
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
+    def subscribe(self, topic_arn: str) -> None:
+        """Delivers the topic's messages to the queue."""
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        self.sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+
+    def marker_keys(self) -> list[str]:
+        """The promoter's records of messages it sent (evaluation/<job>/notifications/...)."""
+        listed = self.s3.list_objects_v2(Bucket=BUCKET, Prefix="evaluation/").get("Contents", [])
+        return sorted(o["Key"] for o in listed if "/notifications/" in o["Key"])
+
     def packages(self) -> list[dict[str, Any]]:
         summaries = self.sagemaker.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]
         return [
@@ -543,16 +558,14 @@ def world(emulated_aws: None, strict_requests: None, monkeypatch: pytest.MonkeyP
     s3.create_bucket(Bucket=BUCKET)
     topic_arn = sns.create_topic(Name="promotions")["TopicArn"]
     queue_url = sqs.create_queue(QueueName="promotions")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    world = World(sagemaker=sagemaker, s3=s3, sns=sns, sqs=sqs, queue_url=queue_url)
+    world.subscribe(topic_arn)
     for name, value in {**ENVIRONMENT, "TOPIC_ARN": topic_arn}.items():
         monkeypatch.setenv(name, value)
 
     # The handler builds its clients on first use: inside the emulator, with the strict checks.
     handler_module.dependencies.cache_clear()
-    yield World(sagemaker=sagemaker, s3=s3, sns=sns, sqs=sqs, queue_url=queue_url)
+    yield world
     handler_module.dependencies.cache_clear()
 
 
@@ -755,10 +768,31 @@ def test_duplicate_event_registers_no_second_package(world: World, lambda_contex
         == f"already registered for this job as {first['model_package_arn']}; nothing new was created"
     )
     assert len(world.packages()) == 1
-    # And the repeat is notified as such, in case the first message was never sent
-    messages = world.messages()
-    assert len(messages) == 2
-    assert "Repeated event" in messages[1]["Message"]
+    # And people were told once: the first delivery's message went out
+    (message,) = world.messages()
+    assert "Repeated event" not in message["Message"]
+
+
+def test_a_message_lost_after_registering_is_sent_by_the_retry(world: World, lambda_context: Any) -> None:
+    # Given a first delivery that registered the package but could not publish (the topic was gone)
+    event = training_job(world, PREFIX + "1", metrics=GOOD)
+    topic_arn = world.sns.list_topics()["Topics"][0]["TopicArn"]
+    world.sns.delete_topic(TopicArn=topic_arn)
+    with pytest.raises(ClientError, match="NotFound"):
+        handler(event, lambda_context)
+    assert len(world.packages()) == 1
+    assert not world.marker_keys()  # the message's marker was withdrawn with the failure
+    world.subscribe(world.sns.create_topic(Name="promotions")["TopicArn"])
+
+    # When EventBridge retries the event
+    second = handler(event, lambda_context)
+
+    # Then nothing new is registered, and the message people never got is sent, marked as a repeat
+    assert second["duplicate"] is True
+    assert len(world.packages()) == 1
+    (message,) = world.messages()
+    assert "Repeated event" in message["Message"]
+    assert world.marker_keys() == [f"evaluation/{PREFIX}1/notifications/outcome.json"]
 
 
 def test_missing_output_rejects_the_job_without_crashing(world: World, lambda_context: Any) -> None:
@@ -804,6 +838,7 @@ def test_failed_job_is_notified_and_registers_nothing(world: World, lambda_conte
         "model_package_arn": None,
         "duplicate": False,
         "reasons": ["training job Failed: AlgorithmError: CUDA out of memory"],
+        "rules": [],
     }
     (message,) = world.messages()
     assert message["Subject"] == f"AcousticShield: {PREFIX}1 Failed"
@@ -1089,3 +1124,311 @@ def test_a_tuning_trial_is_ignored_when_only_the_described_job_says_so(
     assert result["reasons"] == [f"a trial of the tuning job {tuning}: trials are not registered"]
     assert world.packages() == []
     assert world.messages() == []
+
+
+# --- tuning jobs: only the winner is registered ---------------------------------------------------------
+
+TUNING_JOB = TUNING_PREFIX + "1a2b3c4d"
+
+
+def trial(world: World, number: int, metrics: Mapping[str, float]) -> dict[str, Any]:
+    """A completed trial of TUNING_JOB (named by SageMaker after it) and its training-state event."""
+    name = f"{TUNING_JOB}-{number:03d}-0a1b2c3{number}"
+    event = training_job(world, name, metrics=metrics, final_metrics={"eval_f1": metrics["test_f1"]})
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:hyper-parameter-tuning-job/{TUNING_JOB}"
+    sagemaker_backends[ACCOUNT][REGION].training_jobs[name].tuning_job_arn = arn  # type: ignore[attr-defined]
+    event["detail"]["TuningJobArn"] = arn
+    return event
+
+
+def tuning_job(
+    world: World,
+    *,
+    status: str = "Completed",
+    best: str | None = None,
+    tuned: Mapping[str, str] | None = None,
+    objective: float = 0.0,
+    counters: Mapping[str, int] | None = None,
+    failure_reason: str = "",
+) -> dict[str, Any]:
+    """Creates TUNING_JOB as the launcher would, sets what SageMaker reports when it ends (moto completes
+    tuning jobs at once, with a made-up winner), and returns the tuning job's state-change event."""
+    world.sagemaker.create_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=TUNING_JOB,
+        HyperParameterTuningJobConfig={
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "eval_f1"},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 1},
+            "ParameterRanges": {
+                "ContinuousParameterRanges": [
+                    {
+                        "Name": "learning_rate",
+                        "MinValue": "1e-5",
+                        "MaxValue": "1e-3",
+                        "ScalingType": "Logarithmic",
+                    }
+                ]
+            },
+        },
+        TrainingJobDefinition={
+            "AlgorithmSpecification": {
+                "TrainingImage": IMAGE.replace("inference", "training"),
+                "TrainingInputMode": "File",
+                "MetricDefinitions": [{"Name": "eval_f1", "Regex": "eval_f1=([0-9.]+)"}],
+            },
+            "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/training",
+            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/models/"},
+            "ResourceConfig": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+        },
+    )
+    job = sagemaker_backends[ACCOUNT][REGION].hyper_parameter_tuning_jobs[TUNING_JOB]
+    job.hyper_parameter_tuning_job_status = status
+    job.failure_reason = failure_reason
+    job.training_job_status_counters = dict(
+        counters
+        or {"Completed": 3, "InProgress": 0, "RetryableError": 0, "NonRetryableError": 0, "Stopped": 0}
+    )
+    job.best_training_job = (
+        {
+            "TrainingJobName": best,
+            "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{best}",
+            "TuningJobName": TUNING_JOB,
+            "CreationTime": job.creation_time,
+            "TrainingJobStatus": "Completed",
+            "TunedHyperParameters": dict(tuned or {}),
+            "FinalHyperParameterTuningJobObjectiveMetric": {
+                "Type": "Maximize",
+                "MetricName": "eval_f1",
+                "Value": objective,
+            },
+            "ObjectiveStatus": "Succeeded",
+        }
+        if best
+        else None
+    )
+    return {
+        "version": "0",
+        "source": "aws.sagemaker",
+        "detail-type": "SageMaker HyperParameter Tuning Job State Change",
+        "region": REGION,
+        "account": ACCOUNT,
+        "detail": {"HyperParameterTuningJobName": TUNING_JOB, "HyperParameterTuningJobStatus": status},
+    }
+
+
+def test_a_completed_tuning_job_registers_only_its_best_trial(world: World, lambda_context: Any) -> None:
+    # Given three completed trials, whose own events register nothing
+    events = [trial(world, n, {**GOOD, "test_f1": f1}) for n, f1 in ((1, 0.80), (2, 0.90), (3, 0.85))]
+    tuning_arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:hyper-parameter-tuning-job/{TUNING_JOB}"
+    for event in events:
+        assert handler(event, lambda_context)["reasons"] == [logic.ignored_trial_reason(tuning_arn)]
+        # also when a person re-runs the promoter with the trial's name only
+        by_name = handler({"detail": {"TrainingJobName": event["detail"]["TrainingJobName"]}}, lambda_context)
+        assert by_name["decision"] == "Ignored"
+        assert by_name["reasons"] == [logic.ignored_trial_reason(tuning_arn)]
+    assert world.packages() == [] and world.messages() == []
+    best = events[1]["detail"]["TrainingJobName"]
+    # And the tuning job that ran them, which reports the second as its best
+    event = tuning_job(
+        world,
+        best=best,
+        tuned={"learning_rate": "0.000123", "per_device_train_batch_size": "8"},
+        objective=0.9,
+    )
+
+    # When the promoter handles the tuning job's event
+    result = handler(event, lambda_context)
+
+    # Then the winner alone is gated and registered, with the tuning job and the values it chose
+    assert result["decision"] == "Approved"
+    assert (result["job"], result["tuning_job"]) == (best, TUNING_JOB)
+    (package,) = world.packages()
+    container = package["InferenceSpecification"]["Containers"][0]
+    assert container["ModelDataUrl"] == f"s3://{BUCKET}/models/{best}/output/model.tar.gz"
+    metadata = package["CustomerMetadataProperties"]
+    assert metadata["training_job"] == best
+    assert metadata["tuning_job"] == TUNING_JOB
+    assert metadata["tuning_objective"] == "eval_f1 0.9"
+    assert metadata["tuned_learning_rate"] == "0.000123"
+    assert metadata["tuned_per_device_train_batch_size"] == "8"
+    assert metadata["test_f1"] == "0.9"
+    # And people are told which trial won, out of how many, on what, with which values
+    (message,) = world.messages()
+    assert message["Subject"] == f"AcousticShield: {best} Approved"
+    assert (
+        f"Best of 3 completed trial(s) of tuning job {TUNING_JOB}: eval_f1 0.9000; "
+        "learning_rate=0.000123, per_device_train_batch_size=8." in message["Message"]
+    )
+
+
+def test_a_redelivered_tuning_event_registers_the_winner_once(world: World, lambda_context: Any) -> None:
+    # Given a tuning job whose winner was registered
+    best = trial(world, 1, GOOD)["detail"]["TrainingJobName"]
+    event = tuning_job(world, best=best, tuned={"learning_rate": "0.0001"}, objective=0.88)
+    first = handler(event, lambda_context)
+
+    # When its event arrives again
+    second = handler(event, lambda_context)
+
+    # Then the package is reported, not registered again, and nobody is told twice
+    assert second["duplicate"] is True and second["model_package_arn"] == first["model_package_arn"]
+    assert len(world.packages()) == 1
+    assert len(world.messages()) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "counters", "failure_reason", "first_line"),
+    [
+        (
+            "Completed",
+            {"Completed": 0, "NonRetryableError": 3, "Stopped": 0},
+            "",
+            f"Tuning job {TUNING_JOB} completed without a completed training job; no model package was registered.",
+        ),
+        (
+            "Failed",
+            {"Completed": 0, "NonRetryableError": 1},
+            "ResourceLimitExceeded: ml.g5.xlarge",
+            f"Tuning job {TUNING_JOB} failed; no model package was registered.",
+        ),
+    ],
+)
+def test_a_tuning_job_without_a_completed_trial_is_announced(
+    world: World,
+    lambda_context: Any,
+    status: str,
+    counters: Mapping[str, int],
+    failure_reason: str,
+    first_line: str,
+) -> None:
+    # Given a tuning job that ended without any trial completing
+    event = tuning_job(world, status=status, counters=counters, failure_reason=failure_reason)
+
+    # When the promoter handles its event
+    result = handler(event, lambda_context)
+
+    # Then nothing is registered, and the failure topic says so with the trials' outcome
+    assert result["decision"] == "NotRegistered" and result["tuning_job"] == TUNING_JOB
+    assert world.packages() == []
+    (message,) = world.messages()
+    assert message["Subject"] == f"AcousticShield: {TUNING_JOB} {status} without a model"
+    lines = message["Message"].splitlines()
+    assert lines[0] == first_line
+    assert lines[1] == "Trials: " + ", ".join(f"{c} {s}" for s, c in sorted(counters.items()) if c) + "."
+    assert lines[-1] == f"Reason: {failure_reason or 'none given'}"
+
+
+def test_a_tuning_job_of_another_deployment_is_ignored(world: World, lambda_context: Any) -> None:
+    event = {
+        "detail": {
+            "HyperParameterTuningJobName": "someone-else-hpo-1",
+            "HyperParameterTuningJobStatus": "Completed",
+        }
+    }
+    result = handler(event, lambda_context)
+    assert result["decision"] == "Ignored" and result["tuning_job"] == "someone-else-hpo-1"
+    assert world.packages() == [] and world.messages() == []
+
+
+def test_the_tuning_model_package_request_is_valid_for_the_sagemaker_api(
+    service_model: Callable[[str], Any],
+) -> None:
+    # Given a winner with long tuned values and odd characters
+    tuning = logic.TuningResult(
+        name=TUNING_JOB,
+        arn="arn",
+        best_job=TUNING_JOB + "-002-0a1b2c3d",
+        objective="eval_f1",
+        objective_value=0.912345,
+        tuned={"learning_rate": "1.2345678901234567e-05", "per_device_train_batch_size": "16"},
+        counters={"Completed": 8},
+    )
+    request = logic.model_package_request(
+        settings=Settings.from_environment(ENVIRONMENT),
+        job_name=tuning.best_job or "",
+        model_data_url="s3://b/m.tar.gz",
+        evaluation_uri="s3://b/e.json",
+        decision=gate(GOOD),
+        metrics=GOOD,
+        tuning=tuning,
+    )
+    # Then botocore and the service's patterns accept it
+    shape = service_model("sagemaker").operation_model("CreateModelPackage").input_shape
+    report = ParamValidator().validate(request, shape)
+    assert not report.has_errors(), report.generate_report()
+    assert request_violations(request, shape) == []
+    assert request["CustomerMetadataProperties"]["tuning_objective"] == "eval_f1 0.912345"
+
+
+# --- Debugger and Profiler rules that find issues ---------------------------------------------------------
+
+
+def with_rules(world: World, event: dict[str, Any], statuses: Mapping[str, str]) -> dict[str, Any]:
+    """The job's Profiler rules reporting these statuses, as DescribeTrainingJob and the event carry them."""
+    name = event["detail"]["TrainingJobName"]
+    job = sagemaker_backends[ACCOUNT][REGION].training_jobs[name]
+    job.profiler_config = {"S3OutputPath": f"s3://{BUCKET}/profiler/"}  # type: ignore[attr-defined]
+    reported = [
+        {
+            "RuleConfigurationName": rule,
+            "RuleEvaluationJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:processing-job/{name[:20]}-{rule[:10]}",
+            "RuleEvaluationStatus": status,
+            "StatusDetails": f"{rule}: {status}",
+        }
+        for rule, status in statuses.items()
+    ]
+    job.profiler_rule_evaluation_statuses = reported  # type: ignore[attr-defined]
+    return {**event, "detail": {**event["detail"], "ProfilerRuleEvaluationStatuses": reported}}
+
+
+def test_a_rule_that_found_issues_is_announced_once(world: World, lambda_context: Any) -> None:
+    # Given a completed job whose LowGPUUtilization rule found issues, the report still running
+    event = training_job(world, PREFIX + "1", metrics=GOOD)
+    first = handler(
+        with_rules(world, event, {"LowGPUUtilization": "IssuesFound", "ProfilerReport": "InProgress"}),
+        lambda_context,
+    )
+    # When SageMaker sends the job's state again as the report finishes, with issues too
+    second = handler(
+        with_rules(world, event, {"LowGPUUtilization": "IssuesFound", "ProfilerReport": "IssuesFound"}),
+        lambda_context,
+    )
+
+    # Then the model is registered once, and each rule's finding is announced once, with job and rule
+    assert first["decision"] == "Approved" and first["rules"] == [
+        "Profiler rule LowGPUUtilization: IssuesFound"
+    ]
+    assert second["duplicate"] is True and second["rules"] == ["Profiler rule ProfilerReport: IssuesFound"]
+    assert len(world.packages()) == 1
+    subjects = [m["Subject"] for m in world.messages()]
+    assert subjects == [
+        f"AcousticShield: {PREFIX}1 rule LowGPUUtilization IssuesFound",
+        f"AcousticShield: {PREFIX}1 Approved",
+        f"AcousticShield: {PREFIX}1 rule ProfilerReport IssuesFound",
+    ]
+
+
+def test_a_rule_firing_during_training_is_announced_before_the_job_ends(
+    world: World, lambda_context: Any
+) -> None:
+    # Given a running job whose LowGPUUtilization rule just found issues
+    event = training_job(world, PREFIX + "1", metrics=GOOD, status="InProgress")
+    event = with_rules(world, event, {"LowGPUUtilization": "IssuesFound"})
+
+    # When the promoter handles the state change
+    result = handler(event, lambda_context)
+
+    # Then people hear of the rule, with where its report is; nothing is registered yet
+    assert result["decision"] == "Ignored" and result["rules"] == [
+        "Profiler rule LowGPUUtilization: IssuesFound"
+    ]
+    assert world.packages() == []
+    (message,) = world.messages()
+    assert message["Message"].splitlines() == [
+        f"Profiler rule LowGPUUtilization found issues in training job {PREFIX}1.",
+        "Details: LowGPUUtilization: IssuesFound",
+        f"Rule evaluation job: arn:aws:sagemaker:{REGION}:{ACCOUNT}:processing-job/{PREFIX[:20]}-LowGPUUtil",
+        f"Reports: s3://{BUCKET}/profiler/{PREFIX}1/rule-output/",
+    ]
+    assert world.marker_keys() == [f"evaluation/{PREFIX}1/notifications/profiler-LowGPUUtilization.json"]

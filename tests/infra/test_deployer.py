@@ -1,8 +1,9 @@
-"""Deploy after approval: the CodeBuild project, its rule, its source and its narrow role."""
+"""Deploy after approval: the CodeBuild project, its rule, its source, its verification and its narrow role."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,13 @@ from aws_cdk.assertions import Match, Template
 
 from stacks.app_builder import AcousticShieldApp
 
-from .test_training_stack import statements
+from .test_training_stack import by_sid, statements
+
+DEPLOY = (
+    "npx cdk deploy AcousticShield-dev-Serving --exclusively -c env=dev"
+    ' -c model_package_arn="$MODEL_PACKAGE_ARN" --require-approval never --no-notices'
+    " --outputs-file serving-outputs.json"
+)
 
 
 def deploy_project(template: Template) -> tuple[str, dict[str, Any]]:
@@ -22,24 +29,90 @@ def deploy_project(template: Template) -> tuple[str, dict[str, Any]]:
     return found
 
 
+def build_spec(template: Template) -> dict[str, Any]:
+    spec: dict[str, Any] = json.loads(deploy_project(template)[1]["Properties"]["Source"]["BuildSpec"])
+    return spec
+
+
 def test_project_deploys_only_the_serving_stack_with_the_approved_package(
     training_template: Template,
 ) -> None:
     props = deploy_project(training_template)[1]["Properties"]
-    spec = json.loads(props["Source"]["BuildSpec"])
-    assert spec["phases"]["install"]["commands"] == [
+    spec = build_spec(training_template)
+    assert spec["phases"]["install"]["commands"][:2] == [
         "python -m pip install --quiet -r requirements.txt",
         "npm ci --no-audit --no-fund",
     ]
-    assert spec["phases"]["build"]["commands"][-1] == (
-        "npx cdk deploy AcousticShield-dev-Serving --exclusively -c env=dev"
-        ' -c model_package_arn="$MODEL_PACKAGE_ARN" --require-approval never --no-notices'
-    )
+    assert spec["phases"]["build"]["commands"][1] == DEPLOY
     assert spec["phases"]["build"]["commands"][0].startswith('test -n "$MODEL_PACKAGE_ARN"')
     assert props["EncryptionKey"] == {"Fn::ImportValue": "AcousticShield-dev-Data-KeyArn"}
     assert props["ConcurrentBuildLimit"] == 1
     assert props["Source"]["Type"] == "S3"
     assert props["Environment"]["PrivilegedMode"] is False
+
+
+def test_every_deployment_is_verified_against_the_endpoint_and_ends_with_the_stack_status(
+    training_template: Template,
+) -> None:
+    # Given the deploy project's build spec
+    spec = build_spec(training_template)
+    # Then after cdk deploy, the endpoint must serve the config the deployment created and the approved
+    # package, read from cdk's outputs file; the verification's only extra dependency is the pinned boto3
+    outputs = "$(jq -r '.\"AcousticShield-dev-Serving\".{}' serving-outputs.json)"
+    assert spec["phases"]["build"]["commands"][2] == (
+        f'python -m ml_code.invoke --verify --endpoint "{outputs.format("EndpointName")}"'
+        f' --expect-config "{outputs.format("EndpointConfigName")}" --expect-package "$MODEL_PACKAGE_ARN"'
+    )
+    assert spec["phases"]["install"]["commands"][2] == (
+        "python -m pip install --quiet \"$(grep -E '^boto3==' ml_code/requirements-staging.txt)\""
+    )
+    # ...and whatever happened, the log ends with the Serving stack's CloudFormation status
+    assert spec["phases"]["post_build"]["commands"] == [
+        "aws cloudformation describe-stacks --stack-name AcousticShield-dev-Serving"
+        " --query 'Stacks[0].[StackName,StackStatus,StackStatusReason]' --output text || true"
+    ]
+
+
+def test_the_staging_requirements_pin_the_boto3_the_verification_installs() -> None:
+    pins = (Path(__file__).resolve().parents[2] / "ml_code" / "requirements-staging.txt").read_text()
+    assert len([line for line in pins.splitlines() if line.startswith("boto3==")]) == 1
+
+
+def test_verification_reads_and_invokes_only_this_apps_endpoints(training_template: Template) -> None:
+    sids = by_sid(training_template, "DeployerRole")
+
+    def resource(sid: str) -> str:
+        return json.dumps(sids[sid]["Resource"])
+
+    # Describe and invoke endpoints named <name_prefix>-*, nothing that changes them
+    assert sids["VerifyEndpoint"]["Action"] == ["sagemaker:DescribeEndpoint", "sagemaker:InvokeEndpoint"]
+    assert resource("VerifyEndpoint").endswith(':endpoint/acoustic-shield-dev-*"]]}')
+    # Describe-only on the configs and models CloudFormation names, packages of this group only
+    assert sids["ReadServedModels"]["Action"] == [
+        "sagemaker:DescribeEndpointConfig",
+        "sagemaker:DescribeModel",
+    ]
+    assert ':endpoint-config/*"' in resource("ReadServedModels") and ':model/*"' in resource(
+        "ReadServedModels"
+    )
+    assert sids["ReadModelPackages"]["Action"] == "sagemaker:DescribeModelPackage"
+    assert resource("ReadModelPackages").endswith(':model-package/acoustic-shield-dev/*"]]}')
+    # The package's evaluation report (its labels), and the Serving stack's status
+    assert sids["ReadEvaluations"]["Action"] == "s3:GetObject"
+    assert resource("ReadEvaluations").endswith('"/evaluation/*"]]}')
+    assert sids["ReadServingStackStatus"]["Action"] == "cloudformation:DescribeStacks"
+    assert resource("ReadServingStackStatus").endswith(':stack/AcousticShield-dev-Serving/*"]]}')
+
+
+def test_without_verification_the_build_only_deploys(synth_app: Callable[..., AcousticShieldApp]) -> None:
+    # Given verify_deployments=false
+    template = Template.from_stack(synth_app(verify_deployments="false").training)
+    # Then the build deploys and reports the stack status, and the role gets no SageMaker rights
+    spec = build_spec(template)
+    assert spec["phases"]["build"]["commands"][1:] == [DEPLOY]
+    assert len(spec["phases"]["install"]["commands"]) == 2
+    actions = json.dumps([s["Action"] for s in statements(template, "DeployerRole")])
+    assert "sagemaker:" not in actions and "cloudformation:DescribeStacks" in actions
 
 
 def test_role_may_only_assume_the_cdk_bootstrap_roles(training_template: Template) -> None:
@@ -67,11 +140,20 @@ def test_role_may_only_assume_the_cdk_bootstrap_roles(training_template: Templat
             "Sid": "AssumeCdkRoles",
         }
     ]
-    # Everything else is CodeBuild's own plumbing: its logs, its source asset, the key, its reports
+    # Everything else is CodeBuild's own plumbing (its logs, its source asset, the key, its reports) and the
+    # verification's reads: nothing it could change a resource with
+    verification = {
+        "sagemaker:DescribeEndpoint",
+        "sagemaker:InvokeEndpoint",
+        "sagemaker:DescribeEndpointConfig",
+        "sagemaker:DescribeModel",
+        "sagemaker:DescribeModelPackage",
+        "cloudformation:DescribeStacks",
+    }
     for statement in found:
         for action in [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]:
-            assert action.split(":")[0] in {"sts", "logs", "s3", "kms", "codebuild"}, action
-            assert not action.startswith(("sagemaker:", "iam:", "cloudformation:")), action
+            assert action.split(":")[0] in {"sts", "logs", "s3", "kms", "codebuild"} or action in verification
+            assert not action.startswith("iam:"), action
     for role in training_template.find_resources("AWS::IAM::Role").values():
         assert "ManagedPolicyArns" not in role["Properties"]
 

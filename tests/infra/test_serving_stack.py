@@ -12,6 +12,7 @@ from aws_cdk.assertions import Match, Template
 from stacks.app_builder import AcousticShieldApp
 from stacks.config import ConfigError, load_config
 from stacks.serving.placement import check_serving, endpoint_name, has_local_storage, vcpus
+from stacks.serving.scaling import scheduled_actions
 
 from .conftest import MODEL_A, PACKAGE_B, cdk_context
 from .test_training_stack import by_sid, statements
@@ -40,6 +41,15 @@ def variant(template: Template) -> dict[str, Any]:
 def container(template: Template) -> dict[str, Any]:
     (found,) = only(template, "AWS::SageMaker::Model")[1]["Properties"]["Containers"]
     return found
+
+
+def endpoint_alarms(template: Template) -> dict[str, dict[str, Any]]:
+    """The alarms on the endpoint's metrics, by metric name (not the failure notices' queue alarm)."""
+    return {
+        a["Properties"]["MetricName"]: a["Properties"]
+        for a in template.find_resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Namespace") != "AWS/SQS"
+    }
 
 
 def test_no_serving_stack_until_a_model_is_given(dev_app: AcousticShieldApp) -> None:
@@ -85,10 +95,17 @@ def test_gpu_instance_type_gets_the_gpu_image(serving_template: Templates) -> No
     assert "-gpu-py312-cu124" in json.dumps(container(serving_template("gpu"))["Image"])
 
 
+def prod_realtime(synth_app: Callable[..., AcousticShieldApp]) -> Template:
+    """prod: no scale-down schedule, no batch inference (one of the synthesis matrix's rows)."""
+    serving = synth_app(env="prod", model_data_url=MODEL_A).serving
+    assert serving is not None
+    return Template.from_stack(serving)
+
+
 def test_model_role_reads_models_pulls_the_inference_image_and_writes_its_logs(
-    serving_template: Templates,
+    synth_app: Callable[..., AcousticShieldApp],
 ) -> None:
-    template = serving_template("realtime")
+    template = prod_realtime(synth_app)
     for role in template.find_resources("AWS::IAM::Role").values():
         assert "ManagedPolicyArns" not in role["Properties"]
     sids = by_sid(template, "ModelRole")
@@ -98,7 +115,7 @@ def test_model_role_reads_models_pulls_the_inference_image_and_writes_its_logs(
         ':repository/huggingface-pytorch-inference"]]}'
     )
     assert json.dumps(sids["EndpointLogs"]["Resource"]).endswith(
-        ':log-group:/aws/sagemaker/Endpoints/acoustic-shield-dev-m5-xlarge:*"]]}'
+        ':log-group:/aws/sagemaker/Endpoints/acoustic-shield-c6i-xlarge:*"]]}'
     )
     assert sids["EndpointMetrics"]["Condition"] == {
         "StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}
@@ -106,10 +123,11 @@ def test_model_role_reads_models_pulls_the_inference_image_and_writes_its_logs(
     assert sids["UseDataKey"] == {
         "Action": "kms:Decrypt",
         "Effect": "Allow",
-        "Resource": {"Fn::ImportValue": "AcousticShield-dev-Data-KeyArn"},
+        "Resource": {"Fn::ImportValue": "AcousticShield-prod-Data-KeyArn"},
         "Sid": "UseDataKey",
     }
-    assert "WriteResults" not in sids  # nothing to write without data capture or async
+    assert "WriteResults" not in sids  # nothing to write without data capture, async or batch
+    assert "ReadBatchInput" not in sids and "ListBatchInput" not in sids
     for statement in statements(template, "ModelRole"):
         assert statement["Action"] not in ("s3:*", "*", "kms:*")
 
@@ -152,7 +170,7 @@ def test_instance_storage_types_get_no_volume_key_and_data_capture_is_encrypted(
         "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
     }
     writes = by_sid(template, "ModelRole")["WriteResults"]
-    assert json.dumps(writes["Resource"]).endswith('"/datacapture/*"]]}')
+    assert '"/datacapture/*"]]}' in json.dumps(writes["Resource"])
     assert by_sid(template, "ModelRole")["UseDataKey"]["Action"] == [
         "kms:Decrypt",
         "kms:Encrypt",
@@ -239,7 +257,7 @@ def test_autoscaling_tracks_invocations_per_instance_after_the_endpoint_exists(
 ) -> None:
     template = serving_template("realtime")
     target_id, target = only(template, "AWS::ApplicationAutoScaling::ScalableTarget")
-    assert {k: v for k, v in target["Properties"].items() if k != "Tags"} == {
+    assert {k: v for k, v in target["Properties"].items() if k not in ("Tags", "ScheduledActions")} == {
         "ServiceNamespace": "sagemaker",
         "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
         "ResourceId": "endpoint/acoustic-shield-dev-m5-xlarge/variant/AllTraffic",
@@ -274,8 +292,7 @@ def test_alarms_tell_an_encrypted_topic_and_a_dashboard_shows_the_endpoint(
     assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
     assert key["Properties"]["EnableKeyRotation"] is True
     assert "cloudwatch.amazonaws.com" in json.dumps(key["Properties"]["KeyPolicy"])
-    alarms = template.find_resources("AWS::CloudWatch::Alarm")
-    by_metric = {a["Properties"]["MetricName"]: a["Properties"] for a in alarms.values()}
+    by_metric = endpoint_alarms(template)
     assert set(by_metric) == {"Invocation5XXErrors", "ModelLatency", "MemoryUtilization", "CPUUtilization"}
     assert by_metric["ModelLatency"]["ExtendedStatistic"] == "p90"
     assert by_metric["ModelLatency"]["Threshold"] == 2_000_000  # µs
@@ -293,6 +310,188 @@ def test_alarms_tell_an_encrypted_topic_and_a_dashboard_shows_the_endpoint(
         "MemoryUtilization",
     ):
         assert metric in body
+
+
+def test_a_realtime_endpoint_sleeps_on_one_instance_on_schedule_and_wakes_to_its_range(
+    serving_template: Templates,
+) -> None:
+    # Given dev (scale_down_schedule on in cdk.json, default times)
+    target = only(serving_template("realtime"), "AWS::ApplicationAutoScaling::ScalableTarget")[1]
+    # Then at 19:00 UTC on weekdays it is held at one instance, and from 07:00 on weekdays autoscaling's
+    # range applies again (the weekend sleeps through: nothing wakes it on Saturday or Sunday)
+    assert target["Properties"]["ScheduledActions"] == [
+        {
+            "ScheduledActionName": "scale-down",
+            "Schedule": "cron(0 19 ? * MON-FRI *)",
+            "Timezone": "UTC",
+            "ScalableTargetAction": {"MinCapacity": 1, "MaxCapacity": 1},
+        },
+        {
+            "ScheduledActionName": "scale-up",
+            "Schedule": "cron(0 7 ? * MON-FRI *)",
+            "Timezone": "UTC",
+            "ScalableTargetAction": {"MinCapacity": 1, "MaxCapacity": 2},
+        },
+    ]
+
+
+def test_prod_and_async_endpoints_keep_no_schedule(
+    serving_template: Templates, synth_app: Callable[..., AcousticShieldApp]
+) -> None:
+    # Given prod (scale_down_schedule off) and an async endpoint in dev (it scales to zero by itself)
+    for template in (prod_realtime(synth_app), serving_template("async")):
+        target = only(template, "AWS::ApplicationAutoScaling::ScalableTarget")[1]
+        # Then no scheduled action touches their capacity
+        assert "ScheduledActions" not in target["Properties"]
+
+
+def test_the_schedule_is_configurable_per_environment() -> None:
+    serving = config(
+        scale_down_at="cron(30 18 ? * MON-FRI *)",
+        scale_up_at="cron(0 6 ? * MON-FRI *)",
+        scale_schedule_timezone="Europe/Berlin",
+        autoscaling_min_capacity="2",
+        autoscaling_max_capacity="3",
+    ).serving
+    (down, up) = scheduled_actions(serving)
+    assert (down.schedule, down.timezone, up.schedule) == (
+        "cron(30 18 ? * MON-FRI *)",
+        "Europe/Berlin",
+        "cron(0 6 ? * MON-FRI *)",
+    )
+    assert up.scalable_target_action.min_capacity == 2 and up.scalable_target_action.max_capacity == 3
+    assert scheduled_actions(config(env="prod").serving) == []
+    assert scheduled_actions(config(serving_mode="serverless").serving) == []
+
+
+def test_batch_inference_lets_the_model_read_batch_input_and_write_batch_output(
+    serving_template: Templates,
+) -> None:
+    # Given dev (batch_inference on in cdk.json)
+    template = serving_template("realtime")
+    sids = by_sid(template, "ModelRole")
+    # Then transform jobs running as the model's role list and read batch-input/ only...
+    assert sids["ListBatchInput"]["Condition"] == {"StringLike": {"s3:prefix": ["batch-input/*"]}}
+    assert sids["ListBatchInput"]["Resource"] == {"Fn::ImportValue": "AcousticShield-dev-Data-DataBucketArn"}
+    assert sids["ReadBatchInput"]["Action"] == "s3:GetObject"
+    assert json.dumps(sids["ReadBatchInput"]["Resource"]).endswith('"/batch-input/*"]]}')
+    # ...write batch-output/ only, encrypted with the data key, and log in SageMaker's transform log group
+    assert sorted(sids["WriteResults"]["Action"]) == ["s3:AbortMultipartUpload", "s3:PutObject"]
+    assert json.dumps(sids["WriteResults"]["Resource"]).endswith('"/batch-output/*"]]}')
+    assert sids["UseDataKey"]["Action"] == ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"]
+    assert json.dumps(sids["TransformJobLogs"]["Resource"]).endswith(
+        ':log-group:/aws/sagemaker/TransformJobs:*"]]}'
+    )
+    outputs = template.to_json()["Outputs"]
+    assert outputs["BatchInputLocation"]["Value"] == {
+        "Fn::Join": [
+            "",
+            ["s3://", {"Fn::ImportValue": "AcousticShield-dev-Data-DataBucketName"}, "/batch-input/"],
+        ]
+    }
+
+
+def test_the_stack_outputs_the_endpoint_config_the_deploy_build_expects(serving_template: Templates) -> None:
+    template = serving_template("realtime")
+    assert template.to_json()["Outputs"]["EndpointConfigName"]["Value"] == {
+        "Fn::GetAtt": [endpoint_config(template)[0], "EndpointConfigName"]
+    }
+
+
+# --- failure notices ----------------------------------------------------------------------------------
+
+
+def test_an_endpoint_that_leaves_its_normal_lifecycle_is_announced_on_the_alarms_topic(
+    serving_template: Templates,
+) -> None:
+    template = serving_template("realtime")
+    topic_id = only(template, "AWS::SNS::Topic")[0]
+    (rule,) = template.find_resources("AWS::Events::Rule").values()
+    props = rule["Properties"]
+    # Every status but the five of a healthy lifecycle, in both spellings, for this endpoint only
+    assert props["EventPattern"] == {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Endpoint State Change"],
+        "detail": {
+            "EndpointName": ["acoustic-shield-dev-m5-xlarge"],
+            "EndpointStatus": [
+                {
+                    "anything-but": [
+                        *("IN_SERVICE", "CREATING", "UPDATING", "SYSTEM_UPDATING", "DELETING"),
+                        *("InService", "Creating", "Updating", "SystemUpdating", "Deleting"),
+                    ]
+                }
+            ],
+        },
+    }
+    (target,) = props["Targets"]
+    assert target["Arn"] == {"Ref": topic_id}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 21600}
+    assert "DeadLetterConfig" in target and "RoleArn" in target
+    message = target["InputTransformer"]["InputTemplate"]
+    assert "endpoint acoustic-shield-dev-m5-xlarge is <detail-EndpointStatus>" in message
+    assert "log group /aws/sagemaker/Endpoints/acoustic-shield-dev-m5-xlarge" in message
+    assert "describe-endpoint --endpoint-name acoustic-shield-dev-m5-xlarge --query FailureReason" in message
+
+
+def test_eventbridge_publishes_as_a_role_and_no_key_policy_names_it(serving_template: Templates) -> None:
+    template = serving_template("realtime")
+    topic_id = only(template, "AWS::SNS::Topic")[0]
+    key_id, key = only(template, "AWS::KMS::Key")
+    # The key lets CloudWatch (alarm actions) use it, and no other service
+    services = [
+        s["Principal"]["Service"]
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if "Service" in s.get("Principal", {})
+    ]
+    assert services == ["cloudwatch.amazonaws.com"]
+    # EventBridge assumes a role of this account that may publish to this topic and use its key only
+    role = next(
+        k for k in template.find_resources("AWS::IAM::Role") if k.startswith("FailuresNoticesPublishRole")
+    )
+    template.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": {
+                "Statement": [
+                    {
+                        "Action": "sts:AssumeRole",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+                        "Effect": "Allow",
+                        "Principal": {"Service": "events.amazonaws.com"},
+                    }
+                ]
+            }
+        },
+    )
+    assert statements(template, role) == [
+        {"Action": "sns:Publish", "Effect": "Allow", "Resource": {"Ref": topic_id}},
+        {
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [key_id, "Arn"]},
+        },
+    ]
+
+
+def test_undelivered_notices_alarm_and_the_dashboard_shows_them(serving_template: Templates) -> None:
+    template = serving_template("realtime")
+    topic_id = only(template, "AWS::SNS::Topic")[0]
+    (queue_alarm,) = [
+        a["Properties"]
+        for a in template.find_resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Namespace") == "AWS/SQS"
+    ]
+    assert queue_alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert (
+        queue_alarm["Threshold"] == 1 and queue_alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    )
+    assert queue_alarm["AlarmActions"] == [{"Ref": topic_id}] and queue_alarm["OKActions"] == [
+        {"Ref": topic_id}
+    ]
+    assert "aws sqs receive-message" in json.dumps(queue_alarm["AlarmDescription"])
+    body = json.dumps(only(template, "AWS::CloudWatch::Dashboard")[1]["Properties"]["DashboardBody"])
+    assert "TriggeredRules" in body and "FailedInvocations" in body
 
 
 # --- variants -------------------------------------------------------------------------------------
@@ -313,10 +512,7 @@ def test_serverless_variant_has_memory_and_concurrency_no_instances_and_no_volum
     assert "RetainAllVariantProperties" not in resource
     assert "-cpu-py312" in json.dumps(container(template)["Image"])
     assert container(template)["Environment"]["ACOUSTIC_FAST_PATH"] == "onnx-int8"
-    metrics = {
-        a["Properties"]["MetricName"] for a in template.find_resources("AWS::CloudWatch::Alarm").values()
-    }
-    assert metrics == {"Invocation5XXErrors", "ModelLatency"}
+    assert set(endpoint_alarms(template)) == {"Invocation5XXErrors", "ModelLatency"}
 
 
 def test_async_variant_writes_results_to_the_bucket_notifies_and_scales_to_zero(
@@ -408,6 +604,14 @@ def config(**overrides: Any) -> Any:
         ({"canary_percent": "60"}, "expected an integer from 1 to 50"),
         ({"data_capture_percent": "101"}, "expected an integer from 0 to 100"),
         ({"inference_fast_path": "tensorrt"}, "expected one of 'off', 'onnx', 'onnx-int8'"),
+        ({"scale_down_at": "cron(0 19 * *)"}, "expected a six-field cron expression"),
+        ({"scale_up_at": "rate(1 day)"}, "expected a six-field cron expression"),
+        ({"scale_schedule_timezone": "Mars/Olympus_Mons"}, "expected an IANA time zone"),
+        (
+            {"scale_down_schedule": "nights"},
+            "'scale_down_schedule' = 'nights' is invalid: expected true or false",
+        ),
+        ({"batch_inference": "yes"}, "'batch_inference' = 'yes' is invalid: expected true or false"),
         (
             {"serving_mode": "serverless", "data_capture_percent": "10"},
             "serverless endpoints do not support data capture",

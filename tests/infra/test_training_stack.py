@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+import pytest
 from aws_cdk.assertions import Match, Template
 
+from functions.launcher.logic import TuningSettings, parse_event, tuning_job_name
+from functions.promoter.logic import notification_key
 from stacks.app_builder import AcousticShieldApp
+from stacks.config import ConfigError, load_config, load_image_table
+from stacks.images import rule_evaluator_image
 from stacks.python_function import RUNTIME
-from tests.infra.conftest import ROOT
+from stacks.training_stack import tuning_job_prefix
+from tests.infra.conftest import ROOT, cdk_context
+
+# What the Training stack gives the launcher as TUNING (the defaults).
+TUNING = {
+    "enabled": False,
+    "strategy": "Bayesian",
+    "objective": "eval_f1",
+    "ranges": "learning_rate=1e-5..1e-3:log, per_device_train_batch_size=4|8|16",
+    "max_jobs": 8,
+    "max_parallel_jobs": 2,
+    "early_stopping": "Auto",
+}
 
 
 def statements(template: Template, role_prefix: str) -> list[dict[str, Any]]:
@@ -249,7 +268,11 @@ def test_every_finished_job_of_this_app_reaches_the_promoter(training_template: 
                 "detail-type": ["SageMaker Training Job State Change"],
                 "detail": {
                     "TrainingJobName": [{"prefix": "acoustic-shield-dev-train-"}],
-                    "TrainingJobStatus": ["Completed", "Failed", "Stopped"],
+                    "$or": [
+                        {"TrainingJobStatus": ["Completed", "Failed", "Stopped"]},
+                        {"DebugRuleEvaluationStatuses": {"RuleEvaluationStatus": ["IssuesFound"]}},
+                        {"ProfilerRuleEvaluationStatuses": {"RuleEvaluationStatus": ["IssuesFound"]}},
+                    ],
                 },
             },
             "Targets": [
@@ -329,3 +352,275 @@ def test_every_resource_is_tagged(training_template: Template) -> None:
             )
         },
     )
+
+
+# --- tuning jobs, Debugger and Profiler rules ---------------------------------------------------------
+
+
+def arn_of(statement: dict[str, Any]) -> list[str]:
+    """Each resource of a statement as one string (an ARN's Fn::Join parts, tokens as their JSON)."""
+    resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    return [
+        "".join(p if isinstance(p, str) else json.dumps(p) for p in r["Fn::Join"][1])
+        if "Fn::Join" in r
+        else r
+        for r in resources
+    ]
+
+
+def test_launcher_may_create_only_prefixed_tuning_jobs(training_template: Template) -> None:
+    sids = by_sid(training_template, "LauncherHandlerRole")
+    tune = sids["StartOwnTuningJobs"]
+    assert sorted(tune["Action"]) == [
+        "sagemaker:AddTags",
+        "sagemaker:CreateHyperParameterTuningJob",
+        "sagemaker:DescribeHyperParameterTuningJob",
+    ]
+    (resource,) = arn_of(tune)
+    assert re.fullmatch(
+        r'arn:\{"Ref": "AWS::Partition"\}:sagemaker:\{"Ref": "AWS::Region"\}:\{"Ref": "AWS::AccountId"\}'
+        r":hyper-parameter-tuning-job/acoustic-shield-dev-hpo-\*",
+        resource,
+    )
+    # Listing has no resource-level permissions; it is the only unscoped SageMaker right
+    assert sorted(sids["FindRunningJobs"]["Action"]) == [
+        "sagemaker:ListHyperParameterTuningJobs",
+        "sagemaker:ListTrainingJobs",
+    ]
+    assert sids["FindRunningJobs"]["Resource"] == "*"
+
+
+@pytest.mark.parametrize("length", [3, 19, 20, 28])
+def test_tuning_job_names_fit_sagemakers_32_characters(length: int) -> None:
+    # Given a name prefix of any allowed length (3 to 28 characters)
+    name_prefix = "acoustic-shield-environment"[: length - 1] + "z"
+    config = load_config(cdk_context(name_prefix=name_prefix).get)
+    assert len(config.name_prefix) == length
+    # When the tuning prefix is made and the launcher names a job with it
+    prefix = tuning_job_prefix(config)
+    settings = TuningSettings.from_json(prefix, json.dumps(TUNING))
+    name = tuning_job_name(settings.job_name_prefix, parse_event({}, "request-1"))
+    # Then the name is within SageMaker's limit and pattern, and the prefix names this app only
+    assert len(name) <= 32 and len(prefix) + 8 <= 32
+    assert re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}", name)
+    assert prefix.endswith("-hpo-")
+    assert prefix.startswith(config.name_prefix[:15])
+    # And the trials SageMaker names after it (<name>-NNN-xxxxxxxx) fit a training job's 63 characters
+    assert len(f"{name}-001-1a2b3c4d") <= 63
+
+
+def test_long_name_prefixes_keep_distinct_tuning_prefixes() -> None:
+    # Given two 28-character name prefixes that differ only at the end
+    first, second = (
+        load_config(cdk_context(name_prefix=f"acoustic-shield-region-{end}").get)
+        for end in ("aaaa1", "aaaa2")
+    )
+    # Then their tuning prefixes differ (a digest of the whole name), so neither app sees the other's jobs
+    assert tuning_job_prefix(first) != tuning_job_prefix(second)
+    assert not tuning_job_prefix(first).startswith(tuning_job_prefix(second))
+
+
+def test_launcher_gets_the_tuning_search_and_the_rules(training_template: Template) -> None:
+    (function,) = [
+        f
+        for f in training_template.find_resources("AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == "launcher.handler.handler"
+    ]
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables["TUNING_JOB_PREFIX"] == "acoustic-shield-dev-hpo-"
+    assert json.loads(variables["TUNING"]) == {
+        "early_stopping": "Auto",
+        "enabled": False,
+        "max_jobs": 8,
+        "max_parallel_jobs": 2,
+        "objective": "eval_f1",
+        "ranges": "learning_rate=1e-5..1e-3:log, per_device_train_batch_size=4|8|16",
+        "strategy": "Bayesian",
+    }
+    # dev profiles (cdk.json) with the two default Profiler rules, and has no Debugger rules
+    assert variables["PROFILER_ENABLED"] == "true"
+    assert json.loads(variables["PROFILER_RULES"]) == ["LowGPUUtilization", "ProfilerReport"]
+    assert variables["PROFILING_INTERVAL_MS"] == "500"
+    assert variables["PROFILER_PREFIX"] == "profiler/"
+    assert "DEBUGGER_RULES" not in variables
+    image = resolved(variables["RULE_EVALUATOR_IMAGE"])
+    assert '"Fn::FindInMap": ["RuleEvaluatorImageRegistry", {"Ref": "AWS::Region"}, "account"]' in image
+    assert image.endswith('"/sagemaker-debugger-rules:latest"]]}')
+    # And the whole environment stays within Lambda's 4 KB
+    assert len(json.dumps({k: v for k, v in variables.items() if isinstance(v, str)})) < 3000
+
+
+def test_rule_evaluator_image_is_resolved_per_region_from_the_sdks_table(training_template: Template) -> None:
+    mapping = training_template.to_json()["Mappings"]["RuleEvaluatorImageRegistry"]
+    table = load_image_table()["debugger"]
+    assert mapping == {region: {"account": account} for region, account in table["registries"].items()}
+    assert mapping["us-east-1"] == {"account": "503895931360"}
+    assert table["repository"] == "sagemaker-debugger-rules" and table["tag"] == "latest"
+
+
+def test_execution_role_writes_profiler_outputs_and_runs_rules(training_template: Template) -> None:
+    sids = by_sid(training_template, "ExecutionRole")
+    # dev profiles: the job writes profiler/, its rules read it and write their reports there
+    assert sids["ListRuleOutputs"]["Condition"] == {"StringLike": {"s3:prefix": ["profiler/*"]}}
+    writes = sids["WriteRuleOutputs"]
+    assert sorted(writes["Action"]) == ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"]
+    assert resolved(writes["Resource"]).endswith('"/profiler/*"]]}')
+    assert "debug/" not in resolved(statements(training_template, "ExecutionRole"))
+    # Rule evaluation jobs pull only the rule image and log only in the processing-job log group
+    assert resolved(sids["PullRuleEvaluatorImage"]["Resource"]).endswith(
+        ':repository/sagemaker-debugger-rules"]]}'
+    )
+    assert resolved(sids["RuleEvaluationLogs"]["Resource"]).endswith(
+        ':log-group:/aws/sagemaker/ProcessingJobs:*"]]}'
+    )
+
+
+def test_debugger_rules_open_the_debug_prefix(synth_app: Any) -> None:
+    # Given Debugger rules on top of dev's profiling
+    built: AcousticShieldApp = synth_app(debugger_rules="LossNotDecreasing,Overfit")
+    template = Template.from_stack(built.training)
+    # Then the role may write debug/ and profiler/, nothing else new
+    sids = by_sid(template, "ExecutionRole")
+    assert sids["ListRuleOutputs"]["Condition"] == {"StringLike": {"s3:prefix": ["debug/*", "profiler/*"]}}
+    writes = [resolved(r) for r in sids["WriteRuleOutputs"]["Resource"]]
+    assert [w.endswith('"/debug/*"]]}') for w in writes] == [True, False]
+    assert writes[1].endswith('"/profiler/*"]]}')
+    # And the launcher is told which rules and where
+    (function,) = [
+        f
+        for f in template.find_resources("AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == "launcher.handler.handler"
+    ]
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert json.loads(variables["DEBUGGER_RULES"]) == ["LossNotDecreasing", "Overfit"]
+    assert variables["DEBUG_PREFIX"] == "debug/"
+
+
+def test_without_rules_there_is_no_rule_image_and_no_rule_grant(synth_app: Any) -> None:
+    # Given profiling off and no Debugger rules
+    built: AcousticShieldApp = synth_app(profiler_enabled="false")
+    template = Template.from_stack(built.training)
+    # Then the template neither maps nor pulls the rule image, and the role has no rule prefixes
+    assert "RuleEvaluatorImageRegistry" not in template.to_json().get("Mappings", {})
+    sids = by_sid(template, "ExecutionRole")
+    assert not {"ListRuleOutputs", "WriteRuleOutputs", "PullRuleEvaluatorImage", "RuleEvaluationLogs"} & set(
+        sids
+    )
+
+
+def test_region_without_the_rule_image_stops_synthesis_with_what_to_do() -> None:
+    # Given a stack in a region with training images but no rule evaluator image (Israel)
+    stack = cdk.Stack(
+        cdk.App(), "Somewhere", env=cdk.Environment(account="123456789012", region="il-central-1")
+    )
+    assert "il-central-1" in load_image_table()["training"]["versions"]["5.3.0"]["registries"]
+    # When the rule image is resolved / Then synthesis stops, saying how to go on without rules
+    with pytest.raises(
+        ConfigError, match=r"region 'il-central-1' has no SageMaker Debugger rule evaluator image"
+    ) as e:
+        rule_evaluator_image(stack)
+    assert "-c profiler_enabled=false -c debugger_rules=[]" in str(e.value)
+
+
+def test_finished_tuning_jobs_of_this_app_reach_the_promoter(training_template: Template) -> None:
+    training_template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.sagemaker"],
+                "detail-type": ["SageMaker HyperParameter Tuning Job State Change"],
+                "detail": {
+                    "HyperParameterTuningJobName": [{"prefix": "acoustic-shield-dev-hpo-"}],
+                    "HyperParameterTuningJobStatus": ["Completed", "Failed", "Stopped"],
+                },
+            },
+            "Targets": [
+                Match.object_like(
+                    {
+                        "Arn": {"Fn::GetAtt": [Match.string_like_regexp("PromoterHandlerFunction"), "Arn"]},
+                        "DeadLetterConfig": Match.any_value(),
+                        "RetryPolicy": {"MaximumEventAgeInSeconds": 21600, "MaximumRetryAttempts": 4},
+                    }
+                )
+            ],
+        },
+    )
+
+
+def test_promoter_reads_only_this_apps_tuning_jobs_and_their_trials(training_template: Template) -> None:
+    sids = by_sid(training_template, "PromoterHandlerRole")
+    jobs = arn_of(sids["ReadOwnTrainingJobs"])
+    assert sorted(j.rsplit(":", 1)[1] for j in jobs) == [
+        "training-job/acoustic-shield-dev-hpo-*",  # trials are named after their tuning job
+        "training-job/acoustic-shield-dev-train-*",
+    ]
+    assert sids["ReadOwnTuningJobs"]["Action"] == "sagemaker:DescribeHyperParameterTuningJob"
+    (tuning,) = arn_of(sids["ReadOwnTuningJobs"])
+    assert tuning.endswith(":hyper-parameter-tuning-job/acoustic-shield-dev-hpo-*")
+    # It removes only its own message markers, the keys its logic writes
+    withdraw = sids["WithdrawNotificationMarkers"]
+    assert withdraw["Action"] == "s3:DeleteObject"
+    assert resolved(withdraw["Resource"]).endswith('"/evaluation/*/notifications/*"]]}')
+    key = notification_key("evaluation/", "job", "outcome")
+    assert fnmatch.fnmatch(key, "evaluation/*/notifications/*")
+
+
+def test_promoter_is_told_the_tuning_prefix(training_template: Template) -> None:
+    training_template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "promoter.handler.handler",
+            "Environment": {
+                "Variables": Match.object_like({"TUNING_JOB_PREFIX": "acoustic-shield-dev-hpo-"})
+            },
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"tuning_strategy": "Grid"},
+            "'tuning_strategy' = 'Grid' is invalid: expected one of 'Bayesian', 'Random'",
+        ),
+        ({"tuning_objective": "test_f1"}, "expected one of 'eval_f1', 'eval_accuracy', 'eval_loss'"),
+        ({"tuning_max_jobs": "0"}, "'tuning_max_jobs' = '0' is invalid: expected an integer from 1 to 500"),
+        (
+            {"tuning_max_parallel_jobs": "9"},
+            r"tuning_max_parallel_jobs \(9\) must be <= tuning_max_jobs \(8\)",
+        ),
+        (
+            {"tuning_strategy": "Hyperband"},
+            "tuning_early_stopping must be 'Off' with tuning_strategy 'Hyperband'",
+        ),
+        ({"tuning_ranges": "learning_rate=1..2"}, r"tuning range 'learning_rate': 2 is outside \[1e-08, 1\]"),
+        ({"tuning_ranges": "push_to_hub=true|false"}, "not a train.py argument that can be tuned"),
+        (
+            {"debugger_rules": "Overfit,VanishingGradient"},
+            "expected a list of different names out of LossNotDecreasing",
+        ),
+        ({"profiler_rules": "ProfilerReport,ProfilerReport"}, "expected a list of different names out of"),
+        ({"profiling_interval_ms": "250"}, "expected 100, 200, 500, 1000, 5000 or 60000"),
+        ({"debugger_rules": "[1]"}, "'debugger_rules' = '\\[1\\]' is invalid: expected a list of names"),
+    ],
+)
+def test_tuning_and_rule_settings_are_validated(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(cdk_context(**overrides).get)
+
+
+@pytest.mark.parametrize("value", ["LossNotDecreasing, Overfit", '["LossNotDecreasing", "Overfit"]'])
+def test_rule_lists_come_from_the_command_line_or_cdk_json(value: str) -> None:
+    # Given `-c debugger_rules=...` as the CLI passes it (a string), and a list in cdk.json
+    from_cli = load_config(cdk_context(debugger_rules=value).get)
+    context = cdk_context()
+    context["acoustic_shield"]["dev"]["debugger_rules"] = ["LossNotDecreasing", "Overfit"]
+    from_file = load_config(context.get)
+    # Then both are the same typed list; dev's cdk.json turns profiling on, prod's too
+    assert from_cli.training.rules.debugger_rules == from_file.training.rules.debugger_rules
+    assert from_cli.training.rules.debugger_rules == ("LossNotDecreasing", "Overfit")
+    assert from_cli.training.rules.profiler_enabled is True
+    assert load_config(cdk_context(env="prod").get).training.rules.profiler_enabled is True
+    assert load_config(cdk_context(debugger_rules="[]").get).training.rules.any_rules is True
+    assert load_config(cdk_context(profiler_enabled="false").get).training.rules.any_rules is False

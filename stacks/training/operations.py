@@ -1,0 +1,232 @@
+"""Every failure of the training lifecycle alarms on the notifications topic, and one dashboard shows them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from ..operations import FIVE_MINUTES, FailureNotices, dead_letter_alarm, failure_alarm
+from ..python_function import PythonFunction
+
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+# CodeBuild reports a build that ended badly as FAILED (its commands failed), FAULT (CodeBuild itself failed)
+# or TIMED_OUT; STOPPED is a person stopping it, which is no failure.
+FAILED_BUILD_STATUSES = ["FAILED", "FAULT", "TIMED_OUT"]
+# A training job stopped by its StoppingCondition ends with one of these secondary statuses: the primary
+# status (Stopped or Failed) does not say why, and the promoter already announces every Failed and Stopped
+# job; these say which limit, and need no Lambda to be told.
+TIME_LIMIT_STATUSES = ["MaxWaitTimeExceeded", "MaxRuntimeExceeded"]
+
+
+@dataclass(frozen=True)
+class WatchedFunction:
+    """``title`` names it in alarms ("Launcher"), ``does`` says what a failure interrupts."""
+
+    title: str
+    does: str
+    handler: PythonFunction
+
+
+@dataclass(frozen=True)
+class WatchedQueue:
+    """``what``: whose deliveries land in ``queue`` ("schedule → launcher")."""
+
+    title: str
+    what: str
+    queue: sqs.IQueue
+
+
+@dataclass(frozen=True)
+class WatchedBuild:
+    """A CodeBuild project and the log group its builds write to."""
+
+    title: str
+    project: codebuild.IProject
+    log_group: logs.ILogGroup
+
+
+@dataclass(frozen=True, kw_only=True)
+class OperationsProps:
+    """``key`` encrypts ``topic``: CloudWatch may use it for alarm actions."""
+
+    job_name_prefix: str
+    topic: sns.ITopic
+    key: kms.Key
+    functions: Sequence[WatchedFunction]
+    queues: Sequence[WatchedQueue]
+    builds: Sequence[WatchedBuild]
+
+
+class TrainingOperations(Construct):
+    """Alarms (dead letters, Lambda errors and throttles), notices (failed builds, training time limits),
+    and the operations dashboard."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: OperationsProps) -> None:
+        super().__init__(scope, construct_id)
+        topic = props.topic
+        # CloudWatch alarm actions need the topic's key; the key encrypts these notifications only.
+        props.key.grant(
+            iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey"
+        )
+
+        self.notices = FailureNotices(self, "Notices", topic=topic)
+        self._notify_failed_builds(props.builds)
+        self._notify_training_time_limits(props.job_name_prefix)
+
+        self.alarms: list[cloudwatch.Alarm] = []
+        queues = [
+            *props.queues,
+            WatchedQueue("Notices", "failure notice rules → this topic", self.notices.dead_letters),
+        ]
+        for watched in queues:
+            self.alarms.append(
+                dead_letter_alarm(
+                    self, f"{watched.title}Undelivered", queue=watched.queue, what=watched.what, topic=topic
+                )
+            )
+        for fn in props.functions:
+            self.alarms += self._function_alarms(fn, topic)
+        self.dashboard = self._dashboard(props, queues)
+
+    def _function_alarms(self, watched: WatchedFunction, topic: sns.ITopic) -> list[cloudwatch.Alarm]:
+        function, log_group = watched.handler.function, watched.handler.log_group
+        errors = failure_alarm(
+            self,
+            f"{watched.title}Errors",
+            metric=function.metric_errors(period=FIVE_MINUTES, statistic="Sum"),
+            description=(
+                f"{watched.title} Lambda {function.function_name} failed ({watched.does}). The error and its "
+                f"event are in log group {log_group.log_group_name}. EventBridge retries the event; after its "
+                "retries it lands in the rule's dead-letter queue (its own alarm)."
+            ),
+            topic=topic,
+        )
+        throttles = failure_alarm(
+            self,
+            f"{watched.title}Throttles",
+            metric=function.metric_throttles(period=FIVE_MINUTES, statistic="Sum"),
+            description=(
+                f"{watched.title} Lambda {function.function_name} was throttled: it runs one at a time (reserved "
+                "concurrency 1) and another event arrived meanwhile. Throttled events are retried; if this stays "
+                f"in alarm, look for a slow or stuck invocation in log group {log_group.log_group_name}."
+            ),
+            topic=topic,
+        )
+        return [errors, throttles]
+
+    def _notify_failed_builds(self, builds: Sequence[WatchedBuild]) -> None:
+        detail = "$.detail"
+        logs_path = f"{detail}.additional-information.logs"
+        field = events.EventField.from_path
+        self.notices.add(
+            "BuildFailed",
+            description="Announce failed and timed-out staging and deploy builds",
+            pattern=events.EventPattern(
+                source=["aws.codebuild"],
+                detail_type=["CodeBuild Build State Change"],
+                detail={
+                    "build-status": FAILED_BUILD_STATUSES,
+                    "project-name": [b.project.project_name for b in builds],
+                },
+            ),
+            message=(
+                f"AcousticShield build {field(f'{detail}.build-status')}: build {field(f'{detail}.build-id')} of "
+                f"project {field(f'{detail}.project-name')} (phase {field(f'{detail}.current-phase')}). "
+                f"Logs: log group {field(f'{logs_path}.group-name')}, stream {field(f'{logs_path}.stream-name')}, "
+                f"{field(f'{logs_path}.deep-link')}. A deploy build fails when cdk deploy fails or rolls back "
+                "(the log ends with the Serving stack's status) or when the endpoint does not serve the approved "
+                "model (the verification says what differs). README, Operations, says what to do."
+            ),
+        )
+
+    def _notify_training_time_limits(self, job_name_prefix: str) -> None:
+        job = events.EventField.from_path("$.detail.TrainingJobName")
+        self.notices.add(
+            "TrainingTimeLimit",
+            description="Announce training jobs stopped at MaxWaitTimeInSeconds or MaxRuntimeInSeconds",
+            pattern=events.EventPattern(
+                source=["aws.sagemaker"],
+                detail_type=["SageMaker Training Job State Change"],
+                detail={
+                    "TrainingJobName": [{"prefix": job_name_prefix}],
+                    "SecondaryStatus": TIME_LIMIT_STATUSES,
+                },
+            ),
+            message=(
+                f"AcousticShield training job {job} stopped at a time limit: "
+                f"{events.EventField.from_path('$.detail.SecondaryStatus')}. MaxWaitTimeExceeded: spot capacity "
+                "did not come within training_max_wait_seconds (raise it, set training_use_spot=false, or choose "
+                "another instance type). MaxRuntimeExceeded: training ran past training_max_runtime_seconds "
+                f"(raise it or train fewer epochs). Logs: log group {TRAINING_LOG_GROUP}, streams {job}/...; "
+                f"details: aws sagemaker describe-training-job --training-job-name {job}"
+            ),
+        )
+
+    def _by_name(self) -> list[cloudwatch.IAlarm]:
+        """The alarms as ARNs built from their names (Ref), not their Arn attribute: same ARNs, and the local
+        emulator of `make demo` (moto), which has no alarm resource to read attributes from, can deploy it."""
+        stack = cdk.Stack.of(self)
+        return [
+            cloudwatch.Alarm.from_alarm_arn(
+                self,
+                f"{alarm.node.id}Arn",
+                stack.format_arn(
+                    service="cloudwatch",
+                    resource="alarm",
+                    resource_name=alarm.alarm_name,
+                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                ),
+            )
+            for alarm in self.alarms
+        ]
+
+    def _dashboard(self, props: OperationsProps, queues: Sequence[WatchedQueue]) -> cloudwatch.Dashboard:
+        def graph(title: str, metrics: Sequence[cloudwatch.IMetric]) -> cloudwatch.GraphWidget:
+            return cloudwatch.GraphWidget(title=title, left=list(metrics), width=12)
+
+        functions = [
+            metric.with_(label=f"{fn.title} {name}")
+            for fn in props.functions
+            for name, metric in (
+                ("invocations", fn.handler.function.metric_invocations(period=FIVE_MINUTES)),
+                ("errors", fn.handler.function.metric_errors(period=FIVE_MINUTES)),
+                ("throttles", fn.handler.function.metric_throttles(period=FIVE_MINUTES)),
+            )
+        ]
+        builds = [
+            metric.with_(label=f"{b.title} {name}")
+            for b in props.builds
+            for name, metric in (
+                ("succeeded", b.project.metric_succeeded_builds(period=FIVE_MINUTES)),
+                ("failed", b.project.metric_failed_builds(period=FIVE_MINUTES)),
+            )
+        ]
+        letters = [
+            q.queue.metric_approximate_number_of_messages_visible(
+                period=FIVE_MINUTES, statistic="Maximum", label=q.title
+            )
+            for q in queues
+        ]
+        return cloudwatch.Dashboard(
+            self,
+            "Dashboard",
+            widgets=[
+                [cloudwatch.AlarmStatusWidget(title="Failure alarms", alarms=self._by_name(), width=24)],
+                [graph("Lambda functions", functions), graph("Builds", builds)],
+                [
+                    graph("Dead-letter queues (messages waiting)", letters),
+                    graph("Failure notices (sent, failed to deliver)", self.notices.metrics()),
+                ],
+            ],
+        )

@@ -1,0 +1,215 @@
+"""Every failure alarms: the Training stack's alarms, failure notices and operations dashboard."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aws_cdk.assertions import Template
+
+from stacks.app_builder import AcousticShieldApp
+
+from .conftest import MODEL_A, cdk_context
+from .test_training_stack import statements
+
+
+def resources(template: Template, kind: str, prefix: str = "") -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template.find_resources(kind).items() if k.startswith(prefix)}
+
+
+def only_id(template: Template, kind: str, prefix: str) -> str:
+    (found,) = resources(template, kind, prefix)
+    return found
+
+
+def topic_id(template: Template) -> str:
+    return only_id(template, "AWS::SNS::Topic", "RegistryNotifications")
+
+
+def alarms_by_id(template: Template) -> dict[str, dict[str, Any]]:
+    return {k: v["Properties"] for k, v in resources(template, "AWS::CloudWatch::Alarm").items()}
+
+
+def text(value: Any) -> str:
+    return json.dumps(value)
+
+
+def test_the_notifications_topic_has_a_key_of_its_own_that_only_cloudwatch_may_use_as_a_service(
+    training_template: Template,
+) -> None:
+    # Given the Training stack's notifications topic
+    key_id = only_id(training_template, "AWS::KMS::Key", "RegistryNotificationsKey")
+    topic = resources(training_template, "AWS::SNS::Topic")[topic_id(training_template)]["Properties"]
+    key = resources(training_template, "AWS::KMS::Key")[key_id]["Properties"]
+    # Then it is encrypted with its own rotated key, whose policy names one service: CloudWatch's alarm actions
+    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    assert key["EnableKeyRotation"] is True
+    services = [
+        s["Principal"]["Service"] for s in key["KeyPolicy"]["Statement"] if "Service" in s["Principal"]
+    ]
+    assert services == ["cloudwatch.amazonaws.com"]
+    # ...and the topic's policy names no service at all (EventBridge publishes as a role, below)
+    (policy,) = resources(training_template, "AWS::SNS::TopicPolicy").values()
+    assert [s["Effect"] for s in policy["Properties"]["PolicyDocument"]["Statement"]] == ["Deny"]
+
+
+def test_the_promoter_may_still_publish_to_the_re_keyed_topic(training_template: Template) -> None:
+    key_id = only_id(training_template, "AWS::KMS::Key", "RegistryNotificationsKey")
+    assert {
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "Effect": "Allow",
+        "Resource": {"Fn::GetAtt": [key_id, "Arn"]},
+    } in statements(training_template, "PromoterHandlerRole")
+
+
+def test_every_dead_letter_queue_alarms_on_its_first_message(training_template: Template) -> None:
+    # Given the queues behind the schedule, the promoter's rule, the approval rule and the notices
+    queues = resources(training_template, "AWS::SQS::Queue")
+    assert len(queues) == 4
+    by_queue = {
+        a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]: a
+        for a in alarms_by_id(training_template).values()
+        if a.get("Namespace") == "AWS/SQS"
+    }
+    # Then each has an alarm at one visible message that tells the topic, and says how to read it
+    assert set(by_queue) == set(queues)
+    for queue, alarm in by_queue.items():
+        assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        assert (alarm["Statistic"], alarm["Period"], alarm["Threshold"]) == ("Maximum", 300, 1)
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": topic_id(training_template)}]
+        description = text(alarm["AlarmDescription"])
+        assert f'"Fn::GetAtt": ["{queue}", "QueueName"]' in description
+        assert "aws sqs receive-message --queue-url" in description and "ERROR_MESSAGE" in description
+
+
+def test_lambda_errors_and_throttles_alarm_naming_the_log_group(training_template: Template) -> None:
+    alarms = alarms_by_id(training_template)
+    for name in ("Launcher", "Promoter"):
+        function = only_id(training_template, "AWS::Lambda::Function", f"{name}HandlerFunction")
+        logs = only_id(training_template, "AWS::Logs::LogGroup", f"{name}HandlerLogs")
+        for metric in ("Errors", "Throttles"):
+            (alarm,) = [
+                a
+                for k, a in alarms.items()
+                if k.startswith(f"Operations{name}{metric}")
+                and a["MetricName"] == metric
+                and a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
+            ]
+            assert (alarm["Namespace"], alarm["Statistic"], alarm["Threshold"]) == ("AWS/Lambda", "Sum", 1)
+            assert alarm["AlarmActions"] == [{"Ref": topic_id(training_template)}]
+            assert {"Ref": logs} in alarm["AlarmDescription"]["Fn::Join"][1]
+
+
+def notice_rule(template: Template, prefix: str) -> dict[str, Any]:
+    (rule,) = resources(template, "AWS::Events::Rule", f"OperationsNotices{prefix}").values()
+    props: dict[str, Any] = rule["Properties"]
+    return props
+
+
+def test_failed_and_timed_out_builds_are_announced_with_their_build_id_and_logs(
+    training_template: Template,
+) -> None:
+    rule = notice_rule(training_template, "BuildFailed")
+    assert rule["EventPattern"] == {
+        "source": ["aws.codebuild"],
+        "detail-type": ["CodeBuild Build State Change"],
+        "detail": {
+            "build-status": ["FAILED", "FAULT", "TIMED_OUT"],
+            "project-name": [
+                {"Ref": only_id(training_template, "AWS::CodeBuild::Project", "DatasetStagerProject")},
+                {"Ref": only_id(training_template, "AWS::CodeBuild::Project", "DeployerProject")},
+            ],
+        },
+    }
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Ref": topic_id(training_template)}
+    paths = target["InputTransformer"]["InputPathsMap"]
+    assert paths["detail-build-id"] == "$.detail.build-id"
+    assert paths["detail-additional-information-logs-group-name"] == (
+        "$.detail.additional-information.logs.group-name"
+    )
+    message = target["InputTransformer"]["InputTemplate"]
+    for placeholder in ("<detail-build-id>", "<detail-project-name>", "<detail-build-status>"):
+        assert placeholder in message
+    assert "<detail-additional-information-logs-deep-link>" in message
+
+
+def test_training_jobs_stopped_at_a_time_limit_are_announced(training_template: Template) -> None:
+    rule = notice_rule(training_template, "TrainingTimeLimit")
+    # The secondary status names the limit; the primary one (Stopped) does not
+    assert rule["EventPattern"] == {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Training Job State Change"],
+        "detail": {
+            "TrainingJobName": [{"prefix": "acoustic-shield-dev-train-"}],
+            "SecondaryStatus": ["MaxWaitTimeExceeded", "MaxRuntimeExceeded"],
+        },
+    }
+    message = rule["Targets"][0]["InputTransformer"]["InputTemplate"]
+    assert (
+        "training job <detail-TrainingJobName> stopped at a time limit: <detail-SecondaryStatus>" in message
+    )
+    assert "log group /aws/sagemaker/TrainingJobs" in message and "training_max_wait_seconds" in message
+
+
+def test_notices_are_published_by_a_role_that_reaches_this_topic_only(training_template: Template) -> None:
+    role = only_id(training_template, "AWS::IAM::Role", "OperationsNoticesPublishRole")
+    key_id = only_id(training_template, "AWS::KMS::Key", "RegistryNotificationsKey")
+    assert statements(training_template, role) == [
+        {"Action": "sns:Publish", "Effect": "Allow", "Resource": {"Ref": topic_id(training_template)}},
+        {
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [key_id, "Arn"]},
+        },
+    ]
+    for prefix in ("BuildFailed", "TrainingTimeLimit"):
+        (target,) = notice_rule(training_template, prefix)["Targets"]
+        assert target["RoleArn"] == {"Fn::GetAtt": [role, "Arn"]}
+        assert target["RetryPolicy"] == {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 21600}
+        assert target["DeadLetterConfig"] == {
+            "Arn": {"Fn::GetAtt": [only_id(training_template, "AWS::SQS::Queue", "OperationsNotices"), "Arn"]}
+        }
+
+
+def test_the_operations_dashboard_shows_every_alarm_and_failure_metric(training_template: Template) -> None:
+    dashboard_id = only_id(training_template, "AWS::CloudWatch::Dashboard", "OperationsDashboard")
+    body = text(resources(training_template, "AWS::CloudWatch::Dashboard")[dashboard_id]["Properties"])
+    # (the alarm status widget names each alarm's ARN, built from its name)
+    for alarm in alarms_by_id(training_template):
+        assert f':alarm:", {{"Ref": "{alarm}"}}' in body
+    for metric in ("Invocations", "Errors", "Throttles", "SucceededBuilds", "FailedBuilds"):
+        assert f'\\"{metric}\\"' in body
+    assert "ApproximateNumberOfMessagesVisible" in body and "TriggeredRules" in body
+    outputs = training_template.to_json()["Outputs"]
+    assert outputs["OperationsDashboardName"]["Value"] == {"Ref": dashboard_id}
+
+
+def test_failure_alarms_can_be_turned_off_per_environment(
+    synth_app: Callable[..., AcousticShieldApp],
+) -> None:
+    # Given failure_alarms=false, with an endpoint
+    built = synth_app(failure_alarms="false", model_data_url=MODEL_A)
+    assert built.serving is not None
+    training, serving = Template.from_stack(built.training), Template.from_stack(built.serving)
+    # Then neither stack has notices, and the Training stack has no alarms and no operations dashboard
+    assert not resources(training, "AWS::CloudWatch::Alarm")
+    assert not resources(training, "AWS::Events::Rule", "Operations")
+    assert not resources(serving, "AWS::Events::Rule")
+    assert "OperationsDashboardName" not in training.to_json()["Outputs"]
+    # ...while the endpoint keeps the alarms its deployments roll back on
+    assert len(resources(serving, "AWS::CloudWatch::Alarm")) == 4
+
+
+def test_environments_turn_the_behaviours_on_and_off() -> None:
+    from stacks.config import load_config
+
+    dev = load_config(cdk_context().get)
+    prod = load_config(cdk_context(env="prod").get)
+    assert (dev.serving.scale_down_schedule, prod.serving.scale_down_schedule) == (True, False)
+    assert (dev.serving.batch_inference, prod.serving.batch_inference) == (True, False)
+    for env in (dev, prod):
+        assert env.operations.failure_alarms and env.operations.verify_deployments
