@@ -10,6 +10,9 @@ from __future__ import annotations
 
 # Hugging Face files (written by save_pretrained): config.json (with id2label/label2id),
 # model.safetensors, preprocessor_config.json.
+# A staged dataset's index, written last (datasets/<name>/manifest.jsonl): its creation means the dataset is
+# complete, which is what the retrain-on-new-data rule and the launcher wait for.
+MANIFEST_FILE = "manifest.jsonl"
 LABELS_FILE = "labels.json"  # {"labels": [...id order...], "sampling_rate": 16000, "max_length_seconds": 5.0}
 METRICS_FILE = "metrics.json"  # flat {metric_name: float}
 EVALUATION_FILE = "evaluation.json"  # the full evaluation report

@@ -290,6 +290,17 @@ class ScheduleConfig:
         "retrain_schedule", "cron(0 3 ? * SUN *)", "When to retrain (EventBridge, UTC).", _SCHEDULE
     )
     enabled: bool = setting("retrain_enabled", False, "Whether the schedule fires.")
+    on_new_data: bool = setting(
+        "retrain_on_new_data",
+        False,
+        "Retrain when staging writes a dataset's manifest.jsonl (an EventBridge rule on the data bucket).",
+    )
+    debounce_minutes: int = setting(
+        "retrain_on_data_debounce_minutes",
+        60,
+        "Manifests within this many minutes of a job started by new data start no other job (0: off).",
+        _at_least(0),
+    )
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,14 @@ class DataStack(cdk.Stack):
             ],
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
+        # Object events go to EventBridge, where the Training stack's retrain-on-new-data rule (when on)
+        # picks the dataset manifests out. Set on the bucket itself: `event_bridge_enabled=True` would add a
+        # custom resource and its Lambda for what CloudFormation supports natively.
+        bucket_resource = self.bucket.node.default_child
+        assert isinstance(bucket_resource, s3.CfnBucket)
+        bucket_resource.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(event_bridge_enabled=True)
+        )
 
         # Named exports: consumers import these names, so reviewers see stable references and the
         # consumers' policies (and their cdk-nag findings) do not depend on generated export names.

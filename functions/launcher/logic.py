@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -166,6 +166,7 @@ class LaunchSettings:
     tags: dict[str, str] = field(default_factory=dict)
     tuning: TuningSettings | None = None  # None: this launcher starts no tuning jobs
     rules: RuleSettings = field(default_factory=RuleSettings)
+    debounce_minutes: int = 0  # new-data events within this many minutes of a job start none
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> LaunchSettings:
@@ -201,6 +202,12 @@ class LaunchSettings:
                 raise SettingsError(f"environment variable {name}={value!r} must be 'true' or 'false'")
             return value == "true"
 
+        def minutes(name: str) -> int:
+            raw = env.get(name, "").strip() or "0"
+            if not raw.isdigit():
+                raise SettingsError(f"environment variable {name}={raw!r} must be a whole number >= 0")
+            return int(raw)
+
         def names(name: str, known: Sequence[str]) -> tuple[str, ...]:
             try:
                 value = json.loads(env.get(name, "").strip() or "[]")
@@ -230,6 +237,7 @@ class LaunchSettings:
             instance_count=integer("INSTANCE_COUNT"),
             volume_size_gb=integer("VOLUME_SIZE_GB"),
             use_spot=boolean("USE_SPOT", None),
+            debounce_minutes=minutes("RETRAIN_DEBOUNCE_MINUTES"),
             max_runtime_seconds=integer("MAX_RUNTIME_SECONDS"),
             max_wait_seconds=integer("MAX_WAIT_SECONDS"),
             region=text("AWS_REGION"),
@@ -277,11 +285,12 @@ class LaunchRequest:
     """What a triggering event asks for."""
 
     trigger_id: str
-    trigger: str  # "schedule" or "manual"
+    trigger: str  # "schedule", "data" (a staged dataset's manifest) or "manual"
     time: datetime | None
     hyperparameters: dict[str, str]
     dataset_prefix: str | None
     tune: bool | None = None  # None: the configuration decides (tuning_enabled, for the schedule)
+    bucket: str | None = None  # the bucket a new-data event came from
 
 
 def _refusal(name: str) -> str:
@@ -363,20 +372,61 @@ def parse_event(event: Any, request_id: str) -> LaunchRequest:
     if tune is not None and not isinstance(tune, bool):
         raise EventError(f"'tune' must be true or false, got {tune!r}")
 
+    if event.get("source") == "aws.s3":
+        if overrides or dataset_prefix is not None or tune is not None:
+            raise EventError("an S3 event carries no hyperparameters, dataset_prefix or tune")
+        return _new_data(event)
     if event.get("source") == "aws.events":
-        event_id, raw_time = event.get("id"), event.get("time")
-        if not isinstance(event_id, str) or not event_id or not isinstance(raw_time, str):
+        event_id = event.get("id")
+        if not isinstance(event_id, str) or not event_id or not isinstance(event.get("time"), str):
             raise EventError("a scheduled event must carry 'id' and 'time'")
-        try:
-            time = datetime.fromisoformat(raw_time.replace("Z", "+00:00")).astimezone(UTC)
-        except ValueError:
-            raise EventError(f"the event's 'time' {raw_time!r} is not an ISO 8601 timestamp") from None
-        return LaunchRequest(event_id, "schedule", time, hyperparameters, dataset_prefix, tune)
+        return LaunchRequest(event_id, "schedule", _event_time(event), hyperparameters, dataset_prefix, tune)
     if "source" in event or "detail-type" in event:
-        raise EventError(f"unexpected event source {event.get('source')!r}; expected a scheduled event")
+        raise EventError(
+            f"unexpected event source {event.get('source')!r}; expected a scheduled event or a dataset "
+            "manifest's S3 Object Created event"
+        )
     if not request_id:
         raise EventError("a manual invocation needs a request id")
     return LaunchRequest(request_id, "manual", None, hyperparameters, dataset_prefix, tune)
+
+
+def _event_time(event: dict[str, Any]) -> datetime:
+    raw_time = event.get("time")
+    if not isinstance(raw_time, str):
+        raise EventError("the event must carry 'time'")
+    try:
+        return datetime.fromisoformat(raw_time.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        raise EventError(f"the event's 'time' {raw_time!r} is not an ISO 8601 timestamp") from None
+
+
+def _new_data(event: dict[str, Any]) -> LaunchRequest:
+    """A dataset's ``manifest.jsonl`` was created: train on that dataset.
+
+    The manifest is the last object staging writes, so the dataset is complete. The trigger is the
+    manifest's version (or ETag): a redelivered event names the same job, a new staging run a new one.
+    """
+    if event.get("detail-type") != "Object Created":
+        raise EventError(f"an S3 event must be 'Object Created', got {event.get('detail-type')!r}")
+    detail = event.get("detail")
+    bucket = detail.get("bucket", {}).get("name") if isinstance(detail, dict) else None
+    found = detail.get("object", {}) if isinstance(detail, dict) else {}
+    key = found.get("key") if isinstance(found, dict) else None
+    if not isinstance(bucket, str) or not isinstance(key, str):
+        raise EventError("an S3 event must carry detail.bucket.name and detail.object.key")
+    manifest = layout.MANIFEST_FILE
+    prefix = key.removesuffix(manifest)
+    if not key.endswith("/" + manifest) or not _DATASET_PREFIX.fullmatch(prefix):
+        raise EventError(
+            f"object {key!r} is not a dataset manifest (datasets/<name>/{manifest}); nothing to train"
+        )
+    version = found.get("version-id") or found.get("etag")
+    if not isinstance(version, str) or not version:
+        raise EventError(f"the S3 event for {key!r} carries neither 'version-id' nor 'etag'")
+    return LaunchRequest(
+        f"s3://{bucket}/{key}@{version}", "data", _event_time(event), {}, prefix, None, bucket
+    )
 
 
 def job_name(prefix: str, request: LaunchRequest) -> str:
@@ -410,7 +460,7 @@ def wants_tuning(request: LaunchRequest, settings: LaunchSettings) -> bool:
     if request.tune is not None:
         tune = request.tune
     else:
-        tune = request.trigger == "schedule" and settings.tuning is not None and settings.tuning.enabled
+        tune = request.trigger != "manual" and settings.tuning is not None and settings.tuning.enabled
     if tune and settings.tuning is None:
         raise EventError(
             "this launcher has no tuning configuration (TUNING_JOB_PREFIX is not set); send tune: false"
@@ -634,6 +684,36 @@ def _running_jobs(sagemaker: Any, settings: LaunchSettings) -> list[str]:
     return running
 
 
+def _debounced(sagemaker: Any, settings: LaunchSettings, request: LaunchRequest) -> str | None:
+    """For new data: a job of this app started within the debounce window, if any (several manifests in a
+    row start one job). A redelivery of the event that started it is reported as a duplicate instead."""
+    if request.trigger != "data" or not settings.debounce_minutes or request.time is None:
+        return None
+    since = request.time - timedelta(minutes=settings.debounce_minutes)
+    lists = [
+        (sagemaker.list_training_jobs, "TrainingJobSummaries", "TrainingJobName", settings.job_name_prefix)
+    ]
+    if settings.tuning is not None:
+        lists.append(
+            (
+                sagemaker.list_hyper_parameter_tuning_jobs,
+                "HyperParameterTuningJobSummaries",
+                "HyperParameterTuningJobName",
+                settings.tuning.job_name_prefix,
+            )
+        )
+    own = {job_name(settings.job_name_prefix, request)}
+    if settings.tuning is not None:
+        own.add(tuning_job_name(settings.tuning.job_name_prefix, request))
+    for list_page, key, name_key, prefix in lists:
+        page = list_page(NameContains=prefix, CreationTimeAfter=since, MaxResults=100)
+        for job in page[key]:
+            name = job[name_key]
+            if name.startswith(prefix) and name not in own:
+                return str(name)
+    return None
+
+
 def _existing_channels(s3: Any, bucket: str, dataset_prefix: str) -> list[str]:
     found = []
     for channel in CHANNELS:
@@ -659,6 +739,23 @@ def launch(
     """Starts one training job, or one tuning job, for the event, unless it already exists or a job of
     this app is running."""
     request = parse_event(event, request_id)
+    if request.bucket is not None and request.bucket != settings.bucket:
+        raise EventError(
+            f"the event is for bucket {request.bucket!r}; this launcher trains from {settings.bucket!r}"
+        )
+    recent = _debounced(sagemaker, settings, request)
+    if recent:
+        LOG.info(
+            "not starting a job for %s: %s started within %d minutes",
+            request.trigger_id,
+            recent,
+            settings.debounce_minutes,
+        )
+        return {
+            "status": "skipped",
+            "job": recent,
+            "reason": f"debounced: {recent} was started for new data less than {settings.debounce_minutes} minutes before",
+        }
     if wants_tuning(request, settings):
         return _launch_tuning(request, settings, sagemaker=sagemaker, s3=s3)
     name = job_name(settings.job_name_prefix, request)

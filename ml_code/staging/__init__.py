@@ -7,8 +7,10 @@ would shadow Hugging Face ``datasets``, which transformers' Trainer imports.
 
 from __future__ import annotations
 
+from .. import layout
+
 SPLITS = ("train", "validation", "test")
-MANIFEST = "manifest.jsonl"
+MANIFEST = layout.MANIFEST_FILE
 
 
 class StagingError(Exception):

@@ -17,6 +17,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from ml_code.layout import MANIFEST_FILE as MANIFEST
+
 from ..bundling import ML_CODE
 from ..config import ScheduleConfig, TrainingConfig
 from ..data_stack import CHECKPOINTS_PREFIX, DATASETS_PREFIX, MODELS_PREFIX
@@ -114,6 +116,7 @@ class TrainingLauncher(Construct):
                     "MAX_WAIT_SECONDS": str(t.max_wait_seconds),
                     "HYPERPARAMETERS": json.dumps(t.hyperparameters.as_arguments(), sort_keys=True),
                     "TAGS": json.dumps(props.tags, sort_keys=True),
+                    "RETRAIN_DEBOUNCE_MINUTES": str(props.schedule.debounce_minutes),
                     **_environment(props),
                 },
             ),
@@ -202,12 +205,31 @@ class TrainingLauncher(Construct):
             description="Retrain the AcousticShield model",
             schedule=events.Schedule.expression(props.schedule.expression),
             enabled=props.schedule.enabled,
-            targets=[
-                targets.LambdaFunction(
-                    self.function,
-                    dead_letter_queue=self.dead_letters,
-                    retry_attempts=2,
-                    max_event_age=cdk.Duration.hours(2),
-                )
-            ],
+            targets=[self._target()],
+        )
+        # New data: staging writes datasets/<name>/manifest.jsonl last, so its creation means the whole
+        # dataset is there. The bucket sends its object events to EventBridge (Data stack).
+        self.new_data: events.Rule | None = None
+        if props.schedule.on_new_data:
+            self.new_data = events.Rule(
+                self,
+                "NewData",
+                description="Retrain the AcousticShield model when a dataset is staged",
+                event_pattern=events.EventPattern(
+                    source=["aws.s3"],
+                    detail_type=["Object Created"],
+                    detail={
+                        "bucket": {"name": [props.bucket.bucket_name]},
+                        "object": {"key": events.Match.wildcard(f"{DATASETS_PREFIX}*/{MANIFEST}")},
+                    },
+                ),
+                targets=[self._target()],
+            )
+
+    def _target(self) -> targets.LambdaFunction:
+        return targets.LambdaFunction(
+            self.function,
+            dead_letter_queue=self.dead_letters,
+            retry_attempts=2,
+            max_event_age=cdk.Duration.hours(2),
         )

@@ -6,6 +6,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -206,7 +207,8 @@ def test_manual_invocation_overrides_hyperparameters_and_dataset(aws: Any, setti
         ({"dataset_prefix": "datasets/./esc50/"}, "must be a prefix under 'datasets/'"),
         ({**SCHEDULED, "id": None}, "must carry 'id' and 'time'"),
         ({**SCHEDULED, "time": "yesterday"}, "not an ISO 8601 timestamp"),
-        ({"source": "aws.s3", "detail-type": "Object Created"}, "unexpected event source"),
+        ({"source": "aws.s3", "detail-type": "Object Created"}, "must carry detail.bucket.name"),
+        ({"source": "aws.codecommit", "detail-type": "Push"}, "unexpected event source"),
     ],
 )
 def test_malformed_event_is_a_clear_error(event: Any, message: str) -> None:
@@ -768,3 +770,115 @@ def test_handler_starts_one_tuning_job_for_a_tune_invocation(
     assert tuning_jobs(sagemaker) == [first["job"]]
     launcher_handler._settings.cache_clear()
     launcher_handler._clients.cache_clear()
+
+
+# --- new data: a staged dataset's manifest.jsonl --------------------------------------------------------
+
+
+def manifest_event(
+    key: str = "datasets/esc50/manifest.jsonl", *, version: str = "v1", minutes: int = 0, bucket: str = BUCKET
+) -> dict[str, Any]:
+    """The EventBridge event S3 sends when staging writes a dataset's manifest (its last object)."""
+    when = datetime.now(UTC) + timedelta(minutes=minutes)
+    return {
+        "version": "0",
+        "id": f"s3-{version}-{minutes}",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": DEFAULT_ACCOUNT_ID,
+        "time": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {"key": key, "size": 120, "etag": f"etag-{version}", "version-id": version},
+            "reason": "PutObject",
+        },
+    }
+
+
+@pytest.fixture
+def debounced() -> LaunchSettings:
+    return LaunchSettings.from_env({**ENV, "RETRAIN_DEBOUNCE_MINUTES": "60"})
+
+
+def test_a_new_manifest_starts_a_job_on_that_dataset(aws: Any, debounced: LaunchSettings) -> None:
+    # Given a dataset staged under another prefix than the configured one
+    sagemaker, s3 = aws
+    s3.put_object(Bucket=BUCKET, Key="datasets/mine/train/dog/1.wav", Body=b"RIFF")
+    # When its manifest's Object Created event arrives
+    result = launch(
+        manifest_event("datasets/mine/manifest.jsonl"),
+        debounced,
+        sagemaker=sagemaker,
+        s3=s3,
+        request_id="r-1",
+    )
+    # Then one job trains on that dataset, tagged as started by new data
+    assert result["status"] == "started"
+    job = sagemaker.describe_training_job(TrainingJobName=result["job"])
+    assert (
+        job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
+        == f"s3://{BUCKET}/datasets/mine/train/"
+    )
+    tags = sagemaker.list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
+    assert {"Key": "trigger", "Value": "data"} in tags
+
+
+def test_a_redelivered_manifest_event_starts_nothing(aws: Any, debounced: LaunchSettings) -> None:
+    # Given a job started by a manifest event
+    sagemaker, s3 = aws
+    stage(s3, "train")
+    event = manifest_event()
+    first = launch(event, debounced, sagemaker=sagemaker, s3=s3, request_id="r-1")
+    # When EventBridge delivers the same event again
+    second = launch(event, debounced, sagemaker=sagemaker, s3=s3, request_id="r-2")
+    # Then it is the same job: nothing new starts
+    assert second["status"] == "duplicate" and second["job"] == first["job"]
+    assert len(jobs(sagemaker)) == 1
+
+
+def test_manifests_within_the_debounce_window_start_one_job(aws: Any, debounced: LaunchSettings) -> None:
+    # Given a job started by a manifest (moto marks its jobs finished at once: only the window holds)
+    sagemaker, s3 = aws
+    stage(s3, "train")
+    first = launch(manifest_event(version="v1"), debounced, sagemaker=sagemaker, s3=s3, request_id="r-1")
+    # When a second staging run writes a new manifest version 5 minutes later
+    second = launch(
+        manifest_event(version="v2", minutes=5), debounced, sagemaker=sagemaker, s3=s3, request_id="r-2"
+    )
+    # Then no second job starts, and the answer says which job covers it
+    assert second["status"] == "skipped" and second["job"] == first["job"]
+    assert "debounced" in second["reason"]
+    assert len(jobs(sagemaker)) == 1
+    # And one that lands after the window starts a job again
+    third = launch(
+        manifest_event(version="v3", minutes=90), debounced, sagemaker=sagemaker, s3=s3, request_id="r-3"
+    )
+    assert third["status"] == "started"
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (manifest_event("datasets/esc50/train/dog/1.wav"), "is not a dataset manifest"),
+        (manifest_event("raw/esc50/manifest.jsonl"), "is not a dataset manifest"),
+        (manifest_event("datasets/../models/manifest.jsonl"), "is not a dataset manifest"),
+        (manifest_event("datasets/manifest.jsonl"), "is not a dataset manifest"),
+        ({**manifest_event(), "detail-type": "Object Deleted"}, "must be 'Object Created'"),
+        ({**manifest_event(), "detail": {"bucket": {"name": BUCKET}}}, "detail.object.key"),
+        ({**manifest_event(), "hyperparameters": {"num_train_epochs": 99}}, "carries no hyperparameters"),
+        (manifest_event(bucket="someone-elses-bucket"), "this launcher trains from"),
+    ],
+)
+def test_s3_events_other_than_a_dataset_manifest_start_no_job(
+    aws: Any, debounced: LaunchSettings, event: dict[str, Any], message: str
+) -> None:
+    # Given staged data
+    sagemaker, s3 = aws
+    stage(s3, "train")
+    # When an S3 event that is not this bucket's dataset manifest arrives / Then it is refused, no job
+    with pytest.raises(EventError, match=re.escape(message)):
+        launch(event, debounced, sagemaker=sagemaker, s3=s3, request_id="r-1")
+    assert jobs(sagemaker) == []

@@ -95,3 +95,13 @@ def test_the_data_key_grants_no_service_principal_it_does_not_need(data_template
     # Then only the account administers it: services get grants through roles, and nothing publishes
     # EventBridge events into a topic encrypted with it
     assert all("Service" not in p for p in principals), principals
+
+
+def test_the_data_bucket_sends_its_object_events_to_eventbridge(data_template: Template) -> None:
+    # Given the data bucket / Then its object events reach EventBridge natively (no notification custom
+    # resource or Lambda), where the retrain-on-new-data rule picks the manifests out
+    data_template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {"NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}},
+    )
+    assert not data_template.find_resources("Custom::S3BucketNotifications")

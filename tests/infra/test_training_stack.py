@@ -624,3 +624,34 @@ def test_rule_lists_come_from_the_command_line_or_cdk_json(value: str) -> None:
     assert load_config(cdk_context(env="prod").get).training.rules.profiler_enabled is True
     assert load_config(cdk_context(debugger_rules="[]").get).training.rules.any_rules is True
     assert load_config(cdk_context(profiler_enabled="false").get).training.rules.any_rules is False
+
+
+def test_new_data_retrains_in_prod_on_dataset_manifests_only(synth_app: Any) -> None:
+    # Given the prod app (retrain_on_new_data on) and the dev app (off)
+    prod = Template.from_stack(synth_app(env="prod").training)
+    dev = Template.from_stack(synth_app().training)
+
+    # When their EventBridge rules are listed
+    def manifest_rules(template: Template) -> dict[str, Any]:
+        return {
+            k: r
+            for k, r in template.find_resources("AWS::Events::Rule").items()
+            if r["Properties"].get("EventPattern", {}).get("source") == ["aws.s3"]
+        }
+
+    # Then prod has one, on this bucket's datasets/*/manifest.jsonl objects, targeting the launcher with
+    # retries and a dead-letter queue; dev has none
+    ((_, rule),) = manifest_rules(prod).items()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["object"] == {"key": [{"wildcard": "datasets/*/manifest.jsonl"}]}
+    assert "DataBucketName" in json.dumps(pattern["detail"]["bucket"])
+    (target,) = rule["Properties"]["Targets"]
+    assert "Launcher" in json.dumps(target["Arn"]) and target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+    assert "DeadLetterConfig" in target
+    assert manifest_rules(dev) == {}
+    # And the launcher knows the debounce window
+    prod.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Environment": {"Variables": Match.object_like({"RETRAIN_DEBOUNCE_MINUTES": "60"})}},
+    )
