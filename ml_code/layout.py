@@ -27,6 +27,23 @@ SERVING_CODE_FILES = ("inference.py", "audio.py", "layout.py")
 # Copied to <model_dir>/code/requirements.txt; the inference toolkit installs it at start-up.
 SERVING_REQUIREMENTS = "requirements-serving.txt"
 
+# The request content types the handler accepts (inference.py) and what it answers with; the promoter
+# registers them on every model package, so a package advertises exactly what the endpoint serves.
+JSON_CONTENT_TYPE = "application/json"
+AUDIO_CONTENT_TYPES = (
+    "application/octet-stream",  # sniffed from the file's header
+    "audio/flac",
+    "audio/mpeg",
+    "audio/ogg",
+    "audio/vnd.wave",
+    "audio/wav",
+    "audio/wave",
+    "audio/x-flac",
+    "audio/x-wav",
+)
+REQUEST_CONTENT_TYPES = (*AUDIO_CONTENT_TYPES, JSON_CONTENT_TYPE)
+RESPONSE_CONTENT_TYPES = (JSON_CONTENT_TYPE,)
+
 # The inference handler's environment.
 ENV_FAST_PATH = "ACOUSTIC_FAST_PATH"  # one of FAST_PATHS
 ENV_THREADS = "ACOUSTIC_THREADS"  # intra-op threads per worker

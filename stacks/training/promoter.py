@@ -16,6 +16,7 @@ from constructs import Construct
 
 from functions.promoter.logic import NOTIFICATIONS
 
+from ..bundling import ML_CODE
 from ..config import QualityGate
 from ..data_stack import EVALUATION_PREFIX, MODELS_PREFIX
 from ..nag import acknowledge_findings, finding
@@ -52,6 +53,8 @@ class ModelPromoter(Construct):
             "Handler",
             props=PythonFunctionProps(
                 package="promoter",
+                # The content types a model package advertises (ml_code/layout.py), beside the code.
+                files={"layout.py": ML_CODE / "layout.py"},
                 description="Gates AcousticShield training jobs and registers their models",
                 # Serialises two deliveries of one event, which could otherwise both register a package.
                 reserved_concurrency=1,

@@ -177,17 +177,22 @@ def test_launcher_runs_newest_python_alone_with_validated_environment(training_t
     )
 
 
-def test_the_launcher_package_carries_the_contract_it_imports(dev_app: AcousticShieldApp) -> None:
-    # Given the launcher's synthesized Lambda package (the repository's ml_code is not in it)
+@pytest.mark.parametrize(
+    ("package_name", "probe"),
+    [
+        ("launcher", "import launcher.logic as m; print(m.layout.EVENT_HYPERPARAMETERS['seed'][0])"),
+        ("promoter", "import promoter.logic as m; print(m.CONTENT_TYPES == m.layout.REQUEST_CONTENT_TYPES)"),
+    ],
+)
+def test_each_lambda_package_carries_the_contract_it_imports(
+    dev_app: AcousticShieldApp, package_name: str, probe: str
+) -> None:
+    # Given the function's synthesized Lambda package (the repository's ml_code is not in it)
     outdir = Path(cdk.Stage.of(dev_app.training).outdir)  # type: ignore[union-attr]
-    (package,) = {p.parent.parent for p in outdir.glob("asset.*/launcher/handler.py")}
+    (package,) = {p.parent.parent for p in outdir.glob(f"asset.*/{package_name}/handler.py")}
     # When its logic module is imported there, as the Lambda runtime does
     run = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import launcher.logic as m; print(m.layout.EVENT_HYPERPARAMETERS['seed'][0])",
-        ],
+        [sys.executable, "-c", probe],
         cwd=package,
         env={**os.environ, "PYTHONPATH": str(package)},
         capture_output=True,
@@ -195,10 +200,12 @@ def test_the_launcher_package_carries_the_contract_it_imports(dev_app: AcousticS
         timeout=60,
         check=False,
     )
-    # Then it finds the allow-list of event hyperparameters in its own package
+    # Then it finds the contract in its own package, byte for byte ml_code/layout.py
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "int"
-    assert (package / "launcher" / "layout.py").read_bytes() == (ROOT / "ml_code" / "layout.py").read_bytes()
+    assert run.stdout.strip() in ("int", "True")
+    assert (package / package_name / "layout.py").read_bytes() == (
+        ROOT / "ml_code" / "layout.py"
+    ).read_bytes()
 
 
 def test_schedule_targets_launcher_with_retries_and_dead_letters(training_template: Template) -> None:
