@@ -97,7 +97,9 @@ class DataStack(cdk.Stack):
         bucket_resource = self.bucket.node.default_child
         assert isinstance(bucket_resource, s3.CfnBucket)
         bucket_resource.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
-            event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(event_bridge_enabled=True)
+            event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(
+                event_bridge_enabled=True
+            )
         )
 
         # Named exports: consumers import these names, so reviewers see stable references and the
