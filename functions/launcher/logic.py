@@ -658,30 +658,36 @@ def _tuning_job_exists(sagemaker: Any, name: str) -> bool:
     return True
 
 
-def _running(list_page: Any, key: str, name_key: str, prefix: str) -> list[str]:
+def _own_jobs(sagemaker: Any, settings: LaunchSettings, **filters: Any) -> list[str]:
+    """Names of this app's training jobs, and tuning jobs when it has them, that match ``filters``
+    (``StatusEquals``, ``CreationTimeAfter``), all pages."""
+    listings = [
+        (sagemaker.list_training_jobs, "TrainingJobSummaries", "TrainingJobName", settings.job_name_prefix)
+    ]
+    if settings.tuning is not None:
+        listings.append(
+            (
+                sagemaker.list_hyper_parameter_tuning_jobs,
+                "HyperParameterTuningJobSummaries",
+                "HyperParameterTuningJobName",
+                settings.tuning.job_name_prefix,
+            )
+        )
     names: list[str] = []
-    kwargs: dict[str, Any] = {"NameContains": prefix, "StatusEquals": "InProgress", "MaxResults": 100}
-    while True:
-        page = list_page(**kwargs)
-        names += [j[name_key] for j in page[key] if j[name_key].startswith(prefix)]
-        if not page.get("NextToken"):
-            return names
-        kwargs["NextToken"] = page["NextToken"]
+    for list_page, key, name_key, prefix in listings:
+        kwargs: dict[str, Any] = {"NameContains": prefix, "MaxResults": 100, **filters}
+        while True:
+            page = list_page(**kwargs)
+            names += [j[name_key] for j in page[key] if j[name_key].startswith(prefix)]
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
+    return names
 
 
 def _running_jobs(sagemaker: Any, settings: LaunchSettings) -> list[str]:
     """Training and tuning jobs of this app still in progress (a tuning job's trials count through it)."""
-    running = _running(
-        sagemaker.list_training_jobs, "TrainingJobSummaries", "TrainingJobName", settings.job_name_prefix
-    )
-    if settings.tuning is not None:
-        running += _running(
-            sagemaker.list_hyper_parameter_tuning_jobs,
-            "HyperParameterTuningJobSummaries",
-            "HyperParameterTuningJobName",
-            settings.tuning.job_name_prefix,
-        )
-    return running
+    return _own_jobs(sagemaker, settings, StatusEquals="InProgress")
 
 
 def _debounced(sagemaker: Any, settings: LaunchSettings, request: LaunchRequest) -> str | None:
@@ -690,28 +696,11 @@ def _debounced(sagemaker: Any, settings: LaunchSettings, request: LaunchRequest)
     if request.trigger != "data" or not settings.debounce_minutes or request.time is None:
         return None
     since = request.time - timedelta(minutes=settings.debounce_minutes)
-    lists = [
-        (sagemaker.list_training_jobs, "TrainingJobSummaries", "TrainingJobName", settings.job_name_prefix)
-    ]
-    if settings.tuning is not None:
-        lists.append(
-            (
-                sagemaker.list_hyper_parameter_tuning_jobs,
-                "HyperParameterTuningJobSummaries",
-                "HyperParameterTuningJobName",
-                settings.tuning.job_name_prefix,
-            )
-        )
     own = {job_name(settings.job_name_prefix, request)}
     if settings.tuning is not None:
         own.add(tuning_job_name(settings.tuning.job_name_prefix, request))
-    for list_page, key, name_key, prefix in lists:
-        page = list_page(NameContains=prefix, CreationTimeAfter=since, MaxResults=100)
-        for job in page[key]:
-            name = job[name_key]
-            if name.startswith(prefix) and name not in own:
-                return str(name)
-    return None
+    recent = [name for name in _own_jobs(sagemaker, settings, CreationTimeAfter=since) if name not in own]
+    return recent[0] if recent else None
 
 
 def _existing_channels(s3: Any, bucket: str, dataset_prefix: str) -> list[str]:
