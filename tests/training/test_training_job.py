@@ -60,6 +60,7 @@ EVENT = {
         "model_name_or_path": "configs/tiny-wav2vec2",
         "max_length_seconds": 1,
         "per_device_train_batch_size": 8,
+        "export_onnx": True,  # the ONNX export and int8 quantization, in the image's libraries too
     }
 }
 
@@ -149,7 +150,14 @@ def test_the_job_leaves_a_deployable_model_archive(job) -> None:
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
     # Then it holds the weights, the feature extractor, the labels and the handler with its requirements
-    for name in ("config.json", "model.safetensors", "preprocessor_config.json", layout.LABELS_FILE):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        layout.LABELS_FILE,
+        layout.ONNX_FILE,
+        layout.ONNX_INT8_FILE,
+    ):
         assert name in names
     for name in (*layout.SERVING_CODE_FILES, "requirements.txt"):
         assert f"{layout.CODE_DIR}/{name}" in names
