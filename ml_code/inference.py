@@ -343,9 +343,11 @@ class Classifier:
         return starts, np.concatenate(probs)
 
     def _batches(self, samples: np.ndarray, starts: list[int]) -> Iterator[np.ndarray]:
+        # A clip shorter than the window is one window of its own length (training crops are too): it
+        # costs what it lasts. Every window of a longer clip is full, so a batch never needs padding.
         for i in range(0, len(starts), WINDOWS_PER_BATCH):
             chunk = starts[i : i + WINDOWS_PER_BATCH]
-            yield np.stack([audio.fit_length(samples[s : s + self.window], self.window) for s in chunk])
+            yield np.stack([audio.fit_window(samples[s : s + self.window], self.window) for s in chunk])
 
     def _probs(self, batch: np.ndarray) -> np.ndarray:
         logits = np.asarray(self.backend(self.normalize(batch)), dtype=np.float64)
@@ -441,7 +443,16 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _normalizer(model_dir: Path, sampling_rate: int) -> Callable[[np.ndarray], np.ndarray]:
-    """The feature extractor saved with the model, applied exactly as in training."""
+    """The feature extractor saved with the model, applied exactly as in training.
+
+    A ``Wav2Vec2FeatureExtractor`` (every model this pipeline trains) is ``audio.Features``: the same numpy
+    arithmetic that training uses, without transformers' per-call list conversions. Any other extractor
+    is loaded with transformers and called as training calls it.
+    """
+    features = audio.Features.from_preprocessor_config(_read_json(model_dir / "preprocessor_config.json"))
+    if features is not None:
+        return features
+
     from transformers import AutoFeatureExtractor
 
     extractor = AutoFeatureExtractor.from_pretrained(model_dir)

@@ -74,4 +74,14 @@ EVENT_HYPERPARAMETERS: dict[str, tuple[str, float | None, float | None]] = {
     "per_device_eval_batch_size": ("int", 1, 1024),
     "gradient_accumulation_steps": ("int", 1, 1024),
     "seed": ("int", 0, 2**32 - 1),
+    "early_stopping_patience": ("int", 0, 1000),  # evaluations without a better metric; 0: off
+    "min_clip_seconds": ("float", 0.0, 60.0),  # shorter clips are skipped
+    "max_clip_seconds": ("float", 0.1, 3600.0),  # longer clips are skipped; also caps decoding
+    "augment": ("bool", None, None),
+    "gain_db": ("float", 0.0, 24.0),
+    "noise_probability": ("float", 0.0, 1.0),
+    "background_probability": ("float", 0.0, 1.0),  # needs the job's noise channel
+    "min_snr_db": ("float", -10.0, 60.0),
+    "max_snr_db": ("float", -10.0, 60.0),
+    "time_shift_seconds": ("float", 0.0, 60.0),
 }

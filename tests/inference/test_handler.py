@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml_code import inference
+from ml_code import audio, inference
 from tests.inference.conftest import WINDOW_SECONDS
 from tests.inference.modeldir import LABELS, SR
 from tests.inference.payloads import LIMITS, Case, bad_cases, good_cases, tone
@@ -87,18 +88,54 @@ def test_long_audio_is_windowed_with_overlap_and_averaged(classifier):
     assert segments[0]["label"] == "tone"
 
 
-@pytest.mark.parametrize("samples", [1, 160, 7_999], ids=["one-sample", "10ms", "just-under-a-window"])
-def test_clips_shorter_than_a_window_are_padded_not_rejected(classifier, samples):
-    # Given a clip shorter than the model's window (and than its receptive field)
-    clip = tone(SR, 1, seconds=samples / SR)[:, 0]
+@pytest.mark.parametrize(
+    ("samples", "model_samples"),
+    [
+        (1, 1_600),
+        (160, 1_600),
+        (1_600, 1_600),
+        (4_321, 4_321),
+        (7_999, 7_999),
+        (8_000, 8_000),
+        (8_400, 8_000),
+    ],
+    ids=["one-sample", "10ms", "the-minimum", "0.27s", "just-under-a-window", "a-window", "two-windows"],
+)
+def test_clips_shorter_than_a_window_run_at_their_own_length(classifier, samples, model_samples):
+    # Given a clip shorter than the model's 0.5 s window (some shorter than its receptive field)
+    clip = tone(SR, 1, seconds=1.0)[:samples, 0]
+    seen: list[tuple[int, ...]] = []
+
+    def backend(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch.shape)
+        return classifier.backend(batch)
 
     # When it is classified
-    prediction = classifier.classify(inference.AudioRequest(clip, segments=True))
+    spy = dataclasses.replace(classifier, backend=backend)
+    prediction = spy.classify(inference.AudioRequest(clip, segments=True))
 
-    # Then it gets an answer with one segment covering the clip
+    # Then the model ran on the clip's own length (only what is under 0.1 s is padded, to 0.1 s): a short
+    # clip costs what it lasts, not a whole window; and one segment covers the clip
+    windows = 1 if samples <= 8_000 else 2
+    assert seen == [(windows, model_samples)]
     assert_valid_answer(prediction.to_json())
-    assert len(prediction.segments) == 1
-    assert prediction.segments[0]["end"] == pytest.approx(samples / SR, abs=1e-3)
+    assert len(prediction.segments) == windows
+    assert prediction.segments[0]["end"] == pytest.approx(min(samples, 8_000) / SR, abs=1e-3)
+
+
+def test_the_handler_normalizes_exactly_as_the_saved_feature_extractor_does(model_dir):
+    # Given the feature extractor saved with the model, and windows of a few lengths
+    from transformers import AutoFeatureExtractor
+
+    extractor = AutoFeatureExtractor.from_pretrained(model_dir)
+    normalize = inference._normalizer(model_dir, SR)
+    rng = np.random.default_rng(3)
+    for length in (1_600, 5_000, 8_000):
+        batch = (0.3 * rng.standard_normal((3, length)) + 0.1).astype(np.float32)
+        # When both normalize them / Then the handler's numpy arithmetic gives the very same values
+        expected = extractor(list(batch), sampling_rate=SR, return_tensors="np")["input_values"]
+        np.testing.assert_array_equal(normalize(batch), expected)
+    assert isinstance(normalize, audio.Features)  # no transformers call per request
 
 
 def test_segments_are_returned_only_when_asked(classifier):

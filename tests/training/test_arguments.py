@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,13 @@ def test_defaults_evaluate_each_epoch_and_keep_the_best_macro_f1():
     model, data, training = train.parse_arguments([])
     # Then the defaults are the documented ones
     assert model.model_name_or_path == "facebook/wav2vec2-base"
-    assert model.freeze_feature_encoder is True
+    assert model.freeze_feature_encoder is None  # decided by the weights: see test_freeze_decision
+    assert model.early_stopping_patience == 0
     assert data.max_length_seconds == 5.0
+    assert (data.min_clip_seconds, data.max_clip_seconds) == (0.0, 600.0)
+    assert data.augment is True
+    assert (data.gain_db, data.noise_probability, data.background_probability) == (6.0, 0.5, 0.5)
+    assert (data.min_snr_db, data.max_snr_db, data.time_shift_seconds) == (10.0, 40.0, 0.5)
     assert (training.num_train_epochs, training.learning_rate, training.seed) == (4.0, 3e-5, 42)
     assert training.eval_strategy == "epoch" and training.save_strategy == "epoch"
     assert training.load_best_model_at_end and training.metric_for_best_model == "f1"
@@ -107,16 +113,66 @@ def test_a_window_shorter_than_the_feature_encoder_needs_is_refused(seconds):
 
 
 SAMPLE = {"bool": "false", "float": "0.25", "int": "3", "model": "configs/tiny-wav2vec2"}
+# A value of the argument's kind that is valid on its own, where SAMPLE's is not (the lowest SNR is 10 dB).
+SAMPLE_FOR = {"max_snr_db": "45"}
 
 
 @pytest.mark.parametrize("name", sorted(layout.EVENT_HYPERPARAMETERS))
 def test_every_hyperparameter_an_event_may_set_is_an_argument_of_train_py(name):
     # Given a name the launcher lets an event set, and a value of its kind
     kind = layout.EVENT_HYPERPARAMETERS[name][0]
+    text = SAMPLE_FOR.get(name, SAMPLE[kind])
     # When train.py parses it as the toolkit passes it
-    parsed = train.parse_arguments([f"--{name}", SAMPLE[kind]])
+    parsed = train.parse_arguments([f"--{name}", text])
     # Then one of its argument dataclasses holds it, with that kind
     target = "warmup_steps" if name == "warmup_ratio" and not hasattr(parsed[2], "warmup_ratio") else name
     (value,) = [getattr(args, target) for args in parsed if hasattr(args, target)]
     expected = {"bool": False, "float": 0.25, "int": 3, "model": "configs/tiny-wav2vec2"}[kind]
-    assert value == expected
+    assert value == (float(text) if name in SAMPLE_FOR else expected)
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, (kind, _, _) in layout.EVENT_HYPERPARAMETERS.items() if kind in ("int", "float"))
+)
+def test_every_bound_an_event_may_reach_is_accepted_by_train_py(name):
+    # Given the lowest and the highest value the launcher lets an event set
+    kind, low, high = layout.EVENT_HYPERPARAMETERS[name]
+    partner = {"min_snr_db": "--max_snr_db", "max_snr_db": "--min_snr_db"}
+    for bound in (low, high):
+        argv = [f"--{name}", str(int(bound) if kind == "int" else bound)]
+        if name in partner:  # the other end of the SNR range, so that the range is not upside down
+            argv += [partner[name], str(bound)]
+        # When train.py parses it / Then it is accepted
+        train.parse_arguments(argv)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--min_clip_seconds", "-1"], "--min_clip_seconds must be at least 0 and below --max_clip_seconds"),
+        (["--min_clip_seconds", "700"], "--min_clip_seconds must be at least 0 and below --max_clip_seconds"),
+        (["--noise_probability", "1.5"], "--noise_probability must be between 0 and 1"),
+        (["--background_probability", "-0.1"], "--background_probability must be between 0 and 1"),
+        (["--gain_db", "-3"], "--gain_db must not be negative"),
+        (["--time_shift_seconds", "-1"], "--time_shift_seconds must not be negative"),
+        (["--min_snr_db", "30", "--max_snr_db", "20"], "--min_snr_db (30.0) must not be above --max_snr_db"),
+        (["--early_stopping_patience", "-1"], "--early_stopping_patience must be 0 (off) or more"),
+        (
+            ["--early_stopping_patience", "2", "--load_best_model_at_end", "false"],
+            "--early_stopping_patience needs evaluations and a best model",
+        ),
+    ],
+)
+def test_unusable_augmentation_filter_and_stopping_arguments_say_what_to_fix(argv, message):
+    with pytest.raises(train.TrainingInputError, match=re.escape(message)):
+        train.parse_arguments(argv)
+
+
+def test_the_noise_channel_comes_from_the_sagemaker_environment():
+    # Given a job with a noise channel
+    _, data, training = train.parse_arguments([])
+    # When the paths are resolved
+    paths = train.resolve_paths(data, training, SM_ENV | {"SM_CHANNEL_NOISE": "/opt/ml/input/data/noise"})
+    # Then the background clips come from it; without the channel there are none
+    assert paths.noise == Path("/opt/ml/input/data/noise")
+    assert train.resolve_paths(data, training, SM_ENV).noise is None

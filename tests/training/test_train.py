@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-from ml_code import audio, audiofolder, layout, train
+from ml_code import audio, audiofolder, inference, layout, train
 from tests.training.synthetic import TONES, clip, make_audiofolder
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ ML_CODE = Path(train.__file__).parent
 TINY_CONFIG = ML_CODE / "configs" / "tiny-wav2vec2"
 LABELS = sorted(TONES)
 EPOCHS = 8
-# Enough for the tiny config to separate the tones with its random, frozen feature encoder.
+# Enough for the tiny config to separate the tones; its random-init feature encoder trains by default.
 HYPERPARAMETERS = [
     "--model_name_or_path", str(TINY_CONFIG),
     "--max_length_seconds", "1",
@@ -193,6 +193,49 @@ def test_reloaded_model_recognises_new_clips(trained):
     assert correct >= 6
 
 
+def test_the_report_says_how_the_model_was_trained(trained):
+    # Given the evaluation report of a run from the config-only tiny model with the default arguments
+    report = trained.report
+    # Then it records the freeze decision, the padding, the augmentation, the filters and early stopping
+    assert report["pretrained"] is False
+    assert report["feature_encoder"] == {
+        "frozen": False,
+        "reason": "the model starts from random weights (the default for a config-only model)",
+    }
+    assert "by repeating shorter inputs, without a mask" in report["padding"]
+    assert report["augmentation"]["noise_probability"] == 0.5
+    assert report["augmentation"]["gain_db"] == 0.0  # the extractor normalizes: a gain would change nothing
+    assert report["clip_seconds"] == {"min": 0.0, "max": 600.0}
+    assert report["early_stopping"] == {"patience": 0, "stopped_early": False, "epochs_trained": EPOCHS}
+    assert report["data"]["train"]["skipped_counts"] == {"corrupt": 2}
+
+
+SHORT_CLIPS = 200
+
+
+def test_short_clips_get_the_same_answer_at_their_own_length_as_padded_the_way_training_pads(trained):
+    # Given the trained model as the endpoint loads it (1 s windows), and clips of 0.1 to 0.95 s
+    classifier = inference.load_classifier(trained.model_dir, inference.Settings(threads=1))
+    rng = np.random.default_rng(11)
+    clips = [clip(LABELS[i % len(LABELS)], 16_000, rng.uniform(0.1, 0.95), rng) for i in range(SHORT_CLIPS)]
+    window = classifier.window
+    native_labels, padded_labels = [], []
+    for samples in clips:
+        # When each is run at its own length (what the endpoint does now: it pays for what it gets) ...
+        native = classifier.normalize(audio.fit_window(samples, window)[None])
+        # ... and padded to the whole window as a training batch pads it (no mask: by repeating it)
+        padded = audiofolder.PadBatch(wrap=True)(
+            [{"input_values": native[0], "labels": 0}, {"input_values": np.zeros(window), "labels": 0}]
+        )["input_values"][:1].numpy()
+        native_labels.append(int(classifier.backend(native).argmax()))
+        padded_labels.append(int(classifier.backend(padded).argmax()))
+    # Then the top-1 labels agree on at least 99% of them, and the model knows the clips
+    agreement = np.mean(np.equal(native_labels, padded_labels))
+    accuracy = np.mean([LABELS[p] == LABELS[i % len(LABELS)] for i, p in enumerate(native_labels)])
+    assert agreement >= 0.99, f"native vs padded top-1 agreement {agreement:.3f}"
+    assert accuracy >= 0.9, accuracy
+
+
 def test_onnx_export_matches_pytorch_for_other_batch_sizes_and_lengths(trained):
     # Given the exported graph and the saved weights
     model = AutoModelForAudioClassification.from_pretrained(trained.model_dir).eval()
@@ -245,6 +288,32 @@ def test_resuming_a_checkpoint_trained_on_other_labels_is_refused(trained, tmp_p
     expected = r"checkpoint-3 was trained on labels \['cat', 'dog'\]"
     with pytest.raises(train.TrainingInputError, match=expected):
         train.find_resume_checkpoint(args, tmp_path / "checkpoints", LABELS)
+
+
+# --- early stopping ------------------------------------------------------------------------------
+
+
+def test_training_stops_after_patience_evaluations_without_a_better_metric(trained, tmp_path):
+    # Given a run that cannot improve (learning rate 0) with 10 epochs and a patience of 2
+    argv = [
+        *HYPERPARAMETERS,
+        "--train_dir", str(trained.root / "train"),
+        "--validation_dir", str(trained.root / "test"),
+        "--model_dir", str(tmp_path / "model"),
+        "--output_data_dir", str(tmp_path / "output"),
+        "--num_train_epochs", "10",
+        "--learning_rate", "0",
+        "--early_stopping_patience", "2",
+        "--disable_tqdm", "true",
+    ]  # fmt: skip
+    # When it trains
+    outcome = train.main(argv)
+    # Then it stopped after the first evaluation and two more without an improvement, and says so
+    report = json.loads((tmp_path / "output" / layout.EVALUATION_FILE).read_text())
+    assert report["early_stopping"] == {"patience": 2, "stopped_early": True, "epochs_trained": 3.0}
+    steps_per_epoch = -(-sum(report["data"]["train"]["per_class"].values()) // 8)
+    assert outcome.global_step == 3 * steps_per_epoch
+    assert (tmp_path / "model" / "model.safetensors").is_file()
 
 
 # --- clear errors --------------------------------------------------------------------------------
