@@ -78,7 +78,7 @@ def test_model_archive_runs_the_regional_cpu_inference_image_with_the_handler(
         "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
         "SAGEMAKER_REGION": {"Ref": "AWS::Region"},
         "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
         "ACOUSTIC_FAST_PATH": "off",
         "ACOUSTIC_MAX_AUDIO_SECONDS": "600",
     }
@@ -530,7 +530,7 @@ def test_async_variant_writes_results_to_the_bucket_notifies_and_scales_to_zero(
             "KmsKeyId": {"Fn::ImportValue": "AcousticShield-dev-Data-KeyArn"},
             "NotificationConfig": {"SuccessTopic": {"Ref": success}, "ErrorTopic": {"Ref": error}},
         },
-        "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 1},
+        "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 2},
     }
     assert endpoint(template)[1]["Properties"]["EndpointName"] == "acoustic-shield-dev-async-m5-xlarge"
     target_id, target = only(template, "AWS::ApplicationAutoScaling::ScalableTarget")
