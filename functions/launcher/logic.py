@@ -636,26 +636,28 @@ def _missing(err: ClientError) -> bool:
     )
 
 
-def _job_exists(sagemaker: Any, name: str) -> bool:
+def _exists(describe: Any, operation: str, **name: str) -> bool:
+    """Whether the job ``describe`` names exists; any error but "not found" is a LaunchError."""
     try:
-        sagemaker.describe_training_job(TrainingJobName=name)
+        describe(**name)
     except ClientError as err:
         if _missing(err):
             return False
         code, message = _error(err)
-        raise LaunchError(f"DescribeTrainingJob {name} failed: {code}: {message}") from err
+        raise LaunchError(f"{operation} {next(iter(name.values()))} failed: {code}: {message}") from err
     return True
+
+
+def _job_exists(sagemaker: Any, name: str) -> bool:
+    return _exists(sagemaker.describe_training_job, "DescribeTrainingJob", TrainingJobName=name)
 
 
 def _tuning_job_exists(sagemaker: Any, name: str) -> bool:
-    try:
-        sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-    except ClientError as err:
-        if _missing(err):
-            return False
-        code, message = _error(err)
-        raise LaunchError(f"DescribeHyperParameterTuningJob {name} failed: {code}: {message}") from err
-    return True
+    return _exists(
+        sagemaker.describe_hyper_parameter_tuning_job,
+        "DescribeHyperParameterTuningJob",
+        HyperParameterTuningJobName=name,
+    )
 
 
 def _own_jobs(sagemaker: Any, settings: LaunchSettings, **filters: Any) -> list[str]:
