@@ -16,5 +16,5 @@ WINDOW_SECONDS = 0.5  # short windows keep the tiny model cheap; long clips stil
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(1)
     return build_model_dir(
-        tmp_path_factory.mktemp("model"), train_steps=120, window_seconds=WINDOW_SECONDS, onnx=True
+        tmp_path_factory.mktemp("model"), train_steps=300, window_seconds=WINDOW_SECONDS, onnx=True
     )
