@@ -51,7 +51,7 @@ import torch
 import transformers
 from transformers import AutoModelForAudioClassification, Wav2Vec2Config, Wav2Vec2FeatureExtractor
 
-from ml_code import audio, inference, layout
+from ml_code import audio, contract, inference
 from ml_code.onnx_export import export_model_dir
 from tests.inference.modeldir import clip, copy_code
 
@@ -78,10 +78,10 @@ def build_model_dir(path: Path) -> dict[str, float]:
     model = AutoModelForAudioClassification.from_config(config).eval()
     model.save_pretrained(path)
     Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False).save_pretrained(path)
-    (path / layout.LABELS_FILE).write_text(
+    (path / contract.LABELS_FILE).write_text(
         json.dumps({"labels": LABELS, "sampling_rate": 16_000, "max_length_seconds": WINDOW_SECONDS})
     )
-    (path / layout.METRICS_FILE).write_text("{}")
+    (path / contract.METRICS_FILE).write_text("{}")
     copy_code(path)
     start = time.perf_counter()
     export_model_dir(model, path)

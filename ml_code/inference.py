@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if __package__:
-    from . import audio, layout
+    from . import audio, contract
 else:  # loaded from the model's code/ directory, as the inference toolkit does
     import audio  # type: ignore[no-redef]
-    import layout  # type: ignore[no-redef]
+    import contract  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
     _ToolkitError = Exception
@@ -49,15 +49,15 @@ else:
 
 logger = logging.getLogger(__name__)
 
-ENV_FAST_PATH = layout.ENV_FAST_PATH
-ENV_THREADS = layout.ENV_THREADS
-ENV_MAX_AUDIO_SECONDS = layout.ENV_MAX_AUDIO_SECONDS
-ENV_MAX_REQUEST_BYTES = layout.ENV_MAX_REQUEST_BYTES
-ENV_MAX_DECODED_SAMPLES = layout.ENV_MAX_DECODED_SAMPLES
-ENV_MAX_CHANNELS = layout.ENV_MAX_CHANNELS
+ENV_FAST_PATH = contract.ENV_FAST_PATH
+ENV_THREADS = contract.ENV_THREADS
+ENV_MAX_AUDIO_SECONDS = contract.ENV_MAX_AUDIO_SECONDS
+ENV_MAX_REQUEST_BYTES = contract.ENV_MAX_REQUEST_BYTES
+ENV_MAX_DECODED_SAMPLES = contract.ENV_MAX_DECODED_SAMPLES
+ENV_MAX_CHANNELS = contract.ENV_MAX_CHANNELS
 ENV_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"  # set by the Serving stack; MMS starts this many workers
 
-FAST_PATHS = layout.FAST_PATHS
+FAST_PATHS = contract.FAST_PATHS
 DEFAULT_MAX_AUDIO_SECONDS = audio.DEFAULT_MAX_SECONDS
 # Ten minutes of 48 kHz 16-bit stereo WAV is 110 MiB: the largest common file the duration cap lets
 # through. Realtime endpoints stop at 6 MB before this matters; async endpoints accept up to 1 GB.
@@ -401,17 +401,17 @@ class Prediction:
 
 
 def load_classifier(model_dir: str | Path, settings: Settings) -> Classifier:
-    """Reads the model directory (see ``layout``) and builds the backend the settings ask for."""
+    """Reads the model directory (see ``contract``) and builds the backend the settings ask for."""
     model_dir = Path(model_dir)
-    meta = _read_json(model_dir / layout.LABELS_FILE)
+    meta = _read_json(model_dir / contract.LABELS_FILE)
     labels = [str(label) for label in meta["labels"]]
     sampling_rate = int(meta.get("sampling_rate", audio.TARGET_SAMPLE_RATE))
     if sampling_rate != audio.TARGET_SAMPLE_RATE:
-        raise ValueError(f"{layout.LABELS_FILE}: sampling_rate {sampling_rate} is not 16000")
+        raise ValueError(f"{contract.LABELS_FILE}: sampling_rate {sampling_rate} is not 16000")
     config_labels = _read_json(model_dir / "config.json").get("id2label", {})
     if len(config_labels) != len(labels):
         raise ValueError(
-            f"{layout.LABELS_FILE} has {len(labels)} labels but config.json has {len(config_labels)}"
+            f"{contract.LABELS_FILE} has {len(labels)} labels but config.json has {len(config_labels)}"
         )
     window = round(float(meta.get("max_length_seconds", 5.0)) * sampling_rate)
 
@@ -497,19 +497,19 @@ def _onnx_backend(model_dir: Path, settings: Settings) -> Backend:
 def _onnx_file(model_dir: Path, fast_path: str) -> Path:
     # No export at load time: that would need torch's exporter in the serving image and minutes per
     # worker; a missing file fails the start-up health check instead, so a blue/green deployment rolls back.
-    onnx_path = model_dir / layout.ONNX_FILE
-    int8_path = model_dir / layout.ONNX_INT8_FILE
+    onnx_path = model_dir / contract.ONNX_FILE
+    int8_path = model_dir / contract.ONNX_INT8_FILE
     if fast_path == "onnx-int8" and int8_path.is_file():
         return int8_path
     if not onnx_path.is_file():
         raise FileNotFoundError(
-            f"{ENV_FAST_PATH}={fast_path} needs {layout.ONNX_FILE} in the model directory; "
+            f"{ENV_FAST_PATH}={fast_path} needs {contract.ONNX_FILE} in the model directory; "
             f"train with --export_onnx, or set {ENV_FAST_PATH}=off"
         )
     if fast_path == "onnx":
         return onnx_path
-    logger.info("no %s: quantizing %s at load", layout.ONNX_INT8_FILE, layout.ONNX_FILE)
-    return quantize_int8(onnx_path, Path(tempfile.mkdtemp(prefix="acoustic-int8-")) / layout.ONNX_INT8_FILE)
+    logger.info("no %s: quantizing %s at load", contract.ONNX_INT8_FILE, contract.ONNX_FILE)
+    return quantize_int8(onnx_path, Path(tempfile.mkdtemp(prefix="acoustic-int8-")) / contract.ONNX_INT8_FILE)
 
 
 def quantize_int8(onnx_path: Path, out_path: Path) -> Path:
@@ -518,7 +518,7 @@ def quantize_int8(onnx_path: Path, out_path: Path) -> Path:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as err:  # the quantizer needs the onnx package, which serving images lack
         raise FileNotFoundError(
-            f"{ENV_FAST_PATH}=onnx-int8 needs {layout.ONNX_INT8_FILE} in the model directory (written "
+            f"{ENV_FAST_PATH}=onnx-int8 needs {contract.ONNX_INT8_FILE} in the model directory (written "
             "with model.onnx at export time) or the onnx package to quantize at load; "
             f"or use {ENV_FAST_PATH}=onnx"
         ) from err

@@ -1,7 +1,7 @@
 """Writes ``model.onnx`` (and ``model.int8.onnx``) in the form the inference fast path reads.
 
 Input ``input_values`` float32 [batch, samples] (normalized by the feature extractor), output ``logits``
-[batch, labels]; batch and length are dynamic axes. See ``layout.ONNX_FILE`` and ``layout.ONNX_INT8_FILE``.
+[batch, labels]; batch and length are dynamic axes. See ``contract.ONNX_FILE`` and ``contract.ONNX_INT8_FILE``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 
 if __package__:
-    from . import layout
+    from . import contract
     from .inference import quantize_int8
 else:  # run from the source directory, as the training container does
-    import layout  # type: ignore[no-redef]
+    import contract  # type: ignore[no-redef]
     from inference import quantize_int8  # type: ignore[no-redef]
 
 ONNX_OPSET = 17
@@ -23,8 +23,8 @@ ONNX_OPSET = 17
 
 def export_model_dir(model: torch.nn.Module, model_dir: str | Path) -> tuple[Path, Path]:
     """Writes ``model.onnx`` and its int8 twin into a model directory."""
-    onnx_path = export_onnx(model, Path(model_dir) / layout.ONNX_FILE)
-    return onnx_path, quantize_int8(onnx_path, Path(model_dir) / layout.ONNX_INT8_FILE)
+    onnx_path = export_onnx(model, Path(model_dir) / contract.ONNX_FILE)
+    return onnx_path, quantize_int8(onnx_path, Path(model_dir) / contract.ONNX_INT8_FILE)
 
 
 def export_onnx(model: torch.nn.Module, path: str | Path, *, example_seconds: float = 1.0) -> Path:

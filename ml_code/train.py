@@ -48,13 +48,13 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 if __package__:
-    from . import audio, audiofolder, augment, evaluation, layout, onnx_export
+    from . import audio, audiofolder, augment, contract, evaluation, onnx_export
 else:  # run from the source dir, as the SageMaker containers do
     import audio  # type: ignore[no-redef]
     import audiofolder  # type: ignore[no-redef]
     import augment  # type: ignore[no-redef]
+    import contract  # type: ignore[no-redef]
     import evaluation  # type: ignore[no-redef]
-    import layout  # type: ignore[no-redef]
     import onnx_export  # type: ignore[no-redef]
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class ModelArguments:
         },
     )
     export_onnx: bool = field(
-        default=False, metadata={"help": f"Also write {layout.ONNX_FILE} next to the weights."}
+        default=False, metadata={"help": f"Also write {contract.ONNX_FILE} next to the weights."}
     )
     early_stopping_patience: int = field(
         default=0,
@@ -590,13 +590,13 @@ def copy_serving_code(code_dir: Path) -> None:
     if code_dir.exists():
         shutil.rmtree(code_dir)
     code_dir.mkdir(parents=True)
-    for name in layout.SERVING_CODE_FILES:
+    for name in contract.SERVING_CODE_FILES:
         source = SOURCE_DIR / name
         if source.is_file():
             shutil.copy2(source, code_dir / name)
         else:
             logger.warning("%s is missing from %s: the model directory has no %s", name, SOURCE_DIR, name)
-    shutil.copy2(SOURCE_DIR / layout.SERVING_REQUIREMENTS, code_dir / "requirements.txt")
+    shutil.copy2(SOURCE_DIR / contract.SERVING_REQUIREMENTS, code_dir / "requirements.txt")
 
 
 def write_json(path: Path, content: Any) -> None:
@@ -607,15 +607,15 @@ def write_json(path: Path, content: Any) -> None:
 def write_model_files(model_dir: Path, labels: list[str], max_length_seconds: float, metrics: dict) -> None:
     """Everything besides the weights that makes the model directory deployable on its own."""
     write_json(
-        model_dir / layout.LABELS_FILE,
+        model_dir / contract.LABELS_FILE,
         {
             "labels": labels,
             "sampling_rate": audio.TARGET_SAMPLE_RATE,
             "max_length_seconds": max_length_seconds,
         },
     )
-    write_json(model_dir / layout.METRICS_FILE, metrics)
-    copy_serving_code(model_dir / layout.CODE_DIR)
+    write_json(model_dir / contract.METRICS_FILE, metrics)
+    copy_serving_code(model_dir / contract.CODE_DIR)
 
 
 def write_reports(
@@ -627,9 +627,9 @@ def write_reports(
 ) -> None:
     """metrics.json (flat), evaluation.json (full report) and one confusion-matrix PNG per split."""
     names = {"eval": "validation", "test": "test"}
-    write_json(output_dir / layout.METRICS_FILE, metrics)
+    write_json(output_dir / contract.METRICS_FILE, metrics)
     write_json(
-        output_dir / layout.EVALUATION_FILE,
+        output_dir / contract.EVALUATION_FILE,
         {
             **about,
             "labels": next(iter(reports.values()))["labels"],

@@ -22,7 +22,7 @@ from typing import Any, get_type_hints
 
 from functions.launcher import rules as launcher_rules
 from functions.launcher import tuning as launcher_tuning
-from ml_code.layout import FAST_PATHS
+from ml_code.contract import FAST_PATHS
 
 CONTEXT_ROOT = "acoustic_shield"
 ENVIRONMENTS = ("dev", "prod")

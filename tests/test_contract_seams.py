@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functions.promoter import logic as promoter
-from ml_code import inference, layout
+from ml_code import contract, inference
 
 
 def test_a_model_package_advertises_exactly_what_the_handler_accepts() -> None:
@@ -13,4 +13,4 @@ def test_a_model_package_advertises_exactly_what_the_handler_accepts() -> None:
     accepted = set(inference.SUPPORTED_CONTENT_TYPES)
     # Then they are the same set (the endpoint created from the package serves exactly what it says)
     assert advertised == accepted
-    assert set(promoter.RESPONSE_TYPES) == {layout.JSON_CONTENT_TYPE}
+    assert set(promoter.RESPONSE_TYPES) == {contract.JSON_CONTENT_TYPE}

@@ -24,25 +24,12 @@ from botocore.exceptions import ClientError
 from . import rules, tuning
 
 try:  # the Lambda package carries the contract beside this module
-    from . import layout  # type: ignore[attr-defined]
+    from . import contract  # type: ignore[attr-defined]
 except ImportError:  # the repository
-    from ml_code import layout
+    from ml_code import contract
 
 LOG = logging.getLogger(__name__)
 
-# What train.py prints (`eval_accuracy=0.9312`); SageMaker scrapes these into job metrics and the
-# promoter reads their final values.
-METRIC_NAMES = (
-    "train_loss",
-    "eval_loss",
-    "eval_accuracy",
-    "eval_f1",
-    "eval_clip_accuracy",
-    "test_loss",
-    "test_accuracy",
-    "test_f1",
-    "test_clip_accuracy",
-)
 CHANNELS = ("train", "validation", "test")
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 ENTRY_POINT = "train.py"
@@ -294,7 +281,7 @@ class LaunchRequest:
 
 
 def _refusal(name: str) -> str:
-    allowed = ", ".join(sorted(layout.EVENT_HYPERPARAMETERS))
+    allowed = ", ".join(sorted(contract.EVENT_HYPERPARAMETERS))
     if name.startswith("sagemaker_"):
         why = "the framework's own values are set by the launcher"
     elif name == "push_to_hub" or name.startswith("hub_"):
@@ -306,7 +293,7 @@ def _refusal(name: str) -> str:
     ):
         why = "paths are fixed by the deployment (channels, model and checkpoint folders)"
     else:
-        close = difflib.get_close_matches(name, layout.EVENT_HYPERPARAMETERS, n=1, cutoff=0.75)
+        close = difflib.get_close_matches(name, contract.EVENT_HYPERPARAMETERS, n=1, cutoff=0.75)
         why = f"did you mean {close[0]!r}?" if close else "not an argument an event may set"
     return f"hyperparameter {name!r} is refused: {why}. An event may set: {allowed}"
 
@@ -327,9 +314,9 @@ def _number(name: str, value: Any, kind: str) -> float:
 
 def _hyperparameter(name: Any, value: Any) -> str:
     """The value as train.py receives it, if an event may set ``name`` to it; else a clear EventError."""
-    if not isinstance(name, str) or name not in layout.EVENT_HYPERPARAMETERS:
+    if not isinstance(name, str) or name not in contract.EVENT_HYPERPARAMETERS:
         raise EventError(_refusal(str(name)))
-    kind, low, high = layout.EVENT_HYPERPARAMETERS[name]
+    kind, low, high = contract.EVENT_HYPERPARAMETERS[name]
     if kind == "bool":
         text = str(value).lower()
         if text not in _TRUE + _FALSE:
@@ -415,7 +402,7 @@ def _new_data(event: dict[str, Any]) -> LaunchRequest:
     key = found.get("key") if isinstance(found, dict) else None
     if not isinstance(bucket, str) or not isinstance(key, str):
         raise EventError("an S3 event must carry detail.bucket.name and detail.object.key")
-    manifest = layout.MANIFEST_FILE
+    manifest = contract.MANIFEST_FILE
     prefix = key.removesuffix(manifest)
     if not key.endswith("/" + manifest) or not _DATASET_PREFIX.fullmatch(prefix):
         raise EventError(
@@ -501,7 +488,7 @@ def build_training_job_request(
         "AlgorithmSpecification": {
             "TrainingImage": settings.image_uri,
             "TrainingInputMode": "File",
-            "MetricDefinitions": [{"Name": m, "Regex": f"{m}=([0-9.]+)"} for m in METRIC_NAMES],
+            "MetricDefinitions": contract.metric_definitions(),
             "EnableSageMakerMetricsTimeSeries": True,
         },
         "HyperParameters": encoded,

@@ -2,7 +2,7 @@
 
 The configuration validates ``tuning_ranges`` with this parser at synthesis and the launcher parses the
 same text again at cold start, so the ranges a deployment accepts are exactly the ranges it sends. Only
-the ``train.py`` arguments an event may set (``ml_code/layout.py``) can be tuned, within the same bounds.
+the ``train.py`` arguments an event may set (``ml_code/contract.py``) can be tuned, within the same bounds.
 Pure: no AWS imports.
 """
 
@@ -12,9 +12,9 @@ import math
 from typing import Any
 
 try:  # the Lambda package carries the contract beside this module
-    from . import layout  # type: ignore[attr-defined]
+    from . import contract  # type: ignore[attr-defined]
 except ImportError:  # the repository
-    from ml_code import layout
+    from ml_code import contract
 
 # SageMaker's limit on tuning job names, and the characters of the trigger's digest that end each one.
 NAME_LIMIT = 32
@@ -42,21 +42,21 @@ def _number(name: str, text: str, kind: str) -> float:
         raise RangeError(f"tuning range {name!r}: {text!r} is not {expected}") from None
     if not math.isfinite(value):
         raise RangeError(f"tuning range {name!r}: {text!r} is not finite")
-    _, low, high = layout.EVENT_HYPERPARAMETERS[name]
+    _, low, high = contract.EVENT_HYPERPARAMETERS[name]
     if (low is not None and value < low) or (high is not None and value > high):
         raise RangeError(f"tuning range {name!r}: {text} is outside [{low:g}, {high:g}]")
     return value
 
 
 def _kind(name: str) -> str:
-    if name not in layout.EVENT_HYPERPARAMETERS:
+    if name not in contract.EVENT_HYPERPARAMETERS:
         allowed = ", ".join(
-            n for n, spec in layout.EVENT_HYPERPARAMETERS.items() if spec[0] in ("float", "int")
+            n for n, spec in contract.EVENT_HYPERPARAMETERS.items() if spec[0] in ("float", "int")
         )
         raise RangeError(
             f"tuning range {name!r}: not a train.py argument that can be tuned; tunable: {allowed}"
         )
-    kind = layout.EVENT_HYPERPARAMETERS[name][0]
+    kind = contract.EVENT_HYPERPARAMETERS[name][0]
     if kind not in ("float", "int"):
         raise RangeError(f"tuning range {name!r}: only numeric arguments are tuned, {name!r} is {kind}")
     return kind

@@ -16,9 +16,9 @@ from typing import Any
 from .settings import Settings, Thresholds
 
 try:  # the Lambda package carries the contract beside this module
-    from . import layout  # type: ignore[attr-defined]
+    from . import contract  # type: ignore[attr-defined]
 except ImportError:  # the repository
-    from ml_code import layout
+    from ml_code import contract
 
 APPROVED = "Approved"
 REJECTED = "Rejected"
@@ -37,8 +37,8 @@ SPLITS = ("test", "eval")
 KNOWN_METRICS = (*(f"{split}_{name}" for split in SPLITS for name in (*GATED, "loss")), "train_loss")
 
 # What inference.py accepts and returns; the endpoint is created from this package.
-CONTENT_TYPES = layout.REQUEST_CONTENT_TYPES
-RESPONSE_TYPES = layout.RESPONSE_CONTENT_TYPES
+CONTENT_TYPES = contract.REQUEST_CONTENT_TYPES
+RESPONSE_TYPES = contract.RESPONSE_CONTENT_TYPES
 INFERENCE_ENVIRONMENT = {
     "SAGEMAKER_PROGRAM": "inference.py",
     "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",

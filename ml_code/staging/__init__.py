@@ -7,10 +7,10 @@ would shadow Hugging Face ``datasets``, which transformers' Trainer imports.
 
 from __future__ import annotations
 
-from .. import layout
+from .. import contract
 
 SPLITS = ("train", "validation", "test")
-MANIFEST = layout.MANIFEST_FILE
+MANIFEST = contract.MANIFEST_FILE
 
 
 class StagingError(Exception):

@@ -12,7 +12,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from ml_code import batch, layout
+from ml_code import batch, contract
 
 from ..config import ServingConfig
 from ..data_stack import (
@@ -29,25 +29,20 @@ from .placement import digest
 
 # Where SageMaker writes the logs of batch transform jobs (streams per job and instance).
 TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
-# Where the Hugging Face inference toolkit finds the handler inside the model archive.
-HANDLER_ENVIRONMENT = {
-    "SAGEMAKER_PROGRAM": "inference.py",
-    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-}
 
 
 def container_environment(serving: ServingConfig) -> dict[str, str]:
     """What the container and ``ml_code/inference.py`` read at start-up."""
     environment = {
-        **HANDLER_ENVIRONMENT,
+        **contract.HANDLER_ENVIRONMENT,
         "SAGEMAKER_REGION": cdk.Aws.REGION,
         "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-        "SAGEMAKER_MODEL_SERVER_WORKERS": str(serving.workers),
-        layout.ENV_FAST_PATH: serving.fast_path,
-        layout.ENV_MAX_AUDIO_SECONDS: f"{serving.max_audio_seconds:g}",
+        contract.ENV_WORKERS: str(serving.workers),
+        contract.ENV_FAST_PATH: serving.fast_path,
+        contract.ENV_MAX_AUDIO_SECONDS: f"{serving.max_audio_seconds:g}",
     }
     if serving.threads:
-        environment[layout.ENV_THREADS] = str(serving.threads)
+        environment[contract.ENV_THREADS] = str(serving.threads)
     return environment
 
 

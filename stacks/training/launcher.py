@@ -17,7 +17,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from ml_code.layout import MANIFEST_FILE as MANIFEST
+from ml_code.contract import MANIFEST_FILE as MANIFEST
 
 from ..bundling import ML_CODE
 from ..config import ScheduleConfig, TrainingConfig
@@ -93,8 +93,8 @@ class TrainingLauncher(Construct):
             "Handler",
             props=PythonFunctionProps(
                 package="launcher",
-                # The hyperparameters an event may set (ml_code/layout.py), beside the launcher's code.
-                files={"layout.py": ML_CODE / "layout.py"},
+                # The hyperparameters an event may set (ml_code/contract.py), beside the launcher's code.
+                files={"contract.py": ML_CODE / "contract.py"},
                 description="Starts an AcousticShield training job (schedule or manual invocation)",
                 # One at a time, so two triggers cannot both see "nothing running" and start two jobs.
                 reserved_concurrency=1,

@@ -53,8 +53,8 @@ class ModelPromoter(Construct):
             "Handler",
             props=PythonFunctionProps(
                 package="promoter",
-                # The content types a model package advertises (ml_code/layout.py), beside the code.
-                files={"layout.py": ML_CODE / "layout.py"},
+                # The content types a model package advertises (ml_code/contract.py), beside the code.
+                files={"contract.py": ML_CODE / "contract.py"},
                 description="Gates AcousticShield training jobs and registers their models",
                 # Serialises two deliveries of one event, which could otherwise both register a package.
                 reserved_concurrency=1,

@@ -20,7 +20,6 @@ from moto.sagemaker.models import sagemaker_backends
 from functions.launcher import handler as launcher_handler
 from functions.launcher import tuning as tuning_module
 from functions.launcher.logic import (
-    METRIC_NAMES,
     EventError,
     LaunchError,
     LaunchSettings,
@@ -32,7 +31,7 @@ from functions.launcher.logic import (
     parse_event,
     tuning_job_name,
 )
-from ml_code import layout
+from ml_code import contract
 from tests.functions.conftest import request_violations
 
 REGION = "us-east-1"
@@ -292,7 +291,7 @@ def test_request_carries_spot_checkpoints_metrics_kms_and_tags(settings: LaunchS
     }
     # And every metric train.py prints has a regex that matches its line
     definitions = {d["Name"]: d["Regex"] for d in body["AlgorithmSpecification"]["MetricDefinitions"]}
-    assert set(definitions) == set(METRIC_NAMES)
+    assert set(definitions) == set(contract.METRIC_NAMES)
     assert re.search(definitions["eval_f1"], "eval_clip_accuracy=0.5000\neval_f1=0.9312").group(1) == "0.9312"
     # And outputs and volumes are encrypted with the data key; tags say why the job ran
     assert body["OutputDataConfig"]["KmsKeyId"] == ENV["KMS_KEY_ARN"]
@@ -581,7 +580,7 @@ def test_tuned_values_reach_train_py_as_arguments_it_takes() -> None:
     # through train.py's parser), and each value SageMaker would send decodes to a number, as the
     # training toolkit decodes it (json.loads) before building train.py's arguments
     for name in tuning_module.tuned_names(ranges):
-        assert layout.EVENT_HYPERPARAMETERS[name][0] in ("float", "int")
+        assert contract.EVENT_HYPERPARAMETERS[name][0] in ("float", "int")
     (categorical,) = ranges["CategoricalParameterRanges"]
     assert [json.loads(v) for v in categorical["Values"]] == [4, 8, 16]
     (continuous,) = ranges["ContinuousParameterRanges"]

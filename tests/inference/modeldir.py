@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
 
-from ml_code import layout
+from ml_code import contract
 from ml_code.onnx_export import export_model_dir
 
 ML_CODE = Path(__file__).resolve().parents[2] / "ml_code"
@@ -57,10 +57,10 @@ def build_model_dir(
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     extractor.save_pretrained(path)
-    (path / layout.LABELS_FILE).write_text(
+    (path / contract.LABELS_FILE).write_text(
         json.dumps({"labels": list(LABELS), "sampling_rate": SR, "max_length_seconds": window_seconds})
     )
-    (path / layout.METRICS_FILE).write_text(json.dumps({"accuracy": 0.0}))
+    (path / contract.METRICS_FILE).write_text(json.dumps({"accuracy": 0.0}))
     if onnx:
         export_model_dir(model, path)
     copy_code(path)
@@ -69,11 +69,11 @@ def build_model_dir(
 
 def copy_code(model_dir: Path) -> None:
     """What train.py puts in <model_dir>/code/."""
-    code = model_dir / layout.CODE_DIR
+    code = model_dir / contract.CODE_DIR
     code.mkdir(exist_ok=True)
-    for name in layout.SERVING_CODE_FILES:
+    for name in contract.SERVING_CODE_FILES:
         shutil.copy2(ML_CODE / name, code / name)
-    shutil.copy2(ML_CODE / layout.SERVING_REQUIREMENTS, code / "requirements.txt")
+    shutil.copy2(ML_CODE / contract.SERVING_REQUIREMENTS, code / "requirements.txt")
 
 
 def _train(model, extractor, steps: int, seconds: float, rng: np.random.Generator) -> None:

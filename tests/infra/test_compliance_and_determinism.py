@@ -124,5 +124,5 @@ def test_sourcedir_is_a_deterministic_tar_gz_of_ml_code(tmp_path: Path) -> None:
     with tarfile.open(tmp_path / "a.tar.gz") as tar:
         names = tar.getnames()
         assert all(m.mtime == 0 and m.uid == 0 for m in tar.getmembers())
-    assert "audio.py" in names and "layout.py" in names and "requirements.txt" in names
+    assert "audio.py" in names and "contract.py" in names and "requirements.txt" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)

@@ -180,8 +180,11 @@ def test_launcher_runs_newest_python_alone_with_validated_environment(training_t
 @pytest.mark.parametrize(
     ("package_name", "probe"),
     [
-        ("launcher", "import launcher.logic as m; print(m.layout.EVENT_HYPERPARAMETERS['seed'][0])"),
-        ("promoter", "import promoter.logic as m; print(m.CONTENT_TYPES == m.layout.REQUEST_CONTENT_TYPES)"),
+        ("launcher", "import launcher.logic as m; print(m.contract.EVENT_HYPERPARAMETERS['seed'][0])"),
+        (
+            "promoter",
+            "import promoter.logic as m; print(m.CONTENT_TYPES == m.contract.REQUEST_CONTENT_TYPES)",
+        ),
     ],
 )
 def test_each_lambda_package_carries_the_contract_it_imports(
@@ -200,11 +203,11 @@ def test_each_lambda_package_carries_the_contract_it_imports(
         timeout=60,
         check=False,
     )
-    # Then it finds the contract in its own package, byte for byte ml_code/layout.py
+    # Then it finds the contract in its own package, byte for byte ml_code/contract.py
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() in ("int", "True")
-    assert (package / package_name / "layout.py").read_bytes() == (
-        ROOT / "ml_code" / "layout.py"
+    assert (package / package_name / "contract.py").read_bytes() == (
+        ROOT / "ml_code" / "contract.py"
     ).read_bytes()
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.launcher.logic import METRIC_NAMES
+from ml_code.contract import METRIC_NAMES
 from rehearse.emulator import Emulator, environment
 from rehearse.loop import DATASET, STACKS, rehearse
 from rehearse.sounds import CLASSES

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_code import layout, train
+from ml_code import contract, train
 
 SM_ENV = {
     "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
@@ -117,10 +117,10 @@ SAMPLE = {"bool": "false", "float": "0.25", "int": "3", "model": "configs/tiny-w
 SAMPLE_FOR = {"max_snr_db": "45"}
 
 
-@pytest.mark.parametrize("name", sorted(layout.EVENT_HYPERPARAMETERS))
+@pytest.mark.parametrize("name", sorted(contract.EVENT_HYPERPARAMETERS))
 def test_every_hyperparameter_an_event_may_set_is_an_argument_of_train_py(name):
     # Given a name the launcher lets an event set, and a value of its kind
-    kind = layout.EVENT_HYPERPARAMETERS[name][0]
+    kind = contract.EVENT_HYPERPARAMETERS[name][0]
     text = SAMPLE_FOR.get(name, SAMPLE[kind])
     # When train.py parses it as the toolkit passes it
     parsed = train.parse_arguments([f"--{name}", text])
@@ -132,11 +132,12 @@ def test_every_hyperparameter_an_event_may_set_is_an_argument_of_train_py(name):
 
 
 @pytest.mark.parametrize(
-    "name", sorted(n for n, (kind, _, _) in layout.EVENT_HYPERPARAMETERS.items() if kind in ("int", "float"))
+    "name",
+    sorted(n for n, (kind, _, _) in contract.EVENT_HYPERPARAMETERS.items() if kind in ("int", "float")),
 )
 def test_every_bound_an_event_may_reach_is_accepted_by_train_py(name):
     # Given the lowest and the highest value the launcher lets an event set
-    kind, low, high = layout.EVENT_HYPERPARAMETERS[name]
+    kind, low, high = contract.EVENT_HYPERPARAMETERS[name]
     partner = {"min_snr_db": "--max_snr_db", "max_snr_db": "--min_snr_db"}
     for bound in (low, high):
         argv = [f"--{name}", str(int(bound) if kind == "int" else bound)]

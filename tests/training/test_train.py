@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-from ml_code import audio, audiofolder, inference, layout, train
+from ml_code import audio, audiofolder, contract, inference, train
 from tests.training.synthetic import TONES, clip, make_audiofolder
 
 pytestmark = pytest.mark.slow
@@ -67,8 +67,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         model_dir=root / "model",
         output_dir=root / "output",
         stdout=run.stdout,
-        metrics=json.loads((root / "output" / layout.METRICS_FILE).read_text()),
-        report=json.loads((root / "output" / layout.EVALUATION_FILE).read_text()),
+        metrics=json.loads((root / "output" / contract.METRICS_FILE).read_text()),
+        report=json.loads((root / "output" / contract.EVALUATION_FILE).read_text()),
     )
 
 
@@ -76,7 +76,7 @@ def _predict(model_dir: Path, samples: np.ndarray) -> np.ndarray:
     """What serving does: windows of the trained length, feature extractor, mean probabilities."""
     model = AutoModelForAudioClassification.from_pretrained(model_dir).eval()
     extractor = AutoFeatureExtractor.from_pretrained(model_dir)
-    length = round(json.loads((model_dir / layout.LABELS_FILE).read_text())["max_length_seconds"] * 16_000)
+    length = round(json.loads((model_dir / contract.LABELS_FILE).read_text())["max_length_seconds"] * 16_000)
     windows = audio.windows(samples, length, length // 2)
     inputs = extractor(list(windows), sampling_rate=16_000, return_tensors="pt")
     with torch.no_grad():
@@ -117,7 +117,7 @@ def test_metrics_json_is_flat_with_the_keys_the_promoter_reads(trained):
     required = {"eval_accuracy", "eval_f1", "eval_clip_accuracy", "test_accuracy", "test_f1", "train_loss"}
     assert required <= trained.metrics.keys()
     assert all(isinstance(value, float) for value in trained.metrics.values())
-    assert json.loads((trained.model_dir / layout.METRICS_FILE).read_text()) == trained.metrics
+    assert json.loads((trained.model_dir / contract.METRICS_FILE).read_text()) == trained.metrics
 
 
 def test_model_directory_is_self_contained(trained):
@@ -127,23 +127,23 @@ def test_model_directory_is_self_contained(trained):
         "config.json",
         "model.safetensors",
         "preprocessor_config.json",
-        layout.ONNX_FILE,
-        layout.ONNX_INT8_FILE,
+        contract.ONNX_FILE,
+        contract.ONNX_INT8_FILE,
     ):
         assert (model_dir / name).is_file(), name
     config = json.loads((model_dir / "config.json").read_text())
     assert [config["id2label"][str(i)] for i in range(len(LABELS))] == LABELS
     assert config["label2id"] == {label: i for i, label in enumerate(LABELS)}
-    assert json.loads((model_dir / layout.LABELS_FILE).read_text()) == {
+    assert json.loads((model_dir / contract.LABELS_FILE).read_text()) == {
         "labels": LABELS,
         "sampling_rate": 16_000,
         "max_length_seconds": 1.0,
     }
-    code = model_dir / layout.CODE_DIR
-    for name in layout.SERVING_CODE_FILES:
+    code = model_dir / contract.CODE_DIR
+    for name in contract.SERVING_CODE_FILES:
         assert (code / name).is_file() == (ML_CODE / name).is_file(), name
     assert (code / "audio.py").read_bytes() == (ML_CODE / "audio.py").read_bytes()
-    assert (code / "requirements.txt").read_text() == (ML_CODE / layout.SERVING_REQUIREMENTS).read_text()
+    assert (code / "requirements.txt").read_text() == (ML_CODE / contract.SERVING_REQUIREMENTS).read_text()
 
 
 def test_corrupt_and_empty_clips_are_skipped_and_listed(trained):
@@ -239,7 +239,7 @@ def test_short_clips_get_the_same_answer_at_their_own_length_as_padded_the_way_t
 def test_onnx_export_matches_pytorch_for_other_batch_sizes_and_lengths(trained):
     # Given the exported graph and the saved weights
     model = AutoModelForAudioClassification.from_pretrained(trained.model_dir).eval()
-    onnx_file = str(trained.model_dir / layout.ONNX_FILE)
+    onnx_file = str(trained.model_dir / contract.ONNX_FILE)
     session = ort.InferenceSession(onnx_file, providers=["CPUExecutionProvider"])
     inputs = np.random.default_rng(0).normal(size=(3, 27_000)).astype(np.float32)
     # When both score a batch longer than the training window
@@ -309,7 +309,7 @@ def test_training_stops_after_patience_evaluations_without_a_better_metric(train
     # When it trains
     outcome = train.main(argv)
     # Then it stopped after the first evaluation and two more without an improvement, and says so
-    report = json.loads((tmp_path / "output" / layout.EVALUATION_FILE).read_text())
+    report = json.loads((tmp_path / "output" / contract.EVALUATION_FILE).read_text())
     assert report["early_stopping"] == {"patience": 2, "stopped_early": True, "epochs_trained": 3.0}
     steps_per_epoch = -(-sum(report["data"]["train"]["per_class"].values()) // 8)
     assert outcome.global_step == 3 * steps_per_epoch

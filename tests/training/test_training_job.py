@@ -19,8 +19,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functions.launcher.logic import METRIC_NAMES, LaunchSettings, launch
-from ml_code import layout, local_job
+from functions.launcher.logic import LaunchSettings, launch
+from ml_code import contract, local_job
 from stacks.bundling import write_tar_gz
 from tests.inference.parity import pins
 from tests.training.synthetic import make_audiofolder
@@ -154,13 +154,13 @@ def test_the_job_leaves_a_deployable_model_archive(job) -> None:
         "config.json",
         "model.safetensors",
         "preprocessor_config.json",
-        layout.LABELS_FILE,
-        layout.ONNX_FILE,
-        layout.ONNX_INT8_FILE,
+        contract.LABELS_FILE,
+        contract.ONNX_FILE,
+        contract.ONNX_INT8_FILE,
     ):
         assert name in names
-    for name in (*layout.SERVING_CODE_FILES, "requirements.txt"):
-        assert f"{layout.CODE_DIR}/{name}" in names
+    for name in (*contract.SERVING_CODE_FILES, "requirements.txt"):
+        assert f"{contract.CODE_DIR}/{name}" in names
     assert not any(n.startswith(("/", "..")) for n in names)
 
 
@@ -169,7 +169,7 @@ def test_the_launchers_metric_regexes_scrape_the_jobs_metrics(job) -> None:
     # Given the metric definitions the launcher sent and the log the toolkit streamed
     metrics = job.result.metrics
     # Then every test metric was scraped, as SageMaker would (the promoter reads these)
-    assert {d[0] for d in job.definition.metric_definitions} == set(METRIC_NAMES)
+    assert {d[0] for d in job.definition.metric_definitions} == set(contract.METRIC_NAMES)
     for name in ("train_loss", "test_accuracy", "test_f1", "test_clip_accuracy"):
         assert name in metrics, f"{name} not scraped; got {sorted(metrics)}"
     # And the model learned the separable task (chance is 1/3)

@@ -1,0 +1,154 @@
+"""The contract between training (writer), serving (reader), the Lambdas and the stacks.
+
+Every fact that more than one of them relies on is written here once: the model directory's and the
+reports' file names, the metric lines and their regexes, the quality gate's metrics, content types,
+the handler's environment and headers, and the windowing rule. A model directory is what ``train.py``
+leaves in ``SM_MODEL_DIR``; SageMaker packs it as ``model.tar.gz`` and the inference containers unpack
+it to ``/opt/ml/model`` unchanged.
+
+Plain constants and small pure functions, standard library only: the CDK app imports this module,
+both Lambda packages carry a copy beside their code, and ``train.py`` copies it into the model's
+``code/`` for the handler.
+"""
+
+from __future__ import annotations
+
+# --- Files ---------------------------------------------------------------------------------------------
+# Hugging Face files (written by save_pretrained): config.json (with id2label/label2id),
+# model.safetensors, preprocessor_config.json.
+# A staged dataset's index, written last (datasets/<name>/manifest.jsonl): its creation means the dataset is
+# complete, which is what the retrain-on-new-data rule and the launcher wait for.
+MANIFEST_FILE = "manifest.jsonl"
+# {"labels": [...id order...], "sampling_rate": 16000, "max_length_seconds": 5.0, "window_hop_seconds": 2.5}
+LABELS_FILE = "labels.json"
+# Both reports are in the model directory and at the root of the job's output.tar.gz, where the
+# promoter reads them; the promoter also keeps evaluation.json under evaluation/<job>/.
+METRICS_FILE = "metrics.json"  # flat {metric_name: float}, the names in METRIC_NAMES
+EVALUATION_FILE = "evaluation.json"  # the full evaluation report
+ONNX_FILE = "model.onnx"  # optional fast path, written with --export_onnx
+# Optional: model.onnx with int8 MatMul/Gemm weights (inference.quantize_int8). Serving quantizes at
+# load when it is missing, which needs the onnx package (not in the serving image: it requires numpy 2).
+ONNX_INT8_FILE = "model.int8.onnx"
+CODE_DIR = "code"  # the inference handler, loaded by the toolkit from /opt/ml/model/code/
+HANDLER_FILE = "inference.py"
+MODEL_DIR = "/opt/ml/model"  # where the inference containers unpack model.tar.gz
+
+# What train.py copies from this source directory into <model_dir>/code/.
+SERVING_CODE_FILES = (HANDLER_FILE, "audio.py", "contract.py")
+# Copied to <model_dir>/code/requirements.txt; the inference toolkit installs it at start-up.
+SERVING_REQUIREMENTS = "requirements-serving.txt"
+
+# --- Windows -------------------------------------------------------------------------------------------
+# Training crops and evaluates windows of max_length_seconds; serving classifies a clip as the mean of
+# its windows' probabilities. Windows overlap by half; train.py writes the hop it used into labels.json
+# and serving reads it from there.
+
+
+def window_hop(window: int) -> int:
+    """Samples between the starts of consecutive windows of ``window`` samples."""
+    return max(1, window // 2)
+
+
+# --- Metrics ---------------------------------------------------------------------------------------------
+# train.py prints one line per metric after every evaluation (metric_line: "eval_accuracy=0.9312"); the
+# training job's metric definitions scrape them (metric_definitions) and the promoter reads the final
+# values. METRICS_FILE has the same names.
+METRIC_SPLITS = ("eval", "test")  # validation; test when the dataset has a test split
+METRIC_LINE_NAMES = ("loss", "accuracy", "f1", "clip_accuracy")  # after the split's prefix
+METRIC_NAMES = ("train_loss", *(f"{split}_{name}" for split in METRIC_SPLITS for name in METRIC_LINE_NAMES))
+# The quality gate: each of these has a minimum, and may not regress against the approved model. Test
+# metrics decide when the dataset has a test split; validation ("eval") metrics otherwise.
+GATED_METRICS = ("accuracy", "f1", "clip_accuracy")
+GATE_SPLITS = ("test", "eval")
+
+
+def metric_line(name: str, value: float) -> str:
+    """The line train.py prints for one metric."""
+    return f"{name}={value:.4f}"
+
+
+def metric_regex(name: str) -> str:
+    """The training job's regex for one metric; its group is the value of ``metric_line(name, ...)``."""
+    return f"{name}=([0-9.]+)"
+
+
+def metric_definitions() -> list[dict[str, str]]:
+    """``MetricDefinitions`` of the training job (and of a tuning job's training definition)."""
+    return [{"Name": name, "Regex": metric_regex(name)} for name in METRIC_NAMES]
+
+
+# --- Requests and responses ------------------------------------------------------------------------------
+# The request content types the handler accepts (inference.py) and what it answers with; the promoter
+# registers them on every model package, so a package advertises exactly what the endpoint serves.
+JSON_CONTENT_TYPE = "application/json"
+AUDIO_CONTENT_TYPES = (
+    "application/octet-stream",  # sniffed from the file's header
+    "audio/flac",
+    "audio/mpeg",
+    "audio/ogg",
+    "audio/vnd.wave",
+    "audio/wav",
+    "audio/wave",
+    "audio/x-flac",
+    "audio/x-wav",
+)
+REQUEST_CONTENT_TYPES = (*AUDIO_CONTENT_TYPES, JSON_CONTENT_TYPE)
+RESPONSE_CONTENT_TYPES = (JSON_CONTENT_TYPE,)
+# What clients send for a file, by its suffix; anything else goes as application/octet-stream.
+SUFFIX_CONTENT_TYPES = {
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".mp3": "audio/mpeg",
+    ".json": JSON_CONTENT_TYPE,  # {"base64": ..., "sample_rate"?: ..., "channels"?: ..., "segments"?: ...}
+}
+# SageMaker passes this header to the container untouched; "segments=true" asks for per-window labels.
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+SEGMENTS_ATTRIBUTE = "segments=true"
+
+# --- The handler's environment ----------------------------------------------------------------------------
+# Where the inference toolkit finds the handler inside the model archive; set on every model.
+ENV_PROGRAM = "SAGEMAKER_PROGRAM"  # the handler's file name inside code/
+HANDLER_ENVIRONMENT = {ENV_PROGRAM: HANDLER_FILE, "SAGEMAKER_SUBMIT_DIRECTORY": f"{MODEL_DIR}/{CODE_DIR}"}
+ENV_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"  # the model server starts this many workers
+ENV_FAST_PATH = "ACOUSTIC_FAST_PATH"  # one of FAST_PATHS
+ENV_THREADS = "ACOUSTIC_THREADS"  # intra-op threads per worker
+ENV_MAX_AUDIO_SECONDS = "ACOUSTIC_MAX_AUDIO_SECONDS"  # longest clip accepted
+ENV_MAX_REQUEST_BYTES = "ACOUSTIC_MAX_REQUEST_BYTES"  # largest request body accepted
+# Most frames x channels one clip may decode to, at its own rate (default: ACOUSTIC_MAX_AUDIO_SECONDS of
+# 48 kHz stereo): a few hundred KB of FLAC can declare 384 kHz in 8 channels.
+ENV_MAX_DECODED_SAMPLES = "ACOUSTIC_MAX_DECODED_SAMPLES"
+ENV_MAX_CHANNELS = "ACOUSTIC_MAX_CHANNELS"  # most channels one clip may have
+FAST_PATHS = ("off", "onnx", "onnx-int8")  # PyTorch fp32; ONNX Runtime fp32; ONNX Runtime int8 MatMul/Gemm
+
+# --- Launch events ---------------------------------------------------------------------------------------
+# The train.py arguments an event may set (the launcher refuses every other name, with its reason), as
+# name: (kind, lowest, highest). Everything else (paths, hub access, logging, the framework's own
+# sagemaker_* values) is fixed by the deployment. tests/training/test_arguments.py parses each through
+# train.py's own argument parser, so the list cannot name an argument the script does not take.
+EVENT_HYPERPARAMETERS: dict[str, tuple[str, float | None, float | None]] = {
+    "model_name_or_path": ("model", None, None),  # a Hugging Face id or a folder inside the source dir
+    "freeze_feature_encoder": ("bool", None, None),
+    "export_onnx": ("bool", None, None),
+    "max_length_seconds": ("float", 0.1, 60.0),
+    "validation_split_fraction": ("float", 0.01, 0.5),
+    "num_train_epochs": ("float", 0.01, 1000.0),
+    "max_steps": ("int", -1, 10_000_000),
+    "learning_rate": ("float", 1e-8, 1.0),
+    "weight_decay": ("float", 0.0, 1.0),
+    "warmup_ratio": ("float", 0.0, 0.5),
+    "per_device_train_batch_size": ("int", 1, 1024),
+    "per_device_eval_batch_size": ("int", 1, 1024),
+    "gradient_accumulation_steps": ("int", 1, 1024),
+    "seed": ("int", 0, 2**32 - 1),
+    "early_stopping_patience": ("int", 0, 1000),  # evaluations without a better metric; 0: off
+    "min_clip_seconds": ("float", 0.0, 60.0),  # shorter clips are skipped
+    "max_clip_seconds": ("float", 0.1, 3600.0),  # longer clips are skipped; also caps decoding
+    "augment": ("bool", None, None),
+    "gain_db": ("float", 0.0, 24.0),
+    "noise_probability": ("float", 0.0, 1.0),
+    "background_probability": ("float", 0.0, 1.0),  # needs the job's noise channel
+    "min_snr_db": ("float", -10.0, 60.0),
+    "max_snr_db": ("float", -10.0, 60.0),
+    "time_shift_seconds": ("float", 0.0, 60.0),
+}
