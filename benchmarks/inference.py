@@ -53,9 +53,10 @@ from transformers import AutoModelForAudioClassification, Wav2Vec2Config, Wav2Ve
 
 from ml_code import audio, contract, inference
 from ml_code.onnx_export import export_model_dir
-from tests.inference.modeldir import clip, copy_code
+from standins.modeldir import clip, copy_code
 
 ROOT = Path(__file__).resolve().parents[1]
+WAV = contract.SUFFIX_CONTENT_TYPES[".wav"]  # what a client sends for a .wav file
 PATHS = ("off", "onnx", "onnx-int8")
 CLIP_SECONDS = (1, 5, 10, 30)
 LONG_CLIP_SECONDS = 30  # measured --long-reps times: one request takes seconds
@@ -163,8 +164,8 @@ def settle(classifier: inference.Classifier) -> None:
 
 def bytes_to_json(classifier: inference.Classifier, body: bytes) -> str:
     """One request through the handler contract, as the toolkit runs it."""
-    request = inference.parse_request(body, "audio/wav", classifier.settings)
-    return inference.output_fn(inference.predict_fn(request, classifier), "application/json")
+    request = inference.parse_request(body, WAV, classifier.settings)
+    return inference.output_fn(inference.predict_fn(request, classifier), contract.JSON_CONTENT_TYPE)
 
 
 def no_model(batch: np.ndarray) -> np.ndarray:
@@ -203,13 +204,15 @@ def latency(
                 bare[key].append(timed(forward, classifier, classifier.normalize(windows[seconds]))[0])
                 # The handler's own stages, each alone, the model replaced by a stand-in: decoding and
                 # resampling; windows, normalization, softmax, averaging and segments; the JSON.
-                decode_s, request = timed(inference.parse_request, body, "audio/wav", classifier.settings)
+                decode_s, request = timed(inference.parse_request, body, WAV, classifier.settings)
                 stages[key]["decode"].append(decode_s)
                 aggregate_s, prediction = timed(
                     dataclasses.replace(classifier, backend=no_model).classify, request
                 )
                 stages[key]["windows_normalize_and_aggregate"].append(aggregate_s)
-                stages[key]["to_json"].append(timed(inference.output_fn, prediction, "application/json")[0])
+                stages[key]["to_json"].append(
+                    timed(inference.output_fn, prediction, contract.JSON_CONTENT_TYPE)[0]
+                )
         print(f"rep {rep + 1} done, load {os.getloadavg()[0]:.2f}", flush=True)
 
     results: dict[str, Any] = {}
@@ -299,7 +302,7 @@ def server_throughput(model_dir: Path, fast_path: str, threads: int, requests: i
         def call(_: int) -> float:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
             start = time.perf_counter()
-            connection.request("POST", "/invocations", body=body, headers={"Content-Type": "audio/wav"})
+            connection.request("POST", "/invocations", body=body, headers={"Content-Type": WAV})
             response = connection.getresponse()
             response.read()
             connection.close()

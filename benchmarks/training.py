@@ -2,7 +2,7 @@
 
     python -m benchmarks.training [--clips 128] [--epochs 5] [--out benchmarks/results/training.json]
 
-Generated data (tests/training/synthetic.py: four tone/noise classes, 1 to 8 s, mixed formats, rates and
+Generated data (standins/synthetic.py: four tone/noise classes, 1 to 8 s, mixed formats, rates and
 channels), scanned as train.py scans it. Two model sizes, both random init as the offline default starts
 (so the feature encoder trains): the shipped tiny config (hidden 64, 2 layers) and a small one (hidden
 128, 4 layers, 4 heads, intermediate 512; the same feature encoder). train.py's defaults otherwise:
@@ -36,7 +36,7 @@ from transformers import TrainingArguments
 
 from benchmarks.inference import ROOT, LoadSampler, machine
 from ml_code import audio, audiofolder, inference, train
-from tests.training.synthetic import make_audiofolder
+from standins.synthetic import make_audiofolder
 
 TINY_CONFIG = ROOT / "ml_code" / "configs" / "tiny-wav2vec2"
 SMALL = {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 512}

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.inference import ROOT, LoadSampler, build_model_dir, machine, summary, wav_bytes
+from benchmarks.inference import ROOT, WAV, LoadSampler, build_model_dir, machine, summary, wav_bytes
 from ml_code import inference
 
 CLIENT_LEVELS = (1, 2, 4)
@@ -38,7 +38,7 @@ def _worker(model_dir: str, fast_path: str, threads: int, requests: Any, answers
     answers.put(("ready", os.getpid()))
     while (item := requests.get()) is not None:
         request_id, body = item
-        request = inference.parse_request(body, "audio/wav", classifier.settings)
+        request = inference.parse_request(body, WAV, classifier.settings)
         answers.put((request_id, inference.output_fn(inference.predict_fn(request, classifier), None)))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.inference.modeldir import build_model_dir
+from standins.modeldir import build_model_dir
 
 WINDOW_SECONDS = 0.5  # short windows keep the tiny model cheap; long clips still span many windows
 

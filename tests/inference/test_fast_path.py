@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ml_code import inference
-from tests.inference.modeldir import LABELS, clip
+from standins.modeldir import LABELS, clip
 
 CLIPS = 150
 

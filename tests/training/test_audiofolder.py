@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from ml_code import audio, audiofolder, augment
-from tests.training.synthetic import make_audiofolder
+from standins.synthetic import make_audiofolder
 
 
 @pytest.fixture(scope="module")

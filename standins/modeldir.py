@@ -1,4 +1,4 @@
-"""Builds model directories as train.py writes them, from the tiny config and generated audio."""
+"""Model directories as train.py writes them: the tiny config, random init, optionally briefly trained."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from transformers import AutoConfig, AutoModelForAudioClassification, Wav2Vec2Fe
 from ml_code import contract
 from ml_code.onnx_export import export_model_dir
 
-ML_CODE = Path(__file__).resolve().parents[2] / "ml_code"
+ML_CODE = Path(__file__).resolve().parents[1] / "ml_code"
 TINY_CONFIG = ML_CODE / "configs" / "tiny-wav2vec2"
 LABELS = ("tone", "noise", "pulses")
 SR = 16_000
@@ -21,15 +21,16 @@ SR = 16_000
 
 def clip(label: str, seconds: float, rng: np.random.Generator) -> np.ndarray:
     """A mono 16 kHz clip of one class: a low sine, white noise, or noise bursts a few times a second."""
-    t = np.arange(max(1, int(seconds * SR))) / SR
+    n = max(1, int(seconds * SR))
+    t = np.arange(n) / SR
     if label == "tone":
         signal = np.sin(2 * np.pi * rng.uniform(150, 400) * t + rng.uniform(0, 2 * np.pi))
     elif label == "noise":
-        signal = rng.standard_normal(t.shape[0])
+        signal = rng.standard_normal(n)
     else:
         gate = np.sin(2 * np.pi * rng.uniform(3, 6) * t + rng.uniform(0, 2 * np.pi)) > 0.3
-        signal = rng.standard_normal(t.shape[0]) * gate
-    mixed = rng.uniform(0.1, 0.8) * signal + rng.uniform(0.0, 0.05) * rng.standard_normal(t.shape[0])
+        signal = rng.standard_normal(n) * gate
+    mixed = rng.uniform(0.1, 0.8) * signal + rng.uniform(0.0, 0.05) * rng.standard_normal(n)
     return np.clip(mixed, -1, 1).astype(np.float32)
 
 
@@ -57,9 +58,9 @@ def build_model_dir(
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     extractor.save_pretrained(path)
-    (path / contract.LABELS_FILE).write_text(
-        json.dumps({"labels": list(LABELS), "sampling_rate": SR, "max_length_seconds": window_seconds})
-    )
+    hop = contract.window_hop(round(window_seconds * SR))  # as train.py records it
+    meta = {"labels": list(LABELS), "sampling_rate": SR, "max_length_seconds": window_seconds}
+    (path / contract.LABELS_FILE).write_text(json.dumps({**meta, "window_hop_seconds": hop / SR}))
     (path / contract.METRICS_FILE).write_text(json.dumps({"accuracy": 0.0}))
     if onnx:
         export_model_dir(model, path)
