@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 
@@ -58,6 +59,12 @@ def finding(scope: Construct, value: str) -> str:
     or the names of imported values are.
     """
     return _spell(cdk.Stack.of(scope).resolve(value))
+
+
+def objects_finding(scope: Construct, bucket: s3.IBucket, prefix: str) -> str:
+    """The finding of a right on every object under ``prefix`` in ``bucket`` (``arn_for_objects(prefix*)``),
+    e.g. ``Resource::<DataBucketABC123.Arn>/datasets/*``."""
+    return "Resource::" + finding(scope, bucket.arn_for_objects(f"{prefix}*"))
 
 
 def _spell(resolved: object) -> str:

@@ -23,7 +23,7 @@ from ..data_stack import (
     MODELS_PREFIX,
 )
 from ..images import ImageRef
-from ..nag import acknowledge_findings, finding
+from ..nag import acknowledge_findings, finding, objects_finding
 from ..sagemaker_runtime import UNSCOPED_REASON, log_group_arn, runtime_statements
 from .placement import digest
 
@@ -180,7 +180,7 @@ class ServingModel(Construct):
                 topic.master_key.grant(self.role, "kms:Decrypt", "kms:GenerateDataKey")
 
         def objects(prefix: str) -> str:
-            return "Resource::" + finding(self, bucket.arn_for_objects(f"{prefix}*"))
+            return objects_finding(self, bucket, prefix)
 
         findings = {
             "Resource::*": UNSCOPED_REASON,

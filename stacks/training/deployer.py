@@ -14,12 +14,11 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from ..bundling import CopyBundler, bundling
+from ..codebuild_project import IN_PLACE, CodeBuildProject, CodeBuildProjectProps
 from ..data_stack import EVALUATION_PREFIX
-from ..nag import acknowledge_codebuild_defaults, acknowledge_findings, finding
+from ..nag import finding, objects_finding
 from ..queues import dead_letter_queue
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,67 +112,61 @@ class ModelDeployer(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, props: DeployerProps) -> None:
         super().__init__(scope, construct_id)
-        self.source = s3_assets.Asset(
-            self,
-            "Source",
-            path=str(ROOT / "stacks"),
-            bundling=bundling(
-                CopyBundler({name: ROOT / name for name in APP_SOURCES}), cdk.BundlingOutput.NOT_ARCHIVED
-            ),
-            asset_hash_type=cdk.AssetHashType.OUTPUT,
-        )
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=logs.RetentionDays.SIX_MONTHS, removal_policy=cdk.RemovalPolicy.DESTROY
-        )
-        self.role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
-            description="AcousticShield model deployments: assumes the CDK bootstrap roles only",
-        )
+        stack = cdk.Stack.of(self)
         bootstrap_roles = (
             f"arn:{cdk.Aws.PARTITION}:iam::{cdk.Aws.ACCOUNT_ID}:role/"
             f"{BOOTSTRAP_ROLES}-{cdk.Aws.ACCOUNT_ID}-{cdk.Aws.REGION}"
         )
-        self.role.add_to_policy(
-            iam.PolicyStatement(sid="AssumeCdkRoles", actions=["sts:AssumeRole"], resources=[bootstrap_roles])
-        )
-        stack = cdk.Stack.of(self)
         serving_stack = stack.format_arn(
             service="cloudformation", resource="stack", resource_name=f"{props.stack_name}/*"
         )
-        self.role.add_to_policy(
+        statements: tuple[iam.PolicyStatement, ...] = (
+            iam.PolicyStatement(
+                sid="AssumeCdkRoles", actions=["sts:AssumeRole"], resources=[bootstrap_roles]
+            ),
             iam.PolicyStatement(
                 sid="ReadServingStackStatus",
                 actions=["cloudformation:DescribeStacks"],
                 resources=[serving_stack],
-            )
+            ),
         )
-        verify_findings = self._grant_verification(props) if props.verify else {}
-        self.project = codebuild.Project(
+        findings = {
+            f"Resource::{finding(self, bootstrap_roles)}": "The CDK bootstrap roles of this account "
+            "and region (deploy, file publishing, lookup); cdk deploy picks the one each step needs.",
+            f"Resource::{finding(self, serving_stack)}": "The Serving stack's ID suffix is made by "
+            "CloudFormation; the name is this app's.",
+        }
+        if props.verify:
+            verify_statements, verify_findings = self._verification(props)
+            statements += verify_statements
+            findings.update(verify_findings)
+        self.build = CodeBuildProject(
             self,
-            "Project",
-            description=f"Deploy {props.stack_name} with an approved model package (cdk deploy)",
-            role=self.role,
-            source=codebuild.Source.s3(bucket=self.source.bucket, path=self.source.s3_object_key),
-            build_spec=codebuild.BuildSpec.from_object(
-                build_spec(env_name=props.env_name, stack_name=props.stack_name, verify=props.verify)
-            ),
-            environment=codebuild.BuildEnvironment(
-                build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
+            IN_PLACE,
+            props=CodeBuildProjectProps(
+                description=f"Deploy {props.stack_name} with an approved model package (cdk deploy)",
+                role_description="AcousticShield model deployments: assumes the CDK bootstrap roles only",
+                sources={name: ROOT / name for name in APP_SOURCES},
+                source_dir=ROOT / "stacks",
+                build_spec=build_spec(
+                    env_name=props.env_name, stack_name=props.stack_name, verify=props.verify
+                ),
+                environment_variables={"MODEL_PACKAGE_ARN": ""},
+                key=props.key,
                 compute_type=codebuild.ComputeType.SMALL,
-            ),
-            environment_variables={"MODEL_PACKAGE_ARN": codebuild.BuildEnvironmentVariable(value="")},
-            encryption_key=props.key,
-            # A blue/green update with its baking periods takes up to about an hour and a half.
-            timeout=cdk.Duration.hours(2),
-            # Two approvals in a row must not race two deployments of one stack: the second start is
-            # throttled and EventBridge retries it once the first is done.
-            concurrent_build_limit=1,
-            logging=codebuild.LoggingOptions(
-                cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=self.log_group)
+                # A blue/green update with its baking periods takes up to about an hour and a half.
+                timeout=cdk.Duration.hours(2),
+                # Two approvals in a row must not race two deployments of one stack: the second start is
+                # throttled and EventBridge retries it once the first is done.
+                concurrent_build_limit=1,
+                log_retention=logs.RetentionDays.SIX_MONTHS,
+                statements=statements,
+                statements_first=True,
+                findings=findings,
             ),
         )
+        self.source, self.log_group = self.build.source, self.build.log_group
+        self.role, self.project = self.build.role, self.build.project
 
         self.dead_letters = dead_letter_queue(self, target="approval rule")
         package_arn = events.EventField.from_path("$.detail.ModelPackageArn")
@@ -206,21 +199,8 @@ class ModelDeployer(Construct):
             ],
         )
 
-        acknowledge_codebuild_defaults(self.role, self.project)
-        acknowledge_findings(
-            self.role,
-            "AwsSolutions-IAM5",
-            {
-                f"Resource::{finding(self, bootstrap_roles)}": "The CDK bootstrap roles of this account "
-                "and region (deploy, file publishing, lookup); cdk deploy picks the one each step needs.",
-                f"Resource::{finding(self, serving_stack)}": "The Serving stack's ID suffix is made by "
-                "CloudFormation; the name is this app's.",
-                **verify_findings,
-            },
-        )
-
-    def _grant_verification(self, props: DeployerProps) -> dict[str, str]:
-        """Read what the endpoint serves and invoke it once; returns the cdk-nag findings to acknowledge."""
+    def _verification(self, props: DeployerProps) -> tuple[tuple[iam.PolicyStatement, ...], dict[str, str]]:
+        """Read what the endpoint serves and invoke it once: the statements and their cdk-nag findings."""
         stack = cdk.Stack.of(self)
 
         def sagemaker_arn(resource: str, name: str) -> str:
@@ -229,8 +209,7 @@ class ModelDeployer(Construct):
         endpoints = sagemaker_arn("endpoint", f"{props.endpoint_name_prefix}*")
         configs, models = sagemaker_arn("endpoint-config", "*"), sagemaker_arn("model", "*")
         packages = sagemaker_arn("model-package", f"{props.group_name}/*")
-        evaluations = props.bucket.arn_for_objects(f"{EVALUATION_PREFIX}*")
-        for statement in (
+        statements = (
             iam.PolicyStatement(
                 sid="VerifyEndpoint",
                 actions=["sagemaker:DescribeEndpoint", "sagemaker:InvokeEndpoint"],
@@ -245,10 +224,13 @@ class ModelDeployer(Construct):
                 sid="ReadModelPackages", actions=["sagemaker:DescribeModelPackage"], resources=[packages]
             ),
             # The approved package's labels are in its evaluation report.
-            iam.PolicyStatement(sid="ReadEvaluations", actions=["s3:GetObject"], resources=[evaluations]),
-        ):
-            self.role.add_to_policy(statement)
-        return {
+            iam.PolicyStatement(
+                sid="ReadEvaluations",
+                actions=["s3:GetObject"],
+                resources=[props.bucket.arn_for_objects(f"{EVALUATION_PREFIX}*")],
+            ),
+        )
+        return statements, {
             f"Resource::{finding(self, endpoints)}": "This app's endpoints: their names start with the name "
             "prefix and end with the placement (instance type or mode), fixed per deployment.",
             f"Resource::{finding(self, configs)}": "Endpoint configs and models get names from CloudFormation "
@@ -256,6 +238,8 @@ class ModelDeployer(Construct):
             f"Resource::{finding(self, models)}": "Endpoint configs and models get names from CloudFormation "
             "(one per model revision); Describe reads their settings only.",
             f"Resource::{finding(self, packages)}": "Model package versions of this app's group only.",
-            f"Resource::{finding(self, evaluations)}": "Evaluation reports, one per training job under "
-            "evaluation/<job>/; the job is known only from the approved package.",
+            objects_finding(
+                self, props.bucket, EVALUATION_PREFIX
+            ): "Evaluation reports, one per training job "
+            "under evaluation/<job>/; the job is known only from the approved package.",
         }

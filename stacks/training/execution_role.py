@@ -13,7 +13,7 @@ from constructs import Construct
 
 from ..data_stack import CHECKPOINTS_PREFIX, DATASETS_PREFIX, MODELS_PREFIX
 from ..images import ImageRef
-from ..nag import acknowledge_findings, finding
+from ..nag import acknowledge_findings, finding, objects_finding
 from ..sagemaker_runtime import UNSCOPED_REASON, log_group_arn, runtime_statements
 
 # SageMaker's fixed log group for every training job.
@@ -154,7 +154,7 @@ class TrainingExecutionRole(Construct):
             self.role.add_to_policy(statement)
 
         def objects(prefix: str) -> str:
-            return "Resource::" + finding(self, bucket.arn_for_objects(f"{prefix}*"))
+            return objects_finding(self, bucket, prefix)
 
         rule_findings = {
             objects(prefix): f"Debugger and Profiler write per job under {prefix}<job>/ and the job's rules "

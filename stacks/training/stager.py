@@ -10,13 +10,13 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from ..bundling import ML_CODE, CopyBundler, bundling
+from ..bundling import ML_CODE
+from ..codebuild_project import IN_PLACE, CodeBuildProject, CodeBuildProjectProps
 from ..config import StagingConfig
 from ..data_stack import DATASETS_PREFIX, RAW_PREFIX
-from ..nag import acknowledge_codebuild_defaults, acknowledge_findings, finding
+from ..nag import objects_finding
 
 BUILD_SPEC = {
     "version": "0.2",
@@ -50,80 +50,59 @@ class DatasetStager(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, props: StagerProps) -> None:
         super().__init__(scope, construct_id)
-        self.source = s3_assets.Asset(
-            self,
-            "Source",
-            path=str(ML_CODE),
-            bundling=bundling(CopyBundler({"ml_code": ML_CODE}), cdk.BundlingOutput.NOT_ARCHIVED),
-            asset_hash_type=cdk.AssetHashType.OUTPUT,
-        )
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=logs.RetentionDays.THREE_MONTHS, removal_policy=cdk.RemovalPolicy.DESTROY
-        )
-        self.role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("codebuild.amazonaws.com"),
-            description="AcousticShield dataset staging builds",
-        )
-        self.project = codebuild.Project(
-            self,
-            "Project",
-            description="Stage a dataset (esc50, fsd50k or a folder) into the data bucket's datasets/ prefix",
-            role=self.role,
-            source=codebuild.Source.s3(bucket=self.source.bucket, path=self.source.s3_object_key),
-            build_spec=codebuild.BuildSpec.from_object(BUILD_SPEC),
-            environment=codebuild.BuildEnvironment(
-                build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
-                compute_type=codebuild.ComputeType.MEDIUM,
-            ),
-            environment_variables={
-                "DATA_BUCKET": codebuild.BuildEnvironmentVariable(value=props.bucket.bucket_name),
-                "DATASET_PREFIX": codebuild.BuildEnvironmentVariable(value=props.dataset_prefix),
-                "DATASET_SOURCE": codebuild.BuildEnvironmentVariable(value=props.staging.source),
-                "SOURCE_URL": codebuild.BuildEnvironmentVariable(value=props.staging.source_url),
-            },
-            encryption_key=props.key,
-            timeout=cdk.Duration.hours(4),
-            logging=codebuild.LoggingOptions(
-                cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=self.log_group)
-            ),
-        )
         bucket = props.bucket
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ListDatasets",
-                actions=["s3:ListBucket"],
-                resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{DATASETS_PREFIX}*", f"{RAW_PREFIX}*"]}},
-            )
+        self.build = CodeBuildProject(
+            self,
+            IN_PLACE,
+            props=CodeBuildProjectProps(
+                description="Stage a dataset (esc50, fsd50k or a folder) into the data bucket's "
+                "datasets/ prefix",
+                role_description="AcousticShield dataset staging builds",
+                sources={"ml_code": ML_CODE},
+                source_dir=ML_CODE,
+                build_spec=BUILD_SPEC,
+                environment_variables={
+                    "DATA_BUCKET": bucket.bucket_name,
+                    "DATASET_PREFIX": props.dataset_prefix,
+                    "DATASET_SOURCE": props.staging.source,
+                    "SOURCE_URL": props.staging.source_url,
+                },
+                key=props.key,
+                compute_type=codebuild.ComputeType.MEDIUM,
+                timeout=cdk.Duration.hours(4),
+                log_retention=logs.RetentionDays.THREE_MONTHS,
+                statements=(
+                    iam.PolicyStatement(
+                        sid="ListDatasets",
+                        actions=["s3:ListBucket"],
+                        resources=[bucket.bucket_arn],
+                        conditions={"StringLike": {"s3:prefix": [f"{DATASETS_PREFIX}*", f"{RAW_PREFIX}*"]}},
+                    ),
+                    iam.PolicyStatement(
+                        sid="ReadRawClips",
+                        actions=["s3:GetObject"],
+                        resources=[bucket.arn_for_objects(f"{RAW_PREFIX}*")],
+                    ),
+                    iam.PolicyStatement(
+                        sid="WriteDatasets",
+                        actions=[
+                            "s3:GetObject",
+                            "s3:PutObject",
+                            "s3:DeleteObject",
+                            "s3:AbortMultipartUpload",
+                        ],
+                        resources=[bucket.arn_for_objects(f"{DATASETS_PREFIX}*")],
+                    ),
+                ),
+                findings={
+                    objects_finding(self, bucket, DATASETS_PREFIX): "Staging writes any clip of the dataset "
+                    "under datasets/; the file names come from the dataset.",
+                    objects_finding(self, bucket, RAW_PREFIX): "The `folder` source reads your own clips "
+                    "from raw/; their names are yours.",
+                },
+            ),
         )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="ReadRawClips",
-                actions=["s3:GetObject"],
-                resources=[bucket.arn_for_objects(f"{RAW_PREFIX}*")],
-            )
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WriteDatasets",
-                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-                resources=[bucket.arn_for_objects(f"{DATASETS_PREFIX}*")],
-            )
-        )
+        self.source, self.log_group = self.build.source, self.build.log_group
+        self.role, self.project = self.build.role, self.build.project
+        # Writing SSE-KMS datasets needs the data key, whatever CodeBuild grants for its own artifacts.
         props.key.grant_encrypt_decrypt(self.role)
-
-        acknowledge_codebuild_defaults(self.role, self.project)
-        acknowledge_findings(
-            self.role,
-            "AwsSolutions-IAM5",
-            {
-                "Resource::"
-                + finding(self, bucket.arn_for_objects(f"{DATASETS_PREFIX}*")): "Staging writes any "
-                "clip of the dataset under datasets/; the file names come from the dataset.",
-                "Resource::"
-                + finding(self, bucket.arn_for_objects(f"{RAW_PREFIX}*")): "The `folder` source reads "
-                "your own clips from raw/; their names are yours.",
-            },
-        )

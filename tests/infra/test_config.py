@@ -20,7 +20,8 @@ def config(**overrides: Any) -> AppConfig:
 
 
 def test_dev_environment_comes_from_cdk_json() -> None:
-    # When no env is named
+    # Given cdk.json's context, no `-c env=...`
+    # When it is loaded
     cfg = config()
     # Then dev applies, with the code defaults beneath it
     assert cfg.env_name == "dev"
@@ -32,8 +33,16 @@ def test_dev_environment_comes_from_cdk_json() -> None:
 
 
 def test_prod_environment_and_command_line_overrides() -> None:
-    # Given `-c env=prod -c learning_rate=1e-4 -c training_use_spot=false` (strings, as the CLI passes them)
-    cfg = config(env="prod", learning_rate="1e-4", training_use_spot="false", training_instance_count="2")
+    # Given `-c env=prod -c learning_rate=1e-4 -c training_use_spot=false -c training_instance_count=2`
+    # (strings, as the CLI passes them)
+    overrides = {
+        "env": "prod",
+        "learning_rate": "1e-4",
+        "training_use_spot": "false",
+        "training_instance_count": "2",
+    }
+    # When the context is loaded
+    cfg = config(**overrides)
     # Then prod's values apply and the overrides win, typed
     assert cfg.name_prefix == "acoustic-shield"
     assert cfg.schedule.enabled is True
@@ -79,6 +88,8 @@ def test_prod_environment_and_command_line_overrides() -> None:
 def test_invalid_value_names_the_key_the_value_and_what_is_allowed(
     overrides: dict[str, str], message: str
 ) -> None:
+    # Given one invalid `-c` value / When the context is loaded / Then synthesis stops, naming the key, the
+    # value and what is allowed
     with pytest.raises(ConfigError, match=message):
         config(**overrides)
 
@@ -87,7 +98,7 @@ def test_unknown_key_in_cdk_json_is_refused() -> None:
     # Given a typo in an environment section
     context = cdk_context()
     context["acoustic_shield"] = {"dev": {"learning_rat": 1e-4}}
-    # Then synth stops and names it
+    # When it is loaded / Then synth stops and names it
     with pytest.raises(
         ConfigError, match=r"unknown config key\(s\) learning_rat in cdk\.json context\.acoustic_shield\.dev"
     ):
@@ -95,19 +106,29 @@ def test_unknown_key_in_cdk_json_is_refused() -> None:
 
 
 def test_cpu_training_instance_is_refused_for_gpu_only_images(synth_app: Any) -> None:
+    # Given a CPU training instance for the default (GPU-only) training image
+    # When the app is synthesized / Then synthesis stops and says to choose a GPU instance
     with pytest.raises(ConfigError, match="has no CPU build; choose a GPU"):
         synth_app(training_instance_type="ml.m5.xlarge")
 
 
 def test_every_config_key_is_documented_in_the_readme() -> None:
+    # Given the README's configuration tables
     readme = (ROOT / "README.md").read_text()
+    # When the keys they document are listed
     documented = set(re.findall(r"^\| `([a-z0-9_]+)` \|", readme, flags=re.M))
+    # Then every key the code reads has its row
     keys = {key for key, _, _ in settings()}
+    assert keys, "settings() lists no key"
     assert keys <= documented, f"undocumented config keys: {sorted(keys - documented)}"
 
 
 def test_cdk_json_environments_only_use_known_keys() -> None:
+    # Given cdk.json's environments
     environments = json.loads(Path(ROOT, "cdk.json").read_text())["context"]["acoustic_shield"]
+    assert set(environments) == {"dev", "prod"}
+    # When their keys are compared with the keys the code reads
     keys = {key for key, _, _ in settings()}
-    for name, values in environments.items():
-        assert set(values) <= keys, name
+    unknown = {name: sorted(set(values) - keys) for name, values in environments.items()}
+    # Then neither has a key the code would not read
+    assert unknown == {"dev": [], "prod": []}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Template
 
 
 def buckets(template: Template) -> dict[str, dict]:
@@ -15,23 +15,25 @@ def data_bucket(template: Template) -> dict:
 
 
 def test_key_rotates_and_is_retained(data_template: Template) -> None:
-    data_template.has_resource(
-        "AWS::KMS::Key",
-        {
-            "Properties": {"EnableKeyRotation": True},
-            "DeletionPolicy": "Retain",
-            "UpdateReplacePolicy": "Retain",
-        },
-    )
+    # Given the Data stack's keys
+    keys = data_template.find_resources("AWS::KMS::Key")
+    # When its one key is looked at
+    (key,) = keys.values()
+    # Then it rotates, and outlives the stack and any replacement
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == ("Retain", "Retain")
 
 
 def test_data_bucket_is_kms_encrypted_versioned_private_and_retained(data_template: Template) -> None:
+    # Given the data bucket (the one that logs its access)
     bucket = data_bucket(data_template)
     props = bucket["Properties"]
+    # Then it is retained, encrypted with the stack's key (bucket keys on), versioned and private
     assert bucket["DeletionPolicy"] == "Retain"
     (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
-    assert "KMSMasterKeyID" in rule["ServerSideEncryptionByDefault"]
+    (key_id,) = data_template.find_resources("AWS::KMS::Key")
+    assert rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"] == {"Fn::GetAtt": [key_id, "Arn"]}
     assert rule["BucketKeyEnabled"] is True
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert props["PublicAccessBlockConfiguration"] == {
@@ -43,31 +45,35 @@ def test_data_bucket_is_kms_encrypted_versioned_private_and_retained(data_templa
 
 
 def test_every_bucket_refuses_plain_http(data_template: Template) -> None:
+    # Given the Data stack's buckets and their policies
     policies = data_template.find_resources("AWS::S3::BucketPolicy")
-    assert len(policies) == len(buckets(data_template)) == 2
-    for policy in policies.values():
+    # When the bucket each policy is for is looked up
+    by_bucket = {
+        p["Properties"]["Bucket"]["Ref"]: p["Properties"]["PolicyDocument"] for p in policies.values()
+    }
+    # Then each bucket has one, whose first statement denies every request over plain HTTP
+    assert set(by_bucket) == set(buckets(data_template)) and len(by_bucket) == 2
+    for document in by_bucket.values():
         assert {
             "Action": "s3:*",
             "Condition": {"Bool": {"aws:SecureTransport": "false"}},
             "Effect": "Deny",
-        }.items() <= policy["Properties"]["PolicyDocument"]["Statement"][0].items()
+        }.items() <= document["Statement"][0].items()
 
 
 def test_data_bucket_logs_access_to_the_log_bucket(data_template: Template) -> None:
-    data_template.has_resource_properties(
-        "AWS::S3::Bucket",
-        {
-            "LoggingConfiguration": {
-                "DestinationBucketName": {"Ref": Match.string_like_regexp("^AccessLogs")},
-                "LogFilePrefix": "data-bucket/",
-            }
-        },
-    )
+    # Given the data bucket and the stack's other bucket, for access logs
+    logging = data_bucket(data_template)["Properties"]["LoggingConfiguration"]
+    (log_bucket,) = [k for k in buckets(data_template) if k.startswith("AccessLogs")]
+    # Then the data bucket's server access logs go to the log bucket, under data-bucket/
+    assert logging == {"DestinationBucketName": {"Ref": log_bucket}, "LogFilePrefix": "data-bucket/"}
 
 
 def test_lifecycle_expires_old_versions_stale_uploads_and_checkpoints(data_template: Template) -> None:
+    # Given the data bucket's lifecycle rules
     rules = data_bucket(data_template)["Properties"]["LifecycleConfiguration"]["Rules"]
     by_id = {r["Id"]: r for r in rules}
+    # Then old versions go after 90 days, stale uploads after 7, and spot checkpoints after 30
     assert by_id["noncurrent-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 90}
     assert by_id["noncurrent-versions"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
     assert by_id["expire-checkpoints"] == {
@@ -79,7 +85,9 @@ def test_lifecycle_expires_old_versions_stale_uploads_and_checkpoints(data_templ
 
 
 def test_exports_have_stable_names(data_template: Template) -> None:
+    # Given the Data stack's outputs (the Training and Serving stacks import them)
     outputs = data_template.to_json()["Outputs"]
+    # Then their export names are the stack's name and the value's, never a generated ID
     assert {o["Export"]["Name"] for o in outputs.values()} == {
         "AcousticShield-dev-Data-DataBucketName",
         "AcousticShield-dev-Data-DataBucketArn",
@@ -98,10 +106,10 @@ def test_the_data_key_grants_no_service_principal_it_does_not_need(data_template
 
 
 def test_the_data_bucket_sends_its_object_events_to_eventbridge(data_template: Template) -> None:
-    # Given the data bucket / Then its object events reach EventBridge natively (no notification custom
-    # resource or Lambda), where the retrain-on-new-data rule picks the manifests out
-    data_template.has_resource_properties(
-        "AWS::S3::Bucket",
-        {"NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}},
-    )
+    # Given the data bucket
+    props = data_bucket(data_template)["Properties"]
+    # Then its object events reach EventBridge natively (no notification custom resource or Lambda), where
+    # the retrain-on-new-data rule picks the manifests out
+    assert props["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
     assert not data_template.find_resources("Custom::S3BucketNotifications")
+    assert not data_template.find_resources("AWS::Lambda::Function")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,14 +38,17 @@ def build_spec(template: Template) -> dict[str, Any]:
 def test_project_deploys_only_the_serving_stack_with_the_approved_package(
     training_template: Template,
 ) -> None:
+    # Given the deploy project and its build spec
     props = deploy_project(training_template)[1]["Properties"]
     spec = build_spec(training_template)
+    # Then it installs the pinned toolchain and deploys the Serving stack alone, with the approved package
     assert spec["phases"]["install"]["commands"][:2] == [
         "python -m pip install --quiet -r requirements.txt",
         "npm ci --no-audit --no-fund",
     ]
     assert spec["phases"]["build"]["commands"][1] == DEPLOY
     assert spec["phases"]["build"]["commands"][0].startswith('test -n "$MODEL_PACKAGE_ARN"')
+    # And one build at a time, encrypted with the data key, unprivileged, from its S3 source asset
     assert props["EncryptionKey"] == {"Fn::ImportValue": "AcousticShield-dev-Data-KeyArn"}
     assert props["ConcurrentBuildLimit"] == 1
     assert props["Source"]["Type"] == "S3"
@@ -56,9 +60,10 @@ def test_every_deployment_is_verified_against_the_endpoint_and_ends_with_the_sta
 ) -> None:
     # Given the deploy project's build spec
     spec = build_spec(training_template)
-    # Then after cdk deploy, the endpoint must serve the config the deployment created and the approved
-    # package, read from cdk's outputs file; the verification's only extra dependency is the pinned boto3
+    # When the commands after cdk deploy are read
     outputs = "$(jq -r '.\"AcousticShield-dev-Serving\".{}' serving-outputs.json)"
+    # Then the endpoint must serve the config the deployment created and the approved package, read from
+    # cdk's outputs file; the verification's only extra dependency is the pinned boto3
     assert spec["phases"]["build"]["commands"][2] == (
         f'python -m ml_code.invoke --verify --endpoint "{outputs.format("EndpointName")}"'
         f' --expect-config "{outputs.format("EndpointConfigName")}" --expect-package "$MODEL_PACKAGE_ARN"'
@@ -74,20 +79,26 @@ def test_every_deployment_is_verified_against_the_endpoint_and_ends_with_the_sta
 
 
 def test_the_staging_requirements_pin_the_boto3_the_verification_installs() -> None:
+    # Given the staging requirements the deploy build greps boto3's pin from
     pins = (Path(__file__).resolve().parents[2] / "ml_code" / "requirements-staging.txt").read_text()
-    assert len([line for line in pins.splitlines() if line.startswith("boto3==")]) == 1
+    # When the build's pattern picks its line
+    picked = [line for line in pins.splitlines() if re.match(r"^boto3==", line)]
+    # Then there is exactly one, an exact version
+    assert len(picked) == 1
+    assert re.fullmatch(r"boto3==\d+\.\d+\.\d+", picked[0].strip()), picked
 
 
 def test_verification_reads_and_invokes_only_this_apps_endpoints(training_template: Template) -> None:
+    # Given the deploy role's statements
     sids = by_sid(training_template, "DeployerRole")
 
     def resource(sid: str) -> str:
         return json.dumps(sids[sid]["Resource"])
 
-    # Describe and invoke endpoints named <name_prefix>-*, nothing that changes them
+    # Then it describes and invokes endpoints named <name_prefix>-*, nothing that changes them
     assert sids["VerifyEndpoint"]["Action"] == ["sagemaker:DescribeEndpoint", "sagemaker:InvokeEndpoint"]
     assert resource("VerifyEndpoint").endswith(':endpoint/acoustic-shield-dev-*"]]}')
-    # Describe-only on the configs and models CloudFormation names, packages of this group only
+    # And describes only the configs and models CloudFormation names, and packages of this group only
     assert sids["ReadServedModels"]["Action"] == [
         "sagemaker:DescribeEndpointConfig",
         "sagemaker:DescribeModel",
@@ -97,7 +108,7 @@ def test_verification_reads_and_invokes_only_this_apps_endpoints(training_templa
     )
     assert sids["ReadModelPackages"]["Action"] == "sagemaker:DescribeModelPackage"
     assert resource("ReadModelPackages").endswith(':model-package/acoustic-shield-dev/*"]]}')
-    # The package's evaluation report (its labels), and the Serving stack's status
+    # And reads the package's evaluation report (its labels), and the Serving stack's status
     assert sids["ReadEvaluations"]["Action"] == "s3:GetObject"
     assert resource("ReadEvaluations").endswith('"/evaluation/*"]]}')
     assert sids["ReadServingStackStatus"]["Action"] == "cloudformation:DescribeStacks"
@@ -106,18 +117,24 @@ def test_verification_reads_and_invokes_only_this_apps_endpoints(training_templa
 
 def test_without_verification_the_build_only_deploys(synth_app: Callable[..., AcousticShieldApp]) -> None:
     # Given verify_deployments=false
-    template = Template.from_stack(synth_app(verify_deployments="false").training)
+    built = synth_app(verify_deployments="false")
+    # When the Training stack is synthesized
+    template = Template.from_stack(built.training)
     # Then the build deploys and reports the stack status, and the role gets no SageMaker rights
     spec = build_spec(template)
     assert spec["phases"]["build"]["commands"][1:] == [DEPLOY]
     assert len(spec["phases"]["install"]["commands"]) == 2
     actions = json.dumps([s["Action"] for s in statements(template, "DeployerRole")])
     assert "sagemaker:" not in actions and "cloudformation:DescribeStacks" in actions
+    assert "ReadEvaluations" not in by_sid(template, "DeployerRole")
 
 
 def test_role_may_only_assume_the_cdk_bootstrap_roles(training_template: Template) -> None:
+    # Given the deploy role's statements
     found = statements(training_template, "DeployerRole")
+    # When those that assume roles are picked out
     assume = [s for s in found if "sts:AssumeRole" in json.dumps(s["Action"])]
+    # Then the only one assumes this account's and region's CDK bootstrap roles
     assert assume == [
         {
             "Action": "sts:AssumeRole",
@@ -140,8 +157,8 @@ def test_role_may_only_assume_the_cdk_bootstrap_roles(training_template: Templat
             "Sid": "AssumeCdkRoles",
         }
     ]
-    # Everything else is CodeBuild's own plumbing (its logs, its source asset, the key, its reports) and the
-    # verification's reads: nothing it could change a resource with
+    # And everything else is CodeBuild's own plumbing (its logs, its source asset, the key, its reports) and
+    # the verification's reads: nothing it could change a resource with
     verification = {
         "sagemaker:DescribeEndpoint",
         "sagemaker:InvokeEndpoint",
@@ -159,7 +176,10 @@ def test_role_may_only_assume_the_cdk_bootstrap_roles(training_template: Templat
 
 
 def test_an_approved_package_of_this_group_starts_the_build_with_its_arn(training_template: Template) -> None:
+    # Given the deploy project
     project_id = deploy_project(training_template)[0]
+    # Then a rule starts it when a package of this app's group is approved, passing the package's ARN, with
+    # retries and a dead-letter queue
     training_template.has_resource_properties(
         "AWS::Events::Rule",
         {
@@ -193,6 +213,7 @@ def test_source_is_the_app_with_its_pinned_dependencies(dev_app: AcousticShieldA
     # Given the deploy project's bundled source asset
     outdir = Path(dev_app.training.node.root.outdir)  # type: ignore[attr-defined]
     source = dev_app.training.deployer.source
+    # When it is found in the cloud assembly
     (asset,) = [p for p in outdir.glob("asset.*") if p.name.endswith(source.asset_hash)]
     # Then it holds what `cdk deploy` needs, and nothing of the tests or caches
     top = {p.name for p in asset.iterdir()}

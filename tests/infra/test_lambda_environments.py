@@ -1,8 +1,10 @@
 """Seam: each Lambda's environment as synthesized, read by that Lambda's own settings parser.
 
 The stack writes the variables, the handler reads them at cold start; nothing else joins the two. Every
-synthesized variable must be one the parser reads (no extra, forgotten one), and the parser must accept
-the whole set (no missing or malformed one). Deploy-time tokens become values of the shape AWS gives them.
+synthesized variable must be one the parser reads (no extra, forgotten one), the parser must accept the
+whole set (no missing or malformed one), and every variable the parser reads must be one the stack sets
+(no name the two spell differently, which an optional variable would hide behind its default).
+Deploy-time tokens become values of the shape AWS gives them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from functions.launcher.logic import LaunchSettings
+from functions.launcher.settings import LaunchSettings
 from functions.promoter.settings import Settings
 
 REGION, ACCOUNT = "eu-west-1", "123456789012"
@@ -107,23 +109,50 @@ def environment(template: Template, handler: str) -> dict[str, str]:
 
 
 PARSERS: dict[str, tuple[str, Callable[[Mapping[str, str]], Any]]] = {
-    "launcher": ("launcher.handler.handler", LaunchSettings.from_env),
+    "launcher": ("launcher.handler.handler", LaunchSettings.from_environment),
     "promoter": ("promoter.handler.handler", Settings.from_environment),
+}
+# dev and prod as cdk.json has them, and dev with every optional feature on: Debugger rules beside dev's
+# profiling and tuning, so that the stack sets every variable a parser can read.
+VARIANTS: dict[str, dict[str, str]] = {
+    "dev": {},
+    "prod": {"env": "prod"},
+    "every-feature": {"debugger_rules": "LossNotDecreasing,Overfit"},
 }
 
 
-@pytest.mark.parametrize("env_name", ["dev", "prod"])
+def parsed(synth_app: Any, variant: str, function: str) -> tuple[Any, set[str], set[str]]:
+    """The function's settings from its synthesized environment, the variables set, those read."""
+    handler, parse = PARSERS[function]
+    variables = Recording(environment(Template.from_stack(synth_app(**VARIANTS[variant]).training), handler))
+    return parse(variables), set(variables.values), variables.read
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 @pytest.mark.parametrize("function", sorted(PARSERS))
 def test_every_synthesized_variable_is_read_and_accepted_by_the_functions_own_parser(
-    synth_app: Any, env_name: str, function: str
+    synth_app: Any, variant: str, function: str
 ) -> None:
     # Given the function's environment as the Training stack synthesizes it
-    handler, parse = PARSERS[function]
-    app = synth_app() if env_name == "dev" else synth_app(env=env_name)
-    variables = Recording(environment(Template.from_stack(app.training), handler))
     # When the function's settings parser reads it at cold start
-    settings = parse(variables)
+    settings, synthesized, read = parsed(synth_app, variant, function)
     # Then it accepts every value, and every variable the stack sets is one it reads
     assert settings is not None
-    unread = set(variables.values) - variables.read - {"AWS_REGION"}  # Lambda's own, read by boto3
+    unread = synthesized - read - {"AWS_REGION"}  # Lambda's own, read by boto3
     assert not unread, f"{function}: the stack sets variables its parser never reads: {sorted(unread)}"
+
+
+@pytest.mark.parametrize("function", sorted(PARSERS))
+def test_every_variable_the_parser_reads_is_one_the_stack_sets(synth_app: Any, function: str) -> None:
+    # Given the function's environment with every optional feature on, and as dev and prod have it
+    _, every, read_by_every = parsed(synth_app, "every-feature", function)
+    # When the parser has read each
+    # Then with every feature on, it reads nothing the stack leaves unset: no missing variable
+    assert read_by_every <= every, (
+        f"{function}: reads variables the stack never sets: {read_by_every - every}"
+    )
+    for variant in ("dev", "prod"):
+        _, synthesized, read = parsed(synth_app, variant, function)
+        # And what dev and prod leave unset is an optional variable the parser defaults, named as the
+        # stack names it when the feature is on
+        assert read - synthesized <= every, f"{function} ({variant}): {sorted(read - synthesized - every)}"

@@ -9,6 +9,7 @@ from typing import Any
 from aws_cdk.assertions import Template
 
 from stacks.app_builder import AcousticShieldApp
+from stacks.config import load_config
 
 from .conftest import MODEL_A, cdk_context
 from .test_training_stack import statements
@@ -35,6 +36,10 @@ def text(value: Any) -> str:
     return json.dumps(value)
 
 
+def by_sid_of(found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {s["Sid"]: s for s in found if "Sid" in s}
+
+
 def test_the_notifications_topic_has_a_key_of_its_own_that_only_cloudwatch_may_use_as_a_service(
     training_template: Template,
 ) -> None:
@@ -42,12 +47,14 @@ def test_the_notifications_topic_has_a_key_of_its_own_that_only_cloudwatch_may_u
     key_id = only_id(training_template, "AWS::KMS::Key", "RegistryNotificationsKey")
     topic = resources(training_template, "AWS::SNS::Topic")[topic_id(training_template)]["Properties"]
     key = resources(training_template, "AWS::KMS::Key")[key_id]["Properties"]
-    # Then it is encrypted with its own rotated key, whose policy names one service: CloudWatch's alarm actions
-    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
-    assert key["EnableKeyRotation"] is True
+    # When the key's policy is read
     services = [
         s["Principal"]["Service"] for s in key["KeyPolicy"]["Statement"] if "Service" in s["Principal"]
     ]
+    # Then the topic is encrypted with its own rotated key, whose policy names one service: CloudWatch's
+    # alarm actions
+    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
+    assert key["EnableKeyRotation"] is True
     assert services == ["cloudwatch.amazonaws.com"]
     # ...and the topic's policy names no service at all (EventBridge publishes as a role, below)
     (policy,) = resources(training_template, "AWS::SNS::TopicPolicy").values()
@@ -55,18 +62,24 @@ def test_the_notifications_topic_has_a_key_of_its_own_that_only_cloudwatch_may_u
 
 
 def test_the_promoter_may_still_publish_to_the_re_keyed_topic(training_template: Template) -> None:
+    # Given the notifications topic's own key
     key_id = only_id(training_template, "AWS::KMS::Key", "RegistryNotificationsKey")
+    # When the promoter's statements are read
+    found = statements(training_template, "PromoterHandlerRole")
+    # Then it may publish to the topic and use the topic's key to do so
     assert {
         "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
         "Effect": "Allow",
         "Resource": {"Fn::GetAtt": [key_id, "Arn"]},
-    } in statements(training_template, "PromoterHandlerRole")
+    } in found
+    assert by_sid_of(found)["Notify"]["Resource"] == {"Ref": topic_id(training_template)}
 
 
 def test_every_dead_letter_queue_alarms_on_its_first_message(training_template: Template) -> None:
     # Given the queues behind the schedule, the promoter's rule, the approval rule and the notices
     queues = resources(training_template, "AWS::SQS::Queue")
     assert len(queues) == 4
+    # When the SQS alarms are listed by the queue they watch
     by_queue = {
         a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]: a
         for a in alarms_by_id(training_template).values()
@@ -86,7 +99,10 @@ def test_every_dead_letter_queue_alarms_on_its_first_message(training_template: 
 
 
 def test_lambda_errors_and_throttles_alarm_naming_the_log_group(training_template: Template) -> None:
+    # Given the Training stack's alarms
     alarms = alarms_by_id(training_template)
+    # When those of each function are picked out / Then each function has one alarm on its errors and one
+    # on its throttles, at the first one, telling the topic and naming the function's log group
     for name in ("Launcher", "Promoter"):
         function = only_id(training_template, "AWS::Lambda::Function", f"{name}HandlerFunction")
         logs = only_id(training_template, "AWS::Logs::LogGroup", f"{name}HandlerLogs")
@@ -112,7 +128,9 @@ def notice_rule(template: Template, prefix: str) -> dict[str, Any]:
 def test_failed_and_timed_out_builds_are_announced_with_their_build_id_and_logs(
     training_template: Template,
 ) -> None:
+    # Given the failed-build notice rule
     rule = notice_rule(training_template, "BuildFailed")
+    # Then it matches the staging and deploy projects' failed, faulted and timed-out builds...
     assert rule["EventPattern"] == {
         "source": ["aws.codebuild"],
         "detail-type": ["CodeBuild Build State Change"],
@@ -124,6 +142,7 @@ def test_failed_and_timed_out_builds_are_announced_with_their_build_id_and_logs(
             ],
         },
     }
+    # ...and tells the topic the build, its status and where its logs are
     (target,) = rule["Targets"]
     assert target["Arn"] == {"Ref": topic_id(training_template)}
     paths = target["InputTransformer"]["InputPathsMap"]
@@ -138,8 +157,10 @@ def test_failed_and_timed_out_builds_are_announced_with_their_build_id_and_logs(
 
 
 def test_training_jobs_stopped_at_a_time_limit_are_announced(training_template: Template) -> None:
+    # Given the time-limit notice rule
     rule = notice_rule(training_template, "TrainingTimeLimit")
-    # The secondary status names the limit; the primary one (Stopped) does not
+    # Then it matches this app's jobs by their secondary status, which names the limit (the primary one,
+    # Stopped, does not)...
     assert rule["EventPattern"] == {
         "source": ["aws.sagemaker"],
         "detail-type": ["SageMaker Training Job State Change"],
@@ -148,6 +169,7 @@ def test_training_jobs_stopped_at_a_time_limit_are_announced(training_template: 
             "SecondaryStatus": ["MaxWaitTimeExceeded", "MaxRuntimeExceeded"],
         },
     }
+    # ...and the message names the job, the limit, where its logs are and which setting raises the limit
     message = rule["Targets"][0]["InputTransformer"]["InputTemplate"]
     assert (
         "training job <detail-TrainingJobName> stopped at a time limit: <detail-SecondaryStatus>" in message
@@ -156,8 +178,10 @@ def test_training_jobs_stopped_at_a_time_limit_are_announced(training_template: 
 
 
 def test_notices_are_published_by_a_role_that_reaches_this_topic_only(training_template: Template) -> None:
+    # Given the role EventBridge publishes notices as
     role = only_id(training_template, "AWS::IAM::Role", "OperationsNoticesPublishRole")
     key_id = only_id(training_template, "AWS::KMS::Key", "RegistryNotificationsKey")
+    # Then it may publish to the topic and use the topic's key, nothing more
     assert statements(training_template, role) == [
         {"Action": "sns:Publish", "Effect": "Allow", "Resource": {"Ref": topic_id(training_template)}},
         {
@@ -166,6 +190,7 @@ def test_notices_are_published_by_a_role_that_reaches_this_topic_only(training_t
             "Resource": {"Fn::GetAtt": [key_id, "Arn"]},
         },
     ]
+    # And both notice rules publish as it, with retries and a dead-letter queue
     for prefix in ("BuildFailed", "TrainingTimeLimit"):
         (target,) = notice_rule(training_template, prefix)["Targets"]
         assert target["RoleArn"] == {"Fn::GetAtt": [role, "Arn"]}
@@ -176,11 +201,16 @@ def test_notices_are_published_by_a_role_that_reaches_this_topic_only(training_t
 
 
 def test_the_operations_dashboard_shows_every_alarm_and_failure_metric(training_template: Template) -> None:
+    # Given the operations dashboard
     dashboard_id = only_id(training_template, "AWS::CloudWatch::Dashboard", "OperationsDashboard")
     body = text(resources(training_template, "AWS::CloudWatch::Dashboard")[dashboard_id]["Properties"])
-    # (the alarm status widget names each alarm's ARN, built from its name)
-    for alarm in alarms_by_id(training_template):
+    # When the stack's alarms are listed
+    alarms = alarms_by_id(training_template)
+    # Then its alarm status widget shows each (by its ARN, built from its name)...
+    assert alarms
+    for alarm in alarms:
         assert f':alarm:", {{"Ref": "{alarm}"}}' in body
+    # ...its graphs the functions', builds', queues' and rules' failure metrics, and its name is an output
     for metric in ("Invocations", "Errors", "Throttles", "SucceededBuilds", "FailedBuilds"):
         assert f'\\"{metric}\\"' in body
     assert "ApproximateNumberOfMessagesVisible" in body and "TriggeredRules" in body
@@ -194,6 +224,7 @@ def test_failure_alarms_can_be_turned_off_per_environment(
     # Given failure_alarms=false, with an endpoint
     built = synth_app(failure_alarms="false", model_data_url=MODEL_A)
     assert built.serving is not None
+    # When the Training and Serving stacks are synthesized
     training, serving = Template.from_stack(built.training), Template.from_stack(built.serving)
     # Then neither stack has notices, and the Training stack has no alarms and no operations dashboard
     assert not resources(training, "AWS::CloudWatch::Alarm")
@@ -201,14 +232,22 @@ def test_failure_alarms_can_be_turned_off_per_environment(
     assert not resources(serving, "AWS::Events::Rule")
     assert "OperationsDashboardName" not in training.to_json()["Outputs"]
     # ...while the endpoint keeps the alarms its deployments roll back on
-    assert len(resources(serving, "AWS::CloudWatch::Alarm")) == 4
+    alarms = resources(serving, "AWS::CloudWatch::Alarm")
+    assert len(alarms) == 4
+    assert {a["Properties"]["MetricName"] for a in alarms.values()} == {
+        "Invocation5XXErrors",
+        "ModelLatency",
+        "MemoryUtilization",
+        "CPUUtilization",
+    }
 
 
 def test_environments_turn_the_behaviours_on_and_off() -> None:
-    from stacks.config import load_config
-
+    # Given cdk.json's dev and prod
+    # When each is loaded
     dev = load_config(cdk_context().get)
     prod = load_config(cdk_context(env="prod").get)
+    # Then dev sleeps at night and runs batch inference, prod does neither; both alarm and verify
     assert (dev.serving.scale_down_schedule, prod.serving.scale_down_schedule) == (True, False)
     assert (dev.serving.batch_inference, prod.serving.batch_inference) == (True, False)
     for env in (dev, prod):

@@ -53,13 +53,21 @@ def endpoint_alarms(template: Template) -> dict[str, dict[str, Any]]:
 
 
 def test_no_serving_stack_until_a_model_is_given(dev_app: AcousticShieldApp) -> None:
+    # Given the dev app, synthesized without a model
+    app = dev_app.data.node.root
+    # Then it has the Data and Training stacks and no Serving stack
     assert dev_app.serving is None
-    assert dev_app.data.node.root.node.try_find_child("AcousticShield-dev-Serving") is None
+    assert app.node.try_find_child("AcousticShield-dev-Serving") is None
+    assert app.node.try_find_child("AcousticShield-dev-Training") is dev_app.training
 
 
 def test_a_model_adds_the_serving_stack(serving_app: Callable[[str], AcousticShieldApp]) -> None:
-    serving = serving_app("realtime").serving
+    # Given `-c model_data_url=...`
+    built = serving_app("realtime")
+    # When the app is synthesized / Then it has the Serving stack, deployed after the Data stack it imports
+    serving = built.serving
     assert serving is not None and serving.stack_name == "AcousticShield-dev-Serving"
+    assert [stack.stack_name for stack in serving.dependencies] == ["AcousticShield-dev-Data"]
 
 
 # --- the model ------------------------------------------------------------------------------------
@@ -68,8 +76,11 @@ def test_a_model_adds_the_serving_stack(serving_app: Callable[[str], AcousticShi
 def test_model_archive_runs_the_regional_cpu_inference_image_with_the_handler(
     serving_template: Templates,
 ) -> None:
+    # Given a model archive on the default (CPU) instance type
     spec = container(serving_template("realtime"))
+    # When the model's container is read
     image = json.dumps(spec["Image"])
+    # Then it runs the region's CPU inference image on the archive, with the handler's environment
     assert "InferenceImageRegistry" in image and "AWS::Region" in image
     assert "huggingface-pytorch-inference:2.6.0-transformers4.51.3-cpu-py312" in image
     assert spec["ModelDataUrl"] == MODEL_A
@@ -85,14 +96,20 @@ def test_model_archive_runs_the_regional_cpu_inference_image_with_the_handler(
 
 
 def test_model_package_brings_its_own_image_and_archive(serving_template: Templates) -> None:
+    # Given a registered model package
     spec = container(serving_template("package"))
+    # Then the container names the package alone (its image and archive are the package's), with the
+    # handler's environment
     assert spec["ModelPackageName"] == PACKAGE_B
     assert "Image" not in spec and "ModelDataUrl" not in spec
     assert spec["Environment"]["ACOUSTIC_FAST_PATH"] == "off"
 
 
 def test_gpu_instance_type_gets_the_gpu_image(serving_template: Templates) -> None:
-    assert "-gpu-py312-cu124" in json.dumps(container(serving_template("gpu"))["Image"])
+    # Given a GPU instance type (ml.g5.xlarge)
+    image = json.dumps(container(serving_template("gpu"))["Image"])
+    # Then the model runs the GPU build of the inference image, not the CPU one
+    assert "-gpu-py312-cu124" in image and "-cpu-" not in image
 
 
 def prod_realtime(synth_app: Callable[..., AcousticShieldApp]) -> Template:
@@ -105,10 +122,14 @@ def prod_realtime(synth_app: Callable[..., AcousticShieldApp]) -> Template:
 def test_model_role_reads_models_pulls_the_inference_image_and_writes_its_logs(
     synth_app: Callable[..., AcousticShieldApp],
 ) -> None:
+    # Given prod's realtime endpoint (no data capture, no batch inference)
     template = prod_realtime(synth_app)
-    for role in template.find_resources("AWS::IAM::Role").values():
-        assert "ManagedPolicyArns" not in role["Properties"]
+    # When the model role's statements are read
+    roles = template.find_resources("AWS::IAM::Role")
     sids = by_sid(template, "ModelRole")
+    # Then no role has managed policies, and the model's reads models/, pulls the inference image and writes
+    # its endpoint's logs and metrics
+    assert roles and all("ManagedPolicyArns" not in role["Properties"] for role in roles.values())
     assert json.dumps(sids["ReadModels"]["Resource"]).endswith('"/models/*"]]}')
     assert sids["ReadModels"]["Action"] == "s3:GetObject"
     assert json.dumps(sids["PullInferenceImage"]["Resource"]).endswith(
@@ -126,7 +147,8 @@ def test_model_role_reads_models_pulls_the_inference_image_and_writes_its_logs(
         "Resource": {"Fn::ImportValue": "AcousticShield-prod-Data-KeyArn"},
         "Sid": "UseDataKey",
     }
-    assert "WriteResults" not in sids  # nothing to write without data capture, async or batch
+    # And it writes nothing without data capture, async or batch, and is never granted a wildcard action
+    assert "WriteResults" not in sids
     assert "ReadBatchInput" not in sids and "ListBatchInput" not in sids
     for statement in statements(template, "ModelRole"):
         assert statement["Action"] not in ("s3:*", "*", "kms:*")
@@ -136,8 +158,11 @@ def test_model_role_reads_models_pulls_the_inference_image_and_writes_its_logs(
 
 
 def test_endpoint_config_encrypts_instance_volumes_with_the_data_key(serving_template: Templates) -> None:
+    # Given dev's realtime endpoint on ml.m5.xlarge (EBS volumes)
     template = serving_template("realtime")
+    # When its endpoint config is read
     props = endpoint_config(template)[1]["Properties"]
+    # Then the volumes are encrypted with the data key, nothing is captured, and one variant serves the model
     assert props["KmsKeyId"] == {"Fn::ImportValue": "AcousticShield-dev-Data-KeyArn"}
     assert "DataCaptureConfig" not in props
     assert variant(template) == {
@@ -154,6 +179,7 @@ def test_instance_storage_types_get_no_volume_key_and_data_capture_is_encrypted(
 ) -> None:
     # Given ml.g5.xlarge (NVMe instance storage) with 20 % data capture
     template = serving_template("gpu")
+    # When its endpoint config is read
     props = endpoint_config(template)[1]["Properties"]
     # Then SageMaker gets no volume key (it would refuse one) and capture goes to datacapture/ with the key
     assert "KmsKeyId" not in props
@@ -169,6 +195,7 @@ def test_instance_storage_types_get_no_volume_key_and_data_capture_is_encrypted(
         "KmsKeyId": {"Fn::ImportValue": "AcousticShield-dev-Data-KeyArn"},
         "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
     }
+    # And the model role may write datacapture/, encrypting with the data key
     writes = by_sid(template, "ModelRole")["WriteResults"]
     assert '"/datacapture/*"]]}' in json.dumps(writes["Resource"])
     assert by_sid(template, "ModelRole")["UseDataKey"]["Action"] == [
@@ -181,12 +208,15 @@ def test_instance_storage_types_get_no_volume_key_and_data_capture_is_encrypted(
 def test_endpoint_updates_blue_green_rolls_back_on_alarms_and_keeps_its_instance_count(
     serving_template: Templates,
 ) -> None:
+    # Given dev's realtime endpoint (one instance) and its alarms
     template = serving_template("realtime")
     logical_id, resource = endpoint(template)
     props = resource["Properties"]
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
     errors = next(k for k in alarms if k.startswith("MonitoringErrors"))
     latency = next(k for k in alarms if k.startswith("MonitoringLatency"))
+    # Then an update keeps the instance count autoscaling set, goes blue/green all at once, bakes, and
+    # rolls back when the error or latency alarm fires
     assert props["EndpointName"] == "acoustic-shield-dev-m5-xlarge"
     assert props["RetainAllVariantProperties"] is True
     assert props["EndpointConfigName"] == {"Fn::GetAtt": [endpoint_config(template)[0], "EndpointConfigName"]}
@@ -204,7 +234,11 @@ def test_endpoint_updates_blue_green_rolls_back_on_alarms_and_keeps_its_instance
 
 
 def test_fleets_of_two_or_more_take_a_canary_first(serving_template: Templates) -> None:
-    routing = endpoint(serving_template("gpu"))[1]["Properties"]["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    # Given an endpoint of at least two instances (the gpu variant)
+    template = serving_template("gpu")
+    # When its blue/green policy is read
+    routing = endpoint(template)[1]["Properties"]["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    # Then 10 % of the capacity takes the new model first, for ten minutes, before the rest
     assert routing == {
         "MaximumExecutionTimeoutInSeconds": 4800,
         "TrafficRoutingConfiguration": {
@@ -220,6 +254,7 @@ def test_a_new_model_updates_the_same_endpoint_through_a_new_endpoint_config(
 ) -> None:
     # Given the same settings with model A (an archive) and model B (a registered package)
     a, b = serving_template("realtime"), serving_template("package")
+    # When their endpoints and endpoint configs are compared
     (endpoint_a, resource_a), (endpoint_b, resource_b) = endpoint(a), endpoint(b)
     config_a, config_b = endpoint_config(a)[0], endpoint_config(b)[0]
     # Then the model and the endpoint config are new resources...
@@ -239,6 +274,7 @@ def test_a_new_model_updates_the_same_endpoint_through_a_new_endpoint_config(
 def test_a_new_instance_type_replaces_the_endpoint_under_a_new_name(serving_template: Templates) -> None:
     # Given the instance type changes from ml.m5.xlarge to ml.g5.xlarge while autoscaling is registered
     a, b = serving_template("realtime"), serving_template("gpu")
+    # When their endpoints are compared
     # Then the endpoint gets a new name: CloudFormation creates a new endpoint (and a new scalable
     # target) beside the old one instead of an update that Application Auto Scaling would refuse
     assert endpoint(a)[0] == endpoint(b)[0]
@@ -255,8 +291,11 @@ def test_a_new_instance_type_replaces_the_endpoint_under_a_new_name(serving_temp
 def test_autoscaling_tracks_invocations_per_instance_after_the_endpoint_exists(
     serving_template: Templates,
 ) -> None:
+    # Given dev's realtime endpoint
     template = serving_template("realtime")
+    # When its scalable target is read
     target_id, target = only(template, "AWS::ApplicationAutoScaling::ScalableTarget")
+    # Then it scales the variant between dev's bounds, once the endpoint exists, with the service-linked role
     assert {k: v for k, v in target["Properties"].items() if k not in ("Tags", "ScheduledActions")} == {
         "ServiceNamespace": "sagemaker",
         "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
@@ -266,6 +305,7 @@ def test_autoscaling_tracks_invocations_per_instance_after_the_endpoint_exists(
     }
     assert "RoleARN" not in target["Properties"]  # Application Auto Scaling's service-linked role
     assert target["DependsOn"] == [endpoint(template)[0]]
+    # And a policy tracks 60 invocations per instance, scaling in slowly and out quickly
     template.has_resource_properties(
         "AWS::ApplicationAutoScaling::ScalingPolicy",
         {
@@ -286,13 +326,18 @@ def test_autoscaling_tracks_invocations_per_instance_after_the_endpoint_exists(
 def test_alarms_tell_an_encrypted_topic_and_a_dashboard_shows_the_endpoint(
     serving_template: Templates,
 ) -> None:
+    # Given dev's realtime endpoint
     template = serving_template("realtime")
+    # When its topic, key, alarms and dashboard are read
     topic_id, topic = only(template, "AWS::SNS::Topic")
     key_id, key = only(template, "AWS::KMS::Key")
+    by_metric = endpoint_alarms(template)
+    body = json.dumps(only(template, "AWS::CloudWatch::Dashboard")[1]["Properties"]["DashboardBody"])
+    # Then the topic is encrypted with its own rotated key, which CloudWatch may use for alarm actions
     assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
     assert key["Properties"]["EnableKeyRotation"] is True
     assert "cloudwatch.amazonaws.com" in json.dumps(key["Properties"]["KeyPolicy"])
-    by_metric = endpoint_alarms(template)
+    # And errors, latency, memory and CPU alarm at their thresholds, on this endpoint, telling the topic
     assert set(by_metric) == {"Invocation5XXErrors", "ModelLatency", "MemoryUtilization", "CPUUtilization"}
     assert by_metric["ModelLatency"]["ExtendedStatistic"] == "p90"
     assert by_metric["ModelLatency"]["Threshold"] == 2_000_000  # µs
@@ -301,7 +346,7 @@ def test_alarms_tell_an_encrypted_topic_and_a_dashboard_shows_the_endpoint(
     for alarm in by_metric.values():
         assert alarm["AlarmActions"] == [{"Ref": topic_id}]
         assert {"Name": "EndpointName", "Value": "acoustic-shield-dev-m5-xlarge"} in alarm["Dimensions"]
-    body = json.dumps(only(template, "AWS::CloudWatch::Dashboard")[1]["Properties"]["DashboardBody"])
+    # And the dashboard graphs the endpoint's traffic, latency, errors and resources
     for metric in (
         "Invocations",
         "ModelLatency",
@@ -316,7 +361,9 @@ def test_a_realtime_endpoint_sleeps_on_one_instance_on_schedule_and_wakes_to_its
     serving_template: Templates,
 ) -> None:
     # Given dev (scale_down_schedule on in cdk.json, default times)
-    target = only(serving_template("realtime"), "AWS::ApplicationAutoScaling::ScalableTarget")[1]
+    template = serving_template("realtime")
+    # When its scalable target is read
+    target = only(template, "AWS::ApplicationAutoScaling::ScalableTarget")[1]
     # Then at 19:00 UTC on weekdays it is held at one instance, and from 07:00 on weekdays autoscaling's
     # range applies again (the weekend sleeps through: nothing wakes it on Saturday or Sunday)
     assert target["Properties"]["ScheduledActions"] == [
@@ -340,12 +387,14 @@ def test_prod_and_async_endpoints_keep_no_schedule(
 ) -> None:
     # Given prod (scale_down_schedule off) and an async endpoint in dev (it scales to zero by itself)
     for template in (prod_realtime(synth_app), serving_template("async")):
+        # When its scalable target is read
         target = only(template, "AWS::ApplicationAutoScaling::ScalableTarget")[1]
         # Then no scheduled action touches their capacity
         assert "ScheduledActions" not in target["Properties"]
 
 
 def test_the_schedule_is_configurable_per_environment() -> None:
+    # Given other times, a time zone and capacities
     serving = config(
         scale_down_at="cron(30 18 ? * MON-FRI *)",
         scale_up_at="cron(0 6 ? * MON-FRI *)",
@@ -353,7 +402,9 @@ def test_the_schedule_is_configurable_per_environment() -> None:
         autoscaling_min_capacity="2",
         autoscaling_max_capacity="3",
     ).serving
+    # When the scheduled actions are made
     (down, up) = scheduled_actions(serving)
+    # Then they use them; prod and serverless endpoints get none
     assert (down.schedule, down.timezone, up.schedule) == (
         "cron(30 18 ? * MON-FRI *)",
         "Europe/Berlin",
@@ -369,6 +420,7 @@ def test_batch_inference_lets_the_model_read_batch_input_and_write_batch_output(
 ) -> None:
     # Given dev (batch_inference on in cdk.json)
     template = serving_template("realtime")
+    # When the model role's statements are read
     sids = by_sid(template, "ModelRole")
     # Then transform jobs running as the model's role list and read batch-input/ only...
     assert sids["ListBatchInput"]["Condition"] == {"StringLike": {"s3:prefix": ["batch-input/*"]}}
@@ -382,6 +434,7 @@ def test_batch_inference_lets_the_model_read_batch_input_and_write_batch_output(
     assert json.dumps(sids["TransformJobLogs"]["Resource"]).endswith(
         ':log-group:/aws/sagemaker/TransformJobs:*"]]}'
     )
+    # And the stack says where to put batch input
     outputs = template.to_json()["Outputs"]
     assert outputs["BatchInputLocation"]["Value"] == {
         "Fn::Join": [
@@ -392,10 +445,16 @@ def test_batch_inference_lets_the_model_read_batch_input_and_write_batch_output(
 
 
 def test_the_stack_outputs_the_endpoint_config_the_deploy_build_expects(serving_template: Templates) -> None:
+    # Given the Serving stack
     template = serving_template("realtime")
-    assert template.to_json()["Outputs"]["EndpointConfigName"]["Value"] == {
+    # When its outputs are read
+    outputs = template.to_json()["Outputs"]
+    # Then they name the endpoint and the endpoint config the deployment created, the two values the
+    # deploy build's verification reads (stacks/training/deployer.py)
+    assert outputs["EndpointConfigName"]["Value"] == {
         "Fn::GetAtt": [endpoint_config(template)[0], "EndpointConfigName"]
     }
+    assert outputs["EndpointName"]["Value"] == {"Fn::GetAtt": [endpoint(template)[0], "EndpointName"]}
 
 
 # --- failure notices ----------------------------------------------------------------------------------
@@ -404,11 +463,12 @@ def test_the_stack_outputs_the_endpoint_config_the_deploy_build_expects(serving_
 def test_an_endpoint_that_leaves_its_normal_lifecycle_is_announced_on_the_alarms_topic(
     serving_template: Templates,
 ) -> None:
+    # Given the Serving stack's one rule
     template = serving_template("realtime")
     topic_id = only(template, "AWS::SNS::Topic")[0]
     (rule,) = template.find_resources("AWS::Events::Rule").values()
     props = rule["Properties"]
-    # Every status but the five of a healthy lifecycle, in both spellings, for this endpoint only
+    # Then it matches every status but the five of a healthy lifecycle, in both spellings, for this endpoint
     assert props["EventPattern"] == {
         "source": ["aws.sagemaker"],
         "detail-type": ["SageMaker Endpoint State Change"],
@@ -424,6 +484,7 @@ def test_an_endpoint_that_leaves_its_normal_lifecycle_is_announced_on_the_alarms
             ],
         },
     }
+    # And it tells the alarms topic, with retries and a dead-letter queue, what happened and where to look
     (target,) = props["Targets"]
     assert target["Arn"] == {"Ref": topic_id}
     assert target["RetryPolicy"] == {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 21600}
@@ -435,17 +496,18 @@ def test_an_endpoint_that_leaves_its_normal_lifecycle_is_announced_on_the_alarms
 
 
 def test_eventbridge_publishes_as_a_role_and_no_key_policy_names_it(serving_template: Templates) -> None:
+    # Given the Serving stack's topic and its key
     template = serving_template("realtime")
     topic_id = only(template, "AWS::SNS::Topic")[0]
     key_id, key = only(template, "AWS::KMS::Key")
-    # The key lets CloudWatch (alarm actions) use it, and no other service
+    # Then the key lets CloudWatch (alarm actions) use it, and no other service
     services = [
         s["Principal"]["Service"]
         for s in key["Properties"]["KeyPolicy"]["Statement"]
         if "Service" in s.get("Principal", {})
     ]
     assert services == ["cloudwatch.amazonaws.com"]
-    # EventBridge assumes a role of this account that may publish to this topic and use its key only
+    # And EventBridge assumes a role of this account that may publish to this topic and use its key only
     role = next(
         k for k in template.find_resources("AWS::IAM::Role") if k.startswith("FailuresNoticesPublishRole")
     )
@@ -475,12 +537,19 @@ def test_eventbridge_publishes_as_a_role_and_no_key_policy_names_it(serving_temp
 
 
 def test_undelivered_notices_alarm_and_the_dashboard_shows_them(serving_template: Templates) -> None:
+    # Given the Serving stack's topic and its notices' dead-letter queue
     template = serving_template("realtime")
     topic_id = only(template, "AWS::SNS::Topic")[0]
+    (queue_id,) = template.find_resources("AWS::SQS::Queue")
+    # When the alarm on the queue is picked out
     (queue_alarm,) = [
         a["Properties"]
         for a in template.find_resources("AWS::CloudWatch::Alarm").values()
         if a["Properties"].get("Namespace") == "AWS/SQS"
+    ]
+    # Then it watches that queue and fires on its first message, telling the topic how to read it
+    assert queue_alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}
     ]
     assert queue_alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
     assert (
@@ -490,6 +559,7 @@ def test_undelivered_notices_alarm_and_the_dashboard_shows_them(serving_template
         {"Ref": topic_id}
     ]
     assert "aws sqs receive-message" in json.dumps(queue_alarm["AlarmDescription"])
+    # And the dashboard shows the rule's deliveries and failures
     body = json.dumps(only(template, "AWS::CloudWatch::Dashboard")[1]["Properties"]["DashboardBody"])
     assert "TriggeredRules" in body and "FailedInvocations" in body
 
@@ -500,12 +570,17 @@ def test_undelivered_notices_alarm_and_the_dashboard_shows_them(serving_template
 def test_serverless_variant_has_memory_and_concurrency_no_instances_and_no_volume_key(
     serving_template: Templates,
 ) -> None:
+    # Given serving_mode=serverless with the ONNX int8 fast path
     template = serving_template("serverless")
+    # When its endpoint config is read
     props = endpoint_config(template)[1]["Properties"]
+    # Then the one variant has memory and concurrency, no instances, and SageMaker gets no volume key
     assert "KmsKeyId" not in props
     (only_variant,) = props["ProductionVariants"]
     assert only_variant["ServerlessConfig"] == {"MemorySizeInMB": 4096, "MaxConcurrency": 5}
     assert "InstanceType" not in only_variant and "InitialInstanceCount" not in only_variant
+    # And nothing scales it but SageMaker; the endpoint is named for its mode, on the CPU image with the
+    # fast path; only errors and latency alarm (no instance metrics)
     template.resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 0)
     resource = endpoint(template)[1]["Properties"]
     assert resource["EndpointName"] == "acoustic-shield-dev-serverless"
@@ -518,11 +593,14 @@ def test_serverless_variant_has_memory_and_concurrency_no_instances_and_no_volum
 def test_async_variant_writes_results_to_the_bucket_notifies_and_scales_to_zero(
     serving_template: Templates,
 ) -> None:
+    # Given serving_mode=async
     template = serving_template("async")
+    # When its topics and endpoint config are read
     topics = template.find_resources("AWS::SNS::Topic")
     success = next(k for k in topics if k.startswith("NotificationsAsyncSuccess"))
     error = next(k for k in topics if k.startswith("NotificationsAsyncError"))
     bucket = {"Fn::ImportValue": "AcousticShield-dev-Data-DataBucketName"}
+    # Then results and failures go to the data bucket, encrypted, announced on their own topics
     assert endpoint_config(template)[1]["Properties"]["AsyncInferenceConfig"] == {
         "OutputConfig": {
             "S3OutputPath": {"Fn::Join": ["", ["s3://", bucket, "/async-output"]]},
@@ -532,6 +610,7 @@ def test_async_variant_writes_results_to_the_bucket_notifies_and_scales_to_zero(
         },
         "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 2},
     }
+    # And the endpoint scales to zero, and back to one when a request waits without capacity
     assert endpoint(template)[1]["Properties"]["EndpointName"] == "acoustic-shield-dev-async-m5-xlarge"
     target_id, target = only(template, "AWS::ApplicationAutoScaling::ScalableTarget")
     assert target["Properties"]["MinCapacity"] == 0
@@ -566,6 +645,7 @@ def test_async_variant_writes_results_to_the_bucket_notifies_and_scales_to_zero(
             ),
         },
     )
+    # And the model role reads async-input/, writes the results and publishes to the two topics only
     sids = by_sid(template, "ModelRole")
     assert json.dumps(sids["ReadAsyncRequests"]["Resource"]).endswith('"/async-input/*"]]}')
     written = json.dumps(sids["WriteResults"]["Resource"])
@@ -619,17 +699,23 @@ def config(**overrides: Any) -> Any:
     ],
 )
 def test_invalid_serving_settings_are_refused(overrides: dict[str, str], message: str) -> None:
+    # Given one invalid serving setting (or two that conflict)
+    # When the context is loaded / Then synthesis stops, saying what is wrong and what is allowed
     with pytest.raises(ConfigError, match=message):
         config(**overrides)
 
 
 def test_the_onnx_fast_path_is_refused_on_gpu_instances() -> None:
+    # Given the ONNX fast path on a GPU instance
     serving = config(serving_instance_type="ml.g5.xlarge", inference_fast_path="onnx").serving
+    # When the serving settings are checked / Then they are refused: the fast path is CPU-only
     with pytest.raises(ConfigError, match="runs ONNX Runtime on the CPU only"):
         check_serving(serving)
 
 
 def test_valid_model_references_are_accepted() -> None:
+    # Given a package ARN (also in another partition), a model archive, or no model
+    # When each is loaded / Then the first three configure a model, the last none
     assert config(model_package_arn=PACKAGE_B).serving.model_configured
     gov = "arn:aws-us-gov:sagemaker:us-gov-west-1:111122223333:model-package/group-1/12"
     assert config(model_package_arn=gov).serving.model_package_arn == gov
@@ -650,12 +736,16 @@ def test_valid_model_references_are_accepted() -> None:
     ],
 )
 def test_instance_facts(instance_type: str, local: bool, cpus: int) -> None:
+    # Given an instance type / When its facts are looked up / Then they are AWS's: NVMe instance storage
+    # (no volume key) and vCPUs (the CPU alarm's scale)
     assert has_local_storage(instance_type) is local
     assert vcpus(instance_type) == cpus
 
 
 def test_endpoint_name_follows_mode_and_instance_type() -> None:
+    # Given dev's realtime, async and serverless settings
     serving = config().serving
+    # When the endpoint is named / Then the name says the mode and, where there are instances, their type
     assert endpoint_name("acoustic-shield", serving) == "acoustic-shield-m5-xlarge"
     assert endpoint_name("p", config(serving_mode="async").serving) == "p-async-m5-xlarge"
     assert endpoint_name("p", config(serving_mode="serverless").serving) == "p-serverless"

@@ -68,7 +68,8 @@ def cfn_lint(outdir: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_matrix_covers_every_axis_value() -> None:
-    # Given the environment, env and serving mode of each row
+    # Given the rows of the matrix
+    # When the environment, env and serving mode of each row are collected
     regions = {context.get("region", "agnostic") for context, _ in MATRIX.values()}
     envs = {context.get("env", "dev") for context, _ in MATRIX.values()}
     modes = {variant for _, variant in MATRIX.values()}
@@ -83,11 +84,12 @@ def test_the_matrix_covers_every_axis_value() -> None:
 def test_app_synthesizes_nag_clean_and_cfn_lint_clean(
     synth_app: Callable[..., AcousticShieldApp], name: str
 ) -> None:
-    # Given the app synthesized with this row's context (the nag gate raises on any unacknowledged finding)
+    # Given this row's context
+    context, variant = MATRIX[name]
+    # When the app is synthesized with it (the nag gate raises on any unacknowledged finding)
     built = synth_app(**overrides_of(name))
     outdir = outdir_of(built)
     # Then it has the stacks the row asks for, in the row's environment...
-    context, variant = MATRIX[name]
     assert (built.serving is not None) == (variant is not None)
     assert built.config.env_name == context.get("env", "dev")
     stacks = [s for s in (built.data, built.training, built.serving) if s is not None]
@@ -108,14 +110,16 @@ def test_explicit_environment_acknowledges_the_codebuild_roles_concrete_arns(
     # Given `cdk synth -c account=123456789012 -c region=eu-west-1`: the CodeBuild grants CDK adds
     # name the concrete partition, region and account, not their pseudo parameters
     built = synth_app(**overrides_of("eu-west-1-dev"))
+    # When the Training stack's policies are read
     template = Template.from_stack(built.training)
     policies = json.dumps(template.find_resources("AWS::IAM::Policy"))
+    # Then the logs and report-group grants of both projects are concrete ARNs...
     for project in ("DatasetStagerProject", "DeployerProject"):
         assert (
             f'"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/aws/codebuild/", {{"Ref": "{project}' in policies
         )
         assert f'"arn:aws:codebuild:eu-west-1:{ACCOUNT}:report-group/", {{"Ref": "{project}' in policies
-    # Then the synthesis passed the nag gate: those wildcards are acknowledged in their concrete form
+    # ...and the synthesis passed the nag gate: those wildcards are acknowledged in their concrete form
     report = json.loads((outdir_of(built) / "validation-report.json").read_text())
     assert report["pluginReports"] == []
 

@@ -15,7 +15,8 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from functions.launcher.logic import TuningSettings, parse_event, tuning_job_name
+from functions.launcher.logic import parse_event, tuning_job_name
+from functions.launcher.settings import TuningSettings
 from functions.promoter.logic import notification_key
 from stacks.app_builder import AcousticShieldApp
 from stacks.config import ConfigError, load_config, load_image_table
@@ -56,12 +57,24 @@ def resolved(value: Any) -> str:
 
 
 def test_no_role_has_managed_policies(training_template: Template) -> None:
-    for role in training_template.find_resources("AWS::IAM::Role").values():
-        assert "ManagedPolicyArns" not in role["Properties"]
+    # Given the Training stack's roles: execution, launcher, promoter, staging, deploy and the two that
+    # EventBridge assumes
+    roles = training_template.find_resources("AWS::IAM::Role")
+    assert len(roles) == 7, sorted(roles)
+    # When their managed policies are listed
+    managed = {
+        k: r["Properties"]["ManagedPolicyArns"]
+        for k, r in roles.items()
+        if "ManagedPolicyArns" in r["Properties"]
+    }
+    # Then there are none: every right is a statement of the role's own policy
+    assert managed == {}
 
 
 def test_execution_role_reads_only_datasets_and_writes_only_outputs(training_template: Template) -> None:
+    # Given the training execution role's statements
     sids = by_sid(training_template, "ExecutionRole")
+    # Then it reads datasets/ and writes models/ and checkpoints/ only
     assert sids["ReadDatasets"]["Action"] == "s3:GetObject"
     assert resolved(sids["ReadDatasets"]["Resource"]).endswith('"/datasets/*"]]}')
     writes = resolved(sids["WriteOutputs"]["Resource"])
@@ -73,14 +86,18 @@ def test_execution_role_reads_only_datasets_and_writes_only_outputs(training_tem
     assert sids["ListOwnPrefixes"]["Condition"] == {
         "StringLike": {"s3:prefix": ["datasets/*", "checkpoints/*"]}
     }
+    # And no statement grants every S3 action, or every action
     for statement in statements(training_template, "ExecutionRole"):
         assert statement["Action"] not in ("s3:*", "*")
 
 
 def test_execution_role_pulls_only_the_training_image(training_template: Template) -> None:
-    pull = by_sid(training_template, "ExecutionRole")["PullTrainingImage"]
+    # Given the training execution role's statements
+    sids = by_sid(training_template, "ExecutionRole")
+    # When its ECR rights are picked out
+    pull, login = sids["PullTrainingImage"], sids["EcrLogin"]
+    # Then it pulls from the training image's repository only, and logs in to ECR (IAM cannot scope that)
     assert resolved(pull["Resource"]).endswith(':repository/huggingface-pytorch-training"]]}')
-    login = by_sid(training_template, "ExecutionRole")["EcrLogin"]
     assert login == {
         "Action": "ecr:GetAuthorizationToken",
         "Effect": "Allow",
@@ -90,30 +107,40 @@ def test_execution_role_pulls_only_the_training_image(training_template: Templat
 
 
 def test_execution_role_metrics_limited_to_sagemaker_namespaces(training_template: Template) -> None:
+    # Given the training execution role's metrics statement
     metrics = by_sid(training_template, "ExecutionRole")["JobMetrics"]
+    # Then it puts metric data into SageMaker's namespaces only
+    assert metrics["Action"] == "cloudwatch:PutMetricData"
     assert metrics["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
 
 
 def test_execution_role_is_assumed_only_by_sagemaker(training_template: Template) -> None:
-    training_template.has_resource_properties(
-        "AWS::IAM::Role",
-        {
-            "AssumeRolePolicyDocument": {
-                "Statement": [
-                    {
-                        "Action": "sts:AssumeRole",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "sagemaker.amazonaws.com"},
-                    }
-                ]
-            },
-            "Description": "AcousticShield training jobs",
-        },
-    )
+    # Given the training execution role
+    (role,) = [
+        r
+        for k, r in training_template.find_resources("AWS::IAM::Role").items()
+        if k.startswith("ExecutionRole")
+    ]
+    # When its trust policy is read
+    trust = role["Properties"]["AssumeRolePolicyDocument"]
+    # Then SageMaker is the one principal that may assume it
+    assert trust == {
+        "Statement": [
+            {
+                "Action": "sts:AssumeRole",
+                "Effect": "Allow",
+                "Principal": {"Service": "sagemaker.amazonaws.com"},
+            }
+        ],
+        "Version": "2012-10-17",
+    }
+    assert role["Properties"]["Description"] == "AcousticShield training jobs"
 
 
 def test_launcher_may_create_only_prefixed_training_jobs(training_template: Template) -> None:
+    # Given the launcher's right to start training jobs
     start = by_sid(training_template, "LauncherHandlerRole")["StartOwnTrainingJobs"]
+    # Then it creates, tags and describes jobs named with this app's prefix, nothing else
     assert sorted(start["Action"]) == [
         "sagemaker:AddTags",
         "sagemaker:CreateTrainingJob",
@@ -136,16 +163,24 @@ def test_launcher_may_create_only_prefixed_training_jobs(training_template: Temp
 
 
 def test_launcher_passes_only_the_execution_role_to_sagemaker(training_template: Template) -> None:
+    # Given the launcher's PassRole statement and the execution role
     passing = by_sid(training_template, "LauncherHandlerRole")["PassExecutionRole"]
-    assert passing["Action"] == "iam:PassRole"
     (role_id,) = [
         k for k in training_template.find_resources("AWS::IAM::Role") if k.startswith("ExecutionRole")
     ]
+    # Then it passes that one role, to SageMaker only, and no other statement passes a role
+    assert passing["Action"] == "iam:PassRole"
     assert passing["Resource"] == {"Fn::GetAtt": [role_id, "Arn"]}
+    passes = [
+        s for s in statements(training_template, "LauncherHandlerRole") if "iam:PassRole" in resolved(s)
+    ]
+    assert passes == [passing]
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
 
 def test_launcher_runs_newest_python_alone_with_validated_environment(training_template: Template) -> None:
+    # Given the Training stack / Then a launcher function runs the newest Python runtime, one invocation at a
+    # time, with the validated configuration as its environment (the source dir a content-addressed asset)
     training_template.has_resource_properties(
         "AWS::Lambda::Function",
         {
@@ -177,41 +212,63 @@ def test_launcher_runs_newest_python_alone_with_validated_environment(training_t
     )
 
 
-@pytest.mark.parametrize(
-    ("package_name", "probe"),
-    [
-        ("launcher", "import launcher.logic as m; print(m.contract.EVENT_HYPERPARAMETERS['seed'][0])"),
-        (
-            "promoter",
-            "import promoter.logic as m; print(m.CONTENT_TYPES == m.contract.REQUEST_CONTENT_TYPES)",
-        ),
-    ],
-)
+# Run inside a synthesized Lambda package as the runtime would, the repository's packages out of reach:
+# imports every module of the package and lists the sibling modules each one imports (relative imports).
+PACKAGE_PROBE = """
+import ast, importlib, json, pathlib, sys
+sys.modules["functions"] = sys.modules["ml_code"] = None  # the repository: never in a Lambda package
+package = pathlib.Path(sys.argv[1])
+siblings, files = set(), {}
+for path in sorted(package.glob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            siblings |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+    module = package.name if path.stem == "__init__" else f"{package.name}.{path.stem}"
+    files[path.stem] = importlib.import_module(module).__file__
+print(json.dumps({"siblings": sorted(siblings), "files": files}))
+"""
+# The single files each package carries beside its own modules (files= in stacks/training/*.py).
+SHARED_FILES = {
+    "contract.py": ROOT / "ml_code" / "contract.py",
+    "environment.py": ROOT / "functions" / "environment.py",
+}
+
+
+@pytest.mark.parametrize("package_name", ["launcher", "promoter"])
 def test_each_lambda_package_carries_the_contract_it_imports(
-    dev_app: AcousticShieldApp, package_name: str, probe: str
+    dev_app: AcousticShieldApp, package_name: str
 ) -> None:
-    # Given the function's synthesized Lambda package (the repository's ml_code is not in it)
+    # Given the function's synthesized Lambda package (the repository's ml_code and functions are not in it)
     outdir = Path(cdk.Stage.of(dev_app.training).outdir)  # type: ignore[union-attr]
     (package,) = {p.parent.parent for p in outdir.glob(f"asset.*/{package_name}/handler.py")}
-    # When its logic module is imported there, as the Lambda runtime does
+    # When every module of it is imported there, as the Lambda runtime does (outside Lambda: no cold start)
+    environ = {k: v for k, v in os.environ.items() if k != "AWS_LAMBDA_FUNCTION_NAME"}
     run = subprocess.run(
-        [sys.executable, "-c", probe],
+        [sys.executable, "-c", PACKAGE_PROBE, package_name],
         cwd=package,
-        env={**os.environ, "PYTHONPATH": str(package)},
+        env={**environ, "PYTHONPATH": str(package), "PYTHONDONTWRITEBYTECODE": "1"},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    # Then it finds the contract in its own package, byte for byte ml_code/contract.py
+    # Then each module loads, from the package itself
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() in ("int", "True")
-    assert (package / package_name / "contract.py").read_bytes() == (
-        ROOT / "ml_code" / "contract.py"
-    ).read_bytes()
+    probed = json.loads(run.stdout)
+    assert {"handler", "settings", "logic", "aws"} <= probed["files"].keys()
+    assert all(Path(file).parent == package / package_name for file in probed["files"].values())
+    # And every sibling module a module imports is in the package, the shared ones among them
+    carried = {p.stem for p in (package / package_name).glob("*.py")}
+    assert set(probed["siblings"]) <= carried, set(probed["siblings"]) - carried
+    assert {Path(name).stem for name in SHARED_FILES} <= set(probed["siblings"])
+    # And those are byte for byte the repository's ml_code/contract.py and functions/environment.py
+    for name, source in SHARED_FILES.items():
+        assert (package / package_name / name).read_bytes() == source.read_bytes()
 
 
 def test_schedule_targets_launcher_with_retries_and_dead_letters(training_template: Template) -> None:
+    # Given dev's retraining schedule (disabled in cdk.json) / Then it still exists, weekly, and targets the
+    # launcher with two retries within two hours and a dead-letter queue
     training_template.has_resource_properties(
         "AWS::Events::Rule",
         {
@@ -233,23 +290,30 @@ def test_schedule_targets_launcher_with_retries_and_dead_letters(training_templa
 
 
 def test_prod_schedule_is_enabled(synth_app: Any) -> None:
+    # Given `-c env=prod`
     prod: AcousticShieldApp = synth_app(env="prod")
-    Template.from_stack(prod.training).has_resource_properties(
+    # When its Training stack is synthesized
+    template = Template.from_stack(prod.training)
+    # Then the weekly schedule is enabled, in prod's own stack
+    template.has_resource_properties(
         "AWS::Events::Rule", {"ScheduleExpression": "cron(0 3 ? * SUN *)", "State": "ENABLED"}
     )
     assert prod.training.stack_name == "AcousticShield-prod-Training"
 
 
 def test_staging_project_is_encrypted_and_runs_the_stage_command(training_template: Template) -> None:
+    # Given the staging project
     (project,) = [
         p
         for k, p in training_template.find_resources("AWS::CodeBuild::Project").items()
         if k.startswith("DatasetStager")
     ]
     props = project["Properties"]
-    assert "EncryptionKey" in props
+    # Then it is encrypted with the data key, unprivileged, and built from its S3 source asset...
+    assert props["EncryptionKey"] == {"Fn::ImportValue": "AcousticShield-dev-Data-KeyArn"}
     assert props["Source"]["Type"] == "S3"
     assert props["Environment"]["PrivilegedMode"] is False
+    # ...runs the staging tool with the configured dataset as its defaults...
     spec = json.loads(props["Source"]["BuildSpec"])
     assert spec["phases"]["build"]["commands"] == [
         'python -m ml_code.stage "$DATASET_SOURCE" --to "s3://$DATA_BUCKET/$DATASET_PREFIX" '
@@ -258,18 +322,25 @@ def test_staging_project_is_encrypted_and_runs_the_stage_command(training_templa
     variables = {v["Name"]: v.get("Value") for v in props["Environment"]["EnvironmentVariables"]}
     assert variables["DATASET_SOURCE"] == "esc50"
     assert variables["DATASET_PREFIX"] == "datasets/esc50/"
+    # ...and writes under datasets/ only
     writes = by_sid(training_template, "DatasetStagerRole")["WriteDatasets"]
     assert resolved(writes["Resource"]).endswith('"/datasets/*"]]}')
 
 
 def test_registry_group_and_encrypted_topic(training_template: Template) -> None:
-    training_template.has_resource_properties(
-        "AWS::SageMaker::ModelPackageGroup", {"ModelPackageGroupName": "acoustic-shield-dev"}
-    )
-    training_template.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+    # Given the Training stack's model package groups and topics
+    groups = training_template.find_resources("AWS::SageMaker::ModelPackageGroup")
+    topics = training_template.find_resources("AWS::SNS::Topic")
+    # Then there is one group, named after the app, and one topic, encrypted with a key of this stack
+    assert [g["Properties"]["ModelPackageGroupName"] for g in groups.values()] == ["acoustic-shield-dev"]
+    (topic,) = topics.values()
+    key_id, attribute = topic["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"]
+    assert attribute == "Arn" and key_id in training_template.find_resources("AWS::KMS::Key")
 
 
 def test_every_finished_job_of_this_app_reaches_the_promoter(training_template: Template) -> None:
+    # Given the Training stack / Then a rule sends each state change of this app's jobs that finishes them
+    # (or reports a rule's issues) to the promoter, with retries and a dead-letter queue
     training_template.has_resource_properties(
         "AWS::Events::Rule",
         {
@@ -299,6 +370,8 @@ def test_every_finished_job_of_this_app_reaches_the_promoter(training_template: 
 
 
 def test_promoter_gets_the_quality_gate_and_the_inference_image(training_template: Template) -> None:
+    # Given the Training stack / Then the promoter runs one at a time, told dev's quality gate, where the
+    # evaluation reports go and how registered models are served (the region's CPU inference image)
     training_template.has_resource_properties(
         "AWS::Lambda::Function",
         {
@@ -334,7 +407,9 @@ def test_promoter_gets_the_quality_gate_and_the_inference_image(training_templat
 
 
 def test_promoter_registers_only_in_its_group_and_reads_only_job_outputs(training_template: Template) -> None:
+    # Given the promoter's statements
     sids = by_sid(training_template, "PromoterHandlerRole")
+    # Then it registers packages in this app's group, reads models/, writes evaluation/ and notifies
     assert resolved(sids["RegisterModels"]["Resource"]).count("acoustic-shield-dev") == 2
     assert ":model-package-group/acoustic-shield-dev" in resolved(sids["RegisterModels"]["Resource"])
     assert resolved(sids["ReadJobOutputs"]["Resource"]).endswith('"/models/*"]]}')
@@ -344,7 +419,9 @@ def test_promoter_registers_only_in_its_group_and_reads_only_job_outputs(trainin
 
 
 def test_training_image_is_resolved_per_region(training_template: Template) -> None:
+    # Given the environment-agnostic Training stack
     mapping = training_template.to_json()["Mappings"]["TrainingImageRegistry"]
+    # Then the registry account comes from a per-region mapping, looked up with AWS::Region at deploy time
     assert mapping["us-east-1"] == {"account": "763104351884"}
     assert mapping["cn-north-1"] == {"account": "727897471807"}
     image = training_template.to_json()["Outputs"]["TrainingImage"]["Value"]
@@ -353,15 +430,7 @@ def test_training_image_is_resolved_per_region(training_template: Template) -> N
     assert "huggingface-pytorch-training:2.9.0-transformers5.3.0-gpu-py312-cu130-ubuntu22.04" in text
 
 
-def test_every_resource_is_tagged(training_template: Template) -> None:
-    training_template.has_resource_properties(
-        "AWS::Lambda::Function",
-        {
-            "Tags": Match.array_with(
-                [{"Key": "environment", "Value": "dev"}, {"Key": "project", "Value": "acoustic-shield"}]
-            )
-        },
-    )
+# Tags: test_every_taggable_resource_is_tagged (test_compliance_and_determinism.py), for every stack.
 
 
 # --- tuning jobs, Debugger and Profiler rules ---------------------------------------------------------
@@ -379,8 +448,11 @@ def arn_of(statement: dict[str, Any]) -> list[str]:
 
 
 def test_launcher_may_create_only_prefixed_tuning_jobs(training_template: Template) -> None:
+    # Given the launcher's statements
     sids = by_sid(training_template, "LauncherHandlerRole")
+    # When its tuning right is picked out
     tune = sids["StartOwnTuningJobs"]
+    # Then it creates, tags and describes tuning jobs with this app's tuning prefix only
     assert sorted(tune["Action"]) == [
         "sagemaker:AddTags",
         "sagemaker:CreateHyperParameterTuningJob",
@@ -425,18 +497,23 @@ def test_long_name_prefixes_keep_distinct_tuning_prefixes() -> None:
         load_config(cdk_context(name_prefix=f"acoustic-shield-region-{end}").get)
         for end in ("aaaa1", "aaaa2")
     )
+    # When their tuning prefixes are made (shortened to fit SageMaker's 32 characters)
+    assert len(tuning_job_prefix(first)) < len(first.name_prefix)
     # Then their tuning prefixes differ (a digest of the whole name), so neither app sees the other's jobs
     assert tuning_job_prefix(first) != tuning_job_prefix(second)
     assert not tuning_job_prefix(first).startswith(tuning_job_prefix(second))
 
 
 def test_launcher_gets_the_tuning_search_and_the_rules(training_template: Template) -> None:
+    # Given the launcher function
     (function,) = [
         f
         for f in training_template.find_resources("AWS::Lambda::Function").values()
         if f["Properties"]["Handler"] == "launcher.handler.handler"
     ]
+    # When its environment is read
     variables = function["Properties"]["Environment"]["Variables"]
+    # Then it has the tuning prefix and dev's (default) tuning search, off
     assert variables["TUNING_JOB_PREFIX"] == "acoustic-shield-dev-hpo-"
     assert json.loads(variables["TUNING"]) == {
         "early_stopping": "Auto",
@@ -447,12 +524,13 @@ def test_launcher_gets_the_tuning_search_and_the_rules(training_template: Templa
         "ranges": "learning_rate=1e-5..1e-3:log, per_device_train_batch_size=4|8|16",
         "strategy": "Bayesian",
     }
-    # dev profiles (cdk.json) with the two default Profiler rules, and has no Debugger rules
+    # And dev profiles (cdk.json) with the two default Profiler rules, and has no Debugger rules
     assert variables["PROFILER_ENABLED"] == "true"
     assert json.loads(variables["PROFILER_RULES"]) == ["LowGPUUtilization", "ProfilerReport"]
     assert variables["PROFILING_INTERVAL_MS"] == "500"
     assert variables["PROFILER_PREFIX"] == "profiler/"
     assert "DEBUGGER_RULES" not in variables
+    # And the rule evaluator image is the region's, mapped at deploy time
     image = resolved(variables["RULE_EVALUATOR_IMAGE"])
     assert '"Fn::FindInMap": ["RuleEvaluatorImageRegistry", {"Ref": "AWS::Region"}, "account"]' in image
     assert image.endswith('"/sagemaker-debugger-rules:latest"]]}')
@@ -461,22 +539,25 @@ def test_launcher_gets_the_tuning_search_and_the_rules(training_template: Templa
 
 
 def test_rule_evaluator_image_is_resolved_per_region_from_the_sdks_table(training_template: Template) -> None:
+    # Given the Training stack's rule image mapping and the SageMaker SDK's table (stacks/image_table.json)
     mapping = training_template.to_json()["Mappings"]["RuleEvaluatorImageRegistry"]
     table = load_image_table()["debugger"]
+    # Then the mapping is the table's registries, region for region
     assert mapping == {region: {"account": account} for region, account in table["registries"].items()}
     assert mapping["us-east-1"] == {"account": "503895931360"}
     assert table["repository"] == "sagemaker-debugger-rules" and table["tag"] == "latest"
 
 
 def test_execution_role_writes_profiler_outputs_and_runs_rules(training_template: Template) -> None:
+    # Given dev (profiling on, no Debugger rules) and its execution role's statements
     sids = by_sid(training_template, "ExecutionRole")
-    # dev profiles: the job writes profiler/, its rules read it and write their reports there
+    # Then the job writes profiler/, its rules read it and write their reports there
     assert sids["ListRuleOutputs"]["Condition"] == {"StringLike": {"s3:prefix": ["profiler/*"]}}
     writes = sids["WriteRuleOutputs"]
     assert sorted(writes["Action"]) == ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"]
     assert resolved(writes["Resource"]).endswith('"/profiler/*"]]}')
     assert "debug/" not in resolved(statements(training_template, "ExecutionRole"))
-    # Rule evaluation jobs pull only the rule image and log only in the processing-job log group
+    # And rule evaluation jobs pull only the rule image and log only in the processing-job log group
     assert resolved(sids["PullRuleEvaluatorImage"]["Resource"]).endswith(
         ':repository/sagemaker-debugger-rules"]]}'
     )
@@ -488,6 +569,7 @@ def test_execution_role_writes_profiler_outputs_and_runs_rules(training_template
 def test_debugger_rules_open_the_debug_prefix(synth_app: Any) -> None:
     # Given Debugger rules on top of dev's profiling
     built: AcousticShieldApp = synth_app(debugger_rules="LossNotDecreasing,Overfit")
+    # When the Training stack is synthesized
     template = Template.from_stack(built.training)
     # Then the role may write debug/ and profiler/, nothing else new
     sids = by_sid(template, "ExecutionRole")
@@ -509,6 +591,7 @@ def test_debugger_rules_open_the_debug_prefix(synth_app: Any) -> None:
 def test_without_rules_there_is_no_rule_image_and_no_rule_grant(synth_app: Any) -> None:
     # Given profiling off and no Debugger rules
     built: AcousticShieldApp = synth_app(profiler_enabled="false")
+    # When the Training stack is synthesized
     template = Template.from_stack(built.training)
     # Then the template neither maps nor pulls the rule image, and the role has no rule prefixes
     assert "RuleEvaluatorImageRegistry" not in template.to_json().get("Mappings", {})
@@ -516,6 +599,14 @@ def test_without_rules_there_is_no_rule_image_and_no_rule_grant(synth_app: Any) 
     assert not {"ListRuleOutputs", "WriteRuleOutputs", "PullRuleEvaluatorImage", "RuleEvaluationLogs"} & set(
         sids
     )
+    # And the launcher is told profiling is off
+    (function,) = [
+        f
+        for f in template.find_resources("AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == "launcher.handler.handler"
+    ]
+    variables = function["Properties"]["Environment"]["Variables"]
+    assert variables["PROFILER_ENABLED"] == "false" and "RULE_EVALUATOR_IMAGE" not in variables
 
 
 def test_region_without_the_rule_image_stops_synthesis_with_what_to_do() -> None:
@@ -533,6 +624,8 @@ def test_region_without_the_rule_image_stops_synthesis_with_what_to_do() -> None
 
 
 def test_finished_tuning_jobs_of_this_app_reach_the_promoter(training_template: Template) -> None:
+    # Given the Training stack / Then a rule sends each finished tuning job of this app to the promoter,
+    # with retries and a dead-letter queue
     training_template.has_resource_properties(
         "AWS::Events::Rule",
         {
@@ -558,8 +651,11 @@ def test_finished_tuning_jobs_of_this_app_reach_the_promoter(training_template: 
 
 
 def test_promoter_reads_only_this_apps_tuning_jobs_and_their_trials(training_template: Template) -> None:
+    # Given the promoter's statements
     sids = by_sid(training_template, "PromoterHandlerRole")
+    # When the jobs it may describe are listed
     jobs = arn_of(sids["ReadOwnTrainingJobs"])
+    # Then they are this app's training jobs and the trials of this app's tuning jobs
     assert sorted(j.rsplit(":", 1)[1] for j in jobs) == [
         "training-job/acoustic-shield-dev-hpo-*",  # trials are named after their tuning job
         "training-job/acoustic-shield-dev-train-*",
@@ -567,7 +663,7 @@ def test_promoter_reads_only_this_apps_tuning_jobs_and_their_trials(training_tem
     assert sids["ReadOwnTuningJobs"]["Action"] == "sagemaker:DescribeHyperParameterTuningJob"
     (tuning,) = arn_of(sids["ReadOwnTuningJobs"])
     assert tuning.endswith(":hyper-parameter-tuning-job/acoustic-shield-dev-hpo-*")
-    # It removes only its own message markers, the keys its logic writes
+    # And it removes only its own message markers, the keys its logic writes
     withdraw = sids["WithdrawNotificationMarkers"]
     assert withdraw["Action"] == "s3:DeleteObject"
     assert resolved(withdraw["Resource"]).endswith('"/evaluation/*/notifications/*"]]}')
@@ -576,6 +672,7 @@ def test_promoter_reads_only_this_apps_tuning_jobs_and_their_trials(training_tem
 
 
 def test_promoter_is_told_the_tuning_prefix(training_template: Template) -> None:
+    # Given the Training stack / Then the promoter knows the tuning prefix the launcher names jobs with
     training_template.has_resource_properties(
         "AWS::Lambda::Function",
         {
@@ -616,8 +713,11 @@ def test_promoter_is_told_the_tuning_prefix(training_template: Template) -> None
     ],
 )
 def test_tuning_and_rule_settings_are_validated(overrides: dict[str, str], message: str) -> None:
+    # Given a context with one invalid tuning or rule setting
+    context = cdk_context(**overrides)
+    # When it is loaded / Then synthesis stops, saying what is wrong and what is allowed
     with pytest.raises(ConfigError, match=message):
-        load_config(cdk_context(**overrides).get)
+        load_config(context.get)
 
 
 @pytest.mark.parametrize("value", ["LossNotDecreasing, Overfit", '["LossNotDecreasing", "Overfit"]'])
@@ -626,6 +726,7 @@ def test_rule_lists_come_from_the_command_line_or_cdk_json(value: str) -> None:
     from_cli = load_config(cdk_context(debugger_rules=value).get)
     context = cdk_context()
     context["acoustic_shield"]["dev"]["debugger_rules"] = ["LossNotDecreasing", "Overfit"]
+    # When both are loaded
     from_file = load_config(context.get)
     # Then both are the same typed list; dev's cdk.json turns profiling on, prod's too
     assert from_cli.training.rules.debugger_rules == from_file.training.rules.debugger_rules
