@@ -22,7 +22,7 @@ SUFFIX_LENGTH = 8
 STRATEGIES = ("Bayesian", "Random", "Hyperband")
 EARLY_STOPPING = ("Auto", "Off")
 # Metrics train.py prints after every evaluation (validation split), and which way is better.
-OBJECTIVES = {"eval_f1": "Maximize", "eval_accuracy": "Maximize", "eval_loss": "Minimize"}
+OBJECTIVES = contract.TUNING_OBJECTIVES
 SCALINGS = {"auto": "Auto", "linear": "Linear", "log": "Logarithmic", "reverse-log": "ReverseLogarithmic"}
 DEFAULT_RANGES = "learning_rate=1e-5..1e-3:log, per_device_train_batch_size=4|8|16"
 GRAMMAR = "name=low..high[:log|:linear|:reverse-log] or name=a|b|c, comma-separated"

@@ -13,8 +13,10 @@ from botocore.exceptions import ClientError
 
 from .logic import META_JOB, ApprovedModel, approved_model_from_package, metrics_from_report, split_s3_uri
 
-METRICS_FILE = "metrics.json"
-EVALUATION_FILE = "evaluation.json"
+try:  # the Lambda package carries the contract beside this module
+    from . import contract  # type: ignore[attr-defined]
+except ImportError:  # the repository
+    from ml_code import contract
 # The two reports are small JSON files; anything bigger is not what train.py writes.
 _MEMBER_LIMIT = 16 * 1024 * 1024
 _MISSING = ("NoSuchKey", "404", "NotFound", "NoSuchBucket")
@@ -46,7 +48,9 @@ def describe_tuning_job(sagemaker: Any, name: str) -> dict[str, Any]:
 def claim_marker(s3: Any, bucket: str, key: str, body: bytes) -> bool:
     """Writes ``key`` only if it does not exist yet; False when it does (already claimed)."""
     try:
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", IfNoneMatch="*")
+        s3.put_object(
+            Bucket=bucket, Key=key, Body=body, ContentType=contract.JSON_CONTENT_TYPE, IfNoneMatch="*"
+        )
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in _TAKEN:
             return False
@@ -73,7 +77,7 @@ def read_output_archive(s3: Any, uri: str) -> OutputArchive:
             return OutputArchive(metrics={}, evaluation=None, problems=(f"{uri} does not exist",))
         raise
 
-    wanted = {METRICS_FILE, EVALUATION_FILE}
+    wanted = {contract.METRICS_FILE, contract.EVALUATION_FILE}
     found: dict[str, bytes] = {}
     try:
         with tarfile.open(fileobj=body, mode="r|gz") as archive:
@@ -94,7 +98,10 @@ def read_output_archive(s3: Any, uri: str) -> OutputArchive:
 
     problems: list[str] = []
     metrics: dict[str, float] = {}
-    for name in (METRICS_FILE, EVALUATION_FILE):  # metrics.json first: it is the flat, explicit one
+    for name in (
+        contract.METRICS_FILE,
+        contract.EVALUATION_FILE,
+    ):  # metrics.json first: it is the flat, explicit one
         if name not in found:
             problems.append(f"{name} is not in {uri}")
             continue
@@ -105,12 +112,14 @@ def read_output_archive(s3: Any, uri: str) -> OutputArchive:
             continue
         for metric, value in metrics_from_report(report).items():
             metrics.setdefault(metric, value)
-    return OutputArchive(metrics=metrics, evaluation=found.get(EVALUATION_FILE), problems=tuple(problems))
+    return OutputArchive(
+        metrics=metrics, evaluation=found.get(contract.EVALUATION_FILE), problems=tuple(problems)
+    )
 
 
 def put_evaluation(s3: Any, bucket: str, key: str, body: bytes) -> str:
     """Keeps the evaluation report where the model package's ModelQuality points; returns its URI."""
-    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=contract.JSON_CONTENT_TYPE)
     return f"s3://{bucket}/{key}"
 
 

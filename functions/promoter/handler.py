@@ -13,8 +13,14 @@ import boto3
 from .promotion import Clients, promote
 from .settings import Settings
 
+try:  # the Lambda package carries it beside this module
+    from . import environment  # type: ignore[attr-defined]
+except ImportError:  # the repository
+    from functions import environment
+
+# Lambda leaves the root logger at WARNING: this package logs at INFO, the libraries (botocore) do not.
+logging.getLogger(__name__.rpartition(".")[0]).setLevel(logging.INFO)
 logger = logging.getLogger(__name__)
-logger.setLevel(logging.INFO)
 
 
 @functools.cache
@@ -33,3 +39,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         json.dumps({"message": "promotion", "request_id": getattr(context, "aws_request_id", None), **result})
     )
     return result
+
+
+# Validated at cold start: a misconfigured function fails on its first invocation, naming every variable.
+if environment.in_lambda(os.environ):
+    dependencies()

@@ -29,21 +29,6 @@ IGNORED = "Ignored"  # not a job of this deployment, or not finished
 FINISHED_WITH_MODEL = "Completed"
 FINISHED_WITHOUT_MODEL = ("Failed", "Stopped")
 
-# Gated metrics, by the name train.py gives them after its split prefix (test_f1, eval_f1, ...).
-GATED = ("accuracy", "f1", "clip_accuracy")
-# Test metrics decide when the dataset has a test split; validation ("eval") metrics otherwise.
-SPLITS = ("test", "eval")
-# Everything train.py reports that is worth keeping on the model package.
-KNOWN_METRICS = (*(f"{split}_{name}" for split in SPLITS for name in (*GATED, "loss")), "train_loss")
-
-# What inference.py accepts and returns; the endpoint is created from this package.
-CONTENT_TYPES = contract.REQUEST_CONTENT_TYPES
-RESPONSE_TYPES = contract.RESPONSE_CONTENT_TYPES
-INFERENCE_ENVIRONMENT = {
-    "SAGEMAKER_PROGRAM": "inference.py",
-    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-}
-
 # Keys of CustomerMetadataProperties; the next gate reads the same keys back from the approved packages.
 META_JOB = "training_job"
 META_SPLIT = "metrics_split"
@@ -301,7 +286,7 @@ def metrics_from_report(report: Any) -> dict[str, float]:
                 walk(value, key)
                 continue
             for name in (key, f"{parent}_{key}"):
-                if name in KNOWN_METRICS and name not in found:
+                if name in contract.METRIC_NAMES and name not in found:
                     found[name] = number
                     break
 
@@ -320,9 +305,10 @@ def merge_metrics(*sources: Mapping[str, float]) -> dict[str, float]:
 
 def gate_split(metrics: Mapping[str, float]) -> str:
     """``test`` when the job reported any test metric (it had a test split), else ``eval``."""
-    if any(f"test_{name}" in metrics for name in GATED):
-        return "test"
-    return "eval"
+    for split in contract.GATE_SPLITS:
+        if any(f"{split}_{name}" in metrics for name in contract.GATED_METRICS):
+            return split
+    return contract.GATE_SPLITS[-1]
 
 
 # --- the gate ---------------------------------------------------------------------------------------
@@ -346,7 +332,7 @@ def decide(
     passes: list[str] = []
     gated: dict[str, float] = {}
 
-    for name in GATED:
+    for name in contract.GATED_METRICS:
         key = f"{split}_{name}"
         value = metrics.get(key)
         if value is None or not math.isfinite(value):
@@ -452,7 +438,9 @@ def compare_with_approved(
     if blockers:
         summary = blockers[0]
     else:
-        best_values = " ".join(f"{name} {max(m.metrics[name] for m in same):.4f}" for name in GATED)
+        best_values = " ".join(
+            f"{name} {max(m.metrics[name] for m in same):.4f}" for name in contract.GATED_METRICS
+        )
         summary = f"best of {len(same)} approved {split} packages: {best_values}"
     return Comparison(
         failures=tuple(failures), passes=tuple(passes), blockers=tuple(blockers), summary=summary
@@ -473,10 +461,10 @@ def approved_model_from_package(package: Mapping[str, Any]) -> ApprovedModel:
     properties = package.get("CustomerMetadataProperties") or {}
     unreadable: list[str] = []
     split = properties.get(META_SPLIT)
-    if split not in SPLITS:
+    if split not in contract.GATE_SPLITS:
         unreadable.append(META_SPLIT)
     metrics: dict[str, float] = {}
-    for name in GATED:
+    for name in contract.GATED_METRICS:
         try:
             value = float(properties[name])
         except (KeyError, TypeError, ValueError):
@@ -490,7 +478,7 @@ def approved_model_from_package(package: Mapping[str, Any]) -> ApprovedModel:
     return ApprovedModel(
         arn=str(package["ModelPackageArn"]),
         metrics=metrics,
-        split=split if split in SPLITS else None,
+        split=split if split in contract.GATE_SPLITS else None,
         version=version if isinstance(version, int) and not isinstance(version, bool) else None,
         unreadable=tuple(unreadable),
     )
@@ -506,7 +494,7 @@ def client_token(job_name: str) -> str:
 
 def evaluation_key(prefix: str, job_name: str) -> str:
     """Where the job's evaluation report is kept in the data bucket."""
-    return f"{prefix}{job_name}/evaluation.json"
+    return f"{prefix}{job_name}/{contract.EVALUATION_FILE}"
 
 
 def output_archive_uri(job: Mapping[str, Any]) -> str | None:
@@ -559,7 +547,9 @@ def customer_metadata(
     if decision.split:
         properties[META_SPLIT] = decision.split
     properties.update({name: _format_metric(value) for name, value in decision.gated.items()})
-    properties.update({name: _format_metric(metrics[name]) for name in KNOWN_METRICS if name in metrics})
+    properties.update(
+        {name: _format_metric(metrics[name]) for name in contract.METRIC_NAMES if name in metrics}
+    )
     if decision.comparison:
         properties[META_COMPARISON] = decision.comparison
     return {key: _metadata_value(value) for key, value in properties.items()}
@@ -587,7 +577,7 @@ def model_package_request(
     """The CreateModelPackage request for a completed job (a tuning job's winner carries its tuning)."""
     container: dict[str, Any] = {
         "Image": settings.inference_image,
-        "Environment": dict(INFERENCE_ENVIRONMENT),
+        "Environment": dict(contract.HANDLER_ENVIRONMENT),
     }
     if model_data_url:
         container["ModelDataUrl"] = model_data_url
@@ -596,12 +586,14 @@ def model_package_request(
         "ModelPackageDescription": describe(decision),
         "InferenceSpecification": {
             "Containers": [container],
-            "SupportedContentTypes": list(CONTENT_TYPES),
-            "SupportedResponseMIMETypes": list(RESPONSE_TYPES),
+            "SupportedContentTypes": list(contract.REQUEST_CONTENT_TYPES),
+            "SupportedResponseMIMETypes": list(contract.RESPONSE_CONTENT_TYPES),
             "SupportedRealtimeInferenceInstanceTypes": [settings.serving_instance_type],
         },
         "ModelMetrics": {
-            "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri}}
+            "ModelQuality": {
+                "Statistics": {"ContentType": contract.JSON_CONTENT_TYPE, "S3Uri": evaluation_uri}
+            }
         },
         "CustomerMetadataProperties": customer_metadata(job_name, decision, metrics, tuning),
         "ModelApprovalStatus": decision.status,

@@ -19,7 +19,7 @@ from constructs import Construct
 
 from ml_code.contract import MANIFEST_FILE as MANIFEST
 
-from ..bundling import ML_CODE
+from ..bundling import FUNCTIONS_DIR, ML_CODE
 from ..config import ScheduleConfig, TrainingConfig
 from ..data_stack import CHECKPOINTS_PREFIX, DATASETS_PREFIX, MODELS_PREFIX
 from ..nag import acknowledge, finding
@@ -50,7 +50,7 @@ class LauncherProps:
 
 
 def _environment(props: LauncherProps) -> dict[str, str]:
-    """What the handler validates at cold start (functions/launcher/logic.py, LaunchSettings)."""
+    """What the handler validates at cold start (functions/launcher/settings.py, LaunchSettings)."""
     tuning, rules = props.training.tuning, props.training.rules
     if rules.any_rules and not props.rule_image_uri:
         raise ValueError("training jobs carry rules: LauncherProps.rule_image_uri is required")
@@ -94,7 +94,10 @@ class TrainingLauncher(Construct):
             props=PythonFunctionProps(
                 package="launcher",
                 # The hyperparameters an event may set (ml_code/contract.py), beside the launcher's code.
-                files={"contract.py": ML_CODE / "contract.py"},
+                files={
+                    "contract.py": ML_CODE / "contract.py",
+                    "environment.py": FUNCTIONS_DIR / "environment.py",
+                },
                 description="Starts an AcousticShield training job (schedule or manual invocation)",
                 # One at a time, so two triggers cannot both see "nothing running" and start two jobs.
                 reserved_concurrency=1,

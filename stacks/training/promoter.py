@@ -16,10 +16,10 @@ from constructs import Construct
 
 from functions.promoter.logic import NOTIFICATIONS
 
-from ..bundling import ML_CODE
+from ..bundling import FUNCTIONS_DIR, ML_CODE
 from ..config import QualityGate
 from ..data_stack import EVALUATION_PREFIX, MODELS_PREFIX
-from ..nag import acknowledge_findings, finding
+from ..nag import acknowledge_findings, finding, objects_finding
 from ..python_function import PythonFunction, PythonFunctionProps
 from ..queues import dead_letter_queue
 
@@ -54,7 +54,10 @@ class ModelPromoter(Construct):
             props=PythonFunctionProps(
                 package="promoter",
                 # The content types a model package advertises (ml_code/contract.py), beside the code.
-                files={"contract.py": ML_CODE / "contract.py"},
+                files={
+                    "contract.py": ML_CODE / "contract.py",
+                    "environment.py": FUNCTIONS_DIR / "environment.py",
+                },
                 description="Gates AcousticShield training jobs and registers their models",
                 # Serialises two deliveries of one event, which could otherwise both register a package.
                 reserved_concurrency=1,
@@ -142,14 +145,11 @@ class ModelPromoter(Construct):
                 f"Resource::{finding(self, packages)}": "Model package versions of this app's group only.",
                 f"Resource::{finding(self, arn)}:training-job/{props.job_name_prefix}*": "Training jobs of this "
                 "app only; their names are made per trigger at run time.",
-                "Resource::"
-                + finding(self, props.bucket.arn_for_objects(f"{MODELS_PREFIX}*")): "Reads each job's output "
-                "archive under models/<job>/output/; job names are only known at run time.",
-                "Resource::"
-                + finding(
-                    self, props.bucket.arn_for_objects(f"{EVALUATION_PREFIX}*")
-                ): "Writes one evaluation report per job under evaluation/<job>/, and a marker per "
-                "message sent about the job under evaluation/<job>/notifications/.",
+                objects_finding(self, props.bucket, MODELS_PREFIX): "Reads each job's output archive under "
+                "models/<job>/output/; job names are only known at run time.",
+                objects_finding(self, props.bucket, EVALUATION_PREFIX): "Writes one evaluation report per "
+                "job under evaluation/<job>/, and a marker per message sent about the job under "
+                "evaluation/<job>/notifications/.",
                 f"Resource::{finding(self, trials)}": "Trials of this app's tuning jobs, named after the "
                 "tuning job by SageMaker: the promoter reads the winner.",
                 f"Resource::{finding(self, tuning_jobs)}": "Tuning jobs of this app only; their names are "

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,21 +23,20 @@ from moto.sagemaker.models import sagemaker_backends
 
 from functions.launcher import handler as launcher_handler
 from functions.launcher import tuning as tuning_module
+from functions.launcher.aws import LaunchError, launch
 from functions.launcher.logic import (
     EventError,
-    LaunchError,
-    LaunchSettings,
-    SettingsError,
     build_training_job_request,
     build_tuning_job_request,
     job_name,
-    launch,
     parse_event,
     tuning_job_name,
 )
+from functions.launcher.settings import LaunchSettings, RuleSettings, SettingsError
 from ml_code import contract
 from tests.functions.conftest import request_violations
 
+ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 BUCKET = "acoustic-data"
 PREFIX = "acoustic-shield-dev-train-"
@@ -73,7 +76,7 @@ SCHEDULED = {
 
 @pytest.fixture
 def settings() -> LaunchSettings:
-    return LaunchSettings.from_env(ENV)
+    return LaunchSettings.from_environment(ENV)
 
 
 @pytest.fixture
@@ -146,7 +149,7 @@ def test_jobs_of_other_prefixes_do_not_block(aws: Any, settings: LaunchSettings)
     # Given another environment's job running (its name merely contains ours)
     sagemaker, s3 = aws
     stage(s3, "train")
-    other = LaunchSettings.from_env({**ENV, "JOB_NAME_PREFIX": "x-" + PREFIX})
+    other = LaunchSettings.from_environment({**ENV, "JOB_NAME_PREFIX": "x-" + PREFIX})
     running = launch(SCHEDULED, other, sagemaker=sagemaker, s3=s3, request_id="r-1")["job"]
     sagemaker_backends[DEFAULT_ACCOUNT_ID][REGION].training_jobs[running].training_job_status = "InProgress"
     # When our schedule fires
@@ -302,7 +305,7 @@ def test_request_carries_spot_checkpoints_metrics_kms_and_tags(settings: LaunchS
 
 def test_multi_instance_jobs_run_torch_distributed(settings: LaunchSettings) -> None:
     # Given two instances per job
-    multi = LaunchSettings.from_env({**ENV, "INSTANCE_COUNT": "2", "USE_SPOT": "false"})
+    multi = LaunchSettings.from_environment({**ENV, "INSTANCE_COUNT": "2", "USE_SPOT": "false"})
     request = parse_event(SCHEDULED, "r-1")
     # When the request is built
     body = build_training_job_request(multi, job_name(PREFIX, request), request, ["train"])
@@ -333,15 +336,18 @@ def test_framework_hyperparameters_decode_to_what_the_training_toolkit_expects(
     ("change", "message"),
     [
         ({"DATA_BUCKET": ""}, "DATA_BUCKET is missing"),
-        ({"INSTANCE_COUNT": "two"}, "INSTANCE_COUNT='two' is not an integer"),
-        ({"USE_SPOT": "yes"}, "USE_SPOT='yes' must be 'true' or 'false'"),
-        ({"HYPERPARAMETERS": "{"}, "HYPERPARAMETERS is not JSON"),
-        ({"SOURCE_DIR": "/tmp/code"}, "must be an s3:// URL of a .tar.gz"),
+        ({"INSTANCE_COUNT": "two"}, "INSTANCE_COUNT='two' is invalid: expected a whole number >= 1"),
+        ({"USE_SPOT": "yes"}, "USE_SPOT='yes' is invalid: expected 'true' or 'false'"),
+        ({"HYPERPARAMETERS": "{"}, "HYPERPARAMETERS='{' is invalid: expected a JSON object of strings"),
+        (
+            {"SOURCE_DIR": "/tmp/code"},
+            "SOURCE_DIR='/tmp/code' is invalid: expected an s3:// URL of a .tar.gz",
+        ),
     ],
 )
 def test_misconfigured_environment_names_the_variable(change: dict[str, str], message: str) -> None:
-    with pytest.raises(SettingsError, match=message):
-        LaunchSettings.from_env({**ENV, **change})
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        LaunchSettings.from_environment({**ENV, **change})
 
 
 def test_sagemaker_refusal_fails_the_invocation_clearly(aws: Any, settings: LaunchSettings) -> None:
@@ -375,15 +381,125 @@ def test_handler_wires_environment_and_clients(
     stage(s3, "train")
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
-    launcher_handler._settings.cache_clear()
-    launcher_handler._clients.cache_clear()
+    launcher_handler.dependencies.cache_clear()
     # When Lambda invokes the handler manually
     result = launcher_handler.handler({}, lambda_context)
     # Then the job name comes from the request id
     assert result["status"] == "started"
     assert result["job"].startswith(f"{PREFIX}manual-")
-    launcher_handler._settings.cache_clear()
-    launcher_handler._clients.cache_clear()
+    launcher_handler.dependencies.cache_clear()
+
+
+def test_every_bad_variable_is_named_in_one_error() -> None:
+    # Given an environment with a variable missing and others wrong, of every kind the launcher reads
+    environ = {
+        **TUNING_ENV,
+        "VOLUME_SIZE_GB": "0",
+        "USE_SPOT": "maybe",
+        "TAGS": json.dumps({"project": 1}),
+        "SOURCE_DIR": "s3://cdk-assets/abc123.zip",
+        "RETRAIN_DEBOUNCE_MINUTES": "-5",
+        "TUNING": json.dumps({**TUNING, "strategy": "Grid", "max_jobs": "8"}),
+        "PROFILING_INTERVAL_MS": "250",
+        "PROFILER_PREFIX": " ",
+    }
+    del environ["DATA_BUCKET"]
+
+    # When it is validated
+    with pytest.raises(SettingsError) as raised:
+        LaunchSettings.from_environment(environ)
+
+    # Then one error names each of them, with what to set
+    message = str(raised.value)
+    assert message.startswith("invalid launcher environment: ")
+    for problem in (
+        "DATA_BUCKET is missing: set it to the data bucket's name",
+        "VOLUME_SIZE_GB='0' is invalid: expected a whole number >= 1",
+        "USE_SPOT='maybe' is invalid: expected 'true' or 'false'",
+        "TAGS='{\"project\": 1}' is invalid: expected a JSON object of strings",
+        "SOURCE_DIR='s3://cdk-assets/abc123.zip' is invalid: expected an s3:// URL of a .tar.gz",
+        "RETRAIN_DEBOUNCE_MINUTES='-5' is invalid: expected a whole number >= 0",
+        "TUNING.strategy='Grid' is invalid: expected one of Bayesian, Random, Hyperband",
+        "TUNING.max_jobs='8' is invalid: expected an integer",
+        "PROFILING_INTERVAL_MS='250' is invalid: expected one of 100, 200, 500, 1000, 5000, 60000",
+        "PROFILER_PREFIX is missing: set it to the key prefix the profiler writes under",
+    ):
+        assert problem in message
+    assert message.count("; ") == 9  # ten problems, none reported twice
+
+
+def test_optional_variables_take_their_defaults() -> None:
+    # Given only the variables every launcher needs (no tuning, rules, profiling or debounce)
+    # When they are validated
+    settings = LaunchSettings.from_environment(ENV)
+
+    # Then it starts single jobs without rules or profiling, and never debounces
+    assert settings.tuning is None
+    assert settings.rules == RuleSettings()
+    assert settings.rules.profiling_interval_ms == 500 and settings.rules.profiler_enabled is False
+    assert settings.debounce_minutes == 0
+    # And booleans are read in any case, as before
+    assert LaunchSettings.from_environment({**ENV, "USE_SPOT": "FALSE"}).use_spot is False
+
+
+def test_handler_logs_one_structured_line(
+    aws: Any, monkeypatch: pytest.MonkeyPatch, lambda_context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given the function's environment and a staged dataset
+    _, s3 = aws
+    stage(s3, "train")
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    launcher_handler.dependencies.cache_clear()
+
+    # When Lambda invokes the handler (no logging configured: the handler's own setup decides)
+    result = launcher_handler.handler({}, lambda_context)
+    launcher_handler.dependencies.cache_clear()
+
+    # Then one JSON line records the outcome and the request id, as the promoter's does
+    (record,) = [r for r in caplog.records if r.name == launcher_handler.logger.name]
+    assert record.levelno == logging.INFO
+    logged = json.loads(record.getMessage())
+    assert logged == {"message": "launch", "request_id": lambda_context.aws_request_id, **result}
+    # And the launcher's own notes are kept at INFO beside it
+    assert any(r.name == "functions.launcher.aws" and "started" in r.getMessage() for r in caplog.records)
+
+
+def cold_start(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Imports the handler in a fresh interpreter, as Lambda's runtime does in a new container."""
+    return subprocess.run(
+        [sys.executable, "-c", "import functions.launcher.handler"],
+        cwd=ROOT,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONDONTWRITEBYTECODE": "1",  # the repository stays as it is
+            # What Lambda adds to every function's environment.
+            "AWS_LAMBDA_FUNCTION_NAME": "launcher",
+            "AWS_DEFAULT_REGION": REGION,
+            **environ,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cold_start_in_lambda_names_every_bad_variable() -> None:
+    # Given a container started with two variables wrong
+    environ = {**ENV, "INSTANCE_COUNT": "two", "USE_SPOT": ""}
+
+    # When Lambda loads the handler
+    started = cold_start(environ)
+
+    # Then loading fails before any event, naming both
+    assert started.returncode != 0
+    assert "SettingsError: invalid launcher environment: " in started.stderr
+    assert "INSTANCE_COUNT='two' is invalid" in started.stderr
+    assert "USE_SPOT is missing" in started.stderr
+    # And with the environment the stack sets, it loads
+    loaded = cold_start(ENV)
+    assert loaded.returncode == 0, loaded.stderr
 
 
 # --- hyperparameter tuning jobs ----------------------------------------------------------------------------
@@ -415,7 +531,7 @@ TUNING_ENV = {
 
 
 def tuning_settings(**tuning: Any) -> LaunchSettings:
-    return LaunchSettings.from_env({**TUNING_ENV, "TUNING": json.dumps({**TUNING, **tuning})})
+    return LaunchSettings.from_environment({**TUNING_ENV, "TUNING": json.dumps({**TUNING, **tuning})})
 
 
 def tuning_jobs(sagemaker: Any) -> list[str]:
@@ -670,24 +786,45 @@ def test_a_bad_tuning_range_says_what_is_wrong(spec: str, message: str) -> None:
     ("change", "message"),
     [
         ({"TUNING_JOB_PREFIX": "a-much-too-long-tuning-prefix-"}, "at most 24 characters"),
-        ({"TUNING": "{"}, "TUNING is not JSON"),
-        ({"TUNING": json.dumps({**TUNING, "max_parallel_jobs": 9})}, "must be 1..max_jobs (8)"),
-        ({"TUNING": json.dumps({**TUNING, "strategy": "Grid"})}, "TUNING.strategy='Grid' must be one of"),
-        ({"TUNING": json.dumps({**TUNING, "strategy": "Hyperband"})}, "must be 'Off' with Hyperband"),
-        ({"TUNING": json.dumps({**TUNING, "max_jobs": "8"})}, "TUNING.max_jobs='8' must be int"),
-        ({"TUNING": json.dumps({**TUNING, "ranges": "seed=a..b"})}, "TUNING.ranges: tuning range 'seed'"),
+        ({"TUNING": "{"}, "TUNING='{' is invalid: expected a JSON object"),
+        (
+            {"TUNING": json.dumps({**TUNING, "max_parallel_jobs": 9})},
+            "TUNING.max_parallel_jobs=9 is invalid: expected 1..max_jobs (8)",
+        ),
+        (
+            {"TUNING": json.dumps({**TUNING, "strategy": "Grid"})},
+            "TUNING.strategy='Grid' is invalid: expected one of",
+        ),
+        (
+            {"TUNING": json.dumps({**TUNING, "strategy": "Hyperband"})},
+            "TUNING.early_stopping='Auto' is invalid: expected 'Off' with Hyperband",
+        ),
+        (
+            {"TUNING": json.dumps({**TUNING, "max_jobs": "8"})},
+            "TUNING.max_jobs='8' is invalid: expected an integer",
+        ),
+        (
+            {"TUNING": json.dumps({**TUNING, "ranges": "seed=a..b"})},
+            "TUNING.ranges='seed=a..b' is invalid: expected name=low..high",
+        ),
         ({"PROFILER_RULES": json.dumps(["Overfit"])}, "unknown: Overfit"),
         ({"DEBUGGER_RULES": json.dumps(["LowGPUUtilization"])}, "unknown: LowGPUUtilization"),
-        ({"DEBUGGER_RULES": "Overfit"}, "DEBUGGER_RULES is not JSON"),
-        ({"RULE_EVALUATOR_IMAGE": ""}, "RULE_EVALUATOR_IMAGE is missing or empty: the rules need it"),
-        ({"PROFILER_PREFIX": ""}, "PROFILER_PREFIX is missing or empty"),
-        ({"PROFILING_INTERVAL_MS": "250"}, "PROFILING_INTERVAL_MS=250 must be one of 100, 200, 500"),
-        ({"PROFILER_ENABLED": "yes"}, "PROFILER_ENABLED='yes' must be 'true' or 'false'"),
+        ({"DEBUGGER_RULES": "Overfit"}, "DEBUGGER_RULES='Overfit' is invalid"),
+        (
+            {"RULE_EVALUATOR_IMAGE": ""},
+            "RULE_EVALUATOR_IMAGE is missing: set it to the Debugger rule evaluator image",
+        ),
+        ({"PROFILER_PREFIX": ""}, "PROFILER_PREFIX is missing: set it to the key prefix"),
+        (
+            {"PROFILING_INTERVAL_MS": "250"},
+            "PROFILING_INTERVAL_MS='250' is invalid: expected one of 100, 200, 500",
+        ),
+        ({"PROFILER_ENABLED": "yes"}, "PROFILER_ENABLED='yes' is invalid: expected 'true' or 'false'"),
     ],
 )
 def test_misconfigured_tuning_or_rules_name_the_variable(change: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=re.escape(message)):
-        LaunchSettings.from_env({**TUNING_ENV, **change})
+        LaunchSettings.from_environment({**TUNING_ENV, **change})
 
 
 # --- Debugger and Profiler rules -------------------------------------------------------------------------
@@ -699,7 +836,7 @@ def test_training_job_with_rules_is_a_request_botocore_accepts(
     # Given Debugger rules, profiling and staged data
     sagemaker, s3 = aws
     stage(s3, "train")
-    settings = LaunchSettings.from_env(TUNING_ENV)
+    settings = LaunchSettings.from_environment(TUNING_ENV)
     request = parse_event(SCHEDULED, "r-1")
     name = job_name(PREFIX, request)
     # When the request is built, and the schedule starts the job (moto's client validates it too)
@@ -759,16 +896,14 @@ def test_handler_starts_one_tuning_job_for_a_tune_invocation(
     stage(s3, "train")
     for key, value in TUNING_ENV.items():
         monkeypatch.setenv(key, value)
-    launcher_handler._settings.cache_clear()
-    launcher_handler._clients.cache_clear()
+    launcher_handler.dependencies.cache_clear()
     # When `aws lambda invoke --payload '{"tune": true}'` runs it (twice: a retry of the same request)
     first = launcher_handler.handler({"tune": True}, lambda_context)
     second = launcher_handler.handler({"tune": True}, lambda_context)
     # Then one tuning job runs, named from the request id
     assert first["status"] == "started" and second["status"] == "duplicate"
     assert tuning_jobs(sagemaker) == [first["job"]]
-    launcher_handler._settings.cache_clear()
-    launcher_handler._clients.cache_clear()
+    launcher_handler.dependencies.cache_clear()
 
 
 # --- new data: a staged dataset's manifest.jsonl --------------------------------------------------------
@@ -799,7 +934,7 @@ def manifest_event(
 
 @pytest.fixture
 def debounced() -> LaunchSettings:
-    return LaunchSettings.from_env({**ENV, "RETRAIN_DEBOUNCE_MINUTES": "60"})
+    return LaunchSettings.from_environment({**ENV, "RETRAIN_DEBOUNCE_MINUTES": "60"})
 
 
 def test_a_new_manifest_starts_a_job_on_that_dataset(aws: Any, debounced: LaunchSettings) -> None:

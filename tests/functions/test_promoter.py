@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import os
 import re
+import subprocess
+import sys
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -21,8 +26,10 @@ from functions.promoter import handler as handler_module
 from functions.promoter import logic
 from functions.promoter.handler import handler
 from functions.promoter.settings import Settings, SettingsError, Thresholds
+from ml_code import contract
 from tests.functions.conftest import ACCOUNT, REGION, request_violations
 
+ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "acoustic-shield-dev-train-"
 GROUP = "acoustic-shield-dev-models"
 BUCKET = "acoustic-shield-data"
@@ -357,7 +364,9 @@ def test_gate_rejects_when_metrics_are_missing() -> None:
 
     # Then it rejects, naming each missing metric, and does not crash
     assert decision.status == logic.REJECTED
-    assert decision.reasons == tuple(f"eval_{name} is missing from the job's metrics" for name in logic.GATED)
+    assert decision.reasons == tuple(
+        f"eval_{name} is missing from the job's metrics" for name in contract.GATED_METRICS
+    )
 
 
 def test_gate_rejects_values_that_are_not_fractions() -> None:
@@ -924,6 +933,64 @@ def test_handler_logs_one_structured_line(
     logged = json.loads(record.getMessage())
     assert logged["decision"] == result["decision"] == "Approved"
     assert logged["request_id"] == lambda_context.aws_request_id
+
+
+def test_handler_logs_at_info_without_any_logging_configured(
+    world: World, lambda_context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a passing job, and no logging configured (Lambda leaves the root logger at WARNING)
+    event = training_job(world, PREFIX + "1", metrics=GOOD)
+
+    # When the promoter handles its event
+    result = handler(event, lambda_context)
+
+    # Then the handler's own setup lets its one JSON line through, as the launcher's does
+    (record,) = [r for r in caplog.records if r.name == handler_module.logger.name]
+    assert record.levelno == logging.INFO
+    assert json.loads(record.getMessage()) == {
+        "message": "promotion",
+        "request_id": lambda_context.aws_request_id,
+        **result,
+    }
+
+
+def cold_start(environ: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """Imports the handler in a fresh interpreter, as Lambda's runtime does in a new container."""
+    return subprocess.run(
+        [sys.executable, "-c", "import functions.promoter.handler"],
+        cwd=ROOT,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONDONTWRITEBYTECODE": "1",  # the repository stays as it is
+            # What Lambda adds to every function's environment.
+            "AWS_LAMBDA_FUNCTION_NAME": "promoter",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            **environ,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cold_start_in_lambda_names_every_bad_variable() -> None:
+    # Given a container started with a threshold missing and a bucket given as a URI
+    environ = {**ENVIRONMENT, "DATA_BUCKET": "s3://bucket"}
+    del environ["MIN_CLIP_ACCURACY"]
+
+    # When Lambda loads the handler
+    started = cold_start(environ)
+
+    # Then loading fails before any event, naming both
+    assert started.returncode != 0
+    assert "SettingsError: invalid promoter environment: " in started.stderr
+    assert "MIN_CLIP_ACCURACY is missing" in started.stderr
+    assert "DATA_BUCKET='s3://bucket' is invalid" in started.stderr
+    # And with the environment the stack sets, it loads
+    loaded = cold_start(ENVIRONMENT)
+    assert loaded.returncode == 0, loaded.stderr
 
 
 # --- the gate against every approved package ------------------------------------------------------------
