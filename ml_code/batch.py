@@ -22,10 +22,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+if __package__:
+    from . import contract
+else:  # run from the source dir
+    import contract  # type: ignore[no-redef]
+
 INPUT_PREFIX = "batch-input/"  # the data bucket's prefix for batch requests: <prefix>/<files>
 OUTPUT_PREFIX = "batch-output/"  # answers: <prefix>/<file>.out
 OUTPUT_SUFFIX = ".out"  # what batch transform appends to each input's name
-CONTENT_TYPE = "application/octet-stream"  # any audio file; the handler sniffs the format
+CONTENT_TYPE = contract.SNIFFED_CONTENT_TYPE  # any audio file; the handler sniffs the format
 FINISHED = ("Completed", "Failed", "Stopped")
 POLL_SECONDS = 30.0
 _JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
@@ -70,7 +75,7 @@ def transform_request(
         raise BatchError(f"job name {job_name!r} is invalid: 1-63 letters, digits and '-'")
     output: dict[str, Any] = {
         "S3OutputPath": f"s3://{bucket}/{OUTPUT_PREFIX}{prefix}",
-        "Accept": "application/json",
+        "Accept": contract.JSON_CONTENT_TYPE,
         "AssembleWith": "Line",
     }
     if kms_key:

@@ -55,11 +55,16 @@ def window_hop(window: int) -> int:
 # values. METRICS_FILE has the same names.
 METRIC_SPLITS = ("eval", "test")  # validation; test when the dataset has a test split
 METRIC_LINE_NAMES = ("loss", "accuracy", "f1", "clip_accuracy")  # after the split's prefix
-METRIC_NAMES = ("train_loss", *(f"{split}_{name}" for split in METRIC_SPLITS for name in METRIC_LINE_NAMES))
+TRAIN_LOSS = "train_loss"  # the training loss of the whole run, printed once at the end
+METRIC_NAMES = (TRAIN_LOSS, *(f"{split}_{name}" for split in METRIC_SPLITS for name in METRIC_LINE_NAMES))
 # The quality gate: each of these has a minimum, and may not regress against the approved model. Test
 # metrics decide when the dataset has a test split; validation ("eval") metrics otherwise.
 GATED_METRICS = ("accuracy", "f1", "clip_accuracy")
 GATE_SPLITS = ("test", "eval")
+# What a tuning job may optimize: metrics printed after every evaluation of the validation split, and
+# which way is better. The first is the default.
+TUNING_OBJECTIVES = {"eval_f1": "Maximize", "eval_accuracy": "Maximize", "eval_loss": "Minimize"}
+DEFAULT_TUNING_OBJECTIVE = next(iter(TUNING_OBJECTIVES))
 
 
 def metric_line(name: str, value: float) -> str:
@@ -81,8 +86,9 @@ def metric_definitions() -> list[dict[str, str]]:
 # The request content types the handler accepts (inference.py) and what it answers with; the promoter
 # registers them on every model package, so a package advertises exactly what the endpoint serves.
 JSON_CONTENT_TYPE = "application/json"
+SNIFFED_CONTENT_TYPE = "application/octet-stream"  # the format is sniffed from the file's header
 AUDIO_CONTENT_TYPES = (
-    "application/octet-stream",  # sniffed from the file's header
+    SNIFFED_CONTENT_TYPE,
     "audio/flac",
     "audio/mpeg",
     "audio/ogg",
@@ -94,7 +100,7 @@ AUDIO_CONTENT_TYPES = (
 )
 REQUEST_CONTENT_TYPES = (*AUDIO_CONTENT_TYPES, JSON_CONTENT_TYPE)
 RESPONSE_CONTENT_TYPES = (JSON_CONTENT_TYPE,)
-# What clients send for a file, by its suffix; anything else goes as application/octet-stream.
+# What clients send for a file, by its suffix; anything else goes as SNIFFED_CONTENT_TYPE.
 SUFFIX_CONTENT_TYPES = {
     ".wav": "audio/wav",
     ".flac": "audio/flac",
@@ -102,9 +108,11 @@ SUFFIX_CONTENT_TYPES = {
     ".mp3": "audio/mpeg",
     ".json": JSON_CONTENT_TYPE,  # {"base64": ..., "sample_rate"?: ..., "channels"?: ..., "segments"?: ...}
 }
-# SageMaker passes this header to the container untouched; "segments=true" asks for per-window labels.
+# SageMaker passes this header to the container untouched; "segments=true" in it (or in the Accept
+# header's parameters, or a JSON body's field) asks for per-window labels.
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
-SEGMENTS_ATTRIBUTE = "segments=true"
+SEGMENTS_KEY = "segments"
+SEGMENTS_ATTRIBUTE = f"{SEGMENTS_KEY}=true"
 
 # --- The handler's environment ----------------------------------------------------------------------------
 # Where the inference toolkit finds the handler inside the model archive; set on every model.

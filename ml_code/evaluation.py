@@ -7,6 +7,7 @@ are the same.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +15,25 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, numerically stable."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+if __package__:
+    from . import inference
+else:  # run from the source dir, as the SageMaker containers do
+    import inference  # type: ignore[no-redef]
 
 
 def clip_probabilities(logits: np.ndarray, clip_ids: np.ndarray, num_clips: int) -> np.ndarray:
-    """Mean window probability per clip: (n_windows, C) -> (num_clips, C)."""
-    probs = softmax(logits.astype(np.float64))
-    sums = np.zeros((num_clips, probs.shape[1]))
-    np.add.at(sums, clip_ids, probs)
-    counts = np.bincount(clip_ids, minlength=num_clips)[:, None]
-    return sums / np.maximum(counts, 1)
+    """Each clip's answer as the endpoint computes it: (n_windows, C) window logits -> (num_clips, C).
+
+    A clip without windows (none in practice: every clip has at least one) gets all zeros.
+    """
+    probs = inference.softmax(logits)
+    order = np.argsort(clip_ids, kind="stable")
+    bounds = np.searchsorted(clip_ids[order], np.arange(num_clips + 1))
+    clips = np.zeros((num_clips, probs.shape[1]))
+    for clip, (start, end) in enumerate(itertools.pairwise(bounds)):
+        if end > start:
+            clips[clip] = inference.clip_probabilities(probs[order[start:end]])
+    return clips
 
 
 def _scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

@@ -55,7 +55,7 @@ ENV_MAX_AUDIO_SECONDS = contract.ENV_MAX_AUDIO_SECONDS
 ENV_MAX_REQUEST_BYTES = contract.ENV_MAX_REQUEST_BYTES
 ENV_MAX_DECODED_SAMPLES = contract.ENV_MAX_DECODED_SAMPLES
 ENV_MAX_CHANNELS = contract.ENV_MAX_CHANNELS
-ENV_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"  # set by the Serving stack; MMS starts this many workers
+ENV_WORKERS = contract.ENV_WORKERS  # set by the Serving stack; MMS starts this many workers
 
 FAST_PATHS = contract.FAST_PATHS
 DEFAULT_MAX_AUDIO_SECONDS = audio.DEFAULT_MAX_SECONDS
@@ -64,33 +64,20 @@ DEFAULT_MAX_AUDIO_SECONDS = audio.DEFAULT_MAX_SECONDS
 DEFAULT_MAX_REQUEST_BYTES = 128 * 1024 * 1024
 WINDOWS_PER_BATCH = 8  # bounds peak memory on long clips; larger batches bring no speed-up on CPU
 
-JSON = "application/json"
-OCTET_STREAM = "application/octet-stream"
-AUDIO_CONTENT_TYPES = frozenset(
-    {
-        "audio/wav",
-        "audio/x-wav",
-        "audio/wave",
-        "audio/vnd.wave",
-        "audio/flac",
-        "audio/x-flac",
-        "audio/ogg",
-        "audio/mpeg",
-        OCTET_STREAM,
-    }
-)
-SUPPORTED_CONTENT_TYPES = (*sorted(AUDIO_CONTENT_TYPES), JSON)
-JSON_FIELDS = ("base64", "sample_rate", "channels", "segments")
+JSON = contract.JSON_CONTENT_TYPE
+AUDIO_CONTENT_TYPES = frozenset(contract.AUDIO_CONTENT_TYPES)
+SUPPORTED_CONTENT_TYPES = contract.REQUEST_CONTENT_TYPES
+JSON_FIELDS = ("base64", "sample_rate", "channels", contract.SEGMENTS_KEY)
 # The setting behind each of audio.Limits' fields, named in the 413 that the limit causes.
 LIMIT_SETTINGS = {
     "max_seconds": ENV_MAX_AUDIO_SECONDS,
     "max_samples": ENV_MAX_DECODED_SAMPLES,
     "max_channels": ENV_MAX_CHANNELS,
 }
-CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+CUSTOM_ATTRIBUTES_HEADER = contract.CUSTOM_ATTRIBUTES_HEADER
 
 
-class ClientError(ValueError, _ToolkitError):
+class BadRequest(ValueError, _ToolkitError):
     """A request the handler cannot serve; ``str()`` is the message for the client.
 
     The Hugging Face toolkit answers every exception from the handler with HTTP 400 and ``str(exc)``;
@@ -227,18 +214,18 @@ def parse_request(
     *,
     segments: bool = False,
 ) -> AudioRequest:
-    """Checks and decodes one request body; raises ClientError saying what to send instead."""
+    """Checks and decodes one request body; raises BadRequest saying what to send instead."""
     kind, _ = _media_type(content_type)
-    kind = kind or OCTET_STREAM  # a client that names no type sends bytes: sniff them
+    kind = kind or contract.SNIFFED_CONTENT_TYPE  # a client that names no type sends bytes: sniff them
     if kind not in AUDIO_CONTENT_TYPES and kind != JSON:
-        raise ClientError(
+        raise BadRequest(
             f"unsupported content type {content_type!r}; send one of {', '.join(SUPPORTED_CONTENT_TYPES)}",
             415,
         )
     if body is None or len(body) == 0:
-        raise ClientError('empty request body; send the audio file as the body, or JSON {"base64": "..."}')
+        raise BadRequest('empty request body; send the audio file as the body, or JSON {"base64": "..."}')
     if len(body) > settings.max_request_bytes:
-        raise ClientError(
+        raise BadRequest(
             f"the request has {len(body)} bytes, more than the limit of {settings.max_request_bytes}; "
             f"send a shorter or compressed (FLAC, OGG, MP3) clip, or raise the endpoint's {ENV_MAX_REQUEST_BYTES}",
             413,
@@ -249,9 +236,9 @@ def parse_request(
         raw = body.encode() if isinstance(body, str) else bytes(body)
         return AudioRequest(audio.decode(raw, limits=settings.limits), segments=segments)
     except audio.AudioTooLargeError as err:
-        raise ClientError(f"{err}, or raise the endpoint's {LIMIT_SETTINGS[err.limit]}", 413) from err
+        raise BadRequest(f"{err}, or raise the endpoint's {LIMIT_SETTINGS[err.limit]}", 413) from err
     except audio.AudioDecodeError as err:
-        raise ClientError(str(err)) from err
+        raise BadRequest(str(err)) from err
 
 
 _JSON_HELP = (
@@ -264,31 +251,31 @@ def _parse_json(body: bytes | bytearray | str, settings: Settings, *, segments: 
     try:
         payload = json.loads(body)
     except RecursionError as err:  # the parser recurses per level: 100,000 "[" would be a 500
-        raise ClientError(f"the JSON body is nested too deeply; {_JSON_HELP}") from err
+        raise BadRequest(f"the JSON body is nested too deeply; {_JSON_HELP}") from err
     except (UnicodeDecodeError, ValueError) as err:
-        raise ClientError(f"the body is not valid JSON ({err}); {_JSON_HELP}") from err
+        raise BadRequest(f"the body is not valid JSON ({err}); {_JSON_HELP}") from err
     if not isinstance(payload, dict):
-        raise ClientError(f"the JSON body must be an object; {_JSON_HELP}")
+        raise BadRequest(f"the JSON body must be an object; {_JSON_HELP}")
     unknown = sorted(set(payload) - set(JSON_FIELDS))
     if unknown:
-        raise ClientError(f"unknown field(s) {', '.join(unknown)}; {_JSON_HELP}")
+        raise BadRequest(f"unknown field(s) {', '.join(unknown)}; {_JSON_HELP}")
     encoded = payload.get("base64")
     if not isinstance(encoded, str) or not encoded:
-        raise ClientError(f'missing or empty field "base64"; {_JSON_HELP}')
+        raise BadRequest(f'missing or empty field "base64"; {_JSON_HELP}')
     try:
         raw = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as err:
-        raise ClientError(f'field "base64" is not valid base64 ({err}); {_JSON_HELP}') from err
-    wants_segments = payload.get("segments", False)
+        raise BadRequest(f'field "base64" is not valid base64 ({err}); {_JSON_HELP}') from err
+    wants_segments = payload.get(contract.SEGMENTS_KEY, False)
     if not isinstance(wants_segments, bool):
-        raise ClientError('field "segments" must be true or false')
+        raise BadRequest('field "segments" must be true or false')
     segments = segments or wants_segments
     sample_rate, channels = payload.get("sample_rate"), payload.get("channels")
     if sample_rate is None and channels is not None:
-        raise ClientError('field "channels" only applies to raw PCM; give "sample_rate" too')
+        raise BadRequest('field "channels" only applies to raw PCM; give "sample_rate" too')
     for name, value in (("sample_rate", sample_rate), ("channels", channels)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ClientError(f'field "{name}" must be a positive integer; {_JSON_HELP}')
+            raise BadRequest(f'field "{name}" must be a positive integer; {_JSON_HELP}')
     container = audio.sniff(raw) if sample_rate is not None else None
     if sample_rate is None or container is not None:
         # A file's header says how to read it; "sample_rate"/"channels" only describe headerless PCM.
@@ -324,6 +311,23 @@ def _ignored_fields(
 Backend = Callable[[np.ndarray], np.ndarray]  # normalized windows (n, samples) -> logits (n, labels)
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise probabilities from logits, in float64, numerically stable."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def clip_probabilities(window_probs: np.ndarray) -> np.ndarray:
+    """A clip's answer from its windows' probabilities: their mean, (windows, labels) -> (labels,).
+
+    Training's clip-level metrics use this same function (evaluation.py), so they score what the
+    endpoint answers.
+    """
+    clip = np.asarray(window_probs, dtype=np.float64).mean(axis=0)
+    return clip / clip.sum()
+
+
 @dataclass
 class Classifier:
     """A loaded model: windows a clip, runs the backend in batches and averages the windows."""
@@ -353,13 +357,11 @@ class Classifier:
         logits = np.asarray(self.backend(self.normalize(batch)), dtype=np.float64)
         if logits.shape != (batch.shape[0], len(self.labels)) or not np.isfinite(logits).all():
             raise RuntimeError(f"the model returned unusable logits of shape {logits.shape}")
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
+        return softmax(logits)
 
     def classify(self, request: AudioRequest) -> Prediction:
         starts, probs = self.window_probs(request.samples)
-        clip = probs.mean(axis=0)
-        clip /= clip.sum()
+        clip = clip_probabilities(probs)
         total = request.samples.shape[0]
         segments = [
             {
@@ -414,6 +416,13 @@ def load_classifier(model_dir: str | Path, settings: Settings) -> Classifier:
             f"{contract.LABELS_FILE} has {len(labels)} labels but config.json has {len(config_labels)}"
         )
     window = round(float(meta.get("max_length_seconds", 5.0)) * sampling_rate)
+    # The hop training evaluated with; models from before it was recorded used the contract's rule.
+    hop_seconds = meta.get("window_hop_seconds")
+    hop = (
+        contract.window_hop(window)
+        if hop_seconds is None
+        else max(1, round(float(hop_seconds) * sampling_rate))
+    )
 
     if settings.fast_path == "off":
         backend = _torch_backend(model_dir, settings.threads)
@@ -423,7 +432,7 @@ def load_classifier(model_dir: str | Path, settings: Settings) -> Classifier:
         labels=labels,
         sampling_rate=sampling_rate,
         window=window,
-        hop=max(1, window // 2),
+        hop=hop,
         backend=backend,
         normalize=_normalizer(model_dir, sampling_rate),
         settings=settings,
@@ -542,13 +551,15 @@ def model_fn(model_dir: str) -> Classifier:
 def input_fn(body: bytes | str, content_type: str | None, context: Any = None) -> AudioRequest:
     """Decodes the body; ``segments=true`` in the custom-attributes header asks for per-window labels."""
     attributes = _attributes(_request_header(context, CUSTOM_ATTRIBUTES_HEADER))
-    return parse_request(body, content_type, current_settings(), segments=_true(attributes.get("segments")))
+    return parse_request(
+        body, content_type, current_settings(), segments=_true(attributes.get(contract.SEGMENTS_KEY))
+    )
 
 
 def predict_fn(data: AudioRequest, model: Classifier) -> Prediction:
     """Classifies the whole clip (windowed) and, when asked, each window."""
     if not isinstance(data, AudioRequest):
-        raise ClientError("the request was not decoded by this handler's input_fn")
+        raise BadRequest("the request was not decoded by this handler's input_fn")
     return model.classify(data)
 
 
@@ -557,5 +568,5 @@ def output_fn(prediction: Prediction, accept: str | None) -> str:
     for option in (accept or JSON).split(","):
         kind, params = _media_type(option)
         if kind in ("", JSON, "application/*", "*/*"):
-            return json.dumps(prediction.to_json(segments=_true(params.get("segments"))))
-    raise ClientError(f"unsupported accept type {accept!r}; accept {JSON}", 406)
+            return json.dumps(prediction.to_json(segments=_true(params.get(contract.SEGMENTS_KEY))))
+    raise BadRequest(f"unsupported accept type {accept!r}; accept {JSON}", 406)

@@ -26,20 +26,11 @@ from pathlib import Path
 from typing import Any
 
 if __package__:
+    from . import contract
     from . import verify as verification
 else:  # run from the source dir
+    import contract  # type: ignore[no-redef]
     import verify as verification  # type: ignore[no-redef]
-
-CONTENT_TYPES = {
-    ".wav": "audio/wav",
-    ".flac": "audio/flac",
-    ".ogg": "audio/ogg",
-    ".mp3": "audio/mpeg",
-    ".json": "application/json",  # {"base64": ..., "sample_rate"?: ...}
-}
-DEFAULT_CONTENT_TYPE = "application/octet-stream"
-SEGMENTS_ATTRIBUTE = "segments=true"
-CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 
 
 class InvokeError(Exception):
@@ -52,7 +43,7 @@ class InvokeError(Exception):
 
 def content_type_for(path: Path) -> str:
     """The request content type, from the file extension."""
-    return CONTENT_TYPES.get(path.suffix.lower(), DEFAULT_CONTENT_TYPE)
+    return contract.SUFFIX_CONTENT_TYPES.get(path.suffix.lower(), contract.SNIFFED_CONTENT_TYPE)
 
 
 def _error_detail(body: bytes | str) -> str:
@@ -86,10 +77,10 @@ def invoke_endpoint(runtime: Any, endpoint: str, body: bytes, content_type: str,
         "EndpointName": endpoint,
         "Body": body,
         "ContentType": content_type,
-        "Accept": "application/json",
+        "Accept": contract.JSON_CONTENT_TYPE,
     }
     if segments:
-        request["CustomAttributes"] = SEGMENTS_ATTRIBUTE
+        request["CustomAttributes"] = contract.SEGMENTS_ATTRIBUTE
     try:
         response = runtime.invoke_endpoint(**request)
     except ClientError as error:
@@ -115,9 +106,9 @@ def invoke_endpoint(runtime: Any, endpoint: str, body: bytes, content_type: str,
 def invoke_url(url: str, body: bytes, content_type: str, segments: bool, timeout: float) -> Any:
     """One ``POST /invocations`` to a server speaking the SageMaker container contract."""
     target = url if url.rstrip("/").endswith("/invocations") else url.rstrip("/") + "/invocations"
-    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    headers = {"Content-Type": content_type, "Accept": contract.JSON_CONTENT_TYPE}
     if segments:
-        headers[CUSTOM_ATTRIBUTES_HEADER] = SEGMENTS_ATTRIBUTE
+        headers[contract.CUSTOM_ATTRIBUTES_HEADER] = contract.SEGMENTS_ATTRIBUTE
     request = urllib.request.Request(target, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -149,8 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--content-type",
         help="send every file with this content type (default: from the extension: "
-        + ", ".join(f"{ext}={ctype}" for ext, ctype in CONTENT_TYPES.items())
-        + f", else {DEFAULT_CONTENT_TYPE})",
+        + ", ".join(f"{ext}={ctype}" for ext, ctype in contract.SUFFIX_CONTENT_TYPES.items())
+        + f", else {contract.SNIFFED_CONTENT_TYPE})",
     )
     parser.add_argument("--segments", action="store_true", help="also return per-window predictions")
     parser.add_argument("--region", help="AWS region of the endpoint (default: the AWS configuration's)")

@@ -38,6 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+if __package__:
+    from . import contract
+else:  # run from the source dir
+    import contract  # type: ignore[no-redef]
+
 # The image's ENV (the PyTorch training images set it; the Hugging Face ones inherit it).
 TRAINING_MODULE = "sagemaker_pytorch_container.training:main"
 HOST = "algo-1"
@@ -304,7 +309,7 @@ def run_job(
     model_archive = pack(base / "model", staging / "model.tar.gz")
     output_archive = pack(base / "output" / "data", staging / "output.tar.gz")
     destinations = _store(definition, [model_archive, output_archive], s3=s3, output_dir=output_dir)
-    (base / "output" / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    (base / "output" / contract.METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
     print(f"[local_job] {definition.name}: completed in {seconds:.0f} s; model {destinations[0]}", flush=True)
     return JobResult(definition.name, base, destinations[0], destinations[1], metrics, seconds)
 

@@ -42,11 +42,16 @@ from types import FrameType, ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+if __package__:
+    from . import contract
+else:  # run from the source dir
+    import contract  # type: ignore[no-redef]
+
 logger = logging.getLogger("ml_code.serve")
 
 # SageMaker's own ceiling (asynchronous inference); the handler applies its tighter limit itself.
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024 * 1024
-CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+CUSTOM_ATTRIBUTES_HEADER = contract.CUSTOM_ATTRIBUTES_HEADER
 SOCKET_TIMEOUT_SECONDS = 60  # a client that stops sending frees its thread after this long
 DEFAULT_THREADS = 32  # connections served at once; more wait in the listen backlog
 LISTEN_BACKLOG = 128  # connections the kernel holds until a thread is free (socketserver's default: 5)
@@ -54,7 +59,7 @@ LISTEN_BACKLOG = 128  # connections the kernel holds until a thread is free (soc
 # sends a reset, which can destroy the answer (a 413, say) before the client has read it.
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 8 * 1024 * 1024
-MAX_BODY_SETTING = "ACOUSTIC_MAX_REQUEST_BYTES"  # the handler's own body limit, when it has one
+MAX_BODY_SETTING = contract.ENV_MAX_REQUEST_BYTES  # the handler's own body limit, when it has one
 
 
 class Abandoned(Exception):
@@ -87,7 +92,7 @@ class Context:
 
 def load_handler(model_dir: Path) -> ModuleType:
     """Imports ``code/<SAGEMAKER_PROGRAM>`` the way the toolkit does: ``code/`` first on sys.path."""
-    program = os.environ.get("SAGEMAKER_PROGRAM", "inference.py")
+    program = os.environ.get(contract.ENV_PROGRAM, contract.HANDLER_FILE)
     module_name = program[:-3] if program.endswith(".py") else program
     code_dir = model_dir / "code"
     script = code_dir / f"{module_name}.py"
@@ -134,7 +139,7 @@ class Service:
         content_type = _header(headers, "Content-Type")
         accept = _header(headers, "Accept")
         if not accept or accept == "*/*":
-            accept = "application/json"
+            accept = contract.JSON_CONTENT_TYPE
         if gone():
             raise Abandoned
         data = _call(self.handler.input_fn, [body, content_type], context)
@@ -201,7 +206,9 @@ def make_handler(service: Service, max_body_bytes: int) -> type[BaseHTTPRequestH
             headers = {key: value for key, value in self.headers.items()}
             if any(v.lower() == "true" for v in parse_qs(url.query).get("segments", [])):
                 extra = headers.get(CUSTOM_ATTRIBUTES_HEADER, "")
-                headers[CUSTOM_ATTRIBUTES_HEADER] = f"{extra};segments=true" if extra else "segments=true"
+                headers[CUSTOM_ATTRIBUTES_HEADER] = (
+                    f"{extra};{contract.SEGMENTS_ATTRIBUTE}" if extra else contract.SEGMENTS_ATTRIBUTE
+                )
             try:
                 payload, content_type = service.invoke(body, headers, lambda: _client_gone(self.connection))
             except Abandoned:
@@ -285,7 +292,7 @@ def make_handler(service: Service, max_body_bytes: int) -> type[BaseHTTPRequestH
             headers: dict[str, str] | None = None,
         ) -> None:
             body = json.dumps({"code": int(status), "type": status.phrase, "message": message}).encode()
-            self._send(status, body, "application/json", close=close, headers=headers)
+            self._send(status, body, contract.JSON_CONTENT_TYPE, close=close, headers=headers)
 
         def _send(
             self,

@@ -67,8 +67,6 @@ WEIGHT_FILES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
-# Printed as `<split>_<name>=<value>` lines; no name may be a prefix of another followed by `=`.
-METRIC_LINE_NAMES = ("loss", "accuracy", "f1", "clip_accuracy")
 MIN_WINDOW_SECONDS = 0.1
 TRAINING_FIELDS = {f.name for f in dataclasses.fields(TrainingArguments)}
 
@@ -542,13 +540,15 @@ def split_metrics(windows: audiofolder.Windows, prediction: EvalPrediction) -> d
     return evaluation.summary(logits, windows.window_labels, windows.clip_ids, windows.clip_labels)
 
 
-def print_metric_lines(metrics: Mapping[str, float], prefix: str, names: Sequence[str]) -> None:
-    """``<prefix>_<name>=<value>`` lines for the training job's metric regexes."""
+def print_metric_lines(
+    metrics: Mapping[str, float], prefix: str, names: Sequence[str] = contract.METRIC_LINE_NAMES
+) -> None:
+    """``<prefix>_<name>=<value>`` lines (``contract.metric_line``) for the training job's metric regexes."""
     for name in names:
         value = metrics.get(f"{prefix}_{name}")
         if value is not None:
             # tqdm.write lifts any progress bar first, so each metric line stays a line of its own.
-            tqdm.write(f"{prefix}_{name}={value:.4f}", file=sys.stdout)
+            tqdm.write(contract.metric_line(f"{prefix}_{name}", value), file=sys.stdout)
 
 
 class MetricLines(TrainerCallback):
@@ -562,7 +562,7 @@ class MetricLines(TrainerCallback):
 
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.is_world_process_zero:
-            print_metric_lines(kwargs.get("metrics") or {}, "eval", METRIC_LINE_NAMES)
+            print_metric_lines(kwargs.get("metrics") or {}, "eval")
 
 
 def find_resume_checkpoint(
@@ -604,14 +604,20 @@ def write_json(path: Path, content: Any) -> None:
     path.write_text(json.dumps(content, indent=2, sort_keys=False) + "\n")
 
 
-def write_model_files(model_dir: Path, labels: list[str], max_length_seconds: float, metrics: dict) -> None:
-    """Everything besides the weights that makes the model directory deployable on its own."""
+def write_model_files(
+    model_dir: Path, labels: list[str], max_length_seconds: float, hop: int, metrics: dict
+) -> None:
+    """Everything besides the weights that makes the model directory deployable on its own.
+
+    ``hop`` is the windows' hop in samples as evaluated: serving reads it back from labels.json.
+    """
     write_json(
         model_dir / contract.LABELS_FILE,
         {
             "labels": labels,
             "sampling_rate": audio.TARGET_SAMPLE_RATE,
             "max_length_seconds": max_length_seconds,
+            "window_hop_seconds": hop / audio.TARGET_SAMPLE_RATE,
         },
     )
     write_json(model_dir / contract.METRICS_FILE, metrics)
@@ -684,7 +690,7 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
     logger.info("batches are padded to their longest input, %s", padding)
     augmentation = build_augmentation(data_args, bool(getattr(extractor, "do_normalize", False)), background)
     length = round(data_args.max_length_seconds * audio.TARGET_SAMPLE_RATE)
-    hop = max(1, length // 2)
+    hop = contract.window_hop(length)
     train_set = audiofolder.RandomCrops(train.clips, label2id, length, features, augmentation)
     eval_sets = {"eval": audiofolder.Windows(validation.clips, label2id, length, hop, features)}
     if test is not None:
@@ -723,7 +729,7 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
                 model_args.early_stopping_patience,
                 training_args.metric_for_best_model,
             )
-        metrics: dict[str, float] = {"train_loss": float(result.training_loss)}
+        metrics: dict[str, float] = {contract.TRAIN_LOSS: float(result.training_loss)}
         reports: dict[str, Any] = {}
         for prefix, windows in eval_sets.items():
             trainer.compute_metrics = functools.partial(split_metrics, windows)
@@ -742,9 +748,9 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
         if trainer.is_world_process_zero():
             print_metric_lines(metrics, "train", ["loss"])
             for prefix in eval_sets:
-                print_metric_lines(metrics, prefix, METRIC_LINE_NAMES)
+                print_metric_lines(metrics, prefix)
             trainer.save_model(str(paths.model))
-            write_model_files(paths.model, labels, data_args.max_length_seconds, metrics)
+            write_model_files(paths.model, labels, data_args.max_length_seconds, hop, metrics)
             if model_args.export_onnx:
                 for path in onnx_export.export_model_dir(model, paths.model):
                     logger.info("wrote %s", path)

@@ -23,6 +23,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+if __package__:
+    from . import contract
+else:  # run from the source dir
+    import contract  # type: ignore[no-redef]
+
 IN_SERVICE = "InService"
 # Statuses that end by themselves: the verification waits for them to pass.
 TRANSITIONAL = ("Creating", "Updating", "SystemUpdating", "RollingBack")
@@ -238,7 +243,9 @@ def verify(
             "async endpoint: no smoke prediction (requests go through S3, not InvokeEndpoint)"
         )
         return report
-    for name, body, content_type in clips or [(SMOKE_CLIP_NAME, smoke_clip(), "audio/wav")]:
+    for name, body, content_type in clips or [
+        (SMOKE_CLIP_NAME, smoke_clip(), contract.SUFFIX_CONTENT_TYPES[".wav"])
+    ]:
         response = invoke(body, content_type)
         wrong = check_prediction(response, labels)
         if wrong:

@@ -34,6 +34,8 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
+from ml_code import contract
+
 from .emulator import ACCOUNT, REGION, Emulator, environment, free_port
 from .sounds import generate
 
@@ -54,6 +56,7 @@ CONTEXT = {
     "max_length_seconds": "1",
     "learning_rate": "0.003",
 }
+WAV = contract.SUFFIX_CONTENT_TYPES[".wav"]
 
 
 class StepFailed(RuntimeError):
@@ -386,12 +389,12 @@ def rehearse(
                 server_env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
                 with local_server(archive, server_env) as base:
                     for clip in sorted(held_back.rglob("*.wav")):
-                        status_code, answer = post(f"{base}/invocations", clip.read_bytes(), "audio/wav")
+                        status_code, answer = post(f"{base}/invocations", clip.read_bytes(), WAV)
                         predictions.append(
                             {"clip": clip.name, "expected": clip.parent.name, "status": status_code, **answer}
                         )
                         print(f"{clip.parent.name}/{clip.name:28s} -> {status_code} {json.dumps(answer)}")
-                    broken_status, broken = post(f"{base}/invocations", b"not audio at all", "audio/wav")
+                    broken_status, broken = post(f"{base}/invocations", b"not audio at all", WAV)
                     print(f"{'broken payload':40s} -> {broken_status} {json.dumps(broken)}")
                 if not 400 <= broken_status < 500:
                     raise StepFailed(f"a broken payload must get a 4xx answer, got {broken_status}")

@@ -22,6 +22,7 @@ from typing import Any, get_type_hints
 
 from functions.launcher import rules as launcher_rules
 from functions.launcher import tuning as launcher_tuning
+from ml_code import contract
 from ml_code.contract import FAST_PATHS
 
 CONTEXT_ROOT = "acoustic_shield"
@@ -186,7 +187,7 @@ class TuningConfig:
     )
     objective: str = setting(
         "tuning_objective",
-        "eval_f1",
+        contract.DEFAULT_TUNING_OBJECTIVE,
         "Validation metric the tuning job optimizes: eval_f1, eval_accuracy (maximized) or eval_loss (minimized).",
         _one_of(*launcher_tuning.OBJECTIVES),
     )

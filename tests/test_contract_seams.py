@@ -1,16 +1,195 @@
-"""Seams between the handler, the promoter and the model packages it registers: one contract, no copies."""
+"""The seams between training, the handler, the Lambdas and the stacks: one contract, no copies.
+
+Each test puts what one side produces into the code of the side that consumes it. The last one reads
+the source: every fact of the contract is spelled in ``ml_code/contract.py`` and nowhere else.
+"""
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from functions.launcher import tuning
 from functions.promoter import logic as promoter
-from ml_code import contract, inference
+from functions.promoter.settings import Settings, Thresholds
+from ml_code import contract, inference, invoke
+from stacks.config import ServingConfig, TuningConfig
+from stacks.serving.model import container_environment
+
+ROOT = Path(__file__).resolve().parents[1]
+# Every folder whose code ships or runs something; tests may spell facts out to check them.
+SOURCES = ("app.py", "ml_code", "functions", "stacks", "rehearse", "benchmarks", "standins")
+
+
+def _registered_container_and_spec() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The container and inference specification of the model package the promoter registers."""
+    settings = Settings(
+        model_package_group="acoustic-shield-dev",
+        job_name_prefix="acoustic-shield-dev-train-",
+        thresholds=Thresholds(min_accuracy=0.5, min_f1=0.5, min_clip_accuracy=0.5, max_regression=0.05),
+        manual_approval=False,
+        topic_arn="arn:aws:sns:eu-west-1:123456789012:notices",
+        inference_image="763104351884.dkr.ecr.eu-west-1.amazonaws.com/huggingface-pytorch-inference:x",
+        serving_instance_type="ml.m5.xlarge",
+        data_bucket="acoustic-data",
+        evaluation_prefix="evaluation/",
+    )
+    request = promoter.model_package_request(
+        settings=settings,
+        job_name="acoustic-shield-dev-train-1",
+        model_data_url="s3://acoustic-data/models/acoustic-shield-dev-train-1/output/model.tar.gz",
+        evaluation_uri="s3://acoustic-data/evaluation/acoustic-shield-dev-train-1/evaluation.json",
+        decision=promoter.Decision(status=promoter.APPROVED, reasons=("ok",)),
+        metrics={},
+    )
+    spec = request["InferenceSpecification"]
+    (container,) = spec["Containers"]
+    return container, spec
 
 
 def test_a_model_package_advertises_exactly_what_the_handler_accepts() -> None:
-    # Given the content types the promoter registers on every model package
-    advertised = set(promoter.CONTENT_TYPES)
-    # When they are compared with what the handler parses (inference.parse_request's check)
+    # Given the model package the promoter registers for a finished job
+    _, spec = _registered_container_and_spec()
+    # When its content types are compared with what the handler parses (inference.parse_request's check)
     accepted = set(inference.SUPPORTED_CONTENT_TYPES)
-    # Then they are the same set (the endpoint created from the package serves exactly what it says)
-    assert advertised == accepted
-    assert set(promoter.RESPONSE_TYPES) == {contract.JSON_CONTENT_TYPE}
+    # Then they are the same set (the endpoint created from the package serves exactly what it says),
+    # and it answers what the handler answers
+    assert set(spec["SupportedContentTypes"]) == accepted
+    assert "audio/wave" in accepted and "audio/x-flac" in accepted  # once missing from the package
+    assert spec["SupportedResponseMIMETypes"] == [inference.JSON]
+
+
+def test_every_content_type_the_client_sends_is_one_the_handler_accepts() -> None:
+    # Given a file of each suffix the invoke client knows, and one it does not
+    for suffix, content_type in contract.SUFFIX_CONTENT_TYPES.items():
+        # When the client picks its content type / Then the handler accepts that type
+        assert invoke.content_type_for(Path(f"clip{suffix}")) == content_type
+        assert content_type in inference.SUPPORTED_CONTENT_TYPES
+    assert invoke.content_type_for(Path("clip.aiff")) in inference.SUPPORTED_CONTENT_TYPES
+
+
+@pytest.mark.parametrize("serving", [ServingConfig(), ServingConfig(fast_path="onnx", threads=3, workers=4)])
+def test_the_serving_stacks_container_environment_is_what_the_handler_reads(serving: ServingConfig) -> None:
+    # Given the environment the Serving stack sets on the model's container
+    environment = container_environment(serving)
+    # When the handler reads its settings from it
+    settings = inference.Settings.from_env(environment)
+    # Then it gets the configured values, and the toolkit finds the handler where train.py put it
+    assert settings.fast_path == serving.fast_path
+    assert settings.max_audio_seconds == serving.max_audio_seconds
+    assert settings.threads == (serving.threads or max(1, inference._cpu_count() // serving.workers))
+    assert environment[contract.ENV_WORKERS] == str(serving.workers)
+    assert contract.HANDLER_ENVIRONMENT.items() <= environment.items()
+    # And a package the promoter registers points the toolkit at the same handler
+    container, _ = _registered_container_and_spec()
+    assert container["Environment"].items() <= environment.items()
+    assert contract.HANDLER_FILE in contract.SERVING_CODE_FILES
+    assert contract.HANDLER_ENVIRONMENT["SAGEMAKER_SUBMIT_DIRECTORY"].endswith(f"/{contract.CODE_DIR}")
+
+
+def test_tuning_objectives_are_validation_metrics_the_job_reports() -> None:
+    # Given the objectives a tuning job may optimize, and the default the config offers
+    # Then each is a metric train.py prints after every evaluation of the validation split
+    assert set(tuning.OBJECTIVES) <= {name for name in contract.METRIC_NAMES if name.startswith("eval_")}
+    assert set(tuning.OBJECTIVES.values()) <= {"Maximize", "Minimize"}
+    (objective,) = (f for f in dataclasses.fields(TuningConfig) if f.name == "objective")
+    assert objective.default in tuning.OBJECTIVES
+
+
+def test_every_gated_metric_is_a_reported_metric_on_every_split_the_gate_reads() -> None:
+    # Given the quality gate's metrics and the splits it decides on
+    # Then the job reports each of them on each of those splits
+    for split in contract.GATE_SPLITS:
+        for name in contract.GATED_METRICS:
+            assert f"{split}_{name}" in contract.METRIC_NAMES
+
+
+def test_each_metric_regex_reads_back_exactly_the_line_train_py_prints() -> None:
+    # Given every metric's line, printed among the others as train.py does
+    values = {name: 0.1 + i / 100 for i, name in enumerate(contract.METRIC_NAMES)}
+    log = "\n".join(contract.metric_line(name, value) for name, value in values.items())
+
+    # When each of the job's metric definitions is applied to the log
+    for definition in contract.metric_definitions():
+        found = re.findall(definition["Regex"], log)
+        # Then it matches its own line only, with the printed value
+        assert found == [f"{values[definition['Name']]:.4f}"], definition
+
+
+def test_the_window_hop_rule_overlaps_windows_by_half() -> None:
+    # Given windows of the lengths training uses (and degenerate ones)
+    # Then consecutive windows overlap by half, and the hop is never zero
+    assert [contract.window_hop(n) for n in (1, 2, 16_000, 80_001)] == [1, 1, 8_000, 40_000]
+
+
+# --- one place for each fact ------------------------------------------------------------------------
+
+
+def _facts() -> dict[str, str]:
+    """Each literal the contract owns, with its name there."""
+    suffixes = ("_FILE", "_HEADER", "_ATTRIBUTE", "_CONTENT_TYPE")
+    facts = {
+        name: value
+        for name, value in vars(contract).items()
+        if isinstance(value, str) and (name.endswith(suffixes) or name.startswith("ENV_"))
+    }
+    facts |= {f"REQUEST_CONTENT_TYPES[{v}]": v for v in contract.REQUEST_CONTENT_TYPES}
+    facts |= {f"METRIC_NAMES[{v}]": v for v in contract.METRIC_NAMES}
+    facts |= {f"HANDLER_ENVIRONMENT[{k}]": v for k, v in contract.HANDLER_ENVIRONMENT.items()}
+    facts |= {f"HANDLER_ENVIRONMENT key {k}": k for k in contract.HANDLER_ENVIRONMENT}
+    return facts
+
+
+# (file, literal): the same characters meaning something else.
+NOT_THE_CONTRACT = {
+    ("ml_code/staging/stores.py", "application/octet-stream"): "the S3 object type of a staged file",
+}
+
+
+def _string_literals(path: Path) -> Iterator[tuple[int, str]]:
+    """Every string constant of a module that is not a docstring."""
+    tree = ast.parse(path.read_text(), str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node.lineno, node.value
+
+
+def test_each_contract_fact_is_spelled_only_in_the_contract() -> None:
+    # Given the literals the contract owns (file names, headers, content types, environment variable
+    # names, metric names, the handler's location)
+    facts = {value: name for name, value in _facts().items()}
+    some = {
+        "metrics.json",
+        "X-Amzn-SageMaker-Custom-Attributes",
+        "audio/wave",
+        "SAGEMAKER_PROGRAM",
+        "test_f1",
+    }
+    assert some <= facts.keys()  # the selection above finds each kind
+    # When every source file outside tests and the contract is read
+    copies = []
+    for source in SOURCES:
+        base = ROOT / source
+        for path in sorted([base] if base.is_file() else base.rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            if relative == "ml_code/contract.py":
+                continue
+            for line, text in _string_literals(path):
+                if text in facts and (relative, text) not in NOT_THE_CONTRACT:
+                    copies.append(f"{relative}:{line}: {text!r} is contract.{facts[text]}")
+    # Then none spells one out: each uses the contract's name for it
+    assert not copies, "\n".join(copies)

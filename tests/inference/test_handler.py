@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml_code import audio, inference
+from ml_code import audio, contract, inference
+from standins.modeldir import LABELS, SR
 from tests.inference.conftest import WINDOW_SECONDS
-from tests.inference.modeldir import LABELS, SR
 from tests.inference.payloads import LIMITS, Case, bad_cases, good_cases, tone
 
 GOOD = good_cases()
@@ -57,7 +57,7 @@ def test_every_content_type_and_encoding_is_classified_like_the_clip_it_holds(cl
 def test_every_broken_payload_is_a_client_error_saying_what_was_wrong(classifier, case):
     # Given a broken request
     # When the handler sees it
-    with pytest.raises(inference.ClientError) as caught:
+    with pytest.raises(inference.BadRequest) as caught:
         answer(classifier, case)
 
     # Then it is a 4xx whose message names the problem, without a traceback
@@ -195,7 +195,7 @@ def test_model_fn_reads_settings_from_the_environment_once(monkeypatch, model_di
     assert model.settings == inference.Settings(
         fast_path="onnx", threads=1, max_audio_seconds=30.0, max_request_bytes=1000
     )
-    with pytest.raises(inference.ClientError, match="limit of 1000"):
+    with pytest.raises(inference.BadRequest, match="limit of 1000"):
         inference.input_fn(GOOD[0].body, "audio/wav")
 
 
@@ -251,3 +251,29 @@ def test_int8_is_quantized_at_load_when_the_model_has_only_model_onnx(tmp_path, 
 
     # Then it answers
     assert_valid_answer(classifier.classify(inference.AudioRequest(tone(SR, 1)[:, 0])).to_json())
+
+
+@pytest.mark.parametrize(
+    ("recorded", "expected"), [(None, WINDOW_SECONDS / 2), (0.1, 0.1)], ids=["rule", "recorded"]
+)
+def test_the_window_hop_comes_from_labels_json_and_else_from_the_contract_rule(
+    tmp_path, model_dir, recorded, expected
+):
+    # Given a model directory whose labels.json records the hop training evaluated with (or, from an
+    # older train.py, none)
+    copy = tmp_path / "model"
+    shutil.copytree(model_dir, copy)
+    meta = json.loads((copy / contract.LABELS_FILE).read_text())
+    meta.pop("window_hop_seconds", None)
+    if recorded is not None:
+        meta["window_hop_seconds"] = recorded
+    (copy / contract.LABELS_FILE).write_text(json.dumps(meta))
+
+    # When it is loaded and classifies two seconds with segments
+    classifier = inference.load_classifier(copy, inference.Settings())
+    prediction = classifier.classify(inference.AudioRequest(tone(SR, 1, seconds=2.0)[:, 0], segments=True))
+
+    # Then consecutive windows start that hop apart
+    starts = [segment["start"] for segment in prediction.to_json()["segments"]]
+    assert starts[1] - starts[0] == pytest.approx(expected)
+    assert classifier.hop == round(expected * SR)

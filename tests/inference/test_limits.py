@@ -32,7 +32,7 @@ def test_a_small_flac_that_would_decode_to_gigabytes_is_refused_with_413_naming_
     tracemalloc.start()
     started = time.perf_counter()
     try:
-        with pytest.raises(inference.ClientError) as caught:
+        with pytest.raises(inference.BadRequest) as caught:
             inference.parse_request(flac_bomb, "audio/flac", DEFAULTS)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -168,7 +168,7 @@ def test_every_limit_message_names_its_setting(case, status, setting):
     body = encode(np.zeros((16_000 * 2, 1), np.float32), 16_000, "WAV") if case == "long" else bytes(100_001)
 
     # When the handler reads it
-    with pytest.raises(inference.ClientError) as caught:
+    with pytest.raises(inference.BadRequest) as caught:
         inference.parse_request(body, "audio/wav", settings)
 
     # Then the message says which setting would let it through

@@ -8,6 +8,7 @@ The launcher starts a job in the emulated account (moto) from a staged dataset, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import tarfile
@@ -19,11 +20,15 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functions.launcher.logic import LaunchSettings, launch
+from functions.launcher.aws import launch
+from functions.launcher.settings import LaunchSettings
+from functions.promoter import aws as promoter_aws
+from functions.promoter import logic as promoter
+from functions.promoter.settings import Thresholds
 from ml_code import contract, local_job
 from stacks.bundling import write_tar_gz
+from standins.synthetic import make_audiofolder
 from tests.inference.parity import pins
-from tests.training.synthetic import make_audiofolder
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN_ENV = ROOT / ".venv-train"
@@ -101,7 +106,7 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> Any:
         )
         started = launch(
             EVENT,
-            LaunchSettings.from_env(LAUNCHER_ENV),
+            LaunchSettings.from_environment(LAUNCHER_ENV),
             sagemaker=sagemaker,
             s3=s3,
             request_id="0f1e2d3c-manual",
@@ -174,6 +179,40 @@ def test_the_launchers_metric_regexes_scrape_the_jobs_metrics(job) -> None:
         assert name in metrics, f"{name} not scraped; got {sorted(metrics)}"
     # And the model learned the separable task (chance is 1/3)
     assert metrics["test_accuracy"] >= 0.6
+
+
+@pytest.mark.slow
+def test_the_jobs_metrics_reach_the_promoters_gate_as_train_py_wrote_them(job) -> None:
+    # Given the final values SageMaker reports for the job (its log scraped with the launcher's regexes:
+    # DescribeTrainingJob's FinalMetricDataList) and the job's output.tar.gz, read from S3 by the promoter
+    final = [{"MetricName": name, "Value": value} for name, value in job.result.metrics.items()]
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        key = f"models/{job.result.name}/output/output.tar.gz"
+        s3.upload_file(job.result.output_archive, BUCKET, key)
+        archive = promoter_aws.read_output_archive(s3, f"s3://{BUCKET}/{key}")
+
+    # When the promoter reads both, as it does for a finished job
+    scraped = promoter.metrics_from_final_metric_data(final)
+    metrics = promoter.merge_metrics(scraped, archive.metrics)
+
+    # Then the log and metrics.json agree on every metric of the contract (to the 4 printed decimals)
+    assert not archive.problems
+    assert scraped.keys() == archive.metrics.keys() == set(contract.METRIC_NAMES)
+    for name, value in scraped.items():
+        assert value == pytest.approx(archive.metrics[name], abs=5e-5), name
+    # And the gate decides on the test split: minimums just below the values approve, one above rejects
+    values = {name: metrics[f"test_{name}"] for name in contract.GATED_METRICS}
+    floor = Thresholds(
+        **{f"min_{name}": max(0.0, v - 0.01) for name, v in values.items()}, max_regression=0.0
+    )
+    approved = promoter.decide(metrics, thresholds=floor, approved=[], manual_approval=False)
+    assert (approved.status, approved.split, approved.gated) == (promoter.APPROVED, "test", values)
+    above = dataclasses.replace(floor, min_f1=values["f1"] + 0.01)
+    rejected = promoter.decide(metrics, thresholds=above, approved=[], manual_approval=False)
+    assert rejected.status == promoter.REJECTED
+    assert [reason.split()[0] for reason in rejected.reasons] == ["test_f1"]
 
 
 @pytest.mark.slow
