@@ -7,7 +7,8 @@ starts; the request itself is built by ``logic.py``.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -166,45 +167,59 @@ def launch(
             "job": recent,
             "reason": f"debounced: {recent} was started for new data less than {settings.debounce_minutes} minutes before",
         }
-    if wants_tuning(request, settings):
-        return _launch_tuning(request, settings, sagemaker=sagemaker, s3=s3)
-    name = job_name(settings.job_name_prefix, request)
-    if _job_exists(sagemaker, name):
-        LOG.info("job %s already exists: event %s was delivered again", name, request.trigger_id)
-        return {"status": "duplicate", "job": name, "reason": "this event already started the job"}
-    running = _running_jobs(sagemaker, settings)
-    if running:
-        LOG.info("not starting %s: %s still in progress", name, ", ".join(running))
-        return {"status": "skipped", "job": name, "reason": f"already in progress: {', '.join(running)}"}
-    dataset_prefix = request.dataset_prefix or settings.dataset_prefix
-    channels = _existing_channels(s3, settings.bucket, dataset_prefix)
-    body = build_training_job_request(settings, name, request, channels)
-    try:
-        response = sagemaker.create_training_job(**body)
-    except ClientError as err:
-        code, message = _error(err)
-        if code == "ResourceInUse":  # a concurrent delivery of the same event won the race
-            return {"status": "duplicate", "job": name, "reason": message}
-        raise LaunchError(f"CreateTrainingJob {name} failed: {code}: {message}") from err
-    LOG.info("started %s with channels %s", name, ", ".join(channels))
-    return {"status": "started", "job": name, "arn": response["TrainingJobArn"], "channels": channels}
-
-
-def _launch_tuning(
-    request: LaunchRequest, settings: LaunchSettings, *, sagemaker: Any, s3: Any
-) -> dict[str, Any]:
-    """One tuning job for the event: the same checks as a single job, against tuning job names."""
+    if not wants_tuning(request, settings):
+        return _start(
+            _TRAINING, job_name(settings.job_name_prefix, request), request, settings, sagemaker, s3
+        )
     if settings.tuning is None:  # wants_tuning refuses this first; here for the type checker
         raise SettingsError("no tuning configuration (TUNING_JOB_PREFIX, TUNING)")
     name = tuning_job_name(settings.tuning.job_name_prefix, request)
-    kind = {"kind": "tuning"}
-    if _tuning_job_exists(sagemaker, name):
-        LOG.info("tuning job %s already exists: event %s was delivered again", name, request.trigger_id)
+    return _start(_TUNING, name, request, settings, sagemaker, s3)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What differs between starting a training job and a tuning job; the checks are the same."""
+
+    noun: str
+    exists: Callable[[Any, str], bool]
+    build: Callable[[LaunchSettings, str, LaunchRequest, list[str]], dict[str, Any]]
+    operation: str  # the API call, in errors
+    method: str  # the client's method for it
+    arn: str  # the key of the new job's ARN in the answer
+    labels: dict[str, str] = field(default_factory=dict)  # added to every result
+
+
+_TRAINING = _Kind(
+    "job",
+    _job_exists,
+    build_training_job_request,
+    "CreateTrainingJob",
+    "create_training_job",
+    "TrainingJobArn",
+)
+_TUNING = _Kind(
+    "tuning job",
+    _tuning_job_exists,
+    build_tuning_job_request,
+    "CreateHyperParameterTuningJob",
+    "create_hyper_parameter_tuning_job",
+    "HyperParameterTuningJobArn",
+    {"kind": "tuning"},
+)
+
+
+def _start(
+    kind: _Kind, name: str, request: LaunchRequest, settings: LaunchSettings, sagemaker: Any, s3: Any
+) -> dict[str, Any]:
+    """Starts ``name`` unless the event already started it or a job of this app is running."""
+    if kind.exists(sagemaker, name):
+        LOG.info("%s %s already exists: event %s was delivered again", kind.noun, name, request.trigger_id)
         return {
             "status": "duplicate",
             "job": name,
-            **kind,
-            "reason": "this event already started the tuning job",
+            **kind.labels,
+            "reason": f"this event already started the {kind.noun}",
         }
     running = _running_jobs(sagemaker, settings)
     if running:
@@ -212,32 +227,31 @@ def _launch_tuning(
         return {
             "status": "skipped",
             "job": name,
-            **kind,
+            **kind.labels,
             "reason": f"already in progress: {', '.join(running)}",
         }
-    dataset_prefix = request.dataset_prefix or settings.dataset_prefix
-    channels = _existing_channels(s3, settings.bucket, dataset_prefix)
-    body = build_tuning_job_request(settings, name, request, channels)
+    channels = _existing_channels(s3, settings.bucket, request.dataset_prefix or settings.dataset_prefix)
+    body = kind.build(settings, name, request, channels)
     try:
-        response = sagemaker.create_hyper_parameter_tuning_job(**body)
+        response = getattr(sagemaker, kind.method)(**body)
     except ClientError as err:
         code, message = _error(err)
         if code == "ResourceInUse":  # a concurrent delivery of the same event won the race
-            return {"status": "duplicate", "job": name, **kind, "reason": message}
-        raise LaunchError(f"CreateHyperParameterTuningJob {name} failed: {code}: {message}") from err
-    limits = body["HyperParameterTuningJobConfig"]["ResourceLimits"]
-    LOG.info(
-        "started tuning job %s (%s trials at most) with channels %s",
-        name,
-        limits["MaxNumberOfTrainingJobs"],
-        ", ".join(channels),
-    )
-    return {
+            return {"status": "duplicate", "job": name, **kind.labels, "reason": message}
+        raise LaunchError(f"{kind.operation} {name} failed: {code}: {message}") from err
+    result = {
         "status": "started",
         "job": name,
-        **kind,
-        "arn": response["HyperParameterTuningJobArn"],
+        **kind.labels,
+        "arn": response[kind.arn],
         "channels": channels,
-        "max_jobs": limits["MaxNumberOfTrainingJobs"],
-        "max_parallel_jobs": limits["MaxParallelTrainingJobs"],
     }
+    limits = body.get("HyperParameterTuningJobConfig", {}).get("ResourceLimits")
+    if limits:
+        result |= {
+            "max_jobs": limits["MaxNumberOfTrainingJobs"],
+            "max_parallel_jobs": limits["MaxParallelTrainingJobs"],
+        }
+    trials = f" ({result['max_jobs']} trials at most)" if limits else ""
+    LOG.info("started %s %s%s with channels %s", kind.noun, name, trials, ", ".join(channels))
+    return result
