@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 if __package__:
-    from . import contract
+    from . import cli, contract
 else:  # run from the source dir
+    import cli  # type: ignore[no-redef]
     import contract  # type: ignore[no-redef]
 
 INPUT_PREFIX = "batch-input/"  # the data bucket's prefix for batch requests: <prefix>/<files>
@@ -221,11 +222,10 @@ def main(
         print(f"error: {error}", file=sys.stderr)
         return 1
     except ClientError as error:
-        details = error.response.get("Error", {})
-        print(f"error: {details.get('Code')}: {details.get('Message')}", file=sys.stderr)
+        print(f"error: {cli.aws_error(error)}", file=sys.stderr)
         return 1
     except BotoCoreError as error:
-        print(f"error: {error} (pass --region or set AWS_REGION)", file=sys.stderr)
+        print(f"error: {cli.aws_error(error)} ({cli.REGION_HINT})", file=sys.stderr)
         return 1
     return 0
 

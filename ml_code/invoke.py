@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 if __package__:
-    from . import contract
+    from . import cli, contract
     from . import verify as verification
 else:  # run from the source dir
+    import cli  # type: ignore[no-redef]
     import contract  # type: ignore[no-redef]
     import verify as verification  # type: ignore[no-redef]
 
@@ -93,9 +94,7 @@ def invoke_endpoint(runtime: Any, endpoint: str, body: bytes, content_type: str,
             raise InvokeError(
                 f"endpoint {endpoint!r}: the model answered {status}: {message}", fatal=False
             ) from None
-        raise InvokeError(
-            f"endpoint {endpoint!r}: {code}: {details.get('Message', error)}", fatal=True
-        ) from None
+        raise InvokeError(f"endpoint {endpoint!r}: {cli.aws_error(error)}", fatal=True) from None
     except ReadTimeoutError as error:  # this file took too long; the next one may not
         raise InvokeError(f"endpoint {endpoint!r}: {error}", fatal=False) from None
     except BotoCoreError as error:
@@ -195,12 +194,8 @@ def _verify(args: argparse.Namespace, runtime: Any, sagemaker: Any, s3: Any) -> 
     except (verification.VerificationError, InvokeError) as error:
         print(f"error: verification failed: {error}", file=sys.stderr)
         return 1
-    except ClientError as error:
-        details = error.response.get("Error", {})
-        print(f"error: verification failed: {details.get('Code')}: {details.get('Message')}", file=sys.stderr)
-        return 1
-    except BotoCoreError as error:
-        print(f"error: verification failed: {error}", file=sys.stderr)
+    except (ClientError, BotoCoreError) as error:
+        print(f"error: verification failed: {cli.aws_error(error)}", file=sys.stderr)
         return 1
     print(json.dumps(report.as_dict()), flush=True)
     return 0
@@ -237,7 +232,7 @@ def main(
                 sagemaker = sagemaker or boto3.client("sagemaker", region_name=args.region)
                 s3 = s3 or boto3.client("s3", region_name=args.region)
         except BotoCoreError as error:  # e.g. no region configured
-            print(f"error: {error} (pass --region or set AWS_REGION)", file=sys.stderr)
+            print(f"error: {error} ({cli.REGION_HINT})", file=sys.stderr)
             return 1
     if args.verify:
         return _verify(args, runtime, sagemaker, s3)

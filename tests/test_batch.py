@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from ml_code import batch
@@ -177,3 +178,35 @@ def test_start_and_wait_prints_the_answers_once_the_job_completes(
 def test_default_job_names_fit_sagemakers_pattern() -> None:
     name = batch.default_job_name("a" * 80 + "/", NOW)
     assert len(name) <= 63 and name.startswith("batch-aaa") and name.endswith("-20260504-030201")
+
+
+def test_aws_refusals_and_a_missing_region_are_one_line_each(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a SageMaker that refuses the transform job
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    stubber = Stubber(sagemaker)
+    stubber.add_client_error(
+        "create_transform_job", service_error_code="AccessDeniedException", service_message="not allowed"
+    )
+    # When a job is started
+    with stubber:
+        code = batch.main(
+            ["start", "--model", MODEL, "--bucket", BUCKET, "--prefix", "p"], sagemaker=sagemaker, s3=object()
+        )
+    # Then the CLI prints SageMaker's code and message on one line, no traceback
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err == "error: AccessDeniedException: not allowed\n"
+
+    # Given no region anywhere (botocore cannot build a client)
+    # When the CLI builds its own clients
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+            patch.delenv(name, raising=False)
+        patch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+        code = batch.main(["results", "--bucket", BUCKET, "--prefix", "p"])
+    # Then it says what is missing and how to give it
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("error: You must specify a region.") and err.endswith(
+        "(pass --region or set AWS_REGION)\n"
+    )
