@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable, Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -16,6 +20,7 @@ from moto import mock_aws
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -123,3 +128,24 @@ def service_model() -> Callable[[str], Any]:
     """botocore's model of a service, for validating requests built without a client."""
     session = botocore.session.get_session()
     return session.get_service_model
+
+
+def cold_start(function: str, environ: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """Imports ``functions.<function>.handler`` in a fresh interpreter, as Lambda's runtime does in a new
+    container, with what Lambda adds to every function's environment."""
+    return subprocess.run(
+        [sys.executable, "-c", f"import functions.{function}.handler"],
+        cwd=ROOT,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONDONTWRITEBYTECODE": "1",  # the repository stays as it is
+            "AWS_LAMBDA_FUNCTION_NAME": function,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            **environ,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

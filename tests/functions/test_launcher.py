@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +31,7 @@ from functions.launcher.logic import (
 )
 from functions.launcher.settings import LaunchSettings, RuleSettings, SettingsError
 from ml_code import contract
-from tests.functions.conftest import request_violations
+from tests.functions.conftest import cold_start, request_violations
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -465,32 +462,12 @@ def test_handler_logs_one_structured_line(
     assert any(r.name == "functions.launcher.aws" and "started" in r.getMessage() for r in caplog.records)
 
 
-def cold_start(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Imports the handler in a fresh interpreter, as Lambda's runtime does in a new container."""
-    return subprocess.run(
-        [sys.executable, "-c", "import functions.launcher.handler"],
-        cwd=ROOT,
-        env={
-            "PATH": os.environ.get("PATH", ""),
-            "PYTHONDONTWRITEBYTECODE": "1",  # the repository stays as it is
-            # What Lambda adds to every function's environment.
-            "AWS_LAMBDA_FUNCTION_NAME": "launcher",
-            "AWS_DEFAULT_REGION": REGION,
-            **environ,
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_cold_start_in_lambda_names_every_bad_variable() -> None:
     # Given a container started with two variables wrong
     environ = {**ENV, "INSTANCE_COUNT": "two", "USE_SPOT": ""}
 
     # When Lambda loads the handler
-    started = cold_start(environ)
+    started = cold_start("launcher", environ)
 
     # Then loading fails before any event, naming both
     assert started.returncode != 0
@@ -498,7 +475,7 @@ def test_cold_start_in_lambda_names_every_bad_variable() -> None:
     assert "INSTANCE_COUNT='two' is invalid" in started.stderr
     assert "USE_SPOT is missing" in started.stderr
     # And with the environment the stack sets, it loads
-    loaded = cold_start(ENV)
+    loaded = cold_start("launcher", ENV)
     assert loaded.returncode == 0, loaded.stderr
 
 

@@ -6,10 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +24,7 @@ from functions.promoter import logic
 from functions.promoter.handler import handler
 from functions.promoter.settings import Settings, SettingsError, Thresholds
 from ml_code import contract
-from tests.functions.conftest import ACCOUNT, REGION, request_violations
+from tests.functions.conftest import ACCOUNT, REGION, cold_start, request_violations
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "acoustic-shield-dev-train-"
@@ -954,34 +951,13 @@ def test_handler_logs_at_info_without_any_logging_configured(
     }
 
 
-def cold_start(environ: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    """Imports the handler in a fresh interpreter, as Lambda's runtime does in a new container."""
-    return subprocess.run(
-        [sys.executable, "-c", "import functions.promoter.handler"],
-        cwd=ROOT,
-        env={
-            "PATH": os.environ.get("PATH", ""),
-            "PYTHONDONTWRITEBYTECODE": "1",  # the repository stays as it is
-            # What Lambda adds to every function's environment.
-            "AWS_LAMBDA_FUNCTION_NAME": "promoter",
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            **environ,
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_cold_start_in_lambda_names_every_bad_variable() -> None:
     # Given a container started with a threshold missing and a bucket given as a URI
     environ = {**ENVIRONMENT, "DATA_BUCKET": "s3://bucket"}
     del environ["MIN_CLIP_ACCURACY"]
 
     # When Lambda loads the handler
-    started = cold_start(environ)
+    started = cold_start("promoter", environ)
 
     # Then loading fails before any event, naming both
     assert started.returncode != 0
@@ -989,7 +965,7 @@ def test_cold_start_in_lambda_names_every_bad_variable() -> None:
     assert "MIN_CLIP_ACCURACY is missing" in started.stderr
     assert "DATA_BUCKET='s3://bucket' is invalid" in started.stderr
     # And with the environment the stack sets, it loads
-    loaded = cold_start(ENVIRONMENT)
+    loaded = cold_start("promoter", ENVIRONMENT)
     assert loaded.returncode == 0, loaded.stderr
 
 
