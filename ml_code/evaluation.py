@@ -7,7 +7,6 @@ are the same.
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,9 @@ def clip_probabilities(logits: np.ndarray, clip_ids: np.ndarray, num_clips: int)
     A clip without windows (none in practice: every clip has at least one) gets all zeros.
     """
     probs = inference.softmax(logits)
-    order = np.argsort(clip_ids, kind="stable")
-    bounds = np.searchsorted(clip_ids[order], np.arange(num_clips + 1))
     clips = np.zeros((num_clips, probs.shape[1]))
-    for clip, (start, end) in enumerate(itertools.pairwise(bounds)):
-        if end > start:
-            clips[clip] = inference.clip_probabilities(probs[order[start:end]])
+    for clip in np.unique(clip_ids):
+        clips[clip] = inference.clip_probabilities(probs[clip_ids == clip])
     return clips
 
 

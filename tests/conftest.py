@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
@@ -18,10 +17,8 @@ os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-# Nothing a test runs writes bytecode into the tree: neither this process (tests/__init__.py turned it off
-# before this file was compiled) nor the interpreters it starts (train.py in ml_code/, python -m
-# ml_code.serve, the toolkits' Pythons).
-sys.dont_write_bytecode = True
+# Nothing a test runs writes bytecode into the tree: this process does not (tests/__init__.py), nor do the
+# interpreters it starts (train.py in ml_code/, python -m ml_code.serve, the toolkits' Pythons).
 os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
 
 _TREE = pytest.StashKey[dict[str, tree_guard.Entry]]()

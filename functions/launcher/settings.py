@@ -121,8 +121,8 @@ class LaunchSettings:
             instance_count=reader.integer("INSTANCE_COUNT", _AT_LEAST_ONE),
             volume_size_gb=reader.integer("VOLUME_SIZE_GB", _AT_LEAST_ONE),
             use_spot=reader.boolean("USE_SPOT"),
-            debounce_minutes=reader.read(
-                "RETRAIN_DEBOUNCE_MINUTES", _whole_number, "a whole number >= 0", 0, required=False
+            debounce_minutes=reader.integer(
+                "RETRAIN_DEBOUNCE_MINUTES", "a whole number >= 0", minimum=0, required=False
             ),
             max_runtime_seconds=reader.integer("MAX_RUNTIME_SECONDS", _AT_LEAST_ONE),
             max_wait_seconds=reader.integer("MAX_WAIT_SECONDS", _AT_LEAST_ONE),
@@ -137,12 +137,6 @@ class LaunchSettings:
         )
         reader.raise_problems(SettingsError, "launcher")
         return settings
-
-
-def _whole_number(raw: str) -> int:
-    if not raw.isdigit():
-        raise ValueError
-    return int(raw)
 
 
 def _strings(value: Any) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -370,21 +370,29 @@ def test_sagemaker_refusal_fails_the_invocation_clearly(aws: Any, settings: Laun
         stub.assert_no_pending_responses()
 
 
-def test_handler_wires_environment_and_clients(
-    aws: Any, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
-) -> None:
+@pytest.fixture
+def deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Mapping[str, str]], None]]:
+    """Gives the handler an environment, as the stack does; it builds its settings and clients anew."""
+
+    def deploy(environ: Mapping[str, str]) -> None:
+        for key, value in environ.items():
+            monkeypatch.setenv(key, value)
+        launcher_handler.dependencies.cache_clear()
+
+    yield deploy
+    launcher_handler.dependencies.cache_clear()
+
+
+def test_handler_wires_environment_and_clients(aws: Any, deploy: Any, lambda_context: Any) -> None:
     # Given the function's environment as the stack sets it
     _, s3 = aws
     stage(s3, "train")
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-    launcher_handler.dependencies.cache_clear()
+    deploy(ENV)
     # When Lambda invokes the handler manually
     result = launcher_handler.handler({}, lambda_context)
     # Then the job name comes from the request id
     assert result["status"] == "started"
     assert result["job"].startswith(f"{PREFIX}manual-")
-    launcher_handler.dependencies.cache_clear()
 
 
 def test_every_bad_variable_is_named_in_one_error() -> None:
@@ -440,18 +448,15 @@ def test_optional_variables_take_their_defaults() -> None:
 
 
 def test_handler_logs_one_structured_line(
-    aws: Any, monkeypatch: pytest.MonkeyPatch, lambda_context: Any, caplog: pytest.LogCaptureFixture
+    aws: Any, deploy: Any, lambda_context: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given the function's environment and a staged dataset
     _, s3 = aws
     stage(s3, "train")
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-    launcher_handler.dependencies.cache_clear()
+    deploy(ENV)
 
     # When Lambda invokes the handler (no logging configured: the handler's own setup decides)
     result = launcher_handler.handler({}, lambda_context)
-    launcher_handler.dependencies.cache_clear()
 
     # Then one JSON line records the outcome and the request id, as the promoter's does
     (record,) = [r for r in caplog.records if r.name == launcher_handler.logger.name]
@@ -866,21 +871,18 @@ def test_without_profiling_the_job_says_so(
 
 
 def test_handler_starts_one_tuning_job_for_a_tune_invocation(
-    aws: Any, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+    aws: Any, deploy: Any, lambda_context: Any
 ) -> None:
     # Given the function's environment as the stack sets it, with tuning
     sagemaker, s3 = aws
     stage(s3, "train")
-    for key, value in TUNING_ENV.items():
-        monkeypatch.setenv(key, value)
-    launcher_handler.dependencies.cache_clear()
+    deploy(TUNING_ENV)
     # When `aws lambda invoke --payload '{"tune": true}'` runs it (twice: a retry of the same request)
     first = launcher_handler.handler({"tune": True}, lambda_context)
     second = launcher_handler.handler({"tune": True}, lambda_context)
     # Then one tuning job runs, named from the request id
     assert first["status"] == "started" and second["status"] == "duplicate"
     assert tuning_jobs(sagemaker) == [first["job"]]
-    launcher_handler.dependencies.cache_clear()
 
 
 # --- new data: a staged dataset's manifest.jsonl --------------------------------------------------------
