@@ -11,13 +11,14 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 18,20
 CDK := npx --no-install cdk --no-notices --no-version-reporting
 TOOLKIT_VENV ?= .venv-toolkit
 TRAIN_VENV ?= .venv-train
+SDK_VENV ?= .venv-sdk
 
-.PHONY: help install toolkit-venv train-venv lint format typecheck test synth pr clean snapshots demo
+.PHONY: help install toolkit-venv train-venv sdk-venv lint format typecheck test synth pr clean snapshots demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed node_modules/.installed $(TOOLKIT_VENV)/.installed $(TRAIN_VENV)/.installed ## Create .venv, node_modules, .venv-toolkit and .venv-train (idempotent)
+install: $(VENV)/.installed node_modules/.installed $(TOOLKIT_VENV)/.installed $(TRAIN_VENV)/.installed $(SDK_VENV)/.installed ## Create .venv, node_modules, .venv-toolkit, .venv-train and .venv-sdk (idempotent)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt ml_code/requirements.txt ml_code/requirements-staging.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -59,6 +60,19 @@ $(TRAIN_VENV)/.installed: tests/training/requirements-train-image.txt ml_code/re
 	$(TRAIN_VENV)/bin/python -m pip install --disable-pip-version-check -q $$($(TRAIN_VENV)/bin/python scripts/torch_cpu.py pip-args) -r tests/training/requirements-train-image.txt
 	$(TRAIN_VENV)/bin/python -m pip install --disable-pip-version-check -q -r ml_code/requirements.txt
 	$(TRAIN_VENV)/bin/python scripts/torch_cpu.py check
+	touch $@
+
+# The SageMaker Python SDK v2, the reference producer of the launcher's requests, in its own environment (it
+# pins packaging, attrs, protobuf and sagemaker-core below .venv's): tests/sdk/ builds the same jobs with it
+# and compares them with ours. Rebuilt from scratch when its requirements change. No torch: the SDK does not
+# need it, and the build fails if something pulls it.
+sdk-venv: $(SDK_VENV)/.installed ## Create .venv-sdk (idempotent; part of install)
+
+$(SDK_VENV)/.installed: tests/sdk/requirements-sdk.txt
+	rm -rf $(SDK_VENV) && python3 -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(SDK_VENV)/bin/python -m pip install --disable-pip-version-check -q -r tests/sdk/requirements-sdk.txt
+	$(SDK_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit('torch was installed into $(SDK_VENV); nothing there may pull it' if u.find_spec('torch') else 0)"
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

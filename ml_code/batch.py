@@ -71,7 +71,8 @@ def transform_request(
     max_payload_mb: int,
     kms_key: str | None = None,
 ) -> dict[str, Any]:
-    """The CreateTransformJob request: one file per request, one JSON line per answer."""
+    """The CreateTransformJob request: one file per request, one JSON line per answer; ``kms_key``
+    encrypts the answers and, where the instance type has EBS volumes, the volumes."""
     if not _JOB_NAME.fullmatch(job_name):
         raise BatchError(f"job name {job_name!r} is invalid: 1-63 letters, digits and '-'")
     output: dict[str, Any] = {
@@ -99,7 +100,12 @@ def transform_request(
             "CompressionType": "None",
         },
         "TransformOutput": output,
-        "TransformResources": {"InstanceType": instance_type, "InstanceCount": instance_count},
+        # The data key encrypts the instances' EBS volumes too; NVMe instance storage takes none.
+        "TransformResources": {
+            "InstanceType": instance_type,
+            "InstanceCount": instance_count,
+            **(contract.volume_key(instance_type, kms_key) if kms_key else {}),
+        },
     }
 
 

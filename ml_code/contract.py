@@ -160,3 +160,29 @@ EVENT_HYPERPARAMETERS: dict[str, tuple[str, float | None, float | None]] = {
     "max_snr_db": ("float", -10.0, 60.0),
     "time_shift_seconds": ("float", 0.0, 60.0),
 }
+
+# --- Instances --------------------------------------------------------------------------------------------
+# SageMaker refuses a volume KMS key on instance types whose storage is NVMe instance store (encrypted by
+# the hardware): ResourceConfig (training and tuning), TransformResources and ProductionVariant all say
+# so. The SageMaker Python SDK's rule (sagemaker.utils.volume_size_supported): a "d" in the family name
+# (c5d, g4dn, p4d, ...) or a family starting with g5, g6, p5 or trn1; trn2 and gr6 carry NVMe storage too.
+_LOCAL_STORAGE_FAMILY_PREFIXES = ("g5", "g6", "gr6", "p5", "trn1", "trn2")
+
+
+def instance_family(instance_type: str) -> str:
+    """``g5`` of ``ml.g5.xlarge``; ValueError for anything that is not ``ml.<family>.<size>``."""
+    parts = instance_type.split(".")
+    if len(parts) != 3 or parts[0] != "ml" or not parts[1] or not parts[2]:
+        raise ValueError(f"{instance_type!r} is not a SageMaker instance type such as 'ml.g5.xlarge'")
+    return parts[1]
+
+
+def has_local_storage(instance_type: str) -> bool:
+    """Whether ``instance_type`` stores on NVMe instance storage, so that no volume KMS key may be sent."""
+    family = instance_family(instance_type)
+    return "d" in family or family.startswith(_LOCAL_STORAGE_FAMILY_PREFIXES)
+
+
+def volume_key(instance_type: str, key_arn: str) -> dict[str, str]:
+    """``{"VolumeKmsKeyId": key_arn}`` where the instance type takes a volume key, else ``{}``."""
+    return {} if has_local_storage(instance_type) else {"VolumeKmsKeyId": key_arn}

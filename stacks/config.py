@@ -501,6 +501,13 @@ class OperationsConfig:
         True,
         "Alarms and notices for every failure: dead letters, Lambda errors, builds, training time limits, endpoint.",
     )
+    reserved_concurrency: int = setting(
+        "lambda_reserved_concurrency",
+        0,
+        "Concurrency reserved for each Lambda (0: none; launches and registrations are serialized by leases). "
+        "New accounts may have too little concurrency to reserve any.",
+        _between(0, 1000),
+    )
     verify_deployments: bool = setting(
         "verify_deployments",
         True,

@@ -21,7 +21,8 @@ DATACAPTURE_PREFIX = "datacapture/"  # endpoint data capture, when enabled
 RAW_PREFIX = "raw/"  # your own clips before staging (the `folder` source): <name>/<label>/*.wav or a CSV
 ASYNC_INPUT_PREFIX = "async-input/"  # requests to an async endpoint, uploaded by callers
 ASYNC_OUTPUT_PREFIX = "async-output/"  # an async endpoint's responses
-ASYNC_FAILURE_PREFIX = "async-failures/"  # an async endpoint's error responses
+ASYNC_FAILURE_PREFIX = "async-failures/"
+LOCKS_PREFIX = "locks/"  # leases that serialize the Lambdas' critical sections (functions/lease.py)  # an async endpoint's error responses
 
 
 class DataStack(cdk.Stack):

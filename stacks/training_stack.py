@@ -115,6 +115,7 @@ class TrainingStack(cdk.Stack):
                 rule_image_uri=rule_image.uri if rule_image else None,
                 debug_prefix=DEBUG_PREFIX,
                 profiler_prefix=PROFILER_PREFIX,
+                reserved_concurrency=config.operations.reserved_concurrency or None,
             ),
         )
         self.stager = DatasetStager(
@@ -151,6 +152,7 @@ class TrainingStack(cdk.Stack):
                 key=shared.key,
                 inference_image=serving_image.uri,
                 serving_instance_type=config.serving.instance_type,
+                reserved_concurrency=config.operations.reserved_concurrency or None,
             ),
         )
         self.registry.grant_notify(self.promoter.handler.role)

@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 from botocore.stub import Stubber
+from botocore.validate import ParamValidator
 from moto import mock_aws
 
 from ml_code import batch
@@ -82,7 +84,7 @@ def test_start_runs_the_deployed_model_over_batch_input_into_batch_output(
             "AssembleWith": "Line",
             "KmsKeyId": "k",
         },
-        "TransformResources": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1},
+        "TransformResources": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeKmsKeyId": "k"},
     }
     job = sagemaker.describe_transform_job(TransformJobName=request["TransformJobName"])
     assert job["ModelName"] == MODEL
@@ -210,3 +212,37 @@ def test_aws_refusals_and_a_missing_region_are_one_line_each(capsys: pytest.Capt
     assert err.startswith("error: You must specify a region.") and err.endswith(
         "(pass --region or set AWS_REGION)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "volume_key"),
+    [("ml.m5.xlarge", True), ("ml.c6i.2xlarge", True), ("ml.g5.xlarge", False), ("ml.g4dn.xlarge", False)],
+)
+def test_the_data_key_encrypts_transform_volumes_except_nvme_storage(
+    instance_type: str, volume_key: bool
+) -> None:
+    """TransformResources (Amazon SageMaker API Reference), VolumeKmsKeyId: the key encrypts the ML storage
+    volume attached to the transform instances; "certain Nitro-based instances include local storage ...
+    you can't request a VolumeKmsKeyId when using an instance type with local storage"."""
+    # Given a batch job started with the data key / When its request is built
+    request = batch.transform_request(
+        job_name="batch-x",
+        model_name=MODEL,
+        bucket=BUCKET,
+        prefix="street/",
+        instance_type=instance_type,
+        instance_count=1,
+        max_payload_mb=6,
+        kms_key="arn:aws:kms:eu-west-1:111122223333:key/k",
+    )
+    # Then the answers are encrypted with it, and the volumes too where the instance has EBS storage
+    assert request["TransformOutput"]["KmsKeyId"] == "arn:aws:kms:eu-west-1:111122223333:key/k"
+    resources = request["TransformResources"]
+    assert ("VolumeKmsKeyId" in resources) is volume_key
+    if volume_key:
+        assert resources["VolumeKmsKeyId"] == "arn:aws:kms:eu-west-1:111122223333:key/k"
+    # And botocore's model accepts the request
+    shape = (
+        botocore.session.get_session().get_service_model("sagemaker").operation_model("CreateTransformJob")
+    )
+    assert not ParamValidator().validate(request, shape.input_shape).has_errors()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -26,6 +26,11 @@ from .logic import (
     wants_tuning,
 )
 from .settings import LaunchSettings, SettingsError
+
+try:  # the Lambda package carries it beside this module
+    from . import lease  # type: ignore[attr-defined]
+except ImportError:  # the repository
+    from functions import lease
 
 LOG = logging.getLogger(__name__)
 
@@ -148,12 +153,36 @@ def launch(
     event: Any, settings: LaunchSettings, *, sagemaker: Any, s3: Any, request_id: str
 ) -> dict[str, Any]:
     """Starts one training job, or one tuning job, for the event, unless it already exists or a job of
-    this app is running."""
+    this app is running.
+
+    One launch at a time, whatever triggered it: two triggers (the schedule and a new manifest) could
+    otherwise both find nothing running and both start a job. A lease in the data bucket, not reserved
+    concurrency, serializes them: a concurrent launch is skipped like one that finds a job running.
+    """
     request = parse_event(event, request_id)
     if request.bucket is not None and request.bucket != settings.bucket:
         raise EventError(
             f"the event is for bucket {request.bucket!r}; this launcher trains from {settings.bucket!r}"
         )
+    owner = f"{request.trigger} {request.trigger_id} (request {request_id})"
+    try:
+        taken = lease.acquire(s3, settings.bucket, settings.lock_key, owner=owner, now=datetime.now(UTC))
+    except ClientError as err:
+        code, message = _error(err)
+        raise LaunchError(
+            f"cannot take the launch lease s3://{settings.bucket}/{settings.lock_key}: {code}: {message}"
+        ) from err
+    if not taken:
+        other = lease.holder(s3, settings.bucket, settings.lock_key)
+        LOG.info("not launching for %s: another launch is under way (%s)", request.trigger_id, other)
+        return {"status": "skipped", "reason": f"another launch is under way: {other}"}
+    try:
+        return _launch(request, settings, sagemaker, s3)
+    finally:
+        lease.release(s3, settings.bucket, settings.lock_key)
+
+
+def _launch(request: LaunchRequest, settings: LaunchSettings, sagemaker: Any, s3: Any) -> dict[str, Any]:
     recent = _debounced(sagemaker, settings, request)
     if recent:
         LOG.info(

@@ -288,7 +288,8 @@ def build_training_job_request(
             "InstanceType": settings.instance_type,
             "InstanceCount": settings.instance_count,
             "VolumeSizeInGB": settings.volume_size_gb,
-            "VolumeKmsKeyId": settings.kms_key_arn,
+            # NVMe instance storage is encrypted by the hardware, and SageMaker refuses a key for it.
+            **contract.volume_key(settings.instance_type, settings.kms_key_arn),
         },
         "StoppingCondition": stopping,
         "EnableManagedSpotTraining": settings.use_spot,

@@ -82,6 +82,7 @@ class LaunchSettings:
     dataset_prefix: str
     models_prefix: str
     checkpoints_prefix: str
+    lock_key: str  # the lease that lets one launch at a time through (functions/lease.py)
     kms_key_arn: str
     instance_type: str
     instance_count: int
@@ -115,6 +116,9 @@ class LaunchSettings:
             models_prefix=reader.text("MODELS_PREFIX", "the model artifacts' key prefix such as 'models/'"),
             checkpoints_prefix=reader.text(
                 "CHECKPOINTS_PREFIX", "the checkpoints' key prefix such as 'checkpoints/'"
+            ),
+            lock_key=reader.text(
+                "LAUNCH_LOCK_KEY", "the key of the launch lease such as 'locks/launcher.json'"
             ),
             kms_key_arn=reader.text("KMS_KEY_ARN", "the ARN of the KMS key for job volumes and outputs"),
             instance_type=reader.text("INSTANCE_TYPE", "a training instance type such as 'ml.g5.xlarge'"),

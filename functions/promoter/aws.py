@@ -20,6 +20,7 @@ except ImportError:  # the repository
 # The two reports are small JSON files; anything bigger is not what train.py writes.
 _MEMBER_LIMIT = 16 * 1024 * 1024
 _MISSING = ("NoSuchKey", "404", "NotFound", "NoSuchBucket")
+_DENIED = ("AccessDenied", "403")
 # A conditional write that lost: the object exists (412), or another write to it is under way (409).
 _TAKEN = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 
@@ -63,6 +64,16 @@ def release_marker(s3: Any, bucket: str, key: str) -> None:
     s3.delete_object(Bucket=bucket, Key=key)
 
 
+def _listed(s3: Any, bucket: str, key: str) -> bool:
+    """Whether ``key`` exists, asked of ListObjectsV2 (the role's list grant is scoped to the prefix).
+
+    Without an unconditioned s3:ListBucket, S3 answers a GetObject of a missing key with 403 AccessDenied
+    (GetObject, Amazon S3 API Reference): only the listing tells a missing archive from a real denial.
+    """
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+    return any(item["Key"] == key for item in listed.get("Contents", []))
+
+
 def read_output_archive(s3: Any, uri: str) -> OutputArchive:
     """``metrics.json`` and ``evaluation.json`` from the archive root, streamed without unpacking the rest.
 
@@ -73,7 +84,8 @@ def read_output_archive(s3: Any, uri: str) -> OutputArchive:
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in _MISSING:
+        code = error.response.get("Error", {}).get("Code")
+        if code in _MISSING or (code in _DENIED and not _listed(s3, bucket, key)):
             return OutputArchive(metrics={}, evaluation=None, problems=(f"{uri} does not exist",))
         raise
 

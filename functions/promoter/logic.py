@@ -44,6 +44,7 @@ RULE_STATUSES = {"DebugRuleEvaluationStatuses": "Debugger", "ProfilerRuleEvaluat
 RULE_FIRED = "IssuesFound"
 # Each message is sent once; markers under evaluation/<job>/notifications/ record what was sent.
 NOTIFICATIONS = "notifications"
+REGISTRATION_LEASE = "registration.lease.json"
 OUTCOME = "outcome"  # the message about a job's (or a tuning job's) outcome
 
 # A fixed namespace keeps ClientToken stable for a job name across containers and deployments.
@@ -234,6 +235,11 @@ def rule_notification(finding: RuleFinding) -> str:
 def notification_key(prefix: str, name: str, what: str) -> str:
     """Where the promoter records that it sent message ``what`` about job ``name`` (in the data bucket)."""
     return f"{prefix}{name}/{NOTIFICATIONS}/{what}.json"
+
+
+def registration_lease_key(prefix: str, name: str) -> str:
+    """The lease that lets one delivery of job ``name``'s event register it (functions/lease.py)."""
+    return f"{prefix}{name}/{REGISTRATION_LEASE}"
 
 
 def tuning_job_of(job: Mapping[str, Any]) -> str | None:

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from . import aws, logic
 from .settings import Settings
+
+try:  # the Lambda package carries it beside this module
+    from . import lease  # type: ignore[attr-defined]
+except ImportError:  # the repository
+    from functions import lease
 
 
 @dataclass(frozen=True)
@@ -145,8 +150,32 @@ def _notify_once(
     return True
 
 
+class RegistrationBusy(RuntimeError):
+    """Another delivery of the same job's event holds its registration lease; this one fails, to be retried."""
+
+
 def _register(
     job: dict[str, Any], settings: Settings, clients: Clients, tuning: logic.TuningResult | None = None
+) -> dict[str, Any]:
+    """Registers the job's model once: two deliveries of its event at the same time are serialized by a
+    lease on the job (not by reserved concurrency); the second then finds the package the first made."""
+    job_name: str = job["TrainingJobName"]
+    key = logic.registration_lease_key(settings.evaluation_prefix, job_name)
+    if not lease.acquire(
+        clients.s3, settings.data_bucket, key, owner=f"registration of {job_name}", now=datetime.now(UTC)
+    ):
+        raise RegistrationBusy(
+            f"another delivery of {job_name}'s event is registering it; this delivery fails and is retried, "
+            "and then finds the registered package"
+        )
+    try:
+        return _register_once(job, settings, clients, tuning)
+    finally:
+        lease.release(clients.s3, settings.data_bucket, key)
+
+
+def _register_once(
+    job: dict[str, Any], settings: Settings, clients: Clients, tuning: logic.TuningResult | None
 ) -> dict[str, Any]:
     job_name: str = job["TrainingJobName"]
     status = str(job["TrainingJobStatus"])

@@ -175,10 +175,20 @@ class S3Destination:
         return found
 
     def read_text(self, path: str) -> str | None:
+        """The object's text; None when it does not exist.
+
+        Existence is asked of ListObjectsV2, which the prefix-scoped list grant allows: without an
+        unconditioned s3:ListBucket, S3 answers a GetObject of a missing key with 403 AccessDenied, not
+        NoSuchKey (GetObject, Amazon S3 API Reference), and a 403 is never taken to mean "absent".
+        """
         check_path(path, self.url)
+        key = self.prefix + path
+        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        if not any(item["Key"] == key for item in listed.get("Contents", [])):
+            return None
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self.prefix + path)["Body"].read()
-        except self.client.exceptions.NoSuchKey:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey:  # deleted since it was listed
             return None
         return body.decode("utf-8")
 

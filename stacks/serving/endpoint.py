@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,9 +13,12 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from ml_code import contract
+
 from ..config import ServingConfig
 from ..data_stack import ASYNC_FAILURE_PREFIX, ASYNC_OUTPUT_PREFIX, DATACAPTURE_PREFIX
-from .placement import VARIANT_NAME, digest, has_local_storage
+from .placement import VARIANT_NAME, digest
+from .scaling import deployment_capacities
 
 # SageMaker's bounds for a blue/green deployment's overall time.
 MIN_DEPLOYMENT_SECONDS, MAX_DEPLOYMENT_SECONDS = 600, 14400
@@ -41,9 +45,24 @@ def initial_instance_count(serving: ServingConfig) -> int:
     return 1 if serving.mode == "async" else serving.autoscaling_min_capacity
 
 
+def canary_instances(percent: int, fleet: int) -> int:
+    """Instances a canary of ``percent`` of ``fleet`` turns on: a whole instance at least, rounded up."""
+    return max(1, math.ceil(percent * fleet / 100))
+
+
 def uses_canary(serving: ServingConfig) -> bool:
-    """A canary must be at most half the fleet: realtime endpoints of two or more instances."""
-    return serving.mode == "realtime" and serving.autoscaling_min_capacity >= 2
+    """Whether a canary is valid at every fleet size a deployment can meet (scheduled capacity included).
+
+    TrafficRoutingConfig (API reference): CanarySize must be at most 50 % of the variant's instance count.
+    Where some fleet size breaks that (one instance at night, or a share that rounds up past half), the
+    endpoint deploys all at once, still baking and rolling back on the alarms.
+    """
+    if serving.mode != "realtime":
+        return False
+    return all(
+        2 * canary_instances(serving.canary_percent, fleet) <= fleet
+        for fleet in deployment_capacities(serving)
+    )
 
 
 class ServingEndpoint(Construct):
@@ -92,7 +111,7 @@ class ServingEndpoint(Construct):
             )
             # Serverless takes no volume key, and instance types with NVMe instance storage (encrypted
             # by the hardware) refuse one.
-            if not has_local_storage(serving.instance_type):
+            if contract.volume_key(serving.instance_type, key.key_arn):
                 settings["kms_key_id"] = key.key_arn
         settings["production_variants"] = [variant]
         if serving.data_capture_percent:

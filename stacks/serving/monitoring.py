@@ -37,10 +37,9 @@ class EndpointMonitoring(Construct):
         self._instances = serving.mode != "serverless"
         action = actions.SnsAction(props.topic)
 
-        if serving.mode == "async":
-            errors = self._metric("InvocationFailures", "Sum", variant=False)
-        else:
-            errors = self._metric("Invocation5XXErrors", "Sum")
+        self._async = serving.mode == "async"
+        # An async endpoint publishes InvocationFailures, per endpoint and variant, instead of 5XX errors.
+        errors = self._metric("InvocationFailures" if self._async else "Invocation5XXErrors", "Sum")
         latency = self._metric("ModelLatency", "p90")  # microseconds
         self.errors = errors.create_alarm(
             self,
@@ -121,13 +120,26 @@ class EndpointMonitoring(Construct):
             self._metric("ModelLatency", stat).with_(label=f"model {stat} (µs)")
             for stat in ("p50", "p90", "p99")
         ]
-        latency.append(self._metric("OverheadLatency", "p90").with_(label="overhead p90 (µs)"))
+        failures = [errors, self._metric("Invocation4XXErrors", "Sum")]
+        if self._async:
+            # An async endpoint publishes neither Invocations nor OverheadLatency; its requests wait in a queue.
+            requests = cloudwatch.GraphWidget(
+                title="Oldest waiting request (s)",
+                left=[self._metric("ApproximateAgeOfOldestRequest", "Maximum", variant=False)],
+                width=12,
+            )
+            failures.append(self._metric("NotificationFailures", "Sum"))
+        else:
+            requests = cloudwatch.GraphWidget(
+                title="Invocations", left=[self._metric("Invocations", "Sum")], width=12
+            )
+            latency.append(self._metric("OverheadLatency", "p90").with_(label="overhead p90 (µs)"))
         widgets: list[cloudwatch.IWidget] = [
-            cloudwatch.GraphWidget(title="Invocations", left=[self._metric("Invocations", "Sum")], width=12),
+            requests,
             cloudwatch.GraphWidget(title="Latency", left=latency, width=12),
             cloudwatch.GraphWidget(
                 title="Errors",
-                left=[errors, self._metric("Invocation4XXErrors", "Sum")],
+                left=failures,
                 left_annotations=[
                     cloudwatch.HorizontalAnnotation(value=serving.alarm_5xx_errors, label="rollback alarm")
                 ],
@@ -152,7 +164,7 @@ class EndpointMonitoring(Construct):
                     width=12,
                 ),
             ]
-        if serving.mode == "async":
+        if self._async:
             widgets.append(
                 cloudwatch.GraphWidget(
                     title="Async backlog",

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aws_cdk as cdk
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
+
+from ..operations import allow_alarm_notifications
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -19,7 +20,8 @@ class NotificationsProps:
 
 
 class ServingNotifications(Construct):
-    """Encrypted topics with their own key, which CloudWatch and SageMaker may use.
+    """Encrypted topics with their own key: CloudWatch alarms publish to ``alarms``, SageMaker (as the model's
+    role) to the async topics.
 
     A key of this stack, not the Data stack's: CloudWatch alarm actions need ``cloudwatch.amazonaws.com``
     in the key policy, and the Data key stays untouched by the serving lifecycle.
@@ -35,8 +37,8 @@ class ServingNotifications(Construct):
             removal_policy=cdk.RemovalPolicy.DESTROY,
             pending_window=cdk.Duration.days(7),
         )
-        self.key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey")
         self.alarms = sns.Topic(self, "Alarms", master_key=self.key, enforce_ssl=True)
+        allow_alarm_notifications(self.alarms, self.key)
         self.async_success: sns.Topic | None = None
         self.async_error: sns.Topic | None = None
         if props.async_results:

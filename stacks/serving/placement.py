@@ -15,20 +15,7 @@ from ..images import processor_for
 
 VARIANT_NAME = "AllTraffic"  # blue/green updates need the same variant name in every config
 
-# Instance families whose instance store is NVMe (hardware-encrypted): SageMaker refuses a volume KMS key
-# for them. The "d" families (m5d, c6id, g4dn, p4d, ...) are matched by pattern.
-_LOCAL_STORAGE_FAMILIES = {"g5", "g6", "g6e", "gr6", "p5", "p5e", "p5en", "trn1", "trn1n", "trn2"}
 _SIZE = re.compile(r"(\d*)xlarge")
-
-
-def family(instance_type: str) -> str:
-    return instance_type.split(".")[1]
-
-
-def has_local_storage(instance_type: str) -> bool:
-    """Whether the instance type carries NVMe instance storage (no KmsKeyId allowed)."""
-    name = family(instance_type)
-    return name in _LOCAL_STORAGE_FAMILIES or re.fullmatch(r"[a-z]+\d+[a-z]*d[a-z]*", name) is not None
 
 
 def vcpus(instance_type: str) -> int:

@@ -39,6 +39,15 @@ class _PolicyAction:
         return cloudwatch.AlarmActionConfig(alarm_action_arn=self.policy.ref)
 
 
+def deployment_capacities(serving: ServingConfig) -> range | tuple[int, ...]:
+    """Every instance count a realtime variant can have when a deployment starts: autoscaling's range,
+    and the scheduled night-and-weekend capacity. The new fleet starts at the old fleet's count."""
+    capacities = range(serving.autoscaling_min_capacity, serving.autoscaling_max_capacity + 1)
+    if scheduled_actions(serving):
+        return (SLEEP_CAPACITY, *capacities)
+    return capacities
+
+
 def scheduled_actions(serving: ServingConfig) -> list[appscaling.CfnScalableTarget.ScheduledActionProperty]:
     """Realtime with ``scale_down_schedule``: down to one instance at ``scale_down_at``, back to the configured
     range at ``scale_up_at``. Async endpoints scale to zero by themselves; serverless ones have no instances."""

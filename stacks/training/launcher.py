@@ -21,7 +21,7 @@ from ml_code.contract import MANIFEST_FILE as MANIFEST
 
 from ..bundling import FUNCTIONS_DIR, ML_CODE
 from ..config import ScheduleConfig, TrainingConfig
-from ..data_stack import CHECKPOINTS_PREFIX, DATASETS_PREFIX, MODELS_PREFIX
+from ..data_stack import CHECKPOINTS_PREFIX, DATASETS_PREFIX, LOCKS_PREFIX, MODELS_PREFIX
 from ..nag import acknowledge, finding
 from ..python_function import PythonFunction, PythonFunctionProps
 from ..queues import dead_letter_queue
@@ -47,6 +47,11 @@ class LauncherProps:
     rule_image_uri: str | None = None
     debug_prefix: str = ""
     profiler_prefix: str = ""
+    reserved_concurrency: int | None = None  # None: the account's unreserved pool
+
+
+# The launcher's lease: one launch at a time (functions/lease.py).
+LAUNCH_LOCK_KEY = f"{LOCKS_PREFIX}launcher.json"
 
 
 def _environment(props: LauncherProps) -> dict[str, str]:
@@ -97,10 +102,11 @@ class TrainingLauncher(Construct):
                 files={
                     "contract.py": ML_CODE / "contract.py",
                     "environment.py": FUNCTIONS_DIR / "environment.py",
+                    "lease.py": FUNCTIONS_DIR / "lease.py",
                 },
                 description="Starts an AcousticShield training job (schedule or manual invocation)",
-                # One at a time, so two triggers cannot both see "nothing running" and start two jobs.
-                reserved_concurrency=1,
+                # One launch at a time comes from the lease at LAUNCH_LOCK_KEY, not from this.
+                reserved_concurrency=props.reserved_concurrency,
                 environment={
                     "JOB_NAME_PREFIX": props.job_name_prefix,
                     "EXECUTION_ROLE_ARN": props.execution_role.role_arn,
@@ -110,6 +116,7 @@ class TrainingLauncher(Construct):
                     "DATASET_PREFIX": props.dataset_prefix,
                     "MODELS_PREFIX": MODELS_PREFIX,
                     "CHECKPOINTS_PREFIX": CHECKPOINTS_PREFIX,
+                    "LAUNCH_LOCK_KEY": LAUNCH_LOCK_KEY,
                     "KMS_KEY_ARN": props.key.key_arn,
                     "INSTANCE_TYPE": t.instance_type,
                     "INSTANCE_COUNT": str(t.instance_count),
@@ -175,6 +182,14 @@ class TrainingLauncher(Construct):
                 conditions={"StringLike": {"s3:prefix": [f"{DATASETS_PREFIX}*"]}},
             )
         )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="HoldLaunchLease",
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                resources=[props.bucket.arn_for_objects(LAUNCH_LOCK_KEY)],
+            )
+        )
+        props.key.grant(role, "kms:Decrypt", "kms:GenerateDataKey")
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="EncryptJobVolumes",

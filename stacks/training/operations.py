@@ -9,14 +9,19 @@ import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_events as events
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from ..operations import FIVE_MINUTES, FailureNotices, dead_letter_alarm, failure_alarm
+from ..operations import (
+    FIVE_MINUTES,
+    FailureNotices,
+    allow_alarm_notifications,
+    dead_letter_alarm,
+    failure_alarm,
+)
 from ..python_function import PythonFunction
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -58,7 +63,7 @@ class WatchedBuild:
 
 @dataclass(frozen=True, kw_only=True)
 class OperationsProps:
-    """``key`` encrypts ``topic``: CloudWatch may use it for alarm actions."""
+    """``key`` encrypts ``topic``: CloudWatch may use it to publish the alarms."""
 
     job_name_prefix: str
     topic: sns.ITopic
@@ -75,10 +80,7 @@ class TrainingOperations(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, props: OperationsProps) -> None:
         super().__init__(scope, construct_id)
         topic = props.topic
-        # CloudWatch alarm actions need the topic's key; the key encrypts these notifications only.
-        props.key.grant(
-            iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey"
-        )
+        allow_alarm_notifications(topic, props.key)
 
         self.notices = FailureNotices(self, "Notices", topic=topic)
         self._notify_failed_builds(props.builds)
@@ -117,9 +119,9 @@ class TrainingOperations(Construct):
             f"{watched.title}Throttles",
             metric=function.metric_throttles(period=FIVE_MINUTES, statistic="Sum"),
             description=(
-                f"{watched.title} Lambda {function.function_name} was throttled: it runs one at a time (reserved "
-                "concurrency 1) and another event arrived meanwhile. Throttled events are retried; if this stays "
-                f"in alarm, look for a slow or stuck invocation in log group {log_group.log_group_name}."
+                f"{watched.title} Lambda {function.function_name} was throttled: the account's (or its reserved) "
+                "concurrency was used up when an event arrived. Throttled events are retried; if this stays in "
+                f"alarm, raise the concurrency quota or look for slow invocations in log group {log_group.log_group_name}."
             ),
             topic=topic,
         )

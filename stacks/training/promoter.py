@@ -14,7 +14,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from functions.promoter.logic import NOTIFICATIONS
+from functions.promoter.logic import NOTIFICATIONS, REGISTRATION_LEASE
 
 from ..bundling import FUNCTIONS_DIR, ML_CODE
 from ..config import QualityGate
@@ -38,6 +38,7 @@ class PromoterProps:
     key: kms.IKey
     inference_image: str
     serving_instance_type: str
+    reserved_concurrency: int | None = None  # None: the account's unreserved pool
 
 
 class ModelPromoter(Construct):
@@ -57,10 +58,11 @@ class ModelPromoter(Construct):
                 files={
                     "contract.py": ML_CODE / "contract.py",
                     "environment.py": FUNCTIONS_DIR / "environment.py",
+                    "lease.py": FUNCTIONS_DIR / "lease.py",
                 },
                 description="Gates AcousticShield training jobs and registers their models",
-                # Serialises two deliveries of one event, which could otherwise both register a package.
-                reserved_concurrency=1,
+                # Two deliveries of one event are serialized by the job's registration lease, not by this.
+                reserved_concurrency=props.reserved_concurrency,
                 environment={
                     "MODEL_PACKAGE_GROUP": props.group_name,
                     "JOB_NAME_PREFIX": props.job_name_prefix,
@@ -86,6 +88,7 @@ class ModelPromoter(Construct):
         trials = f"{arn}:training-job/{props.tuning_job_name_prefix}*"
         tuning_jobs = f"{arn}:hyper-parameter-tuning-job/{props.tuning_job_name_prefix}*"
         notifications = props.bucket.arn_for_objects(f"{EVALUATION_PREFIX}*/{NOTIFICATIONS}/*")
+        registration_leases = props.bucket.arn_for_objects(f"{EVALUATION_PREFIX}*/{REGISTRATION_LEASE}")
         statements = [
             iam.PolicyStatement(
                 sid="ReadOwnTrainingJobs",
@@ -129,6 +132,12 @@ class ModelPromoter(Construct):
                 resources=[notifications],
             ),
             iam.PolicyStatement(
+                # Takes over an expired registration lease, and gives its own up (functions/lease.py).
+                sid="HoldRegistrationLeases",
+                actions=["s3:GetObject", "s3:DeleteObject"],
+                resources=[registration_leases],
+            ),
+            iam.PolicyStatement(
                 sid="UseDataKey",
                 actions=["kms:Decrypt", "kms:GenerateDataKey"],
                 resources=[props.key.key_arn],
@@ -156,6 +165,8 @@ class ModelPromoter(Construct):
                 "made per trigger at run time.",
                 f"Resource::{finding(self, notifications)}": "Removes only its own message markers, under "
                 "evaluation/<job>/notifications/, when the message could not be sent.",
+                f"Resource::{finding(self, registration_leases)}": "Each job's registration lease, "
+                "evaluation/<job>/registration.lease.json; job names are only known at run time.",
             },
         )
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +20,7 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sagemaker.models import sagemaker_backends
 
+from functions import lease
 from functions.launcher import handler as launcher_handler
 from functions.launcher import tuning as tuning_module
 from functions.launcher.aws import LaunchError, launch
@@ -47,6 +50,7 @@ ENV = {
     "DATASET_PREFIX": "datasets/esc50/",
     "MODELS_PREFIX": "models/",
     "CHECKPOINTS_PREFIX": "checkpoints/",
+    "LAUNCH_LOCK_KEY": "locks/launcher.json",
     "KMS_KEY_ARN": f"arn:aws:kms:us-east-1:{DEFAULT_ACCOUNT_ID}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
     "INSTANCE_TYPE": "ml.g5.xlarge",
     "INSTANCE_COUNT": "1",
@@ -293,11 +297,45 @@ def test_request_carries_spot_checkpoints_metrics_kms_and_tags(settings: LaunchS
     definitions = {d["Name"]: d["Regex"] for d in body["AlgorithmSpecification"]["MetricDefinitions"]}
     assert set(definitions) == set(contract.METRIC_NAMES)
     assert re.search(definitions["eval_f1"], "eval_clip_accuracy=0.5000\neval_f1=0.9312").group(1) == "0.9312"
-    # And outputs and volumes are encrypted with the data key; tags say why the job ran
+    # And outputs are encrypted with the data key; tags say why the job ran
     assert body["OutputDataConfig"]["KmsKeyId"] == ENV["KMS_KEY_ARN"]
-    assert body["ResourceConfig"]["VolumeKmsKeyId"] == ENV["KMS_KEY_ARN"]
     assert {"Key": "trigger", "Value": "schedule"} in body["Tags"]
     assert "sagemaker_torch_distributed_enabled" not in body["HyperParameters"]
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "keyed"),
+    [
+        ("ml.g5.xlarge", False),
+        ("ml.g5.2xlarge", False),
+        ("ml.g4dn.xlarge", False),
+        ("ml.g6.xlarge", False),
+        ("ml.g6e.xlarge", False),
+        ("ml.p4d.24xlarge", False),
+        ("ml.p5.48xlarge", False),
+        ("ml.p4de.24xlarge", False),
+        ("ml.m5.xlarge", True),
+        ("ml.p3.2xlarge", True),
+    ],
+)
+@pytest.mark.parametrize("tune", [False, True])
+def test_no_volume_key_on_nvme_instances(instance_type: str, keyed: bool, tune: bool) -> None:
+    """ResourceConfig (Amazon SageMaker API Reference), VolumeKmsKeyId: "Certain Nitro-based instances
+    include local storage ... you can't request a VolumeKmsKeyId when using an instance type with local
+    storage" (ml.g4dn, ml.g5, ml.p4d, ...); the SageMaker Python SDK's instance_supports_kms agrees."""
+    # Given the launcher configured for the instance type, tuning or not
+    settings = LaunchSettings.from_environment({**TUNING_ENV, "INSTANCE_TYPE": instance_type})
+    request = parse_event(SCHEDULED, "r-1")
+    # When the request is built
+    if tune:
+        body = build_tuning_job_request(settings, "t", request, ["train"])["TrainingJobDefinition"]
+    else:
+        body = build_training_job_request(settings, job_name(PREFIX, request), request, ["train"])
+    # Then the volume key is sent exactly where the instance has EBS storage; outputs are always encrypted
+    assert ("VolumeKmsKeyId" in body["ResourceConfig"]) is keyed
+    if keyed:
+        assert body["ResourceConfig"]["VolumeKmsKeyId"] == ENV["KMS_KEY_ARN"]
+    assert body["OutputDataConfig"]["KmsKeyId"] == ENV["KMS_KEY_ARN"]
 
 
 def test_multi_instance_jobs_run_torch_distributed(settings: LaunchSettings) -> None:
@@ -994,4 +1032,84 @@ def test_s3_events_other_than_a_dataset_manifest_start_no_job(
     # When an S3 event that is not this bucket's dataset manifest arrives / Then it is refused, no job
     with pytest.raises(EventError, match=re.escape(message)):
         launch(event, debounced, sagemaker=sagemaker, s3=s3, request_id="r-1")
+    assert jobs(sagemaker) == []
+
+
+# --- one launch at a time, without reserved concurrency ---------------------------------------------------
+
+
+class _MeetAtTheRunningCheck:
+    """A SageMaker client whose in-progress listing waits (briefly) for a second caller to reach it too: the
+    moment two launches would both find nothing running and both start a job."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.meeting = threading.Barrier(2)
+
+    def list_training_jobs(self, **kwargs: Any) -> Any:
+        if kwargs.get("StatusEquals") == "InProgress":
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self.meeting.wait(timeout=3)
+        return self._client.list_training_jobs(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_two_different_triggers_at_once_start_one_job(aws: Any, debounced: LaunchSettings) -> None:
+    """Lambda concurrency (AWS Lambda Developer Guide): reserving concurrency takes it from the account's
+    unreserved pool, which may not drop below 100 (new accounts often have a quota of 10 or 50), so the
+    launcher reserves none; a lease taken with an S3 conditional write (If-None-Match) serializes launches."""
+    # Given a staged dataset and a SageMaker client that holds each launch at its running-job check
+    sagemaker, s3 = aws
+    stage(s3, "train")
+    meeting = _MeetAtTheRunningCheck(sagemaker)
+    results: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def trigger(event: dict[str, Any], request_id: str) -> None:
+        try:
+            results.append(launch(event, debounced, sagemaker=meeting, s3=s3, request_id=request_id))
+        except BaseException as error:  # reported below, with the thread's result
+            errors.append(error)
+
+    # When the schedule and a new manifest fire at the same moment
+    threads = [
+        threading.Thread(target=trigger, args=(SCHEDULED, "r-schedule")),
+        threading.Thread(target=trigger, args=(manifest_event(), "r-data")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    # Then exactly one job starts; the other launch is skipped, naming the launch under way
+    assert not errors
+    assert sorted(r["status"] for r in results) == ["skipped", "started"]
+    assert len(jobs(sagemaker)) == 1
+    (skipped,) = [r for r in results if r["status"] == "skipped"]
+    assert skipped["reason"].startswith("another launch is under way: ")
+    # And the lease is given up: the next trigger launches
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="locks/")
+
+
+def test_an_expired_lease_of_a_dead_launch_is_taken_over(aws: Any, settings: LaunchSettings) -> None:
+    # Given a lease left behind by a launch that died 30 minutes ago, and a staged dataset
+    sagemaker, s3 = aws
+    stage(s3, "train")
+    stale = datetime.now(UTC) - timedelta(minutes=30)
+    assert lease.acquire(s3, BUCKET, ENV["LAUNCH_LOCK_KEY"], owner="dead", now=stale)
+    # When the schedule fires
+    result = launch(SCHEDULED, settings, sagemaker=sagemaker, s3=s3, request_id="r-1")
+    # Then the expired lease does not block it
+    assert result["status"] == "started"
+
+
+def test_a_live_lease_skips_the_launch(aws: Any, settings: LaunchSettings) -> None:
+    # Given a lease another launch took a moment ago
+    sagemaker, s3 = aws
+    stage(s3, "train")
+    assert lease.acquire(s3, BUCKET, ENV["LAUNCH_LOCK_KEY"], owner="schedule e-1", now=datetime.now(UTC))
+    # When a manual launch arrives / Then it starts nothing and names the holder
+    result = launch({}, settings, sagemaker=sagemaker, s3=s3, request_id="r-2")
+    assert result == {"status": "skipped", "reason": "another launch is under way: schedule e-1"}
     assert jobs(sagemaker) == []

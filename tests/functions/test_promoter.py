@@ -3,11 +3,13 @@ training jobs, tuning jobs (only the winner is registered) and rules that found 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import re
 import tarfile
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from moto.sagemaker.models import sagemaker_backends
 from functions.promoter import handler as handler_module
 from functions.promoter import logic
 from functions.promoter.handler import handler
+from functions.promoter.promotion import Clients, RegistrationBusy, promote
 from functions.promoter.settings import Settings, SettingsError, Thresholds
 from ml_code import contract
 from tests.functions.conftest import ACCOUNT, REGION, cold_start, request_violations
@@ -779,6 +782,57 @@ def test_duplicate_event_registers_no_second_package(world: World, lambda_contex
     assert "Repeated event" not in message["Message"]
 
 
+class _MeetAtTheRegistryCheck:
+    """A SageMaker client whose package listing waits (briefly) for a second caller to reach it too: the
+    moment two deliveries would both find no package and both register one."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.meeting = threading.Barrier(2)
+
+    def get_paginator(self, operation: str) -> Any:
+        if operation == "list_model_packages":
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self.meeting.wait(timeout=3)
+        return self._client.get_paginator(operation)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_two_deliveries_at_once_register_one_package(world: World) -> None:
+    """Lambda concurrency (AWS Lambda Developer Guide): the promoter reserves none (the unreserved pool may
+    not drop below 100); "Amazon S3 conditional writes" (S3 User Guide): with If-None-Match only the first
+    writer of a key succeeds, so one delivery holds the job's registration lease."""
+    # Given a finished job, and a registry check that both deliveries reach together
+    event = training_job(world, PREFIX + "1", metrics=GOOD)
+    clients = Clients(sagemaker=_MeetAtTheRegistryCheck(world.sagemaker), s3=world.s3, sns=world.sns)
+    topic_arn = world.sns.list_topics()["Topics"][0]["TopicArn"]
+    settings = Settings.from_environment({**ENVIRONMENT, "TOPIC_ARN": topic_arn})
+    results: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def deliver() -> None:
+        try:
+            results.append(promote(event, settings, clients))
+        except BaseException as error:  # the busy delivery fails, to be retried by Lambda
+            errors.append(error)
+
+    # When EventBridge delivers the event twice at the same moment
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    # Then one package is registered; the other delivery fails as busy and leaves the lease to the first
+    assert len(world.packages()) == 1 and len(results) == 1
+    (error,) = errors
+    assert isinstance(error, RegistrationBusy) and "is registering it" in str(error)
+    # And its retry finds the package the first delivery registered
+    retry = promote(event, settings, clients)
+    assert retry["duplicate"] is True and retry["model_package_arn"] == results[0]["model_package_arn"]
+
+
 def test_a_message_lost_after_registering_is_sent_by_the_retry(world: World, lambda_context: Any) -> None:
     # Given a first delivery that registered the package but could not publish (the topic was gone)
     event = training_job(world, PREFIX + "1", metrics=GOOD)
@@ -813,6 +867,49 @@ def test_missing_output_rejects_the_job_without_crashing(world: World, lambda_co
     assert "eval_f1 is missing from the job's metrics" in result["reasons"]
     assert f"s3://{BUCKET}/models/{PREFIX}1/output/output.tar.gz does not exist" in result["reasons"]
     assert [p["ModelApprovalStatus"] for p in world.packages()] == ["Rejected"]
+
+
+class _ScopedListGrant:
+    """The data bucket as the promoter's role sees it: its s3:ListBucket is conditioned on the models/
+    prefix, so S3 answers a GetObject of a missing key with 403 AccessDenied (the emulator says NoSuchKey).
+    ``deny`` makes every GetObject a 403, as a key policy or bucket policy gone wrong would."""
+
+    def __init__(self, client: Any, *, deny: bool = False) -> None:
+        self._client, self._deny = client, deny
+
+    def get_object(self, **kwargs: Any) -> Any:
+        denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+        if self._deny:
+            raise denied
+        try:
+            return self._client.get_object(**kwargs)
+        except self._client.exceptions.NoSuchKey:
+            raise denied from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+@pytest.mark.parametrize("deny", [False, True])
+def test_a_403_on_the_archive_is_missing_only_when_the_listing_agrees(world: World, deny: bool) -> None:
+    """GetObject (Amazon S3 API Reference): without s3:ListBucket, a missing key answers 403 Access Denied.
+    The promoter asks ListObjectsV2 (its prefix-scoped grant allows it) before calling a 403 "missing", and
+    never reads a real denial as a missing archive."""
+    # Given a completed job, with its archive (deny) or without one, seen through the promoter's rights
+    event = training_job(world, PREFIX + "1", metrics=GOOD if deny else None, output=None if deny else b"")
+    topic_arn = world.sns.list_topics()["Topics"][0]["TopicArn"]
+    settings = Settings.from_environment({**ENVIRONMENT, "TOPIC_ARN": topic_arn})
+    clients = Clients(sagemaker=world.sagemaker, s3=_ScopedListGrant(world.s3, deny=deny), sns=world.sns)
+    if deny:
+        # When reading an archive that exists is denied / Then the error surfaces (and is retried)
+        with pytest.raises(ClientError, match="AccessDenied"):
+            promote(event, settings, clients)
+        assert world.packages() == []
+        return
+    # When the missing archive's 403 is checked / Then the job is rejected for it, without crashing
+    result = promote(event, settings, clients)
+    assert result["decision"] == "Rejected"
+    assert f"s3://{BUCKET}/models/{PREFIX}1/output/output.tar.gz does not exist" in result["reasons"]
 
 
 def test_corrupt_output_rejects_the_job_without_crashing(world: World, lambda_context: Any) -> None:

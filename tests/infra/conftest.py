@@ -70,12 +70,35 @@ SERVING_VARIANTS: dict[str, dict[str, str]] = {
         "autoscaling_min_capacity": "2",
         "data_capture_percent": "20",
     },
+    # Prod's fleet (two to four instances, no scheduled scale-down): the one variant with a canary.
+    "canary": {
+        "model_data_url": MODEL_A,
+        "autoscaling_min_capacity": "2",
+        "autoscaling_max_capacity": "4",
+        "scale_down_schedule": "false",
+    },
     "serverless": {
         "model_data_url": MODEL_A,
         "serving_mode": "serverless",
         "inference_fast_path": "onnx-int8",
     },
     "async": {"model_data_url": MODEL_A, "serving_mode": "async"},
+}
+
+
+# Every optional feature at once (prod, with the canary endpoint): Debugger rules and profiling, tuning,
+# retraining on new data, reserved concurrency, batch inference and data capture. One synthesis, shared by
+# the synthesis matrix, the Lambda environment seam and the service-rule walks.
+EVERY_FEATURE: dict[str, str] = {
+    "env": "prod",
+    "profiler_enabled": "true",
+    "debugger_rules": "LossNotDecreasing,Overfit",
+    "tuning_enabled": "true",
+    "retrain_on_new_data": "true",
+    "lambda_reserved_concurrency": "5",
+    "batch_inference": "true",
+    "data_capture_percent": "10",
+    **SERVING_VARIANTS["canary"],
 }
 
 

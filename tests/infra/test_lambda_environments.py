@@ -18,6 +18,8 @@ from aws_cdk.assertions import Template
 from functions.launcher.settings import LaunchSettings
 from functions.promoter.settings import Settings
 
+from .conftest import EVERY_FEATURE
+
 REGION, ACCOUNT = "eu-west-1", "123456789012"
 PSEUDO = {
     "AWS::Region": REGION,
@@ -112,12 +114,12 @@ PARSERS: dict[str, tuple[str, Callable[[Mapping[str, str]], Any]]] = {
     "launcher": ("launcher.handler.handler", LaunchSettings.from_environment),
     "promoter": ("promoter.handler.handler", Settings.from_environment),
 }
-# dev and prod as cdk.json has them, and dev with every optional feature on: Debugger rules beside dev's
-# profiling and tuning, so that the stack sets every variable a parser can read.
+# dev and prod as cdk.json has them, and every optional feature on (Debugger rules and profiling, tuning,
+# reserved concurrency), so that the stack sets every variable a parser can read.
 VARIANTS: dict[str, dict[str, str]] = {
     "dev": {},
     "prod": {"env": "prod"},
-    "every-feature": {"debugger_rules": "LossNotDecreasing,Overfit"},
+    "every-feature": EVERY_FEATURE,
 }
 
 

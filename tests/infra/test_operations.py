@@ -40,7 +40,7 @@ def by_sid_of(found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {s["Sid"]: s for s in found if "Sid" in s}
 
 
-def test_the_notifications_topic_has_a_key_of_its_own_that_only_cloudwatch_may_use_as_a_service(
+def test_the_notifications_topic_has_a_key_of_its_own_that_only_its_publishing_services_may_use(
     training_template: Template,
 ) -> None:
     # Given the Training stack's notifications topic
@@ -51,14 +51,45 @@ def test_the_notifications_topic_has_a_key_of_its_own_that_only_cloudwatch_may_u
     services = [
         s["Principal"]["Service"] for s in key["KeyPolicy"]["Statement"] if "Service" in s["Principal"]
     ]
-    # Then the topic is encrypted with its own rotated key, whose policy names one service: CloudWatch's
-    # alarm actions
+    # Then the topic is encrypted with its own rotated key, whose policy names the two services that publish
+    # to it, CloudWatch (alarm actions) and EventBridge (notices), for data keys only
     assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
     assert key["EnableKeyRotation"] is True
-    assert services == ["cloudwatch.amazonaws.com"]
-    # ...and the topic's policy names no service at all (EventBridge publishes as a role, below)
+    assert services == [["cloudwatch.amazonaws.com", "events.amazonaws.com"]]
+    (service_statement,) = [s for s in key["KeyPolicy"]["Statement"] if "Service" in s["Principal"]]
+    assert service_statement["Action"] == ["kms:Decrypt", "kms:GenerateDataKey*"]
+
+
+def test_the_topic_policy_lets_this_accounts_alarms_and_the_notice_rules_publish(
+    training_template: Template,
+) -> None:
+    # Given the Training stack's notifications topic and its notice rules
+    topic = topic_id(training_template)
+    rules = [
+        only_id(training_template, "AWS::Events::Rule", f"OperationsNotices{n}")
+        for n in ("BuildFailed", "TrainingTimeLimit")
+    ]
+    # When its policy is read
     (policy,) = resources(training_template, "AWS::SNS::TopicPolicy").values()
-    assert [s["Effect"] for s in policy["Properties"]["PolicyDocument"]["Statement"]] == ["Deny"]
+    statements = by_sid_of(policy["Properties"]["PolicyDocument"]["Statement"])
+    # Then CloudWatch may publish for the alarms of this account and region...
+    alarms = statements["CloudWatchAlarms"]
+    assert (alarms["Principal"], alarms["Action"], alarms["Resource"]) == (
+        {"Service": "cloudwatch.amazonaws.com"},
+        "sns:Publish",
+        {"Ref": topic},
+    )
+    assert alarms["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert text(alarms["Condition"]["ArnLike"]["aws:SourceArn"]).endswith(':alarm:*"]]}')
+    # ...EventBridge for the two notice rules only...
+    notices = statements["EventBridgeNotices"]
+    assert notices["Principal"] == {"Service": "events.amazonaws.com"} and notices["Action"] == "sns:Publish"
+    assert notices["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": [{"Fn::GetAtt": [r, "Arn"]} for r in rules]}
+    }
+    # ...and anything else only over TLS
+    (deny,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 def test_the_promoter_may_still_publish_to_the_re_keyed_topic(training_template: Template) -> None:
@@ -177,27 +208,31 @@ def test_training_jobs_stopped_at_a_time_limit_are_announced(training_template: 
     assert "log group /aws/sagemaker/TrainingJobs" in message and "training_max_wait_seconds" in message
 
 
-def test_notices_are_published_by_a_role_that_reaches_this_topic_only(training_template: Template) -> None:
-    # Given the role EventBridge publishes notices as
-    role = only_id(training_template, "AWS::IAM::Role", "OperationsNoticesPublishRole")
-    key_id = only_id(training_template, "AWS::KMS::Key", "RegistryNotificationsKey")
-    # Then it may publish to the topic and use the topic's key, nothing more
-    assert statements(training_template, role) == [
-        {"Action": "sns:Publish", "Effect": "Allow", "Resource": {"Ref": topic_id(training_template)}},
-        {
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-            "Effect": "Allow",
-            "Resource": {"Fn::GetAtt": [key_id, "Arn"]},
-        },
+def test_notices_are_published_by_eventbridge_itself_with_retries_and_a_dead_letter_queue(
+    training_template: Template,
+) -> None:
+    # Given the notices' dead-letter queue
+    queue = only_id(training_template, "AWS::SQS::Queue", "OperationsNotices")
+    (queue_policy,) = [
+        p["Properties"]
+        for p in resources(training_template, "AWS::SQS::QueuePolicy").values()
+        if p["Properties"]["Queues"] == [{"Ref": queue}]
     ]
-    # And both notice rules publish as it, with retries and a dead-letter queue
+    # Then no role publishes notices any more...
+    assert not resources(training_template, "AWS::IAM::Role", "OperationsNoticesPublishRole")
     for prefix in ("BuildFailed", "TrainingTimeLimit"):
+        rule = only_id(training_template, "AWS::Events::Rule", f"OperationsNotices{prefix}")
         (target,) = notice_rule(training_template, prefix)["Targets"]
-        assert target["RoleArn"] == {"Fn::GetAtt": [role, "Arn"]}
+        # ...each rule's target has retries and the queue, and no role...
+        assert "RoleArn" not in target
         assert target["RetryPolicy"] == {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 21600}
-        assert target["DeadLetterConfig"] == {
-            "Arn": {"Fn::GetAtt": [only_id(training_template, "AWS::SQS::Queue", "OperationsNotices"), "Arn"]}
-        }
+        assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue, "Arn"]}}
+        # ...and the queue takes that rule's undelivered events
+        assert [
+            (s["Principal"], s["Action"], s["Resource"])
+            for s in queue_policy["PolicyDocument"]["Statement"]
+            if s.get("Condition") == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule, "Arn"]}}}
+        ] == [({"Service": "events.amazonaws.com"}, "sqs:SendMessage", {"Fn::GetAtt": [queue, "Arn"]})]
 
 
 def test_the_operations_dashboard_shows_every_alarm_and_failure_metric(training_template: Template) -> None:

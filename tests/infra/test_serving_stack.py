@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from ml_code import contract
 from stacks.app_builder import AcousticShieldApp
 from stacks.config import ConfigError, load_config
-from stacks.serving.placement import check_serving, endpoint_name, has_local_storage, vcpus
+from stacks.serving.endpoint import uses_canary
+from stacks.serving.placement import check_serving, endpoint_name, vcpus
 from stacks.serving.scaling import scheduled_actions
 
 from .conftest import MODEL_A, PACKAGE_B, cdk_context
@@ -234,8 +236,8 @@ def test_endpoint_updates_blue_green_rolls_back_on_alarms_and_keeps_its_instance
 
 
 def test_fleets_of_two_or_more_take_a_canary_first(serving_template: Templates) -> None:
-    # Given an endpoint of at least two instances (the gpu variant)
-    template = serving_template("gpu")
+    # Given an endpoint of two to four instances, never scaled down by a schedule
+    template = serving_template("canary")
     # When its blue/green policy is read
     routing = endpoint(template)[1]["Properties"]["DeploymentConfig"]["BlueGreenUpdatePolicy"]
     # Then 10 % of the capacity takes the new model first, for ten minutes, before the rest
@@ -247,6 +249,51 @@ def test_fleets_of_two_or_more_take_a_canary_first(serving_template: Templates) 
             "WaitIntervalInSeconds": 600,
         },
     }
+
+
+def test_a_fleet_scaled_down_at_night_deploys_all_at_once(serving_template: Templates) -> None:
+    """TrafficRoutingConfig (Amazon SageMaker API Reference): CanarySize "must be less than or equal to 50%
+    of the variant's total instance count". The scheduled scale-down holds the variant at one instance,
+    when the weekly retrain's deploy may land."""
+    # Given two instances by day and one at night (the gpu variant: dev's scale_down_schedule)
+    template = serving_template("gpu")
+    assert template.find_resources("AWS::ApplicationAutoScaling::ScalableTarget")
+    # When its blue/green policy is read
+    policy = endpoint(template)[1]["Properties"]["DeploymentConfig"]
+    # Then it shifts all at once, bakes, and rolls back on the alarms
+    routing = policy["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert routing == {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 600}
+    assert len(policy["AutoRollbackConfiguration"]["Alarms"]) == 2
+
+
+def _canary_fits(percent: int, fleet: int) -> bool:
+    """A canary of ``percent`` of ``fleet`` instances is a whole instance at least, and at most half."""
+    instances = max(1, -(-percent * fleet // 100))
+    return instances * 2 <= fleet
+
+
+@pytest.mark.parametrize("percent", [1, 10, 34, 50])
+@pytest.mark.parametrize("schedule", [False, True])
+def test_every_allowed_capacity_gets_a_valid_deployment_policy(percent: int, schedule: bool) -> None:
+    """TrafficRoutingConfig (Amazon SageMaker API Reference): CanarySize at most 50 % of the variant's
+    instance count; WaitIntervalInSeconds 0-3600. "Use canary traffic shifting" (SageMaker Developer
+    Guide): the canary is at most half of the new fleet. Every fleet size a deployment can meet counts:
+    autoscaling's range and, with the scale-down schedule, its one instance."""
+    for low in range(1, 6):
+        for high in range(low, 7):
+            # Given a capacity configuration
+            serving = config(
+                autoscaling_min_capacity=str(low),
+                autoscaling_max_capacity=str(high),
+                scale_down_schedule=str(schedule).lower(),
+                canary_percent=str(percent),
+            ).serving
+            fleets = set(range(low, high + 1)) | ({1} if schedule else set())
+            # When the endpoint's policy is chosen
+            canary = uses_canary(serving)
+            # Then a canary fits every fleet it may meet; otherwise some fleet could not hold one
+            assert canary == all(_canary_fits(percent, fleet) for fleet in fleets), (low, high, schedule)
+            assert 0 <= serving.canary_wait_seconds <= 3600
 
 
 def test_a_new_model_updates_the_same_endpoint_through_a_new_endpoint_config(
@@ -488,52 +535,40 @@ def test_an_endpoint_that_leaves_its_normal_lifecycle_is_announced_on_the_alarms
     (target,) = props["Targets"]
     assert target["Arn"] == {"Ref": topic_id}
     assert target["RetryPolicy"] == {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 21600}
-    assert "DeadLetterConfig" in target and "RoleArn" in target
+    assert "DeadLetterConfig" in target and "RoleArn" not in target
     message = target["InputTransformer"]["InputTemplate"]
     assert "endpoint acoustic-shield-dev-m5-xlarge is <detail-EndpointStatus>" in message
     assert "log group /aws/sagemaker/Endpoints/acoustic-shield-dev-m5-xlarge" in message
     assert "describe-endpoint --endpoint-name acoustic-shield-dev-m5-xlarge --query FailureReason" in message
 
 
-def test_eventbridge_publishes_as_a_role_and_no_key_policy_names_it(serving_template: Templates) -> None:
-    # Given the Serving stack's topic and its key
+def test_eventbridge_publishes_as_itself_for_this_rule_and_may_use_the_topics_key(
+    serving_template: Templates,
+) -> None:
+    # Given the Serving stack's alarms topic, its key and its one rule
     template = serving_template("realtime")
     topic_id = only(template, "AWS::SNS::Topic")[0]
-    key_id, key = only(template, "AWS::KMS::Key")
-    # Then the key lets CloudWatch (alarm actions) use it, and no other service
+    _, key = only(template, "AWS::KMS::Key")
+    rule_id = only(template, "AWS::Events::Rule")[0]
+    # When the key's and the topic's policies are read
     services = [
         s["Principal"]["Service"]
         for s in key["Properties"]["KeyPolicy"]["Statement"]
         if "Service" in s.get("Principal", {})
     ]
-    assert services == ["cloudwatch.amazonaws.com"]
-    # And EventBridge assumes a role of this account that may publish to this topic and use its key only
-    role = next(
-        k for k in template.find_resources("AWS::IAM::Role") if k.startswith("FailuresNoticesPublishRole")
-    )
-    template.has_resource_properties(
-        "AWS::IAM::Role",
-        {
-            "AssumeRolePolicyDocument": {
-                "Statement": [
-                    {
-                        "Action": "sts:AssumeRole",
-                        "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
-                        "Effect": "Allow",
-                        "Principal": {"Service": "events.amazonaws.com"},
-                    }
-                ]
-            }
-        },
-    )
-    assert statements(template, role) == [
-        {"Action": "sns:Publish", "Effect": "Allow", "Resource": {"Ref": topic_id}},
-        {
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-            "Effect": "Allow",
-            "Resource": {"Fn::GetAtt": [key_id, "Arn"]},
-        },
-    ]
+    (policy,) = template.find_resources("AWS::SNS::TopicPolicy").values()
+    statements = {s.get("Sid"): s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    # Then the key lets the two services that publish to the topic use it: CloudWatch and EventBridge...
+    assert services == [["cloudwatch.amazonaws.com", "events.amazonaws.com"]]
+    # ...the topic lets EventBridge publish for this rule only, and CloudWatch for this account's alarms...
+    assert statements["EventBridgeNotices"]["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statements["EventBridgeNotices"]["Resource"] == {"Ref": topic_id}
+    assert statements["EventBridgeNotices"]["Condition"] == {
+        "ArnEquals": {"aws:SourceArn": [{"Fn::GetAtt": [rule_id, "Arn"]}]}
+    }
+    assert statements["CloudWatchAlarms"]["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    # ...and no role publishes notices
+    assert not [k for k in template.find_resources("AWS::IAM::Role") if k.startswith("FailuresNotices")]
 
 
 def test_undelivered_notices_alarm_and_the_dashboard_shows_them(serving_template: Templates) -> None:
@@ -733,12 +768,17 @@ def test_valid_model_references_are_accepted() -> None:
         ("ml.g4dn.xlarge", True, 4),
         ("ml.m5d.4xlarge", True, 16),
         ("ml.p4d.24xlarge", True, 96),
+        ("ml.g6.xlarge", True, 4),
+        ("ml.g6e.2xlarge", True, 8),
+        ("ml.p5.48xlarge", True, 192),
+        ("ml.trn1.2xlarge", True, 8),
+        ("ml.p3.2xlarge", False, 8),
     ],
 )
 def test_instance_facts(instance_type: str, local: bool, cpus: int) -> None:
     # Given an instance type / When its facts are looked up / Then they are AWS's: NVMe instance storage
     # (no volume key) and vCPUs (the CPU alarm's scale)
-    assert has_local_storage(instance_type) is local
+    assert contract.has_local_storage(instance_type) is local
     assert vcpus(instance_type) == cpus
 
 

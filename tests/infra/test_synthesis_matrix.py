@@ -23,7 +23,7 @@ from stacks.app_builder import AcousticShieldApp
 from stacks.config import ConfigError, load_image_table
 from stacks.images import huggingface_image
 
-from .conftest import SERVING_VARIANTS, synth
+from .conftest import EVERY_FEATURE, SERVING_VARIANTS, synth
 
 ACCOUNT = "123456789012"
 
@@ -41,6 +41,11 @@ MATRIX: dict[str, tuple[dict[str, str], str | None]] = {
     "eu-west-1-prod-package": ({**explicit("eu-west-1"), "env": "prod"}, "package"),
     "us-east-1-dev-gpu": (explicit("us-east-1"), "gpu"),
     "ap-southeast-2-prod-async": ({**explicit("ap-southeast-2"), "env": "prod"}, "async"),
+    # Every optional feature at once: rules, tuning, new-data retraining, reserved concurrency, a canary.
+    "agnostic-prod-every-feature": (
+        {k: v for k, v in EVERY_FEATURE.items() if k not in SERVING_VARIANTS["canary"]},
+        "canary",
+    ),
 }
 # A real AWS region (Spain) that has the inference image but no training image.
 NO_TRAINING_IMAGE = "eu-south-2"
@@ -77,7 +82,7 @@ def test_the_matrix_covers_every_axis_value() -> None:
     assert regions == {"agnostic", "eu-west-1", "us-east-1", "ap-southeast-2"}
     assert envs == {"dev", "prod"}
     assert modes == {None, *SERVING_VARIANTS}
-    assert len(MATRIX) <= 8
+    assert len(MATRIX) <= 9
 
 
 @pytest.mark.parametrize("name", list(MATRIX))
@@ -158,3 +163,64 @@ def test_an_environment_agnostic_stack_looks_the_image_up_at_deploy_time() -> No
     assert {"Fn::FindInMap": ["TrainingImageRegistry", {"Ref": "AWS::Region"}, "account"]} in resolved[
         "Fn::Join"
     ][1]
+
+
+@pytest.mark.parametrize(
+    ("version", "instance_type", "runs"),
+    [
+        ("5.3.0", "ml.p3.2xlarge", False),  # CUDA 13.0: no Volta
+        ("5.3.0", "ml.g4dn.xlarge", True),
+        ("5.3.0", "ml.g5.xlarge", True),
+        ("5.3.0", "ml.g6.xlarge", True),
+        ("5.3.0", "ml.p4d.24xlarge", True),
+        ("5.3.0", "ml.p5.48xlarge", True),
+        ("4.49.0", "ml.p3.2xlarge", True),  # CUDA 12.4 still builds for Volta...
+        ("4.49.0", "ml.p6-b200.48xlarge", False),  # ...but not yet for Blackwell
+        ("5.3.0", "ml.g9z.xlarge", False),  # a GPU family nobody has checked
+    ],
+)
+def test_training_image_must_run_on_the_instance_gpu(version: str, instance_type: str, runs: bool) -> None:
+    """CUDA Toolkit 13.0 Release Notes (NVIDIA): support for Maxwell, Pascal and Volta GPUs (compute
+    capability below 7.5) is removed; Blackwell (10.0) needs CUDA 12.8 or later. SageMaker accepts the
+    request and the job fails when its container starts, so synthesis refuses it."""
+    # Given a stack and a training image version (its GPU build's CUDA version is in the tag)
+    stack = cdk.Stack(cdk.App(), "Anywhere")
+    # When the image is resolved for the instance type
+    if runs:
+        image = huggingface_image(stack, kind="training", version=version, instance_type=instance_type)
+        # Then it resolves to the GPU build
+        assert "-gpu-" in image.tag
+        return
+    # Then synthesis stops, naming the CUDA version and the families that image runs on
+    with pytest.raises(ConfigError, match=r"built for CUDA 1\d\.\d, which cannot run on") as failure:
+        huggingface_image(stack, kind="training", version=version, instance_type=instance_type)
+    assert "ml.g5" in str(failure.value) and "ml.g4dn" in str(failure.value)
+
+
+@pytest.mark.parametrize("instance_type", ["ml.c7g.xlarge", "ml.g5g.xlarge", "ml.m6gd.large"])
+def test_graviton_instances_are_refused_for_the_x86_images(instance_type: str) -> None:
+    """Available Deep Learning Containers Images (AWS DLC): the Hugging Face PyTorch images are x86_64
+    builds; a Graviton (arm64) instance cannot run them."""
+    # Given a stack / When the inference image is resolved for a Graviton type / Then synthesis stops
+    with pytest.raises(ConfigError, match="Graviton"):
+        huggingface_image(
+            cdk.Stack(cdk.App(), "Anywhere"), kind="inference", version="4.51.3", instance_type=instance_type
+        )
+
+
+def test_no_reserved_concurrency_unless_configured(synth_app: Callable[..., AcousticShieldApp]) -> None:
+    """Lambda function scaling (AWS Lambda Developer Guide): reserved concurrency comes out of the account's
+    unreserved pool, which may not drop below 100; new accounts often have a quota of 10 or 50, where
+    reserving any fails the deployment. Leases, not reservations, serialize the Lambdas' critical sections."""
+    # Given dev (defaults) and every feature on, with lambda_reserved_concurrency=5
+    default = Template.from_stack(synth_app().training)
+    reserved = Template.from_stack(synth_app(**overrides_of("agnostic-prod-every-feature")).training)
+
+    # When their Lambda functions' reservations are read
+    def reservations(template: Template) -> list[Any]:
+        functions = template.find_resources("AWS::Lambda::Function").values()
+        return [f["Properties"].get("ReservedConcurrentExecutions") for f in functions]
+
+    # Then none reserves by default; each reserves what the key says when it is set
+    assert reservations(default) and set(reservations(default)) == {None}
+    assert set(reservations(reserved)) == {5}

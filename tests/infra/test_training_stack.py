@@ -57,10 +57,10 @@ def resolved(value: Any) -> str:
 
 
 def test_no_role_has_managed_policies(training_template: Template) -> None:
-    # Given the Training stack's roles: execution, launcher, promoter, staging, deploy and the two that
-    # EventBridge assumes
+    # Given the Training stack's roles: execution, launcher, promoter, staging, deploy and the one EventBridge
+    # assumes to start the deploy build (failure notices need none: the topic's policy lets EventBridge publish)
     roles = training_template.find_resources("AWS::IAM::Role")
-    assert len(roles) == 7, sorted(roles)
+    assert len(roles) == 6, sorted(roles)
     # When their managed policies are listed
     managed = {
         k: r["Properties"]["ManagedPolicyArns"]
@@ -162,6 +162,20 @@ def test_launcher_may_create_only_prefixed_training_jobs(training_template: Temp
     }
 
 
+def test_launcher_holds_its_lease_and_nothing_else_in_the_bucket(training_template: Template) -> None:
+    # Given the launcher's rights on the data bucket's objects
+    launcher = statements(training_template, "LauncherHandlerRole")
+    lease = by_sid(training_template, "LauncherHandlerRole")["HoldLaunchLease"]
+    # Then it reads, writes and deletes exactly its lease object (its key encrypted with the data key)
+    assert sorted(lease["Action"]) == ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
+    assert resolved(lease["Resource"]).endswith('"/locks/launcher.json"]]}')
+    object_rights = [s for s in launcher if "s3:PutObject" in resolved(s) or "s3:GetObject" in resolved(s)]
+    assert object_rights == [lease]
+    assert any(
+        sorted(s["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"] for s in launcher if "Action" in s
+    )
+
+
 def test_launcher_passes_only_the_execution_role_to_sagemaker(training_template: Template) -> None:
     # Given the launcher's PassRole statement and the execution role
     passing = by_sid(training_template, "LauncherHandlerRole")["PassExecutionRole"]
@@ -178,19 +192,21 @@ def test_launcher_passes_only_the_execution_role_to_sagemaker(training_template:
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
 
-def test_launcher_runs_newest_python_alone_with_validated_environment(training_template: Template) -> None:
-    # Given the Training stack / Then a launcher function runs the newest Python runtime, one invocation at a
-    # time, with the validated configuration as its environment (the source dir a content-addressed asset)
+def test_launcher_runs_newest_python_with_validated_environment(training_template: Template) -> None:
+    # Given the Training stack / Then a launcher function runs the newest Python runtime, reserving no
+    # concurrency, with the validated configuration as its environment (the source dir a content-addressed
+    # asset) and the key of the lease that lets one launch through at a time
     training_template.has_resource_properties(
         "AWS::Lambda::Function",
         {
             "Runtime": RUNTIME.name,
             "Handler": "launcher.handler.handler",
-            "ReservedConcurrentExecutions": 1,
+            "ReservedConcurrentExecutions": Match.absent(),
             "Environment": {
                 "Variables": Match.object_like(
                     {
                         "JOB_NAME_PREFIX": "acoustic-shield-dev-train-",
+                        "LAUNCH_LOCK_KEY": "locks/launcher.json",
                         "DATASET_PREFIX": "datasets/esc50/",
                         "INSTANCE_TYPE": "ml.g5.xlarge",
                         "USE_SPOT": "true",
@@ -370,13 +386,14 @@ def test_every_finished_job_of_this_app_reaches_the_promoter(training_template: 
 
 
 def test_promoter_gets_the_quality_gate_and_the_inference_image(training_template: Template) -> None:
-    # Given the Training stack / Then the promoter runs one at a time, told dev's quality gate, where the
-    # evaluation reports go and how registered models are served (the region's CPU inference image)
+    # Given the Training stack / Then the promoter reserves no concurrency (a lease per job serializes its
+    # registrations), told dev's quality gate, where the evaluation reports go and how registered models are
+    # served (the region's CPU inference image)
     training_template.has_resource_properties(
         "AWS::Lambda::Function",
         {
             "Handler": "promoter.handler.handler",
-            "ReservedConcurrentExecutions": 1,
+            "ReservedConcurrentExecutions": Match.absent(),
             "Environment": {
                 "Variables": Match.object_like(
                     {
@@ -524,7 +541,40 @@ def test_launcher_gets_the_tuning_search_and_the_rules(training_template: Templa
         "ranges": "learning_rate=1e-5..1e-3:log, per_device_train_batch_size=4|8|16",
         "strategy": "Bayesian",
     }
-    # And dev profiles (cdk.json) with the two default Profiler rules, and has no Debugger rules
+    # And dev neither profiles nor runs Debugger rules (both opt-in)
+    assert variables["PROFILER_ENABLED"] == "false"
+    assert "DEBUGGER_RULES" not in variables and "RULE_EVALUATOR_IMAGE" not in variables
+    # And the whole environment stays within Lambda's 4 KB
+    assert len(json.dumps({k: v for k, v in variables.items() if isinstance(v, str)})) < 3000
+
+
+@pytest.fixture(scope="module")
+def profiled_template(synth_app: Any) -> Template:
+    """Dev with profiling opted in: the Profiler's two default rules, no Debugger rules."""
+    return Template.from_stack(synth_app(profiler_enabled="true").training)
+
+
+def test_debugger_and_profiler_are_opt_in() -> None:
+    """Amazon SageMaker Debugger (Developer Guide): Debugger is no longer available to new customers
+    from 2026-07-30, and its ProfilerConfig and profiler rules are part of it; SageMaker Profiler support
+    ends 2027-06-30. A job carrying rule configurations may be refused in a new account."""
+    # Given the shipped configurations / When they are loaded
+    for env in ("dev", "prod"):
+        rules = load_config(cdk_context(env=env).get).training.rules
+        # Then no training job carries a rule or a profiler configuration unless a key asks for it
+        assert rules.profiler_enabled is False and rules.debugger_rules == () and not rules.any_rules
+    assert load_config(cdk_context(profiler_enabled="true").get).training.rules.any_rules
+
+
+def test_profiling_tells_the_launcher_the_rules_and_the_image(profiled_template: Template) -> None:
+    # Given dev with profiling opted in / When its launcher's environment is read
+    (function,) = [
+        f
+        for f in profiled_template.find_resources("AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == "launcher.handler.handler"
+    ]
+    variables = function["Properties"]["Environment"]["Variables"]
+    # Then the launcher profiles with the two default Profiler rules, and has no Debugger rules
     assert variables["PROFILER_ENABLED"] == "true"
     assert json.loads(variables["PROFILER_RULES"]) == ["LowGPUUtilization", "ProfilerReport"]
     assert variables["PROFILING_INTERVAL_MS"] == "500"
@@ -534,13 +584,11 @@ def test_launcher_gets_the_tuning_search_and_the_rules(training_template: Templa
     image = resolved(variables["RULE_EVALUATOR_IMAGE"])
     assert '"Fn::FindInMap": ["RuleEvaluatorImageRegistry", {"Ref": "AWS::Region"}, "account"]' in image
     assert image.endswith('"/sagemaker-debugger-rules:latest"]]}')
-    # And the whole environment stays within Lambda's 4 KB
-    assert len(json.dumps({k: v for k, v in variables.items() if isinstance(v, str)})) < 3000
 
 
-def test_rule_evaluator_image_is_resolved_per_region_from_the_sdks_table(training_template: Template) -> None:
+def test_rule_evaluator_image_is_resolved_per_region_from_the_sdks_table(profiled_template: Template) -> None:
     # Given the Training stack's rule image mapping and the SageMaker SDK's table (stacks/image_table.json)
-    mapping = training_template.to_json()["Mappings"]["RuleEvaluatorImageRegistry"]
+    mapping = profiled_template.to_json()["Mappings"]["RuleEvaluatorImageRegistry"]
     table = load_image_table()["debugger"]
     # Then the mapping is the table's registries, region for region
     assert mapping == {region: {"account": account} for region, account in table["registries"].items()}
@@ -548,15 +596,15 @@ def test_rule_evaluator_image_is_resolved_per_region_from_the_sdks_table(trainin
     assert table["repository"] == "sagemaker-debugger-rules" and table["tag"] == "latest"
 
 
-def test_execution_role_writes_profiler_outputs_and_runs_rules(training_template: Template) -> None:
-    # Given dev (profiling on, no Debugger rules) and its execution role's statements
-    sids = by_sid(training_template, "ExecutionRole")
+def test_execution_role_writes_profiler_outputs_and_runs_rules(profiled_template: Template) -> None:
+    # Given dev with profiling opted in (no Debugger rules) and its execution role's statements
+    sids = by_sid(profiled_template, "ExecutionRole")
     # Then the job writes profiler/, its rules read it and write their reports there
     assert sids["ListRuleOutputs"]["Condition"] == {"StringLike": {"s3:prefix": ["profiler/*"]}}
     writes = sids["WriteRuleOutputs"]
     assert sorted(writes["Action"]) == ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"]
     assert resolved(writes["Resource"]).endswith('"/profiler/*"]]}')
-    assert "debug/" not in resolved(statements(training_template, "ExecutionRole"))
+    assert "debug/" not in resolved(statements(profiled_template, "ExecutionRole"))
     # And rule evaluation jobs pull only the rule image and log only in the processing-job log group
     assert resolved(sids["PullRuleEvaluatorImage"]["Resource"]).endswith(
         ':repository/sagemaker-debugger-rules"]]}'
@@ -567,8 +615,8 @@ def test_execution_role_writes_profiler_outputs_and_runs_rules(training_template
 
 
 def test_debugger_rules_open_the_debug_prefix(synth_app: Any) -> None:
-    # Given Debugger rules on top of dev's profiling
-    built: AcousticShieldApp = synth_app(debugger_rules="LossNotDecreasing,Overfit")
+    # Given Debugger rules on top of profiling
+    built: AcousticShieldApp = synth_app(profiler_enabled="true", debugger_rules="LossNotDecreasing,Overfit")
     # When the Training stack is synthesized
     template = Template.from_stack(built.training)
     # Then the role may write debug/ and profiler/, nothing else new
@@ -588,11 +636,9 @@ def test_debugger_rules_open_the_debug_prefix(synth_app: Any) -> None:
     assert variables["DEBUG_PREFIX"] == "debug/"
 
 
-def test_without_rules_there_is_no_rule_image_and_no_rule_grant(synth_app: Any) -> None:
-    # Given profiling off and no Debugger rules
-    built: AcousticShieldApp = synth_app(profiler_enabled="false")
-    # When the Training stack is synthesized
-    template = Template.from_stack(built.training)
+def test_without_rules_there_is_no_rule_image_and_no_rule_grant(training_template: Template) -> None:
+    # Given dev: profiling off and no Debugger rules
+    template = training_template
     # Then the template neither maps nor pulls the rule image, and the role has no rule prefixes
     assert "RuleEvaluatorImageRegistry" not in template.to_json().get("Mappings", {})
     sids = by_sid(template, "ExecutionRole")
@@ -728,13 +774,11 @@ def test_rule_lists_come_from_the_command_line_or_cdk_json(value: str) -> None:
     context["acoustic_shield"]["dev"]["debugger_rules"] = ["LossNotDecreasing", "Overfit"]
     # When both are loaded
     from_file = load_config(context.get)
-    # Then both are the same typed list; dev's cdk.json turns profiling on, prod's too
+    # Then both are the same typed list
     assert from_cli.training.rules.debugger_rules == from_file.training.rules.debugger_rules
     assert from_cli.training.rules.debugger_rules == ("LossNotDecreasing", "Overfit")
-    assert from_cli.training.rules.profiler_enabled is True
-    assert load_config(cdk_context(env="prod").get).training.rules.profiler_enabled is True
-    assert load_config(cdk_context(debugger_rules="[]").get).training.rules.any_rules is True
-    assert load_config(cdk_context(profiler_enabled="false").get).training.rules.any_rules is False
+    assert from_cli.training.rules.any_rules is True
+    assert load_config(cdk_context(debugger_rules="[]").get).training.rules.any_rules is False
 
 
 def test_new_data_retrains_in_prod_on_dataset_manifests_only(synth_app: Any) -> None:

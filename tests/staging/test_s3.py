@@ -6,9 +6,12 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
+from ml_code.staging.stores import S3Destination
 from tests.staging.archives import esc50_zip, wav
 from tests.staging.conftest import BUCKET, versions
 
@@ -150,3 +153,39 @@ def test_an_archive_mirrored_in_s3_is_the_source_and_its_pin_is_checked(run_stag
     assert result.code == 0, result.err
     assert (tmp_path / "cache" / "esc50" / "ESC-50-master.zip").read_bytes() == data
     assert len(versions(s3, "datasets/esc50/")) == 31
+
+
+class _ScopedListGrant:
+    """An S3 client as a role with only a prefix-conditioned s3:ListBucket sees the bucket: S3 answers a
+    GetObject of a missing key with 403 AccessDenied, not NoSuchKey. (The emulator always says NoSuchKey.)"""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def get_object(self, **kwargs: Any) -> Any:
+        try:
+            return self._client.get_object(**kwargs)
+        except self._client.exceptions.NoSuchKey:
+            error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}
+            raise ClientError(error, "GetObject") from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_the_first_staging_into_an_empty_prefix_finds_no_manifest_without_a_403(s3):
+    """GetObject (Amazon S3 API Reference): "If you don't have the s3:ListBucket permission, Amazon S3
+    returns an HTTP status code 403 Access Denied error" for a key that does not exist. The staging role's
+    list grant is conditioned on s3:prefix, which a GetObject does not carry, so existence is asked of
+    ListObjectsV2 (which the conditioned grant allows) and a 403 is never read as "absent"."""
+    # Given an empty prefix, seen through the staging role's rights
+    destination = S3Destination(_ScopedListGrant(s3), f"s3://{BUCKET}/datasets/new/")
+    # When the previous manifest is read / Then there is none, and no AccessDenied escapes
+    assert destination.read_text("manifest.jsonl") is None
+    # And an object that exists is read as before
+    s3.put_object(Bucket=BUCKET, Key="datasets/new/manifest.jsonl", Body=b'{"a": 1}\n')
+    assert destination.read_text("manifest.jsonl") == '{"a": 1}\n'
+    # And a key that only shares the prefix is not taken for the manifest
+    s3.delete_object(Bucket=BUCKET, Key="datasets/new/manifest.jsonl")
+    s3.put_object(Bucket=BUCKET, Key="datasets/new/manifest.jsonl.bak", Body=b"old")
+    assert destination.read_text("manifest.jsonl") is None

@@ -48,6 +48,7 @@ LAUNCHER_ENV = {
     "DATASET_PREFIX": "datasets/tones/",
     "MODELS_PREFIX": "models/",
     "CHECKPOINTS_PREFIX": "checkpoints/",
+    "LAUNCH_LOCK_KEY": "locks/launcher.json",
     "KMS_KEY_ARN": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
     "INSTANCE_TYPE": "ml.g5.xlarge",
     "INSTANCE_COUNT": "1",
