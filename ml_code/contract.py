@@ -67,19 +67,68 @@ TUNING_OBJECTIVES = {"eval_f1": "Maximize", "eval_accuracy": "Maximize", "eval_l
 DEFAULT_TUNING_OBJECTIVE = next(iter(TUNING_OBJECTIVES))
 
 
+# --- Training health ------------------------------------------------------------------------------------
+# The job checks its own health (ml_code/health.py: what SageMaker Debugger's built-in rules told people).
+# Each rule that could be evaluated prints health_<rule>=1 (fired) or 0 (silent) and health_<rule>_value=<the
+# measured value>; a rule that could not be evaluated prints nothing, and evaluation.json's "health" section
+# says why. A NaN or infinite loss stops the job at once (nonfinite_loss).
+HEALTH_RULES = (
+    "loss_not_decreasing",  # the training loss stopped falling over the last logging windows
+    "overfit",  # the gap between validation and training loss grew evaluation after evaluation
+    "overtraining",  # the validation metric has not improved for several evaluations
+    "vanishing_gradient",  # the gradient norm collapsed towards zero
+    "exploding_gradient",  # the gradient norm blew up, or became NaN or infinite
+    "nonfinite_loss",  # the loss became NaN or infinite: training stops
+    "data_loading",  # waiting for batches took a large share of each step
+    "gpu_utilization",  # the GPU was mostly idle (GPU instances only)
+    "gpu_memory",  # the GPU's memory was nearly full (GPU instances only)
+)
+# evaluation.json's "health" section: {"parameters": {name: value, ...}, "rules": {rule: {"status": "fired" |
+# "silent" | "not_evaluated", "value": float or null, "threshold": float or null, "step": the global step at
+# which it fired (or null), "reason": what was measured, or why it was not evaluated, "advice": what to do}}}.
+HEALTH_REPORT = "health"
+HEALTH_STATUSES = ("fired", "silent", "not_evaluated")
+
+
+def health_metric(rule: str) -> str:
+    """``health_<rule>``: 1 when the rule fired, 0 when it was evaluated and stayed silent."""
+    return f"health_{rule}"
+
+
+def health_value_metric(rule: str) -> str:
+    """``health_<rule>_value``: what the rule measured (the value it compared with its threshold)."""
+    return f"health_{rule}_value"
+
+
+HEALTH_METRIC_NAMES = tuple(
+    name for rule in HEALTH_RULES for name in (health_metric(rule), health_value_metric(rule))
+)
+# A model whose run tripped one of these goes to manual approval, never straight to Approved (the config key
+# health_blocking_rules chooses others).
+DEFAULT_BLOCKING_HEALTH_RULES = ("loss_not_decreasing", "exploding_gradient")
+# Everything a training job prints for its metric definitions: quality metrics, then health.
+JOB_METRIC_NAMES = (*METRIC_NAMES, *HEALTH_METRIC_NAMES)
+# CreateTrainingJob (API reference), AlgorithmSpecification.MetricDefinitions: at most 40 items.
+MAX_METRIC_DEFINITIONS = 40
+# A number as train.py prints it: an optional sign, digits with an optional point, an optional exponent.
+_NUMBER = r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+
+
 def metric_line(name: str, value: float) -> str:
-    """The line train.py prints for one metric."""
-    return f"{name}={value:.4f}"
+    """The line train.py prints for one metric: six significant digits, scientific notation where a value
+    needs it (``health_vanishing_gradient_value=3.2e-09``). NaN and infinity print as ``nan`` / ``inf``, which
+    no metric regex reads: CloudWatch stores neither, and a health flag says it happened."""
+    return f"{name}={value:.6g}"
 
 
 def metric_regex(name: str) -> str:
     """The training job's regex for one metric; its group is the value of ``metric_line(name, ...)``."""
-    return f"{name}=([0-9.]+)"
+    return f"{name}=({_NUMBER})"
 
 
 def metric_definitions() -> list[dict[str, str]]:
     """``MetricDefinitions`` of the training job (and of a tuning job's training definition)."""
-    return [{"Name": name, "Regex": metric_regex(name)} for name in METRIC_NAMES]
+    return [{"Name": name, "Regex": metric_regex(name)} for name in JOB_METRIC_NAMES]
 
 
 # --- Requests and responses ------------------------------------------------------------------------------
