@@ -111,15 +111,47 @@ def test_every_gated_metric_is_a_reported_metric_on_every_split_the_gate_reads()
 
 
 def test_each_metric_regex_reads_back_exactly_the_line_train_py_prints() -> None:
-    # Given every metric's line, printed among the others as train.py does
-    values = {name: 0.1 + i / 100 for i, name in enumerate(contract.METRIC_NAMES)}
+    # Given every metric's line, printed among the others as train.py does: plain decimals, scientific
+    # notation for the tiny and huge values health rules measure, negatives and whole numbers
+    samples = (0.9312, 3.2e-09, 1.5e12, -0.25, 1.0, 0.0)
+    values = {name: samples[i % len(samples)] + i for i, name in enumerate(contract.JOB_METRIC_NAMES)}
+    values |= {contract.health_value_metric("vanishing_gradient"): 3.2e-09}
     log = "\n".join(contract.metric_line(name, value) for name, value in values.items())
 
     # When each of the job's metric definitions is applied to the log
     for definition in contract.metric_definitions():
         found = re.findall(definition["Regex"], log)
-        # Then it matches its own line only, with the printed value
-        assert found == [f"{values[definition['Name']]:.4f}"], definition
+        # Then it matches its own line only, and reads back the printed value (six significant digits)
+        assert len(found) == 1, definition
+        assert float(found[0]) == pytest.approx(values[definition["Name"]], rel=1e-5), definition
+
+
+def test_nan_and_infinity_are_printed_but_never_scraped() -> None:
+    """CloudWatch PutMetricData (API reference): values must be finite; NaN and infinity are rejected. A
+    scraped "nan" would be no number at all, and a regex that read the "1" of "1e-07" a wrong one."""
+    # Given a loss that became NaN and a gradient norm that became infinite
+    log = "\n".join(
+        [contract.metric_line("train_loss", float("nan")), contract.metric_line("eval_loss", float("inf"))]
+    )
+    # When the job's regexes read the log / Then neither value is scraped, though both lines say what happened
+    assert log == "train_loss=nan\neval_loss=inf"
+    assert not [d for d in contract.metric_definitions() if re.search(d["Regex"], log)]
+    assert re.search(contract.metric_regex("x"), "x=1e-07").group(1) == "1e-07"
+
+
+def test_every_job_metric_fits_sagemakers_limit_of_metric_definitions() -> None:
+    """CreateTrainingJob (Amazon SageMaker API Reference), AlgorithmSpecification.MetricDefinitions: "Array
+    Members: Minimum number of 0 items. Maximum number of 40 items"; a regex is at most 500 characters."""
+    # Given the job's metric definitions: quality metrics and every health rule's flag and value
+    definitions = contract.metric_definitions()
+    # Then they fit SageMaker's limits, and each health rule has its flag and its value
+    assert len(definitions) <= contract.MAX_METRIC_DEFINITIONS == 40
+    assert all(len(d["Regex"]) <= 500 and len(d["Name"]) <= 255 for d in definitions)
+    names = [d["Name"] for d in definitions]
+    assert len(set(names)) == len(names)
+    for rule in contract.HEALTH_RULES:
+        assert {contract.health_metric(rule), contract.health_value_metric(rule)} <= set(names)
+    assert set(contract.DEFAULT_BLOCKING_HEALTH_RULES) <= set(contract.HEALTH_RULES)
 
 
 def test_the_window_hop_rule_overlaps_windows_by_half() -> None:

@@ -295,7 +295,7 @@ def test_request_carries_spot_checkpoints_metrics_kms_and_tags(settings: LaunchS
     }
     # And every metric train.py prints has a regex that matches its line
     definitions = {d["Name"]: d["Regex"] for d in body["AlgorithmSpecification"]["MetricDefinitions"]}
-    assert set(definitions) == set(contract.METRIC_NAMES)
+    assert set(definitions) == set(contract.JOB_METRIC_NAMES)
     assert re.search(definitions["eval_f1"], "eval_clip_accuracy=0.5000\neval_f1=0.9312").group(1) == "0.9312"
     # And outputs are encrypted with the data key; tags say why the job ran
     assert body["OutputDataConfig"]["KmsKeyId"] == ENV["KMS_KEY_ARN"]

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from ml_code.contract import METRIC_NAMES
+from ml_code.contract import JOB_METRIC_NAMES
 from rehearse.emulator import Emulator, environment
 from rehearse.loop import DATASET, STACKS, rehearse
 from rehearse.sounds import CLASSES
@@ -94,7 +94,7 @@ def test_the_job_is_the_request_the_launcher_built(loop) -> None:
     assert job["TrainingJobStatus"] == "Completed"
     assert json.loads(job["HyperParameters"]["model_name_or_path"]) == "configs/tiny-wav2vec2"
     assert json.loads(job["HyperParameters"]["sagemaker_container_log_level"]) == 20
-    assert {m["Name"] for m in job["AlgorithmSpecification"]["MetricDefinitions"]} == set(METRIC_NAMES)
+    assert {m["Name"] for m in job["AlgorithmSpecification"]["MetricDefinitions"]} == set(JOB_METRIC_NAMES)
     assert {c["ChannelName"] for c in job["InputDataConfig"]} >= {"train", "test"}
     final = {m["MetricName"] for m in job["FinalMetricDataList"]}
     assert {"test_accuracy", "test_f1", "test_clip_accuracy"} <= final
