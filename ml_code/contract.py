@@ -57,6 +57,7 @@ METRIC_SPLITS = ("eval", "test")  # validation; test when the dataset has a test
 METRIC_LINE_NAMES = ("loss", "accuracy", "f1", "clip_accuracy")  # after the split's prefix
 TRAIN_LOSS = "train_loss"  # the training loss of the whole run, printed once at the end
 METRIC_NAMES = (TRAIN_LOSS, *(f"{split}_{name}" for split in METRIC_SPLITS for name in METRIC_LINE_NAMES))
+VALIDATION_LOSS = f"{METRIC_SPLITS[0]}_loss"  # logged after every evaluation; the overfit rule reads it
 # The quality gate: each of these has a minimum, and may not regress against the approved model. Test
 # metrics decide when the dataset has a test split; validation ("eval") metrics otherwise.
 GATED_METRICS = ("accuracy", "f1", "clip_accuracy")

@@ -7,7 +7,8 @@ arguments::
     python ml_code/train.py --model_name_or_path ml_code/configs/tiny-wav2vec2 \\
         --train_dir data/train --test_dir data/test --model_dir out/model --output_data_dir out/eval
 
-Metric lines (``eval_accuracy=0.9312``) go to stdout for the training job's metric regexes. The model
+Metric lines (``eval_accuracy=0.9312``, and the training-health rules' ``health_overfit=0``) go to stdout
+for the training job's metric regexes; a NaN or infinite loss stops the job with an error. The model
 directory it leaves is self-contained (weights, feature extractor, labels, metrics, serving code) and
 deploys as ``model.tar.gz`` unchanged. Works with transformers 4.56 and 5.x.
 """
@@ -36,7 +37,6 @@ from transformers import (
     AutoConfig,
     AutoFeatureExtractor,
     AutoModelForAudioClassification,
-    EarlyStoppingCallback,
     EvalPrediction,
     HfArgumentParser,
     PreTrainedModel,
@@ -48,13 +48,14 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 if __package__:
-    from . import audio, audiofolder, augment, contract, evaluation, onnx_export
+    from . import audio, audiofolder, augment, contract, evaluation, health, onnx_export
 else:  # run from the source dir, as the SageMaker containers do
     import audio  # type: ignore[no-redef]
     import audiofolder  # type: ignore[no-redef]
     import augment  # type: ignore[no-redef]
     import contract  # type: ignore[no-redef]
     import evaluation  # type: ignore[no-redef]
+    import health  # type: ignore[no-redef]
     import onnx_export  # type: ignore[no-redef]
 
 logger = logging.getLogger(__name__)
@@ -252,12 +253,18 @@ def _portable(argv: Sequence[str]) -> list[str]:
     return [re.sub(r"^--warmup_ratio(?==|$)", "--warmup_steps", arg) for arg in argv]
 
 
-def parse_arguments(argv: Sequence[str] | None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
-    """Parses ``--name value`` arguments (SageMaker hyperparameters) into the three dataclasses."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))  # type: ignore[arg-type]
+def parse_arguments(
+    argv: Sequence[str] | None,
+) -> tuple[ModelArguments, DataArguments, TrainingArguments, health.HealthArguments]:
+    """Parses ``--name value`` arguments (SageMaker hyperparameters) into the four dataclasses."""
+    dataclass_types = (ModelArguments, DataArguments, TrainingArguments, health.HealthArguments)
+    parser = HfArgumentParser(dataclass_types)  # type: ignore[arg-type]
     parser.set_defaults(**training_defaults())
     args = _portable(sys.argv[1:] if argv is None else argv)
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=args)
+    model_args, data_args, training_args, health_args = parser.parse_args_into_dataclasses(args=args)
+    problem = health_args.problem()
+    if problem:
+        raise TrainingInputError(problem)
     if data_args.max_length_seconds < MIN_WINDOW_SECONDS:
         raise TrainingInputError(
             f"--max_length_seconds must be at least {MIN_WINDOW_SECONDS} (the feature encoder's receptive "
@@ -295,7 +302,7 @@ def parse_arguments(argv: Sequence[str] | None) -> tuple[ModelArguments, DataArg
         raise TrainingInputError(
             f"--validation_split_fraction must be between 0 and 1, got {data_args.validation_split_fraction}"
         )
-    return model_args, data_args, training_args
+    return model_args, data_args, training_args, health_args
 
 
 def resolve_paths(data: DataArguments, training: TrainingArguments, environ: Mapping[str, str]) -> Paths:
@@ -345,7 +352,7 @@ def setup_logging(training: TrainingArguments) -> None:
         handlers=[logging.StreamHandler(sys.stdout)],
     )
     level = logging.INFO if training.should_log else logging.WARNING
-    for name in (logger.name, audiofolder.logger.name):
+    for name in (logger.name, audiofolder.logger.name, health.logger.name):
         logging.getLogger(name).setLevel(level)
     transformers.utils.logging.set_verbosity(training.get_process_log_level())
     transformers.utils.logging.enable_default_handler()
@@ -565,6 +572,20 @@ class MetricLines(TrainerCallback):
             print_metric_lines(kwargs.get("metrics") or {}, "eval")
 
 
+def build_callbacks(
+    model_args: ModelArguments, health_args: health.HealthArguments, training_args: TrainingArguments
+) -> tuple[MetricLines, health.HealthRules, list[TrainerCallback]]:
+    """The metric lines, the health rules and, with a patience, early stopping (whose condition the
+    overtraining rule reports)."""
+    lines = MetricLines()
+    patience = model_args.early_stopping_patience
+    rules = health.HealthRules(health_args, health.RunFacts.of(training_args, patience, health_args))
+    callbacks: list[TrainerCallback] = [lines, rules]
+    if patience:
+        callbacks.append(health.EarlyStopping(early_stopping_patience=patience))
+    return lines, rules, callbacks
+
+
 def find_resume_checkpoint(
     training: TrainingArguments, checkpoint_dir: Path, labels: list[str]
 ) -> str | None:
@@ -665,7 +686,7 @@ def write_reports(
 
 def main(argv: Sequence[str] | None = None) -> Outcome:
     """Parses arguments, loads the data and the model, trains, evaluates and writes the model directory."""
-    model_args, data_args, training_args = parse_arguments(argv)
+    model_args, data_args, training_args, health_args = parse_arguments(argv)
     paths = resolve_paths(data_args, training_args, os.environ)
     setup_logging(training_args)
     precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
@@ -704,10 +725,7 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
         "checkpoints in %s; %s", checkpoint_dir, f"resuming from {resume}" if resume else "starting afresh"
     )
 
-    lines = MetricLines()
-    callbacks: list[TrainerCallback] = [lines]
-    if model_args.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=model_args.early_stopping_patience))
+    lines, rules, callbacks = build_callbacks(model_args, health_args, training_args)
     trainer = audiofolder.AudioTrainer(
         model=model,
         args=training_args,
@@ -720,6 +738,8 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
     )
     try:
         result = trainer.train(resume_from_checkpoint=resume)
+        if rules.stopped:
+            raise health.TrainingStopped(rules.stopped)
         stopped_early = trainer.state.global_step < trainer.state.max_steps
         if stopped_early:
             logger.info(
@@ -745,6 +765,7 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
                 labels,
             )
         metrics = {k: v for k, v in metrics.items() if not k.endswith(("_runtime", "_per_second"))}
+        metrics.update(rules.report.metrics())
         if trainer.is_world_process_zero():
             print_metric_lines(metrics, "train", ["loss"])
             for prefix in eval_sets:
@@ -773,6 +794,7 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
                         "stopped_early": stopped_early,
                         "epochs_trained": round(float(trainer.state.epoch or 0.0), 4),
                     },
+                    contract.HEALTH_REPORT: rules.report.as_json(),
                     "global_step": trainer.state.global_step,
                     "resumed_from": resume,
                     "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
@@ -788,6 +810,6 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
 if __name__ == "__main__":
     try:
         main()
-    except (TrainingInputError, audiofolder.DatasetLayoutError) as err:
+    except (TrainingInputError, audiofolder.DatasetLayoutError, health.TrainingStopped) as err:
         logger.error("%s", err)
         sys.exit(f"error: {err}")

@@ -323,7 +323,12 @@ def rehearse(
                 )
                 emulator.complete_training_job(job_name, metrics=result.metrics)
                 status = sagemaker.describe_training_job(TrainingJobName=job_name)["TrainingJobStatus"]
-                produced.update(status=status, model=result.model_archive, metrics=result.metrics)
+                health = job_health(s3, result.output_archive)
+                for line in health_lines(health):
+                    print(line)
+                produced.update(
+                    status=status, model=result.model_archive, metrics=result.metrics, health=health
+                )
 
             with report.step(
                 "promote", "the job's state change reaches the deployed promoter handler"
@@ -414,6 +419,33 @@ def rehearse(
         emulator.stop()
         report.write()
     return {"steps": report.steps}
+
+
+def job_health(s3: Any, output_archive: str) -> dict[str, Any]:
+    """The job's health report (evaluation.json's health section, from its output.tar.gz): each rule's
+    status, value, threshold, step, reason and advice."""
+    from functions.promoter.aws import read_output_archive
+    from functions.promoter.logic import evaluation_health
+
+    return dict(evaluation_health(read_output_archive(s3, output_archive).evaluation))
+
+
+def health_lines(rules: dict[str, Any]) -> list[str]:
+    """One line per health rule: fired (at which step, what to do), silent, or not evaluated and why."""
+    if not rules:
+        return ["training health: the job wrote no health report"]
+    lines = ["training health:"]
+    for rule in contract.HEALTH_RULES:
+        outcome = rules.get(rule) or {"status": "not_evaluated", "reason": "not in the report"}
+        status = outcome.get("status")
+        if status == "fired":
+            detail = f"fired at step {outcome.get('step')}: {outcome.get('reason')}; {outcome.get('advice')}"
+        elif status == "silent":
+            detail = f"silent: {outcome.get('reason')}"
+        else:
+            detail = f"not evaluated: {outcome.get('reason')}"
+        lines.append(f"  {rule:20s} {detail}")
+    return lines
 
 
 def _promoter_function(cloudformation: Any) -> str:

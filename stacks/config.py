@@ -304,6 +304,11 @@ class ScheduleConfig:
     )
 
 
+def _health_rules(value: Any) -> str | None:
+    ok = len(set(value)) == len(value) and all(name in contract.HEALTH_RULES for name in value)
+    return None if ok else f"a list of different names out of {', '.join(contract.HEALTH_RULES)}"
+
+
 @dataclass(frozen=True)
 class QualityGate:
     """What a trained model must reach before it is registered as Approved."""
@@ -321,6 +326,13 @@ class QualityGate:
     )
     manual_approval: bool = setting(
         "manual_approval", False, "Register passing models as PendingManualApproval instead of Approved."
+    )
+    health_blocking_rules: tuple[str, ...] = setting(
+        "health_blocking_rules",
+        contract.DEFAULT_BLOCKING_HEALTH_RULES,
+        "Training-health rules that hold a passing model for manual approval when its run tripped one "
+        "(others that fired are only listed); [] holds none back.",
+        _health_rules,
     )
 
 

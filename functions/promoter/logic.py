@@ -37,6 +37,8 @@ META_COMPARISON = "comparison"  # what the new model was compared with, or why i
 META_TUNING_JOB = "tuning_job"
 META_TUNING_OBJECTIVE = "tuning_objective"
 META_TUNED_PREFIX = "tuned_"
+# The blocking training-health rules that fired in the job's run (space-separated), when any did.
+META_HEALTH_BLOCKING = "health_blocking"
 
 TUNING_FINISHED = ("Completed", "Failed", "Stopped")
 # Debugger and Profiler rule evaluation statuses (DescribeTrainingJob) that are announced.
@@ -55,6 +57,10 @@ _METADATA_PUNCTUATION = " _.:/=+-@"
 _SUBJECT_LIMIT = 100
 # Metric comparisons tolerate float noise, so a value exactly at a threshold passes.
 _EPSILON = 1e-9
+# What a metrics.json or evaluation.json may report: the quality metrics and the training-health flags/values.
+_REPORTED_METRICS = frozenset(contract.JOB_METRIC_NAMES)
+_HEALTH_FLAGS = {"fired": 1.0, "silent": 0.0}  # evaluation.json's rule status as its health_<rule> flag
+_HEALTH_REVIEW = "needs review: training health"
 
 
 @dataclass(frozen=True)
@@ -123,18 +129,63 @@ class ApprovedModel:
 
 
 @dataclass(frozen=True)
+class HealthFinding:
+    """A training-health rule that fired in the job's run, with what evaluation.json says about it.
+
+    ``blocking``: the rule is one of the deployment's ``health_blocking_rules``, so a model from that run is
+    never approved by the gate alone.
+    """
+
+    rule: str
+    blocking: bool
+    value: float | None = None
+    threshold: float | None = None
+    step: int | None = None
+    advice: str = ""
+
+    def describe(self) -> str:
+        """``training health: loss_not_decreasing fired (value 0.004, threshold 0.01, at step 1200; blocking);
+        advice: ...``"""
+        measured = []
+        if self.value is not None:
+            measured.append(f"value {_format_metric(self.value)}")
+        if self.threshold is not None:
+            measured.append(f"threshold {_format_metric(self.threshold)}")
+        if self.step is not None:
+            measured.append(f"at step {self.step}")
+        kind = "blocking" if self.blocking else "not blocking"
+        details = f"{', '.join(measured)}; {kind}" if measured else kind
+        text = f"training health: {self.rule} fired ({details})"
+        return f"{text}; advice: {self.advice}" if self.advice else text
+
+
+@dataclass(frozen=True)
 class Decision:
-    """The gate's verdict: the approval status to register and every reason for it."""
+    """The gate's verdict: the approval status to register and every reason for it.
+
+    ``health``: the training-health rules that fired in the job's run (blocking or not).
+    """
 
     status: str
     reasons: tuple[str, ...]
     split: str | None = None
     gated: Mapping[str, float] = field(default_factory=dict)
     comparison: str = ""
+    health: tuple[HealthFinding, ...] = ()
 
     @property
     def passed(self) -> bool:
         return self.status != REJECTED
+
+    @property
+    def blocking_health(self) -> tuple[str, ...]:
+        """The blocking training-health rules that fired in the job's run."""
+        return tuple(finding.rule for finding in self.health if finding.blocking)
+
+    @property
+    def needs_health_review(self) -> bool:
+        """Waiting for a person because the run tripped a blocking training-health rule."""
+        return self.status == PENDING and bool(self.blocking_health)
 
 
 # --- the event --------------------------------------------------------------------------------------
@@ -274,10 +325,12 @@ def metrics_from_final_metric_data(items: Iterable[Mapping[str, Any]]) -> dict[s
 
 
 def metrics_from_report(report: Any) -> dict[str, float]:
-    """Known metric names from a flat ``metrics.json`` or a nested ``evaluation.json``.
+    """Known metric names (quality and training health) from a flat ``metrics.json`` or a nested
+    ``evaluation.json``.
 
     A nested report may spell ``test_f1`` as ``{"test": {"f1": ...}}`` or keep flat names under any key;
-    both are found. The first occurrence of a name wins.
+    both are found. The first occurrence of a name wins. An ``evaluation.json`` health section gives each
+    evaluated rule's flag and value too (``health_<rule>``: 1 fired, 0 silent; ``health_<rule>_value``).
     """
     found: dict[str, float] = {}
 
@@ -292,12 +345,82 @@ def metrics_from_report(report: Any) -> dict[str, float]:
                 walk(value, key)
                 continue
             for name in (key, f"{parent}_{key}"):
-                if name in contract.METRIC_NAMES and name not in found:
+                if name in _REPORTED_METRICS and name not in found:
                     found[name] = number
                     break
 
     walk(report, "")
+    for name, value in _health_metrics(health_rules_report(report)).items():
+        found.setdefault(name, value)
     return found
+
+
+def health_rules_report(report: Any) -> Mapping[str, Mapping[str, Any]]:
+    """``evaluation.json["health"]["rules"]`` (``{rule: {"status", "value", "threshold", "step", "reason",
+    "advice"}}``), the known rules only; empty when the report has no such section."""
+    section = report.get(contract.HEALTH_REPORT) if isinstance(report, Mapping) else None
+    rules = section.get("rules") if isinstance(section, Mapping) else None
+    if not isinstance(rules, Mapping):
+        return {}
+    return {
+        rule: entry
+        for rule, entry in rules.items()
+        if rule in contract.HEALTH_RULES and isinstance(entry, Mapping)
+    }
+
+
+def evaluation_health(evaluation: bytes | None) -> Mapping[str, Mapping[str, Any]]:
+    """The health rules of the job's ``evaluation.json`` (bytes as read from its output); empty when it is
+    missing or not JSON (the output's problems are reported with the metrics)."""
+    if not evaluation:
+        return {}
+    try:
+        return health_rules_report(json.loads(evaluation))
+    except ValueError:
+        return {}
+
+
+def _health_metrics(rules: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """The flag and value of each rule the report says was evaluated (fired or silent)."""
+    found: dict[str, float] = {}
+    for rule, entry in rules.items():
+        flag = _HEALTH_FLAGS.get(str(entry.get("status")))
+        if flag is None:  # not evaluated: no metric, as the job prints none
+            continue
+        found[contract.health_metric(rule)] = flag
+        value = _number(entry.get("value"))
+        if value is not None:
+            found[contract.health_value_metric(rule)] = value
+    return found
+
+
+def health_findings(
+    metrics: Mapping[str, float],
+    rules: Mapping[str, Mapping[str, Any]],
+    blocking_rules: Iterable[str],
+) -> tuple[HealthFinding, ...]:
+    """Every rule whose flag says it fired (``metrics[health_<rule>] == 1``), in contract order, with its
+    value (the metric, else the report's), threshold, step and advice from the ``evaluation.json`` rules."""
+    blocking = frozenset(blocking_rules)
+    findings: list[HealthFinding] = []
+    for rule in contract.HEALTH_RULES:
+        if metrics.get(contract.health_metric(rule)) != 1.0:
+            continue
+        entry = rules.get(rule) or {}
+        value = metrics.get(contract.health_value_metric(rule))
+        step = entry.get("step")
+        advice = entry.get("advice")
+        findings.append(
+            HealthFinding(
+                rule=rule,
+                blocking=rule in blocking,
+                value=value if value is not None else _number(entry.get("value")),
+                threshold=_number(entry.get("threshold")),
+                step=step if isinstance(step, int) and not isinstance(step, bool) else None,
+                advice=" ".join(advice.split()) if isinstance(advice, str) else "",
+            )
+        )
+    return tuple(findings)
 
 
 def merge_metrics(*sources: Mapping[str, float]) -> dict[str, float]:
@@ -326,12 +449,14 @@ def decide(
     thresholds: Thresholds,
     approved: Sequence[ApprovedModel],
     manual_approval: bool,
+    health: Sequence[HealthFinding] = (),
 ) -> Decision:
     """The quality gate: every gated metric present and at or above its minimum, and none more than
     ``max_regression`` below the best value any Approved package of the same split reached.
 
-    Rejected when a rule fails; PendingManualApproval when the approved packages cannot be compared with
-    (another split, metrics not stored) or when ``manual_approval`` is on; Approved otherwise.
+    Rejected when a rule fails; PendingManualApproval when the run tripped a blocking training-health rule
+    (``health``), when the approved packages cannot be compared with (another split, metrics not stored) or
+    when ``manual_approval`` is on; Approved otherwise. Every fired health rule is listed among the reasons.
     """
     split = gate_split(metrics)
     failures: list[str] = []
@@ -360,19 +485,39 @@ def decide(
 
     def decided(status: str, reasons: Iterable[str]) -> Decision:
         return Decision(
-            status=status, reasons=tuple(reasons), split=split, gated=gated, comparison=comparison.summary
+            status=status,
+            reasons=tuple(reasons),
+            split=split,
+            gated=gated,
+            comparison=comparison.summary,
+            health=tuple(health),
         )
 
+    held = [finding for finding in health if finding.blocking]
+    noted = [finding.describe() for finding in health if not finding.blocking]
     if failures:
-        return decided(REJECTED, failures)
+        # A failing model stays rejected; what went wrong in its run helps whoever trains the next one.
+        return decided(REJECTED, [*failures, *(finding.describe() for finding in health)])
+    waits: list[str] = []
+    if held:
+        # A run that stopped learning or blew up may still score well on one split: a person looks first.
+        rules = ", ".join(finding.rule for finding in held)
+        waits.append(
+            f"the run tripped the blocking training-health rule(s) {rules} (health_blocking_rules): "
+            "a person approves or rejects this package"
+        )
     if comparison.blockers:
         # Never "anything goes": a model the gate cannot compare waits for a person, whatever the mode.
-        why = "the gate cannot compare this model with the approved ones: a person approves or rejects it"
-        return decided(PENDING, [*comparison.blockers, *passes, why])
+        waits.append(
+            "the gate cannot compare this model with the approved ones: a person approves or rejects it"
+        )
+    if waits:
+        first = [finding.describe() for finding in held]
+        return decided(PENDING, [*first, *comparison.blockers, *passes, *noted, *waits])
     if manual_approval:
-        passes.append("manual_approval is on: a person approves or rejects this package")
-        return decided(PENDING, passes)
-    return decided(APPROVED, passes)
+        why = "manual_approval is on: a person approves or rejects this package"
+        return decided(PENDING, [*passes, *noted, why])
+    return decided(APPROVED, [*passes, *noted])
 
 
 @dataclass(frozen=True)
@@ -541,7 +686,8 @@ def _metadata_value(text: str) -> str:
 def customer_metadata(
     job_name: str, decision: Decision, metrics: Mapping[str, float], tuning: TuningResult | None = None
 ) -> dict[str, str]:
-    """Job name, gated values (``accuracy``, ``f1``, ``clip_accuracy``), every known raw metric, what
+    """Job name, gated values (``accuracy``, ``f1``, ``clip_accuracy``), every known raw metric, the
+    training-health flags (``health_<rule>``) and the blocking rules that fired (``health_blocking``), what
     the model was compared with (``comparison``) and, for a tuning job's winner, the tuning job, its
     objective and the values it chose (``tuned_<name>``)."""
     properties = {META_JOB: job_name}
@@ -556,6 +702,12 @@ def customer_metadata(
     properties.update(
         {name: _format_metric(metrics[name]) for name in contract.METRIC_NAMES if name in metrics}
     )
+    # The flags of the rules the run evaluated (their values are in the evaluation report); within the
+    # API's 50 properties.
+    flags = [contract.health_metric(rule) for rule in contract.HEALTH_RULES]
+    properties.update({name: _format_metric(metrics[name]) for name in flags if name in metrics})
+    if decision.blocking_health:
+        properties[META_HEALTH_BLOCKING] = " ".join(decision.blocking_health)
     if decision.comparison:
         properties[META_COMPARISON] = decision.comparison
     return {key: _metadata_value(value) for key, value in properties.items()}
@@ -610,8 +762,10 @@ def model_package_request(
 # --- notifications ----------------------------------------------------------------------------------
 
 
-def _subject(text: str) -> str:
-    return text if len(text) <= _SUBJECT_LIMIT else text[: _SUBJECT_LIMIT - 3] + "..."
+def _subject(text: str, tail: str = "") -> str:
+    """``text`` + ``tail`` within SNS's 100 characters; ``text`` is shortened, so ``tail`` always shows."""
+    room = _SUBJECT_LIMIT - len(tail)
+    return (text if len(text) <= room else text[: room - 3] + "...") + tail
 
 
 def registered_message(
@@ -623,8 +777,17 @@ def registered_message(
     duplicate: bool,
     tuning: TuningResult | None = None,
 ) -> tuple[str, str]:
-    """Subject and body for a completed job: the decision, the metrics and the reasons."""
+    """Subject and body for a completed job: the decision, the metrics and the reasons.
+
+    A model held back by a blocking training-health rule says so in the subject (``<job> needs review:
+    training health``) and in the body's second line.
+    """
     lines = [f"Training job {job_name} completed. Model package: {decision.status}."]
+    if decision.needs_health_review:
+        lines.append(
+            f"Needs review: the run tripped the blocking training-health rule(s) "
+            f"{', '.join(decision.blocking_health)}; the reasons below say what was measured and what to do."
+        )
     if tuning is not None:
         lines.append(tuning_summary(tuning))
     if duplicate:
@@ -643,7 +806,17 @@ def registered_message(
             "Approve with: aws sagemaker update-model-package "
             f"--model-package-arn {model_package_arn} --model-approval-status Approved"
         )
+    if decision.needs_health_review:
+        return _subject(f"AcousticShield: {job_name}", f" {_HEALTH_REVIEW}"), "\n".join(lines)
     return _subject(f"AcousticShield: {job_name} {decision.status}"), "\n".join(lines)
+
+
+def health_of_package(package: Mapping[str, Any]) -> tuple[HealthFinding, ...]:
+    """The blocking rules a registered package's run tripped, read back from its ``health_blocking``
+    metadata (a repeated event reports the package as it was registered)."""
+    properties = package.get("CustomerMetadataProperties") or {}
+    names = str(properties.get(META_HEALTH_BLOCKING, "")).split()
+    return tuple(HealthFinding(rule=name, blocking=True) for name in names if name in contract.HEALTH_RULES)
 
 
 def failed_message(*, job_name: str, status: str, failure_reason: str | None) -> tuple[str, str]:

@@ -202,11 +202,16 @@ def _register_once(
     model_data_url = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
 
     if model_data_url:
+        # What the run's health rules found: flags and values from the metrics, the rest from evaluation.json.
+        health = logic.health_findings(
+            metrics, logic.evaluation_health(archive.evaluation), settings.health_blocking_rules
+        )
         decision = logic.decide(
             metrics,
             thresholds=settings.thresholds,
             approved=aws.approved_models(clients.sagemaker, settings.model_package_group),
             manual_approval=settings.manual_approval,
+            health=health,
         )
     else:
         decision = logic.rejected_without_metrics(
@@ -267,7 +272,9 @@ def _repeat(
     reasons = [f"already registered for this job as {arn}; nothing new was created"]
     if package.get("ModelPackageDescription"):
         reasons.append(f"registered as: {package['ModelPackageDescription']}")
-    decision = logic.Decision(status=approval, reasons=tuple(reasons))
+    decision = logic.Decision(
+        status=approval, reasons=tuple(reasons), health=logic.health_of_package(package)
+    )
     # Sent only when no message went out for the job yet: the first delivery failed after registering.
     subject, message = logic.registered_message(
         job_name=job_name,

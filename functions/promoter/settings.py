@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-try:  # the Lambda package carries it beside this module
-    from . import environment  # type: ignore[attr-defined]
+try:  # the Lambda package carries them beside this module
+    from . import contract, environment  # type: ignore[attr-defined]
 except ImportError:  # the repository
     from functions import environment
+    from ml_code import contract
 
 
 class SettingsError(ValueError):
@@ -43,6 +45,8 @@ class Settings:
     data_bucket: str
     evaluation_prefix: str
     tuning_job_prefix: str = ""  # empty: this deployment's promoter handles no tuning jobs
+    # Training-health rules (contract.HEALTH_RULES) that hold a model for manual approval when they fired.
+    health_blocking_rules: tuple[str, ...] = contract.DEFAULT_BLOCKING_HEALTH_RULES
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -95,6 +99,24 @@ class Settings:
                 pattern=r"[a-zA-Z0-9][a-zA-Z0-9-]{0,30}",
                 required=False,
             ),
+            health_blocking_rules=reader.json_value(
+                "HEALTH_BLOCKING_RULES",
+                _health_rules,
+                "a JSON list of different training-health rules out of " + ", ".join(contract.HEALTH_RULES),
+                contract.DEFAULT_BLOCKING_HEALTH_RULES,
+            ),
         )
         reader.raise_problems(SettingsError, "promoter")
         return settings
+
+
+def _health_rules(value: Any) -> tuple[str, ...]:
+    """A JSON list of different names out of contract.HEALTH_RULES (``[]``: no rule holds a model back)."""
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValueError
+    unknown = [name for name in value if name not in contract.HEALTH_RULES]
+    if unknown:
+        raise environment.Invalid(f"unknown: {', '.join(unknown)}")
+    if len(set(value)) != len(value):
+        raise environment.Invalid("a rule is named twice")
+    return tuple(value)

@@ -1,4 +1,5 @@
-"""Every failure of the training lifecycle alarms on the notifications topic, and one dashboard shows them."""
+"""Every failure of the training lifecycle alarms on the notifications topic, and one dashboard shows them,
+with the training jobs' health rules and their instances' utilization."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+
+from ml_code import contract
 
 from ..operations import (
     FIVE_MINUTES,
@@ -32,6 +35,41 @@ FAILED_BUILD_STATUSES = ["FAILED", "FAULT", "TIMED_OUT"]
 # status (Stopped or Failed) does not say why, and the promoter already announces every Failed and Stopped
 # job; these say which limit, and need no Lambda to be told.
 TIME_LIMIT_STATUSES = ["MaxWaitTimeExceeded", "MaxRuntimeExceeded"]
+# Training jobs publish two kinds of metrics to this namespace, every job, without Debugger or Profiler:
+# - per instance, dimension Host (<job>/algo-<n>): CPU, memory, disk and GPU utilization (Amazon SageMaker AI
+#   metrics in Amazon CloudWatch, "SageMaker AI job metrics");
+# - per job, dimension TrainingJobName: what the job's metric definitions scrape from its log, here the
+#   contract's metric lines, training health included (Amazon CloudWatch Metrics for Monitoring and
+#   Analyzing Training Jobs).
+TRAINING_JOB_METRICS = "/aws/sagemaker/TrainingJobs"
+JOB_DIMENSION = "TrainingJobName"
+INSTANCE_DIMENSION = "Host"
+# Percent of all the instance's CPUs (400 with four), of its memory and disk; GPU ones per GPU, summed.
+INSTANCE_METRICS = {
+    "CPUUtilization": "CPU",
+    "MemoryUtilization": "memory",
+    "DiskUtilization": "disk",
+    "GPUUtilization": "GPU",
+    "GPUMemoryUtilization": "GPU memory",
+}
+SEARCH_STATISTIC = "Maximum"
+
+
+def job_search(dimension: str, metric_names: Sequence[str], job_name_prefix: str) -> str:
+    """A CloudWatch search for ``metric_names`` of this app's training jobs, whatever each run is named.
+
+    Job names change every run, so no graph can name their dimension values; a search finds them. The
+    metric schema ``{namespace,dimension}`` matches the metrics published with exactly that dimension, and
+    ``<dimension>=<prefix>`` is a partial match: the prefix's tokens (split at '-') appearing in that order in
+    the job name or host (CloudWatch search expression syntax). An exact (quoted) match would need the
+    whole name.
+    """
+    names = " OR ".join(f'MetricName="{name}"' for name in metric_names)
+    if len(metric_names) > 1:
+        names = f"({names})"
+    term = f"{dimension}={job_name_prefix.rstrip('-')}"
+    query = f'{{"{TRAINING_JOB_METRICS}",{dimension}}} {names} {term}'
+    return f"SEARCH('{query}', '{SEARCH_STATISTIC}', {int(FIVE_MINUTES.to_seconds())})"
 
 
 @dataclass(frozen=True)
@@ -230,5 +268,53 @@ class TrainingOperations(Construct):
                     graph("Dead-letter queues (messages waiting)", letters),
                     graph("Failure notices (sent, failed to deliver)", self.notices.metrics()),
                 ],
+                *self._training_job_rows(props.job_name_prefix),
             ],
         )
+
+    @staticmethod
+    def _training_job_rows(job_name_prefix: str) -> list[list[cloudwatch.IWidget]]:
+        """The health rules each job evaluated (flag and measured value) and its instances' utilization."""
+
+        def search(dimension: str, names: Sequence[str], label: str = "") -> cloudwatch.SearchExpression:
+            return cloudwatch.SearchExpression(
+                expression=job_search(dimension, names, job_name_prefix), label=label, period=FIVE_MINUTES
+            )
+
+        def graph(
+            title: str, lines: Sequence[cloudwatch.IMetric], axis: cloudwatch.YAxisProps
+        ) -> cloudwatch.GraphWidget:
+            return cloudwatch.GraphWidget(title=title, left=list(lines), left_y_axis=axis, width=12)
+
+        flags = [contract.health_metric(rule) for rule in contract.HEALTH_RULES]
+        values = [contract.health_value_metric(rule) for rule in contract.HEALTH_RULES]
+        instance = {
+            name: search(INSTANCE_DIMENSION, [name], label) for name, label in INSTANCE_METRICS.items()
+        }
+        percent = cloudwatch.YAxisProps(min=0, label="%", show_units=False)
+        return [
+            [
+                graph(
+                    "Training health: rules that fired (1) or stayed silent (0), per job",
+                    [search(JOB_DIMENSION, flags)],
+                    cloudwatch.YAxisProps(min=0, max=1, show_units=False),
+                ),
+                graph(
+                    "Training health: what each rule measured, per job",
+                    [search(JOB_DIMENSION, values)],
+                    cloudwatch.YAxisProps(show_units=False),
+                ),
+            ],
+            [
+                graph(
+                    "Training instances: CPU (all cores), memory and disk",
+                    [instance[name] for name in ("CPUUtilization", "MemoryUtilization", "DiskUtilization")],
+                    percent,
+                ),
+                graph(
+                    "Training instances: GPU and GPU memory (summed over GPUs)",
+                    [instance[name] for name in ("GPUUtilization", "GPUMemoryUtilization")],
+                    percent,
+                ),
+            ],
+        ]

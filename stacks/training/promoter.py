@@ -3,6 +3,7 @@ registers the model it produced; announces rules that found issues."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import aws_cdk as cdk
@@ -54,7 +55,7 @@ class ModelPromoter(Construct):
             "Handler",
             props=PythonFunctionProps(
                 package="promoter",
-                # The content types a model package advertises (ml_code/contract.py), beside the code.
+                # The contract (content types, metric and training-health rule names), beside the code.
                 files={
                     "contract.py": ML_CODE / "contract.py",
                     "environment.py": FUNCTIONS_DIR / "environment.py",
@@ -72,6 +73,7 @@ class ModelPromoter(Construct):
                     "MIN_CLIP_ACCURACY": str(q.min_clip_accuracy),
                     "MAX_REGRESSION": str(q.max_regression),
                     "MANUAL_APPROVAL": "true" if q.manual_approval else "false",
+                    "HEALTH_BLOCKING_RULES": json.dumps(list(q.health_blocking_rules)),
                     "TOPIC_ARN": props.topic.topic_arn,
                     "INFERENCE_IMAGE": props.inference_image,
                     "SERVING_INSTANCE_TYPE": props.serving_instance_type,

@@ -52,6 +52,7 @@ ENVIRONMENT = {
     "DATA_BUCKET": BUCKET,
     "EVALUATION_PREFIX": "evaluation/",
     "TUNING_JOB_PREFIX": "acoustic-shield-dev-hpo-",
+    "HEALTH_BLOCKING_RULES": '["loss_not_decreasing", "exploding_gradient"]',
 }
 TUNING_PREFIX = "acoustic-shield-dev-hpo-"
 THRESHOLDS = Thresholds(min_accuracy=0.8, min_f1=0.75, min_clip_accuracy=0.8, max_regression=0.01)

@@ -5,17 +5,22 @@ CloudWatch accepts an alarm on any namespace, metric and dimensions: one that no
 INSUFFICIENT_DATA (or OK, with missing data not breaching) forever and never fires. A metric is the exact set of
 its dimensions: InvocationFailures of an async endpoint is published per endpoint and variant, so an alarm on
 the endpoint alone watches nothing. The table below is AWS's metric documentation for each namespace these
-stacks use; each template of each variant is walked against it.
+stacks use; each template of each variant is walked against it. A dashboard line may be a CloudWatch search
+instead of one metric (training jobs are named anew every run): its metric schema, ``{namespace,dimension,...}``,
+and each ``MetricName="..."`` it asks for are walked against the same table.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from ml_code import contract
 from stacks.app_builder import AcousticShieldApp
 
 from .variants import TEMPLATE_VARIANTS, StackTemplate, stack_templates
@@ -23,6 +28,8 @@ from .variants import TEMPLATE_VARIANTS, StackTemplate, stack_templates
 Dimensions = frozenset[str]
 ENDPOINT_VARIANT: Dimensions = frozenset({"EndpointName", "VariantName"})
 ENDPOINT: Dimensions = frozenset({"EndpointName"})
+TRAINING_JOB: Dimensions = frozenset({"TrainingJobName"})
+TRAINING_HOST: Dimensions = frozenset({"Host"})
 INSTANCE_METRICS = (
     "CPUUtilization",
     "MemoryUtilization",
@@ -75,8 +82,14 @@ METRIC_DIMENSIONS: dict[str, tuple[str, dict[str, frozenset[Dimensions]]]] = {
         published(INSTANCE_METRICS, ENDPOINT_VARIANT),
     ),
     "/aws/sagemaker/TrainingJobs": (
-        "Amazon SageMaker AI metrics in Amazon CloudWatch (instance metrics of training jobs)",
-        published(INSTANCE_METRICS, frozenset({"Host"})),
+        "Amazon SageMaker AI metrics in Amazon CloudWatch (instance metrics of training jobs, dimension Host: "
+        "<training-job-name>/algo-<instance-number>); Amazon CloudWatch Metrics for Monitoring and Analyzing "
+        "Training Jobs (what a job's MetricDefinitions scrape from its log, per job: /aws/sagemaker/TrainingJobs, "
+        "TrainingJobName), here the contract's JOB_METRIC_NAMES",
+        {
+            **published(INSTANCE_METRICS, TRAINING_HOST),
+            **published(contract.JOB_METRIC_NAMES, TRAINING_JOB),
+        },
     ),
     "AWS/Lambda": (
         "Working with AWS Lambda function metrics (Lambda Developer Guide)",
@@ -188,17 +201,81 @@ def text(value: Any) -> str:
     return f"<{function}>"
 
 
-def dashboard_metrics(dashboard: str, props: dict[str, Any]) -> Iterator[MetricUse]:
-    """Each metric line of each graph: [namespace, metric, name, value, ..., {options}]."""
+# CloudWatch search expression syntax: SEARCH(' {Namespace, DimensionName1, ...} SearchTerm', 'Statistic', Period);
+# names in the schema may be double-quoted, the search term may name properties (MetricName="CPUUtilization",
+# InstanceType=micro), and an exact value in double quotes escapes " \ ( ) with a backslash.
+_SEARCH = re.compile(
+    r"SEARCH\(\s*'(?P<query>(?:[^'\\]|\\.)*)'\s*,\s*'(?P<statistic>[^']*)'\s*(?:,\s*(?P<period>\d+)\s*)?\)"
+)
+_SCHEMA = re.compile(r"^\s*\{(?P<schema>[^}]*)\}(?P<term>.*)$", re.S)
+_PROPERTY = re.compile(r'(?<![\w"])(?P<name>[A-Za-z][\w.:-]*)=(?P<value>"(?:[^"\\]|\\.)*"|[^\s()"]+)')
+# Properties of a search term that are not dimension names.
+_NOT_DIMENSIONS = {"MetricName", "Namespace"}
+
+
+@dataclass(frozen=True)
+class Search:
+    """One SEARCH(...) of a dashboard line: its metric schema, the metric names and properties of its term."""
+
+    query: str
+    namespace: str | None
+    dimensions: Dimensions
+    metric_names: tuple[str, ...]
+    properties: tuple[str, ...]  # every name=value of the term, MetricName included
+    statistic: str
+    period: int | None
+
+
+def _unquoted(name: str) -> str:
+    name = name.strip()
+    return name[1:-1] if len(name) >= 2 and name[0] == name[-1] == '"' else name
+
+
+def searches(expression: str) -> list[Search]:
+    """Every SEARCH(...) in a metric-math expression (a SUM(SEARCH(...)) included)."""
+    found = []
+    for match in _SEARCH.finditer(expression):
+        query = match["query"]
+        schema = _SCHEMA.match(query)
+        names = [_unquoted(n) for n in schema["schema"].split(",")] if schema else []
+        term = schema["term"] if schema else query
+        properties = [(m["name"], _unquoted(m["value"])) for m in _PROPERTY.finditer(term)]
+        found.append(
+            Search(
+                query=query,
+                namespace=names[0] if names else None,
+                dimensions=frozenset(names[1:]),
+                metric_names=tuple(value for name, value in properties if name == "MetricName"),
+                properties=tuple(name for name, _ in properties),
+                statistic=match["statistic"],
+                period=int(match["period"]) if match["period"] else None,
+            )
+        )
+    return found
+
+
+def dashboard_lines(dashboard: str, props: dict[str, Any]) -> Iterator[tuple[str, list[Any]]]:
+    """Each metric line of each graph, with where it is."""
     body = json.loads(text(props["DashboardBody"]))
     for widget in body["widgets"]:
         properties = widget.get("properties", {})
         for line in properties.get("metrics", []):
-            if any(isinstance(part, dict) and "expression" in part for part in line):
-                continue
+            yield f"dashboard {dashboard} ({properties.get('title')})", line
+
+
+def dashboard_metrics(dashboard: str, props: dict[str, Any]) -> Iterator[MetricUse]:
+    """Each metric line of each graph: [namespace, metric, name, value, ..., {options}]; a search line as
+    each metric name it asks for, with the dimensions of its schema (none named: a use the table lacks)."""
+    for where, line in dashboard_lines(dashboard, props):
+        expressions = [part["expression"] for part in line if isinstance(part, dict) and "expression" in part]
+        if not expressions:
             namespace, metric, *dimensions = [part for part in line if isinstance(part, str)]
-            where = f"dashboard {dashboard} ({properties.get('title')})"
             yield where, namespace, metric, frozenset(dimensions[0::2])
+            continue
+        # Other math only combines lines that are walked on their own.
+        for search in (found for expression in expressions for found in searches(expression)):
+            for metric in search.metric_names or (None,):
+                yield f"{where} SEARCH {search.query!r}", search.namespace, metric, search.dimensions
 
 
 def metric_uses(stack: StackTemplate, *, dashboards: bool) -> Iterator[MetricUse]:
@@ -335,3 +412,82 @@ def test_a_metric_math_alarm_is_checked_metric_by_metric() -> None:
         "Serving: alarm Rate (failures): AWS/SageMaker InvocationFailures is published with ['EndpointName', "
         f"'VariantName'], not ['EndpointName'] ({METRIC_DIMENSIONS['AWS/SageMaker'][0]})"
     ]
+
+
+def test_a_dashboard_search_is_checked_like_a_metric_line() -> None:
+    """CloudWatch search expression syntax: the metric schema ``{Namespace, DimensionName, ...}`` names the
+    namespace and the dimensions of the metrics searched, and ``MetricName="..."`` the metrics. A search on a
+    schema no metric has finds nothing, and its graph stays as empty as a line with the wrong dimensions."""
+    # Given a graph of training jobs' CPU per host, of a health flag per job, of CPU per job (SageMaker
+    # publishes instance metrics per host only), and a search without a schema
+    lines = [
+        [
+            {
+                "expression": 'SEARCH(\'{"/aws/sagemaker/TrainingJobs",Host} MetricName="CPUUtilization" '
+                "Host=job', 'Maximum', 300)"
+            }
+        ],
+        [
+            {
+                "expression": 'SEARCH(\'{/aws/sagemaker/TrainingJobs,TrainingJobName} (MetricName="health_overfit" '
+                "OR MetricName=\"eval_f1\") TrainingJobName=job', 'Maximum', 300)"
+            }
+        ],
+        [
+            {
+                "expression": 'SEARCH(\'{"/aws/sagemaker/TrainingJobs",TrainingJobName} MetricName="CPUUtilization"\''
+                ", 'Maximum', 300)"
+            }
+        ],
+        [{"expression": "SEARCH(' MetricName=\"CPUUtilization\" ', 'Average', 300)"}],
+        [{"expression": "SUM(METRICS())"}],
+    ]
+    body = {"widgets": [{"properties": {"title": "g", "metrics": lines}}]}
+    # When its lines are looked up in the table
+    uses = list(dashboard_metrics("D", {"DashboardBody": json.dumps(body)}))
+    problems = undocumented(iter(uses), "Training")
+    # Then each metric a search asks for is a use of its own, the math line is skipped, and the two searches
+    # that can find nothing are refused
+    assert [(namespace, metric, sorted(dimensions)) for _, namespace, metric, dimensions in uses] == [
+        ("/aws/sagemaker/TrainingJobs", "CPUUtilization", ["Host"]),
+        ("/aws/sagemaker/TrainingJobs", "health_overfit", ["TrainingJobName"]),
+        ("/aws/sagemaker/TrainingJobs", "eval_f1", ["TrainingJobName"]),
+        ("/aws/sagemaker/TrainingJobs", "CPUUtilization", ["TrainingJobName"]),
+        (None, "CPUUtilization", []),
+    ]
+    assert len(problems) == 2
+    assert "CPUUtilization is published with ['Host'], not ['TrainingJobName']" in problems[0]
+    assert "namespace None is not in the table" in problems[1]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_dashboard_search_is_one_cloudwatch_runs(
+    synth_app: Callable[..., AcousticShieldApp], variant: str
+) -> None:
+    """CloudWatch search expression syntax: a query of at most 1,024 characters, at most 100 search expressions
+    on one graph, a statistic and a period (seconds); a property of the search term that is a dimension
+    (``TrainingJobName=...``) must be one of the schema's, or no metric of that schema has it."""
+    # Given every dashboard of this configuration
+    problems, seen = [], 0
+    for stack in stack_templates(synth_app, variant):
+        for logical_id, resource in stack.resources.items():
+            if resource["Type"] != "AWS::CloudWatch::Dashboard":
+                continue
+            per_graph: dict[str, int] = {}
+            # When each search of each graph is read
+            for where, line in dashboard_lines(logical_id, resource["Properties"]):
+                for part in line:
+                    for search in searches(part.get("expression", "")) if isinstance(part, dict) else []:
+                        seen += 1
+                        per_graph[where] = per_graph.get(where, 0) + 1
+                        outside = set(search.properties) - _NOT_DIMENSIONS - search.dimensions
+                        # Then it fits, says how to aggregate, and filters only on its schema's dimensions
+                        if len(search.query) > 1024:
+                            problems.append(f"{stack.name}: {where}: query of {len(search.query)} characters")
+                        if not search.statistic or not search.period or search.period % 60:
+                            problems.append(f"{stack.name}: {where}: statistic or period missing or odd")
+                        if outside:
+                            problems.append(f"{stack.name}: {where}: {sorted(outside)} not in the schema")
+            problems += [f"{stack.name}: {w}: {n} searches" for w, n in per_graph.items() if n > 100]
+    assert seen  # the Training stack's operations dashboard searches for its jobs
+    assert not problems, "\n".join(problems)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ml_code import contract
 from stacks.config import AppConfig, ConfigError, load_config, settings
 
 from .conftest import ROOT, cdk_context
@@ -83,6 +84,15 @@ def test_prod_environment_and_command_line_overrides() -> None:
             {"autoscaling_min_capacity": "5"},
             "autoscaling_min_capacity \\(5\\) must be <= autoscaling_max_capacity",
         ),
+        (
+            {"health_blocking_rules": "overfit,loss_is_flat"},
+            "'health_blocking_rules' = 'overfit,loss_is_flat' is invalid: expected a list of different names "
+            "out of loss_not_decreasing, overfit, overtraining, vanishing_gradient, exploding_gradient",
+        ),
+        (
+            {"health_blocking_rules": '["overfit", "overfit"]'},
+            "'health_blocking_rules' = '\\[\"overfit\", \"overfit\"\\]' is invalid: expected a list of different",
+        ),
     ],
 )
 def test_invalid_value_names_the_key_the_value_and_what_is_allowed(
@@ -92,6 +102,20 @@ def test_invalid_value_names_the_key_the_value_and_what_is_allowed(
     # value and what is allowed
     with pytest.raises(ConfigError, match=message):
         config(**overrides)
+
+
+def test_health_blocking_rules_default_to_the_contracts_and_may_be_none() -> None:
+    # Given no health_blocking_rules, then an empty list and one rule from the command line
+    # When the context is loaded
+    default, none, one = (
+        config().quality.health_blocking_rules,
+        config(health_blocking_rules="[]").quality.health_blocking_rules,
+        config(health_blocking_rules="overfit").quality.health_blocking_rules,
+    )
+    # Then the contract's blocking rules apply by default, and either override is taken as given
+    assert default == contract.DEFAULT_BLOCKING_HEALTH_RULES == ("loss_not_decreasing", "exploding_gradient")
+    assert none == ()
+    assert one == ("overfit",)
 
 
 def test_unknown_key_in_cdk_json_is_refused() -> None:

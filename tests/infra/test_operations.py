@@ -8,10 +8,12 @@ from typing import Any
 
 from aws_cdk.assertions import Template
 
+from ml_code import contract
 from stacks.app_builder import AcousticShieldApp
 from stacks.config import load_config
 
 from .conftest import MODEL_A, cdk_context
+from .test_alarm_metrics import text as dashboard_text
 from .test_training_stack import statements
 
 
@@ -251,6 +253,52 @@ def test_the_operations_dashboard_shows_every_alarm_and_failure_metric(training_
     assert "ApproximateNumberOfMessagesVisible" in body and "TriggeredRules" in body
     outputs = training_template.to_json()["Outputs"]
     assert outputs["OperationsDashboardName"]["Value"] == {"Ref": dashboard_id}
+
+
+def test_the_operations_dashboard_finds_this_apps_training_jobs_by_search(
+    training_template: Template,
+) -> None:
+    """Amazon SageMaker AI metrics in Amazon CloudWatch: every training job publishes its instances' utilization
+    to /aws/sagemaker/TrainingJobs per Host (<job>/algo-<n>); Amazon CloudWatch Metrics for Monitoring and
+    Analyzing Training Jobs: what its metric definitions scrape, per TrainingJobName. Job names change every
+    run, so the graphs search (CloudWatch search expression syntax), matching this app's job-name prefix."""
+    # Given the operations dashboard of the dev Training stack
+    dashboard_id = only_id(training_template, "AWS::CloudWatch::Dashboard", "OperationsDashboard")
+    dashboard = resources(training_template, "AWS::CloudWatch::Dashboard")[dashboard_id]
+    body = json.loads(dashboard_text(dashboard["Properties"]["DashboardBody"]))
+    # When its search expressions are listed, by graph
+    searched = {
+        widget["properties"]["title"]: [
+            part["expression"] for line in widget["properties"]["metrics"] for part in line
+        ]
+        for widget in body["widgets"]
+        if widget["properties"].get("title", "").startswith("Training ")
+    }
+    # Then the health flags and values of every rule are searched per job...
+    schema = '{"/aws/sagemaker/TrainingJobs",TrainingJobName}'
+    flags = " OR ".join(f'MetricName="health_{rule}"' for rule in contract.HEALTH_RULES)
+    values = " OR ".join(f'MetricName="health_{rule}_value"' for rule in contract.HEALTH_RULES)
+    assert searched["Training health: rules that fired (1) or stayed silent (0), per job"] == [
+        f"SEARCH('{schema} ({flags}) TrainingJobName=acoustic-shield-dev-train', 'Maximum', 300)"
+    ]
+    assert searched["Training health: what each rule measured, per job"] == [
+        f"SEARCH('{schema} ({values}) TrainingJobName=acoustic-shield-dev-train', 'Maximum', 300)"
+    ]
+    # ...and SageMaker's own instance metrics per host of those jobs, which need no Debugger or Profiler
+    host = '{"/aws/sagemaker/TrainingJobs",Host}'
+    assert [
+        *searched["Training instances: CPU (all cores), memory and disk"],
+        *searched["Training instances: GPU and GPU memory (summed over GPUs)"],
+    ] == [
+        f"SEARCH('{host} MetricName=\"{metric}\" Host=acoustic-shield-dev-train', 'Maximum', 300)"
+        for metric in (
+            "CPUUtilization",
+            "MemoryUtilization",
+            "DiskUtilization",
+            "GPUUtilization",
+            "GPUMemoryUtilization",
+        )
+    ]
 
 
 def test_failure_alarms_can_be_turned_off_per_environment(

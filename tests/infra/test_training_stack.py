@@ -404,6 +404,7 @@ def test_promoter_gets_the_quality_gate_and_the_inference_image(training_templat
                         "MIN_CLIP_ACCURACY": "0.5",
                         "MAX_REGRESSION": "0.01",
                         "MANUAL_APPROVAL": "false",
+                        "HEALTH_BLOCKING_RULES": '["loss_not_decreasing", "exploding_gradient"]',
                         "EVALUATION_PREFIX": "evaluation/",
                         "SERVING_INSTANCE_TYPE": "ml.m5.xlarge",
                         "INFERENCE_IMAGE": {
@@ -421,6 +422,24 @@ def test_promoter_gets_the_quality_gate_and_the_inference_image(training_templat
             },
         },
     )
+
+
+def test_promoter_is_told_the_configured_blocking_health_rules(synth_app: Any) -> None:
+    # Given health_blocking_rules chosen on the command line: none, or overfit and the GPU's memory
+    # When the Training stack is synthesized
+    environments = {
+        value: Template.from_stack(synth_app(health_blocking_rules=value).training)
+        for value in ("[]", "overfit,gpu_memory")
+    }
+    # Then the promoter gets them as a JSON list, in the order given
+    for value, expected in (("[]", "[]"), ("overfit,gpu_memory", '["overfit", "gpu_memory"]')):
+        environments[value].has_resource_properties(
+            "AWS::Lambda::Function",
+            {
+                "Handler": "promoter.handler.handler",
+                "Environment": {"Variables": Match.object_like({"HEALTH_BLOCKING_RULES": expected})},
+            },
+        )
 
 
 def test_promoter_registers_only_in_its_group_and_reads_only_job_outputs(training_template: Template) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
+from ml_code import contract
 from ml_code.contract import JOB_METRIC_NAMES
 from rehearse.emulator import Emulator, environment
 from rehearse.loop import DATASET, STACKS, rehearse
@@ -98,6 +99,23 @@ def test_the_job_is_the_request_the_launcher_built(loop) -> None:
     assert {c["ChannelName"] for c in job["InputDataConfig"]} >= {"train", "test"}
     final = {m["MetricName"] for m in job["FinalMetricDataList"]}
     assert {"test_accuracy", "test_f1", "test_clip_accuracy"} <= final
+
+
+def test_the_jobs_health_is_reported_rule_by_rule(loop) -> None:
+    # Then the train step records every health rule as fired, silent or not evaluated (with why), and the
+    # job's scraped metrics carry a flag for each rule it evaluated
+    health = loop["steps"]["train"]["produced"]["health"]
+    assert set(health) == set(contract.HEALTH_RULES)
+    assert {rule["status"] for rule in health.values()} <= set(contract.HEALTH_STATUSES)
+    assert all(rule["reason"] for rule in health.values())
+    # On this machine's CPU the GPU rules cannot run, and say so
+    assert health["gpu_utilization"]["status"] == "not_evaluated"
+    final = {m["MetricName"]: m["Value"] for m in loop["state"]["job"]["FinalMetricDataList"]}
+    for name, rule in health.items():
+        if rule["status"] != "not_evaluated":
+            assert final[contract.health_metric(name)] == (1.0 if rule["status"] == "fired" else 0.0)
+    # And the model it gated on learned: no blocking rule fired
+    assert all(health[rule]["status"] != "fired" for rule in contract.DEFAULT_BLOCKING_HEALTH_RULES)
 
 
 def test_the_artifacts_are_where_sagemaker_puts_them(loop) -> None:

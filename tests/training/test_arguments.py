@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_code import contract, train
+from ml_code import contract, health, train
 
 SM_ENV = {
     "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
@@ -29,7 +29,7 @@ def test_sagemaker_hyperparameter_strings_parse_into_typed_arguments():
         "--export_onnx", "True",
     ]  # fmt: skip
     # When they are parsed
-    model, data, training = train.parse_arguments(argv)
+    model, data, training, _ = train.parse_arguments(argv)
     # Then each has its type
     assert model.model_name_or_path == "facebook/wav2vec2-base"
     assert (model.freeze_feature_encoder, model.export_onnx) == (False, True)
@@ -40,7 +40,7 @@ def test_sagemaker_hyperparameter_strings_parse_into_typed_arguments():
 
 def test_defaults_evaluate_each_epoch_and_keep_the_best_macro_f1():
     # When nothing is passed
-    model, data, training = train.parse_arguments([])
+    model, data, training, health_args = train.parse_arguments([])
     # Then the defaults are the documented ones
     assert model.model_name_or_path == "facebook/wav2vec2-base"
     assert model.freeze_feature_encoder is None  # decided by the weights: see test_freeze_decision
@@ -56,6 +56,11 @@ def test_defaults_evaluate_each_epoch_and_keep_the_best_macro_f1():
     assert training.greater_is_better is True
     assert training.report_to in ([], "none", ["none"])
     assert getattr(training, "warmup_ratio", None) == 0.1 or training.warmup_steps == 0.1
+    # And the training-health rules' parameters are Debugger's defaults where they apply (docs/training.md)
+    assert health_args == health.HealthArguments()
+    assert (health_args.loss_not_decreasing_windows, health_args.loss_not_decreasing_min_percent) == (5, 0.1)
+    assert (health_args.overfit_evaluations, health_args.overfit_min_ratio) == (3, 0.1)
+    assert (health_args.overtraining_patience, health_args.vanishing_gradient_norm) == (3, 1e-7)
 
 
 def test_warmup_ratio_is_accepted_on_every_transformers_version():
@@ -67,7 +72,7 @@ def test_warmup_ratio_is_accepted_on_every_transformers_version():
 
 def test_paths_come_from_the_sagemaker_environment():
     # Given the SageMaker environment and no path arguments
-    _, data, training = train.parse_arguments([])
+    _, data, training, _ = train.parse_arguments([])
     # When the paths are resolved
     paths = train.resolve_paths(data, training, SM_ENV)
     # Then each comes from its variable, and a missing validation channel stays missing
@@ -79,7 +84,7 @@ def test_paths_come_from_the_sagemaker_environment():
 
 def test_command_line_paths_win_over_the_environment(tmp_path):
     # Given both
-    _, data, training = train.parse_arguments(
+    _, data, training, _ = train.parse_arguments(
         ["--train_dir", "mine/train", "--model_dir", "mine/model", "--checkpoint_dir", str(tmp_path)]
     )
     # When the paths are resolved
@@ -100,7 +105,7 @@ def test_command_line_paths_win_over_the_environment(tmp_path):
 def test_a_missing_required_path_names_the_argument_and_the_variable(missing, message):
     # Given an environment without one required path
     env = {key: value for key, value in SM_ENV.items() if key != missing}
-    _, data, training = train.parse_arguments([])
+    _, data, training, _ = train.parse_arguments([])
     # When / Then
     with pytest.raises(train.TrainingInputError, match=message):
         train.resolve_paths(data, training, env)
@@ -171,7 +176,7 @@ def test_unusable_augmentation_filter_and_stopping_arguments_say_what_to_fix(arg
 
 def test_the_noise_channel_comes_from_the_sagemaker_environment():
     # Given a job with a noise channel
-    _, data, training = train.parse_arguments([])
+    _, data, training, _ = train.parse_arguments([])
     # When the paths are resolved
     paths = train.resolve_paths(data, training, SM_ENV | {"SM_CHANNEL_NOISE": "/opt/ml/input/data/noise"})
     # Then the background clips come from it; without the channel there are none

@@ -35,7 +35,7 @@ HYPERPARAMETERS = [
     "--learning_rate", "3e-3",
     "--per_device_train_batch_size", "8",
 ]  # fmt: skip
-METRIC_LINE = re.compile(r"^([a-z0-9_]+)=(\d+\.\d{4})$")
+METRIC_LINE = re.compile(r"^([a-z0-9_]+)=(\S+)$")
 
 
 @pytest.fixture(scope="module")
@@ -101,14 +101,47 @@ def test_metric_lines_follow_every_epoch_and_the_final_evaluation(trained):
     # Given the job's stdout
     lines = [m.groups() for m in map(METRIC_LINE.match, trained.stdout.splitlines()) if m]
     names = [name for name, _ in lines]
+    health_names = {name for name in names if name in contract.HEALTH_METRIC_NAMES}
 
-    # Then the names printed are exactly the contract's metric names, which the job's regexes scrape
-    assert set(names) == set(contract.METRIC_NAMES)
+    # Then the quality metrics printed are exactly the contract's, and the rest are health metrics
+    assert set(names) - health_names == set(contract.METRIC_NAMES)
+    # And every value is one the job's regex for its name reads whole
+    for name, value in lines:
+        assert re.fullmatch(contract.metric_regex(name), f"{name}={value}"), (name, value)
     # And every epoch printed the eval metrics, and the end printed the final values once more
     for name in ("eval_loss", "eval_accuracy", "eval_f1"):
         assert names.count(name) == EPOCHS + 1
     for name in ("train_loss", "test_loss", "test_accuracy", "test_f1", "test_clip_accuracy"):
         assert names.count(name) == 1
+
+
+def test_each_evaluated_health_rule_prints_its_flag_and_value_once_and_writes_them(trained):
+    # Given the health section of the report, the printed lines and metrics.json
+    rules = trained.report[contract.HEALTH_REPORT]["rules"]
+    printed = dict(m.groups() for m in map(METRIC_LINE.match, trained.stdout.splitlines()) if m)
+    evaluated = [rule for rule in contract.HEALTH_RULES if rules[rule]["status"] != "not_evaluated"]
+    # Then the rules this run can judge were judged; the GPU rules were not, on a CPU
+    assert {"overfit", "overtraining", "vanishing_gradient", "exploding_gradient", "nonfinite_loss"} <= set(
+        evaluated
+    )
+    assert rules["gpu_utilization"]["reason"] == rules["gpu_memory"]["reason"] == "no GPU"
+    # And each evaluated rule printed its flag and value, which metrics.json holds, and nothing else did
+    expected = {
+        name: float(rules[rule]["status"] == "fired")
+        if name == contract.health_metric(rule)
+        else rules[rule]["value"]
+        for rule in evaluated
+        for name in (contract.health_metric(rule), contract.health_value_metric(rule))
+    }
+    assert {name for name in printed if name.startswith("health_")} == set(expected)
+    assert {name: trained.metrics[name] for name in expected} == expected
+    assert set(trained.metrics) == set(contract.METRIC_NAMES) | {"eval_clip_f1", "test_clip_f1"} | set(
+        expected
+    )
+    for name, value in expected.items():
+        assert float(printed[name]) == pytest.approx(value, rel=1e-5), name
+    # And a healthy run trips none of the rules that block promotion by default
+    assert not any(rules[rule]["status"] == "fired" for rule in contract.DEFAULT_BLOCKING_HEALTH_RULES)
 
 
 def test_metrics_json_is_flat_with_the_keys_the_promoter_reads(trained):
@@ -313,6 +346,17 @@ def test_training_stops_after_patience_evaluations_without_a_better_metric(train
     assert report["early_stopping"] == {"patience": 2, "stopped_early": True, "epochs_trained": 3.0}
     steps_per_epoch = -(-sum(report["data"]["train"]["per_class"].values()) // 8)
     assert outcome.global_step == 3 * steps_per_epoch
+    # And the overtraining rule, early stopping's own condition, fired at the step where it stopped
+    overtraining = report[contract.HEALTH_REPORT]["rules"]["overtraining"]
+    assert (overtraining["status"], overtraining["step"], overtraining["threshold"]) == (
+        "fired",
+        outcome.global_step,
+        2,
+    )
+    assert report[contract.HEALTH_REPORT]["parameters"]["patience"] == {
+        "value": 2,
+        "from": "--early_stopping_patience",
+    }
     assert (tmp_path / "model" / "model.safetensors").is_file()
 
 

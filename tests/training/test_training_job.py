@@ -170,14 +170,33 @@ def test_the_job_leaves_a_deployable_model_archive(job) -> None:
     assert not any(n.startswith(("/", "..")) for n in names)
 
 
+def _output_file(job: Any, name: str) -> Any:
+    """A JSON file of the job's output.tar.gz, where the promoter reads it."""
+    with tarfile.open(job.result.output_archive) as tar:
+        member = tar.extractfile(name)
+        assert member is not None, name
+        return json.loads(member.read())
+
+
 @pytest.mark.slow
 def test_the_launchers_metric_regexes_scrape_the_jobs_metrics(job) -> None:
     # Given the metric definitions the launcher sent and the log the toolkit streamed
     metrics = job.result.metrics
     # Then every test metric was scraped, as SageMaker would (the promoter reads these)
-    assert {d[0] for d in job.definition.metric_definitions} == set(contract.METRIC_NAMES)
+    assert {d[0] for d in job.definition.metric_definitions} == set(contract.JOB_METRIC_NAMES)
     for name in ("train_loss", "test_accuracy", "test_f1", "test_clip_accuracy"):
         assert name in metrics, f"{name} not scraped; got {sorted(metrics)}"
+    # And each health rule the job evaluated was scraped: its flag, and its value where finite
+    rules = _output_file(job, contract.EVALUATION_FILE)[contract.HEALTH_REPORT]["rules"]
+    evaluated = {rule for rule, outcome in rules.items() if outcome["status"] != "not_evaluated"}
+    assert {"overfit", "vanishing_gradient", "exploding_gradient", "nonfinite_loss"} <= evaluated
+    for rule in contract.HEALTH_RULES:
+        flag = metrics.get(contract.health_metric(rule))
+        assert flag == ({"fired": 1.0, "silent": 0.0}.get(rules[rule]["status"])), (rule, rules[rule])
+        if rule in evaluated and rules[rule]["value"] is not None:
+            assert metrics[contract.health_value_metric(rule)] == pytest.approx(
+                rules[rule]["value"], rel=1e-5
+            )
     # And the model learned the separable task (chance is 1/3)
     assert metrics["test_accuracy"] >= 0.6
 
@@ -198,11 +217,17 @@ def test_the_jobs_metrics_reach_the_promoters_gate_as_train_py_wrote_them(job) -
     scraped = promoter.metrics_from_final_metric_data(final)
     metrics = promoter.merge_metrics(scraped, archive.metrics)
 
-    # Then the log and metrics.json agree on every metric of the contract (to the 4 printed decimals)
+    # Then the log and metrics.json agree on every quality metric of the contract, and on the health metrics
+    # the job wrote (to the 6 printed significant digits)
     assert not archive.problems
-    assert scraped.keys() == archive.metrics.keys() == set(contract.METRIC_NAMES)
+    health = set(contract.HEALTH_METRIC_NAMES)
+    written = _output_file(job, contract.METRICS_FILE)
+    assert scraped.keys() - health == archive.metrics.keys() - health == set(contract.METRIC_NAMES)
+    assert scraped.keys() & health == written.keys() & health != set()
+    assert archive.metrics.keys() & health <= scraped.keys() & health
     for name, value in scraped.items():
-        assert value == pytest.approx(archive.metrics[name], abs=5e-5), name
+        assert value == pytest.approx(written[name], rel=1e-5, abs=1e-12), name
+        assert name not in archive.metrics or archive.metrics[name] == written[name], name
     # And the gate decides on the test split: minimums just below the values approve, one above rejects
     values = {name: metrics[f"test_{name}"] for name in contract.GATED_METRICS}
     floor = Thresholds(
