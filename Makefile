@@ -20,10 +20,12 @@ help: ## List the targets
 
 install: $(VENV)/.installed node_modules/.installed $(TOOLKIT_VENV)/.installed $(TRAIN_VENV)/.installed $(SDK_VENV)/.installed ## Create .venv, node_modules, .venv-toolkit, .venv-train and .venv-sdk (idempotent)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt ml_code/requirements.txt ml_code/requirements-staging.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt ml_code/requirements.txt ml_code/requirements-staging.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
 	$(PY) -m pip install --disable-pip-version-check -q $$($(PY) scripts/torch_cpu.py pip-args) -r requirements-dev.txt
+	# The project itself, editable: the acoustic-shield command from any directory (its libraries are above).
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -e .
 	$(PY) scripts/torch_cpu.py check
 	touch $@
 

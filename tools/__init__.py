@@ -1,0 +1,1 @@
+"""Operator commands: run on your machine, shipped nowhere."""
