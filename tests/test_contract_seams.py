@@ -7,7 +7,9 @@ the source: every fact of the contract is spelled in ``ml_code/contract.py`` and
 from __future__ import annotations
 
 import ast
+import base64
 import dataclasses
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from functions.promoter.settings import Settings, Thresholds
 from ml_code import contract, inference, invoke
 from stacks.config import ServingConfig, TuningConfig
 from stacks.serving.model import container_environment
+from tests.inference import payloads
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every folder whose code ships or runs something; tests may spell facts out to check them.
@@ -53,16 +56,39 @@ def _registered_container_and_spec() -> tuple[dict[str, Any], dict[str, Any]]:
     return container, spec
 
 
+# A type no model package advertises: the handler must refuse it.
+UNADVERTISED = ("text/plain", "audio/aiff", "image/png")
+
+
+def _payload(content_type: str) -> bytes:
+    """A one-second clip as a client sends it with ``content_type`` (FLAC for FLAC types, else WAV)."""
+    samples = payloads.tone(16_000, 1, seconds=1.0)
+    fmt = "FLAC" if "flac" in content_type else "WAV"
+    audio = payloads.encode(samples, 16_000, fmt)
+    if content_type == contract.JSON_CONTENT_TYPE:
+        return json.dumps({"base64": base64.b64encode(audio).decode()}).encode()
+    return audio
+
+
 def test_a_model_package_advertises_exactly_what_the_handler_accepts() -> None:
     # Given the model package the promoter registers for a finished job
     _, spec = _registered_container_and_spec()
-    # When its content types are compared with what the handler parses (inference.parse_request's check)
-    accepted = set(inference.SUPPORTED_CONTENT_TYPES)
-    # Then they are the same set (the endpoint created from the package serves exactly what it says),
-    # and it answers what the handler answers
-    assert set(spec["SupportedContentTypes"]) == accepted
-    assert "audio/wave" in accepted and "audio/x-flac" in accepted  # once missing from the package
-    assert spec["SupportedResponseMIMETypes"] == [inference.JSON]
+    # When the handler's own input_fn is given a clip under each type the package advertises
+    for content_type in spec["SupportedContentTypes"]:
+        request = inference.input_fn(_payload(content_type), content_type)
+        # Then it decodes it (the endpoint created from the package serves what it says)
+        assert request.samples.size > 0, content_type
+    # And a type the package does not advertise is refused with a client error
+    for content_type in UNADVERTISED:
+        with pytest.raises(inference.BadRequest) as refused:
+            inference.input_fn(_payload("audio/wav"), content_type)
+        assert 400 <= refused.value.status_code < 500, content_type
+    assert "audio/wave" in spec["SupportedContentTypes"] and "audio/x-flac" in spec["SupportedContentTypes"]
+    # And it answers what the handler's output_fn answers
+    (response_type,) = spec["SupportedResponseMIMETypes"]
+    with pytest.raises(inference.BadRequest):
+        inference.output_fn(None, "text/csv")  # type: ignore[arg-type]
+    assert response_type == contract.JSON_CONTENT_TYPE
 
 
 def test_every_content_type_the_client_sends_is_one_the_handler_accepts() -> None:
