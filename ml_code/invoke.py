@@ -207,6 +207,22 @@ def main(
     """Runs the CLI; ``runtime``, ``sagemaker`` and ``s3`` replace the boto3 clients (tests)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    _check_arguments(parser, args)
+    if args.endpoint and (runtime is None or (args.verify and (sagemaker is None or s3 is None))):
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            runtime, sagemaker, s3 = _clients(args, runtime, sagemaker, s3)
+        except BotoCoreError as error:  # e.g. no region configured
+            print(f"error: {error} ({cli.REGION_HINT})", file=sys.stderr)
+            return 1
+    if args.verify:
+        return _verify(args, runtime, sagemaker, s3)
+    return _classify(args, runtime)
+
+
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exits with the parser's usage error when the options don't go together or a file is missing."""
     if args.url and args.region:
         parser.error("--region applies to --endpoint only")
     if args.verify and not args.endpoint:
@@ -222,21 +238,20 @@ def main(
     if missing:
         parser.error("no such file: " + ", ".join(missing))
 
-    if args.endpoint and (runtime is None or (args.verify and (sagemaker is None or s3 is None))):
-        import boto3
-        from botocore.exceptions import BotoCoreError
 
-        try:
-            runtime = runtime or boto3.client("sagemaker-runtime", region_name=args.region)
-            if args.verify:
-                sagemaker = sagemaker or boto3.client("sagemaker", region_name=args.region)
-                s3 = s3 or boto3.client("s3", region_name=args.region)
-        except BotoCoreError as error:  # e.g. no region configured
-            print(f"error: {error} ({cli.REGION_HINT})", file=sys.stderr)
-            return 1
+def _clients(args: argparse.Namespace, runtime: Any, sagemaker: Any, s3: Any) -> tuple[Any, Any, Any]:
+    """The boto3 clients that were not given (the verification's only with --verify)."""
+    import boto3
+
+    runtime = runtime or boto3.client("sagemaker-runtime", region_name=args.region)
     if args.verify:
-        return _verify(args, runtime, sagemaker, s3)
+        sagemaker = sagemaker or boto3.client("sagemaker", region_name=args.region)
+        s3 = s3 or boto3.client("s3", region_name=args.region)
+    return runtime, sagemaker, s3
 
+
+def _classify(args: argparse.Namespace, runtime: Any) -> int:
+    """Sends each file, printing one JSON line per answer; 1 when any failed, at once on a fatal error."""
     failures = 0
     for path in args.files:
         body = path.read_bytes()

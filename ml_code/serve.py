@@ -179,146 +179,164 @@ CONTRACT = "the server answers GET /ping and POST /invocations"
 
 
 def make_handler(service: Service, max_body_bytes: int) -> type[BaseHTTPRequestHandler]:
+    """The request handler class for this service, with the tighter of the two body limits."""
     handler_limit = service.body_limit()
     if handler_limit is not None and handler_limit < max_body_bytes:
-        body_limit, limit_source = handler_limit, f"the handler's {MAX_BODY_SETTING}"
+        limit, source = handler_limit, f"the handler's {MAX_BODY_SETTING}"
     else:
-        body_limit, limit_source = max_body_bytes, "the server's --max-body-bytes"
+        limit, source = max_body_bytes, "the server's --max-body-bytes"
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        timeout = SOCKET_TIMEOUT_SECONDS
-        server_version = "acoustic-shield"
+    class Handler(ContractHandler):
+        pass
 
-        def do_GET(self) -> None:
-            if self._route_allows():
-                self._send(HTTPStatus.OK, b"", "text/plain")
-
-        do_HEAD = do_GET
-
-        def do_POST(self) -> None:
-            url = urlsplit(self.path)
-            if not self._route_allows():
-                return
-            body = self._read_body()
-            if body is None:
-                return
-            headers = {key: value for key, value in self.headers.items()}
-            if any(v.lower() == "true" for v in parse_qs(url.query).get("segments", [])):
-                extra = headers.get(CUSTOM_ATTRIBUTES_HEADER, "")
-                headers[CUSTOM_ATTRIBUTES_HEADER] = (
-                    f"{extra};{contract.SEGMENTS_ATTRIBUTE}" if extra else contract.SEGMENTS_ATTRIBUTE
-                )
-            try:
-                payload, content_type = service.invoke(body, headers, lambda: _client_gone(self.connection))
-            except Abandoned:
-                logger.info("the client hung up before its request reached the model; dropped")
-                self.close_connection = True
-                return
-            except Exception as err:
-                status = _status_of(err)
-                if status == 500:
-                    logger.exception("the handler failed")
-                    self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; see the server log")
-                else:
-                    logger.info("client error %d: %s", status, err)
-                    self._error(HTTPStatus(status), str(err))
-                return
-            self._send(HTTPStatus.OK, payload, content_type)
-
-        def _not_allowed(self) -> None:
-            self._route_allows()
-
-        do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
-
-        def _route_allows(self) -> bool:
-            """True when the route takes this method; otherwise answers 404 or 405 (with Allow) and closes
-            the connection if a body may follow, so that it is never read."""
-            allowed = ROUTES.get(urlsplit(self.path).path)
-            if allowed is not None and self.command in allowed:
-                return True
-            has_body = self.headers.get("Content-Length", "0").strip() not in ("", "0") or (
-                "Transfer-Encoding" in self.headers
-            )
-            if allowed is None:
-                self._error(HTTPStatus.NOT_FOUND, CONTRACT, close=has_body)
-            else:
-                self._error(
-                    HTTPStatus.METHOD_NOT_ALLOWED,
-                    f"{self.command} is not allowed on {urlsplit(self.path).path}; {CONTRACT}",
-                    close=has_body,
-                    headers={"Allow": ", ".join(allowed)},
-                )
-            return False
-
-        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-            """The errors http.server raises itself (bad request line, unknown method...) as JSON too."""
-            status = HTTPStatus(code)
-            self._error(status, message or status.description, close=True)
-
-        def _read_body(self) -> bytes | None:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                message = "send a Content-Length, not a chunked body"
-                self._error(HTTPStatus.LENGTH_REQUIRED, message, close=True)
-                return None
-            try:
-                length = int(self.headers.get("Content-Length", "0"))
-            except ValueError:
-                length = -1
-            if length < 0:
-                self._error(HTTPStatus.BAD_REQUEST, "invalid Content-Length header", close=True)
-                return None
-            if length > body_limit:
-                # Not read: answering and closing keeps a huge upload from occupying memory or the thread.
-                self._error(
-                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                    f"the body has {length} bytes, more than the limit of {body_limit} ({limit_source}); "
-                    "send a shorter or compressed (FLAC, OGG, MP3) clip",
-                    close=True,
-                )
-                return None
-            body = self.rfile.read(length)
-            if len(body) < length:
-                self.close_connection = True
-                return None
-            return body
-
-        def _error(
-            self,
-            status: HTTPStatus,
-            message: str,
-            *,
-            close: bool = False,
-            headers: dict[str, str] | None = None,
-        ) -> None:
-            body = json.dumps({"code": int(status), "type": status.phrase, "message": message}).encode()
-            self._send(status, body, contract.JSON_CONTENT_TYPE, close=close, headers=headers)
-
-        def _send(
-            self,
-            status: HTTPStatus,
-            body: bytes,
-            content_type: str,
-            *,
-            close: bool = False,
-            headers: dict[str, str] | None = None,
-        ) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            if close:
-                self.send_header("Connection", "close")
-                self.close_connection = True
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            logger.debug("%s " + format, self.address_string(), *args)
-
+    Handler.service, Handler.body_limit, Handler.limit_source = service, limit, source
     return Handler
+
+
+class ContractHandler(BaseHTTPRequestHandler):
+    """Answers the container contract's routes; ``make_handler`` sets the service and the body limit."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = SOCKET_TIMEOUT_SECONDS
+    server_version = "acoustic-shield"
+    service: Service
+    body_limit: int
+    limit_source: str
+
+    def do_GET(self) -> None:
+        if self._route_allows():
+            self._send(HTTPStatus.OK, b"", "text/plain")
+
+    do_HEAD = do_GET
+
+    def do_POST(self) -> None:
+        if not self._route_allows():
+            return
+        body = self._read_body()
+        if body is None:
+            return
+        headers = _with_segments_attribute(dict(self.headers.items()), urlsplit(self.path).query)
+        try:
+            payload, content_type = self.service.invoke(body, headers, lambda: _client_gone(self.connection))
+        except Abandoned:
+            logger.info("the client hung up before its request reached the model; dropped")
+            self.close_connection = True
+            return
+        except Exception as err:
+            self._answer_failure(err)
+            return
+        self._send(HTTPStatus.OK, payload, content_type)
+
+    def _answer_failure(self, err: Exception) -> None:
+        status = _status_of(err)
+        if status == 500:
+            logger.exception("the handler failed")
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; see the server log")
+        else:
+            logger.info("client error %d: %s", status, err)
+            self._error(HTTPStatus(status), str(err))
+
+    def _not_allowed(self) -> None:
+        self._route_allows()
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
+
+    def _route_allows(self) -> bool:
+        """True when the route takes this method; otherwise answers 404 or 405 (with Allow) and closes
+        the connection if a body may follow, so that it is never read."""
+        allowed = ROUTES.get(urlsplit(self.path).path)
+        if allowed is not None and self.command in allowed:
+            return True
+        has_body = self.headers.get("Content-Length", "0").strip() not in ("", "0") or (
+            "Transfer-Encoding" in self.headers
+        )
+        if allowed is None:
+            self._error(HTTPStatus.NOT_FOUND, CONTRACT, close=has_body)
+        else:
+            self._error(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                f"{self.command} is not allowed on {urlsplit(self.path).path}; {CONTRACT}",
+                close=has_body,
+                headers={"Allow": ", ".join(allowed)},
+            )
+        return False
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The errors http.server raises itself (bad request line, unknown method...) as JSON too."""
+        status = HTTPStatus(code)
+        self._error(status, message or status.description, close=True)
+
+    def _read_body(self) -> bytes | None:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            message = "send a Content-Length, not a chunked body"
+            self._error(HTTPStatus.LENGTH_REQUIRED, message, close=True)
+            return None
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._error(HTTPStatus.BAD_REQUEST, "invalid Content-Length header", close=True)
+            return None
+        if length > self.body_limit:
+            # Not read: answering and closing keeps a huge upload from occupying memory or the thread.
+            self._error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"the body has {length} bytes, more than the limit of {self.body_limit} "
+                f"({self.limit_source}); send a shorter or compressed (FLAC, OGG, MP3) clip",
+                close=True,
+            )
+            return None
+        body = self.rfile.read(length)
+        if len(body) < length:
+            self.close_connection = True
+            return None
+        return body
+
+    def _error(
+        self,
+        status: HTTPStatus,
+        message: str,
+        *,
+        close: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        body = json.dumps({"code": int(status), "type": status.phrase, "message": message}).encode()
+        self._send(status, body, contract.JSON_CONTENT_TYPE, close=close, headers=headers)
+
+    def _send(
+        self,
+        status: HTTPStatus,
+        body: bytes,
+        content_type: str,
+        *,
+        close: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s " + format, self.address_string(), *args)
+
+
+def _with_segments_attribute(headers: dict[str, str], query: str) -> dict[str, str]:
+    """``?segments=true`` (the local shortcut) added to the custom attributes header."""
+    if any(v.lower() == "true" for v in parse_qs(query).get("segments", [])):
+        extra = headers.get(CUSTOM_ATTRIBUTES_HEADER, "")
+        headers[CUSTOM_ATTRIBUTES_HEADER] = (
+            f"{extra};{contract.SEGMENTS_ATTRIBUTE}" if extra else contract.SEGMENTS_ATTRIBUTE
+        )
+    return headers
 
 
 class PooledHTTPServer(HTTPServer):

@@ -265,6 +265,17 @@ def parse_arguments(
     problem = health_args.problem()
     if problem:
         raise TrainingInputError(problem)
+    _check_data_arguments(data_args)
+    _check_early_stopping(model_args, training_args)
+    if not 0 < data_args.validation_split_fraction < 1:
+        raise TrainingInputError(
+            f"--validation_split_fraction must be between 0 and 1, got {data_args.validation_split_fraction}"
+        )
+    return model_args, data_args, training_args, health_args
+
+
+def _check_data_arguments(data_args: DataArguments) -> None:
+    """The window, clip-length and augmentation arguments make sense on their own and together."""
     if data_args.max_length_seconds < MIN_WINDOW_SECONDS:
         raise TrainingInputError(
             f"--max_length_seconds must be at least {MIN_WINDOW_SECONDS} (the feature encoder's receptive "
@@ -287,6 +298,10 @@ def parse_arguments(
         raise TrainingInputError(
             f"--min_snr_db ({data_args.min_snr_db}) must not be above --max_snr_db ({data_args.max_snr_db})"
         )
+
+
+def _check_early_stopping(model_args: ModelArguments, training_args: TrainingArguments) -> None:
+    """A patience needs evaluations to count and a best model to go back to."""
     if model_args.early_stopping_patience < 0:
         raise TrainingInputError(
             f"--early_stopping_patience must be 0 (off) or more, got {model_args.early_stopping_patience}"
@@ -298,11 +313,6 @@ def parse_arguments(
             "--early_stopping_patience needs evaluations and a best model: keep --eval_strategy epoch (or "
             "steps) and --load_best_model_at_end true"
         )
-    if not 0 < data_args.validation_split_fraction < 1:
-        raise TrainingInputError(
-            f"--validation_split_fraction must be between 0 and 1, got {data_args.validation_split_fraction}"
-        )
-    return model_args, data_args, training_args, health_args
 
 
 def resolve_paths(data: DataArguments, training: TrainingArguments, environ: Mapping[str, str]) -> Paths:
@@ -684,38 +694,140 @@ def write_reports(
         )
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """What the Trainer reads (training crops, evaluation windows per split) and how it was made."""
+
+    train_set: audiofolder.RandomCrops
+    eval_sets: dict[str, audiofolder.Windows]
+    collator: audiofolder.PadBatch
+    padding: str
+    augmentation: augment.Augmentation | None
+    hop: int  # the evaluation windows' hop, in samples
+
+
+def build_inputs(
+    loaded: LoadedModel,
+    data: DataArguments,
+    labels: list[str],
+    splits: tuple[audiofolder.Split, audiofolder.Split, audiofolder.Split | None],
+    background: audiofolder.Split | None,
+) -> Inputs:
+    """Random (augmented) crops of the training clips; windows of the validation and test clips."""
+    train, validation, test = splits
+    label2id = {label: i for i, label in enumerate(labels)}
+    features, collator, padding = model_inputs(loaded.extractor, loaded.model.config)
+    logger.info("batches are padded to their longest input, %s", padding)
+    normalizes = bool(getattr(loaded.extractor, "do_normalize", False))
+    augmentation = build_augmentation(data, normalizes, background)
+    length = round(data.max_length_seconds * audio.TARGET_SAMPLE_RATE)
+    hop = contract.window_hop(length)
+    train_set = audiofolder.RandomCrops(train.clips, label2id, length, features, augmentation)
+    eval_sets = {"eval": audiofolder.Windows(validation.clips, label2id, length, hop, features)}
+    if test is not None:
+        eval_sets["test"] = audiofolder.Windows(test.clips, label2id, length, hop, features)
+    return Inputs(train_set, eval_sets, collator, padding, augmentation, hop)
+
+
+def _log_environment(training: TrainingArguments) -> None:
+    precision = "bf16" if training.bf16 else "fp16" if training.fp16 else "fp32"
+    logger.info(
+        "device %s, precision %s, transformers %s, torch %s",
+        training.device,
+        precision,
+        transformers.__version__,
+        torch.__version__,
+    )
+
+
+def _stopped_early(
+    trainer: audiofolder.AudioTrainer, model_args: ModelArguments, training_args: TrainingArguments
+) -> bool:
+    """Whether early stopping ended the training before its last step (and says so)."""
+    stopped_early = trainer.state.global_step < trainer.state.max_steps
+    if stopped_early:
+        logger.info(
+            "stopped early at step %d of %d: %d evaluations without a better %s",
+            trainer.state.global_step,
+            trainer.state.max_steps,
+            model_args.early_stopping_patience,
+            training_args.metric_for_best_model,
+        )
+    return stopped_early
+
+
+def evaluate_splits(
+    trainer: audiofolder.AudioTrainer,
+    eval_sets: dict[str, audiofolder.Windows],
+    labels: list[str],
+    training_loss: float,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """The flat metrics (the training loss, each split's; no timings) and each split's full report."""
+    metrics: dict[str, float] = {contract.TRAIN_LOSS: training_loss}
+    reports: dict[str, Any] = {}
+    for prefix, windows in eval_sets.items():
+        trainer.compute_metrics = functools.partial(split_metrics, windows)
+        output = trainer.predict(windows, metric_key_prefix=prefix)
+        metrics.update({k: float(v) for k, v in (output.metrics or {}).items() if k.startswith(f"{prefix}_")})
+        reports[prefix] = evaluation.report(
+            _logits(output.predictions),
+            windows.window_labels,
+            windows.clip_ids,
+            windows.clip_labels,
+            labels,
+        )
+    metrics = {k: v for k, v in metrics.items() if not k.endswith(("_runtime", "_per_second"))}
+    return metrics, reports
+
+
+def describe_run(
+    *,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    loaded: LoadedModel,
+    inputs: Inputs,
+    trainer: audiofolder.AudioTrainer,
+    rules: health.HealthRules,
+    stopped_early: bool,
+    resume: str | None,
+) -> dict[str, Any]:
+    """evaluation.json's account of the run: the model, the inputs, early stopping, health, checkpoints."""
+    return {
+        "model_name_or_path": model_args.model_name_or_path,
+        "pretrained": loaded.pretrained,
+        "feature_encoder": {"frozen": loaded.frozen, "reason": loaded.freeze_reason},
+        "max_length_seconds": data_args.max_length_seconds,
+        "window_hop_seconds": inputs.hop / audio.TARGET_SAMPLE_RATE,
+        "padding": f"to the longest input of a batch, {inputs.padding}",
+        "clip_seconds": {"min": data_args.min_clip_seconds, "max": data_args.max_clip_seconds},
+        "augmentation": inputs.augmentation.describe() if inputs.augmentation else None,
+        "early_stopping": {
+            "patience": model_args.early_stopping_patience,
+            "stopped_early": stopped_early,
+            "epochs_trained": round(float(trainer.state.epoch or 0.0), 4),
+        },
+        contract.HEALTH_REPORT: rules.report.as_json(),
+        "global_step": trainer.state.global_step,
+        "resumed_from": resume,
+        "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> Outcome:
     """Parses arguments, loads the data and the model, trains, evaluates and writes the model directory."""
     model_args, data_args, training_args, health_args = parse_arguments(argv)
     paths = resolve_paths(data_args, training_args, os.environ)
     setup_logging(training_args)
-    precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
-    logger.info(
-        "device %s, precision %s, transformers %s, torch %s",
-        training_args.device,
-        precision,
-        transformers.__version__,
-        torch.__version__,
-    )
+    _log_environment(training_args)
     set_seed(training_args.seed)
 
     cache = audiofolder.DecodeCache(int(data_args.decoded_cache_gb * 2**30))
     train, validation, test = load_splits(paths, data_args, training_args.seed, cache)
     background = load_background(paths, data_args, cache)
     labels = train.labels
-    label2id = {label: i for i, label in enumerate(labels)}
 
     loaded = load_model(model_args, labels)
-    model, extractor = loaded.model, loaded.extractor
-    features, collator, padding = model_inputs(extractor, model.config)
-    logger.info("batches are padded to their longest input, %s", padding)
-    augmentation = build_augmentation(data_args, bool(getattr(extractor, "do_normalize", False)), background)
-    length = round(data_args.max_length_seconds * audio.TARGET_SAMPLE_RATE)
-    hop = contract.window_hop(length)
-    train_set = audiofolder.RandomCrops(train.clips, label2id, length, features, augmentation)
-    eval_sets = {"eval": audiofolder.Windows(validation.clips, label2id, length, hop, features)}
-    if test is not None:
-        eval_sets["test"] = audiofolder.Windows(test.clips, label2id, length, hop, features)
+    inputs = build_inputs(loaded, data_args, labels, (train, validation, test), background)
 
     temporary = paths.checkpoints is None
     checkpoint_dir = paths.checkpoints or Path(tempfile.mkdtemp(prefix="checkpoints-"))
@@ -727,79 +839,43 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
 
     lines, rules, callbacks = build_callbacks(model_args, health_args, training_args)
     trainer = audiofolder.AudioTrainer(
-        model=model,
+        model=loaded.model,
         args=training_args,
-        data_collator=collator,
-        train_dataset=train_set,
-        eval_dataset=eval_sets["eval"],
-        processing_class=extractor,
-        compute_metrics=functools.partial(split_metrics, eval_sets["eval"]),
+        data_collator=inputs.collator,
+        train_dataset=inputs.train_set,
+        eval_dataset=inputs.eval_sets["eval"],
+        processing_class=loaded.extractor,
+        compute_metrics=functools.partial(split_metrics, inputs.eval_sets["eval"]),
         callbacks=callbacks,
     )
     try:
         result = trainer.train(resume_from_checkpoint=resume)
         if rules.stopped:
             raise health.TrainingStopped(rules.stopped)
-        stopped_early = trainer.state.global_step < trainer.state.max_steps
-        if stopped_early:
-            logger.info(
-                "stopped early at step %d of %d: %d evaluations without a better %s",
-                trainer.state.global_step,
-                trainer.state.max_steps,
-                model_args.early_stopping_patience,
-                training_args.metric_for_best_model,
-            )
-        metrics: dict[str, float] = {contract.TRAIN_LOSS: float(result.training_loss)}
-        reports: dict[str, Any] = {}
-        for prefix, windows in eval_sets.items():
-            trainer.compute_metrics = functools.partial(split_metrics, windows)
-            output = trainer.predict(windows, metric_key_prefix=prefix)
-            metrics.update(
-                {k: float(v) for k, v in (output.metrics or {}).items() if k.startswith(f"{prefix}_")}
-            )
-            reports[prefix] = evaluation.report(
-                _logits(output.predictions),
-                windows.window_labels,
-                windows.clip_ids,
-                windows.clip_labels,
-                labels,
-            )
-        metrics = {k: v for k, v in metrics.items() if not k.endswith(("_runtime", "_per_second"))}
+        stopped_early = _stopped_early(trainer, model_args, training_args)
+        metrics, reports = evaluate_splits(trainer, inputs.eval_sets, labels, float(result.training_loss))
         metrics.update(rules.report.metrics())
         if trainer.is_world_process_zero():
             print_metric_lines(metrics, "train", ["loss"])
-            for prefix in eval_sets:
+            for prefix in inputs.eval_sets:
                 print_metric_lines(metrics, prefix)
             trainer.save_model(str(paths.model))
-            write_model_files(paths.model, labels, data_args.max_length_seconds, hop, metrics)
+            write_model_files(paths.model, labels, data_args.max_length_seconds, inputs.hop, metrics)
             if model_args.export_onnx:
-                for path in onnx_export.export_model_dir(model, paths.model):
+                for path in onnx_export.export_model_dir(loaded.model, paths.model):
                     logger.info("wrote %s", path)
-            write_reports(
-                paths.output,
-                metrics,
-                reports,
-                splits={"train": train, "validation": validation, "test": test, "noise": background},
-                about={
-                    "model_name_or_path": model_args.model_name_or_path,
-                    "pretrained": loaded.pretrained,
-                    "feature_encoder": {"frozen": loaded.frozen, "reason": loaded.freeze_reason},
-                    "max_length_seconds": data_args.max_length_seconds,
-                    "window_hop_seconds": hop / audio.TARGET_SAMPLE_RATE,
-                    "padding": f"to the longest input of a batch, {padding}",
-                    "clip_seconds": {"min": data_args.min_clip_seconds, "max": data_args.max_clip_seconds},
-                    "augmentation": augmentation.describe() if augmentation else None,
-                    "early_stopping": {
-                        "patience": model_args.early_stopping_patience,
-                        "stopped_early": stopped_early,
-                        "epochs_trained": round(float(trainer.state.epoch or 0.0), 4),
-                    },
-                    contract.HEALTH_REPORT: rules.report.as_json(),
-                    "global_step": trainer.state.global_step,
-                    "resumed_from": resume,
-                    "best_checkpoint": Path(trainer.state.best_model_checkpoint or "").name or None,
-                },
+            about = describe_run(
+                model_args=model_args,
+                data_args=data_args,
+                loaded=loaded,
+                inputs=inputs,
+                trainer=trainer,
+                rules=rules,
+                stopped_early=stopped_early,
+                resume=resume,
             )
+            splits = {"train": train, "validation": validation, "test": test, "noise": background}
+            write_reports(paths.output, metrics, reports, splits=splits, about=about)
             logger.info("model directory %s, reports in %s", paths.model, paths.output)
     finally:
         if temporary:

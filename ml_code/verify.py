@@ -165,20 +165,33 @@ def check_prediction(response: Any, labels: Sequence[str] | None) -> list[str]:
     if abs(sum(probs.values()) - 1.0) > _SUM_TOLERANCE:
         problems.append(f"'probs' sum to {sum(probs.values()):.4f}, not 1")
     if isinstance(label, str):
-        if label not in probs:
-            problems.append(f"'label' {label!r} is not among the labels of 'probs'")
-        elif probs[label] != max(probs.values()):
-            problems.append(f"'label' {label!r} is not the most probable label")
-        elif isinstance(confidence, int | float) and abs(confidence - probs[label]) > _SUM_TOLERANCE:
-            problems.append(f"'confidence' {confidence} is not the probability of {label!r} ({probs[label]})")
+        problems += _label_against_probs(label, confidence, probs)
     if labels is not None:
-        if isinstance(label, str) and label not in labels:
-            problems.append(f"label {label!r} is not one of the model's labels ({', '.join(labels)})")
-        if set(probs) != set(labels):
-            problems.append(
-                f"'probs' lists {sorted(probs)}, the model's labels are {sorted(labels)}: "
-                "the endpoint serves another model"
-            )
+        problems += _against_model_labels(label, probs, labels)
+    return problems
+
+
+def _label_against_probs(label: str, confidence: Any, probs: dict[str, Any]) -> list[str]:
+    """The label must be the most probable one, and the confidence its probability."""
+    if label not in probs:
+        return [f"'label' {label!r} is not among the labels of 'probs'"]
+    if probs[label] != max(probs.values()):
+        return [f"'label' {label!r} is not the most probable label"]
+    if isinstance(confidence, int | float) and abs(confidence - probs[label]) > _SUM_TOLERANCE:
+        return [f"'confidence' {confidence} is not the probability of {label!r} ({probs[label]})"]
+    return []
+
+
+def _against_model_labels(label: Any, probs: dict[str, Any], labels: Sequence[str]) -> list[str]:
+    """The answer's labels must be the model's: other ones mean the endpoint serves another model."""
+    problems = []
+    if isinstance(label, str) and label not in labels:
+        problems.append(f"label {label!r} is not one of the model's labels ({', '.join(labels)})")
+    if set(probs) != set(labels):
+        problems.append(
+            f"'probs' lists {sorted(probs)}, the model's labels are {sorted(labels)}: "
+            "the endpoint serves another model"
+        )
     return problems
 
 

@@ -164,6 +164,9 @@ class FakeContext:
 
     aws_request_id: str
     function_name: str = "rehearsal"
+    # Read by Powertools' Logger (inject_lambda_context) into every log line.
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:rehearsal"
 
 
 def invoke(emulator: Emulator, function_name: str, event: dict[str, Any], work: Path) -> Any:
@@ -224,201 +227,252 @@ def rehearse(
 
     ``inspect`` is called with the emulator after the last step, before it stops (tests read its state).
     """
-    import boto3
-
-    out.mkdir(parents=True, exist_ok=True)
-    for previous in ("raw", "held-back", "work", "model.tar.gz", "rehearsal.json"):  # a rerun starts afresh
-        path = out / previous
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    _start_afresh(out)
     report = Report(out / "rehearsal.json")
-    work = out / "work"
     emulator = Emulator()
-    env = {**os.environ, **emulator.env, "CDK_DISABLE_CLI_TELEMETRY": "true"}
-    env["PATH"] = os.pathsep.join(
-        [str(Path(sys.executable).parent), str(ROOT / "node_modules" / ".bin"), env["PATH"]]
-    )
-    context = [
-        arg
-        for key, value in {**CONTEXT, "num_train_epochs": str(epochs)}.items()
-        for arg in ("-c", f"{key}={value}")
-    ]
-    cdk_out = ["--output", str(out / "cdk.out")]
     try:
         with report.step("emulator", "start the local AWS emulator") as produced:
             emulator.start()
             produced.update(endpoint=emulator.url, account=ACCOUNT, region=REGION)
             print(f"moto on {emulator.url}: account {ACCOUNT}, region {REGION}")
         with environment(emulator.env):
-            cloudformation = boto3.client("cloudformation")
-            s3 = boto3.client("s3")
-            sagemaker = boto3.client("sagemaker")
-
-            with report.step(
-                "deploy", "cdk bootstrap, then cdk deploy of the Data and Training stacks"
-            ) as produced:
-                run([*CDK, "bootstrap", f"aws://{ACCOUNT}/{REGION}", *cdk_out, *context], env, cwd=ROOT)
-                run(
-                    [*DEPLOY, STACKS["Data"], STACKS["Training"], *cdk_out, *context],
-                    env,
-                    cwd=ROOT,
-                )
-                data, training = (stack_outputs(cloudformation, STACKS[n]) for n in ("Data", "Training"))
-                statuses = {
-                    s["StackName"]: s["StackStatus"] for s in cloudformation.describe_stacks()["Stacks"]
-                }
-                produced.update(stacks=statuses, bucket=data["DataBucketName"], outputs=training)
-                print(json.dumps(statuses))
-
-            bucket, key_arn = data["DataBucketName"], data["KeyArn"]
-            with report.step(
-                "stage", f"generate the vehicle-event clips and stage them into s3://{bucket}/{DATASET}"
-            ) as produced:
-                raw, held_back = out / "raw", out / "held-back"
-                counts = generate(raw, held_back, clips_per_class=clips_per_class)
-                destination = f"s3://{bucket}/{DATASET}"
-                run(
-                    [*STAGE, "--source-url", str(raw), "--to", destination, "--kms-key-id", key_arn],
-                    env,
-                    cwd=ROOT,
-                )
-                keys = [
-                    o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=DATASET).get("Contents", [])
-                ]
-                produced.update(destination=destination, objects=len(keys), generated=counts)
-                print(f"{len(keys)} objects under {destination}")
-
-            with report.step(
-                "launch", "the schedule's event reaches the deployed launcher handler"
-            ) as produced:
-                event = {
-                    "version": "0",
-                    "id": f"rehearsal-{int(time.time())}",
-                    "detail-type": "Scheduled Event",
-                    "source": "aws.events",
-                    "account": ACCOUNT,
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "region": REGION,
-                    "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/rehearsal-schedule"],
-                    "detail": {},
-                }
-                started = invoke(emulator, training["LauncherFunctionName"], event, work / "lambda")
-                print(json.dumps(started))
-                if started.get("status") != "started":
-                    raise StepFailed(f"the launcher started no job: {started}")
-                job_name = started["job"]
-                produced.update(job=job_name, launcher=started)
-
-            with report.step(
-                "train", f"run {job_name} with the training toolkit (ml_code.local_job)"
-            ) as produced:
-                from ml_code import local_job
-
-                described = sagemaker.describe_training_job(TrainingJobName=job_name)
-                definition = local_job.JobDefinition.from_api(described)
-                result = local_job.run_job(
-                    definition,
-                    work_dir=work / "jobs",
-                    s3=s3,
-                    extra_env={**emulator.env, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
-                )
-                emulator.complete_training_job(job_name, metrics=result.metrics)
-                status = sagemaker.describe_training_job(TrainingJobName=job_name)["TrainingJobStatus"]
-                health = job_health(s3, result.output_archive)
-                for line in health_lines(health):
-                    print(line)
-                produced.update(
-                    status=status, model=result.model_archive, metrics=result.metrics, health=health
-                )
-
-            with report.step(
-                "promote", "the job's state change reaches the deployed promoter handler"
-            ) as produced:
-                promoter_name = _promoter_function(cloudformation)
-                change = {
-                    "version": "0",
-                    "id": f"rehearsal-change-{job_name}",
-                    "detail-type": "SageMaker Training Job State Change",
-                    "source": "aws.sagemaker",
-                    "account": ACCOUNT,
-                    "region": REGION,
-                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "resources": [described["TrainingJobArn"]],
-                    "detail": {"TrainingJobName": job_name, "TrainingJobStatus": status},
-                }
-                decision = invoke(emulator, promoter_name, change, work / "lambda")
-                print(json.dumps(decision))
-                package_arn = decision.get("model_package_arn")
-                if decision.get("decision") != "Approved" or not package_arn:
-                    raise StepFailed(f"the model was not approved: {decision}")
-                package = sagemaker.describe_model_package(ModelPackageName=package_arn)
-                produced.update(
-                    model_package_arn=package_arn,
-                    status=package["ModelApprovalStatus"],
-                    reasons=decision.get("reasons"),
-                )
-
-            with report.step(
-                "serve-deploy", "cdk deploy of the Serving stack with the approved package"
-            ) as produced:
-                run(
-                    [
-                        *DEPLOY,
-                        STACKS["Serving"],
-                        "--exclusively",
-                        *cdk_out,
-                        *context,
-                        "-c",
-                        f"model_package_arn={package_arn}",
-                    ],
-                    env,
-                    cwd=ROOT,
-                )
-                serving = stack_outputs(cloudformation, STACKS["Serving"])
-                endpoint = sagemaker.describe_endpoint(EndpointName=serving["EndpointName"])
-                produced.update(
-                    stack=cloudformation.describe_stacks(StackName=STACKS["Serving"])["Stacks"][0][
-                        "StackStatus"
-                    ],
-                    endpoint=serving["EndpointName"],
-                    endpoint_status=endpoint["EndpointStatus"],
-                )
-
-            with report.step(
-                "serve", "serve the packed model on the container contract, classify held-back clips"
-            ) as produced:
-                model_url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
-                archive = out / "model.tar.gz"
-                model_bucket, _, model_key = model_url.removeprefix("s3://").partition("/")
-                s3.download_file(model_bucket, model_key, str(archive))
-                predictions = []
-                server_env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
-                with local_server(archive, server_env) as base:
-                    for clip in sorted(held_back.rglob("*.wav")):
-                        status_code, answer = post(f"{base}/invocations", clip.read_bytes(), WAV)
-                        predictions.append(
-                            {"clip": clip.name, "expected": clip.parent.name, "status": status_code, **answer}
-                        )
-                        print(f"{clip.parent.name}/{clip.name:28s} -> {status_code} {json.dumps(answer)}")
-                    broken_status, broken = post(f"{base}/invocations", b"not audio at all", WAV)
-                    print(f"{'broken payload':40s} -> {broken_status} {json.dumps(broken)}")
-                if not 400 <= broken_status < 500:
-                    raise StepFailed(f"a broken payload must get a 4xx answer, got {broken_status}")
-                correct = sum(p.get("label") == p["expected"] for p in predictions)
-                print(f"{correct}/{len(predictions)} held-back clips classified correctly")
-                produced.update(
-                    model=model_url,
-                    correct=correct,
-                    total=len(predictions),
-                    broken_payload_status=broken_status,
-                    predictions=predictions,
-                    server=base,
-                )
+            loop = _Loop.create(out, report, emulator, epochs=epochs)
+            data, training = loop.deploy()
+            held_back = loop.stage(data, clips_per_class=clips_per_class)
+            job_name = loop.launch(training)
+            described, status = loop.train(job_name)
+            package_arn, package = loop.promote(job_name, described, status)
+            loop.deploy_serving(package_arn)
+            loop.serve(package, held_back)
             if inspect is not None:
                 inspect(emulator)
     finally:
         emulator.stop()
         report.write()
     return {"steps": report.steps}
+
+
+def _start_afresh(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for previous in ("raw", "held-back", "work", "model.tar.gz", "rehearsal.json"):
+        path = out / previous
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+@dataclass
+class _Loop:
+    """What the steps share: where things land, the emulator, the CLI's environment and arguments, clients."""
+
+    out: Path
+    report: Report
+    emulator: Emulator
+    env: dict[str, str]
+    cdk_args: list[str]  # the output folder and the context, for every cdk command
+    cloudformation: Any
+    s3: Any
+    sagemaker: Any
+
+    @classmethod
+    def create(cls, out: Path, report: Report, emulator: Emulator, *, epochs: int) -> _Loop:
+        """The loop's state; call within the emulator's environment (the clients read it)."""
+        import boto3
+
+        env = {**os.environ, **emulator.env, "CDK_DISABLE_CLI_TELEMETRY": "true"}
+        env["PATH"] = os.pathsep.join(
+            [str(Path(sys.executable).parent), str(ROOT / "node_modules" / ".bin"), env["PATH"]]
+        )
+        context = [
+            arg
+            for key, value in {**CONTEXT, "num_train_epochs": str(epochs)}.items()
+            for arg in ("-c", f"{key}={value}")
+        ]
+        return cls(
+            out=out,
+            report=report,
+            emulator=emulator,
+            env=env,
+            cdk_args=["--output", str(out / "cdk.out"), *context],
+            cloudformation=boto3.client("cloudformation"),
+            s3=boto3.client("s3"),
+            sagemaker=boto3.client("sagemaker"),
+        )
+
+    @property
+    def work(self) -> Path:
+        return self.out / "work"
+
+    def deploy(self) -> tuple[dict[str, str], dict[str, str]]:
+        """cdk bootstrap and deploy of the Data and Training stacks; returns their outputs."""
+        title = "cdk bootstrap, then cdk deploy of the Data and Training stacks"
+        with self.report.step("deploy", title) as produced:
+            run([*CDK, "bootstrap", f"aws://{ACCOUNT}/{REGION}", *self.cdk_args], self.env, cwd=ROOT)
+            run([*DEPLOY, STACKS["Data"], STACKS["Training"], *self.cdk_args], self.env, cwd=ROOT)
+            data, training = (stack_outputs(self.cloudformation, STACKS[n]) for n in ("Data", "Training"))
+            statuses = {
+                s["StackName"]: s["StackStatus"] for s in self.cloudformation.describe_stacks()["Stacks"]
+            }
+            produced.update(stacks=statuses, bucket=data["DataBucketName"], outputs=training)
+            print(json.dumps(statuses))
+        return data, training
+
+    def stage(self, data: dict[str, str], *, clips_per_class: int) -> Path:
+        """Generates the clips and stages them into the data bucket; returns the held-back clips' folder."""
+        bucket, key_arn = data["DataBucketName"], data["KeyArn"]
+        title = f"generate the vehicle-event clips and stage them into s3://{bucket}/{DATASET}"
+        with self.report.step("stage", title) as produced:
+            raw, held_back = self.out / "raw", self.out / "held-back"
+            counts = generate(raw, held_back, clips_per_class=clips_per_class)
+            destination = f"s3://{bucket}/{DATASET}"
+            run(
+                [*STAGE, "--source-url", str(raw), "--to", destination, "--kms-key-id", key_arn],
+                self.env,
+                cwd=ROOT,
+            )
+            listed = self.s3.list_objects_v2(Bucket=bucket, Prefix=DATASET).get("Contents", [])
+            keys = [o["Key"] for o in listed]
+            produced.update(destination=destination, objects=len(keys), generated=counts)
+            print(f"{len(keys)} objects under {destination}")
+        return held_back
+
+    def launch(self, training: dict[str, str]) -> str:
+        """The schedule's event through the deployed launcher handler; returns the started job's name."""
+        with self.report.step(
+            "launch", "the schedule's event reaches the deployed launcher handler"
+        ) as produced:
+            event = {
+                "version": "0",
+                "id": f"rehearsal-{int(time.time())}",
+                "detail-type": "Scheduled Event",
+                "source": "aws.events",
+                "account": ACCOUNT,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "region": REGION,
+                "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/rehearsal-schedule"],
+                "detail": {},
+            }
+            started = invoke(self.emulator, training["LauncherFunctionName"], event, self.work / "lambda")
+            print(json.dumps(started))
+            if started.get("status") != "started":
+                raise StepFailed(f"the launcher started no job: {started}")
+            job_name: str = started["job"]
+            produced.update(job=job_name, launcher=started)
+        return job_name
+
+    def train(self, job_name: str) -> tuple[dict[str, Any], str]:
+        """Runs the job in the training toolkit; returns its description and final status."""
+        with self.report.step(
+            "train", f"run {job_name} with the training toolkit (ml_code.local_job)"
+        ) as produced:
+            from ml_code import local_job
+
+            described = self.sagemaker.describe_training_job(TrainingJobName=job_name)
+            definition = local_job.JobDefinition.from_api(described)
+            result = local_job.run_job(
+                definition,
+                work_dir=self.work / "jobs",
+                s3=self.s3,
+                extra_env={**self.emulator.env, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+            )
+            self.emulator.complete_training_job(job_name, metrics=result.metrics)
+            status = self.sagemaker.describe_training_job(TrainingJobName=job_name)["TrainingJobStatus"]
+            health = job_health(self.s3, result.output_archive)
+            for line in health_lines(health):
+                print(line)
+            produced.update(status=status, model=result.model_archive, metrics=result.metrics, health=health)
+        return described, status
+
+    def promote(self, job_name: str, described: dict[str, Any], status: str) -> tuple[str, dict[str, Any]]:
+        """The job's state change through the deployed promoter handler; returns the approved package."""
+        with self.report.step(
+            "promote", "the job's state change reaches the deployed promoter handler"
+        ) as produced:
+            promoter_name = _promoter_function(self.cloudformation)
+            change = {
+                "version": "0",
+                "id": f"rehearsal-change-{job_name}",
+                "detail-type": "SageMaker Training Job State Change",
+                "source": "aws.sagemaker",
+                "account": ACCOUNT,
+                "region": REGION,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "resources": [described["TrainingJobArn"]],
+                "detail": {"TrainingJobName": job_name, "TrainingJobStatus": status},
+            }
+            decision = invoke(self.emulator, promoter_name, change, self.work / "lambda")
+            print(json.dumps(decision))
+            package_arn = decision.get("model_package_arn")
+            if decision.get("decision") != "Approved" or not package_arn:
+                raise StepFailed(f"the model was not approved: {decision}")
+            package = self.sagemaker.describe_model_package(ModelPackageName=package_arn)
+            produced.update(
+                model_package_arn=package_arn,
+                status=package["ModelApprovalStatus"],
+                reasons=decision.get("reasons"),
+            )
+        return package_arn, package
+
+    def deploy_serving(self, package_arn: str) -> None:
+        """cdk deploy of the Serving stack with the approved package."""
+        with self.report.step(
+            "serve-deploy", "cdk deploy of the Serving stack with the approved package"
+        ) as produced:
+            run(
+                [
+                    *DEPLOY,
+                    STACKS["Serving"],
+                    "--exclusively",
+                    *self.cdk_args,
+                    "-c",
+                    f"model_package_arn={package_arn}",
+                ],
+                self.env,
+                cwd=ROOT,
+            )
+            serving = stack_outputs(self.cloudformation, STACKS["Serving"])
+            endpoint = self.sagemaker.describe_endpoint(EndpointName=serving["EndpointName"])
+            stack = self.cloudformation.describe_stacks(StackName=STACKS["Serving"])["Stacks"][0]
+            produced.update(
+                stack=stack["StackStatus"],
+                endpoint=serving["EndpointName"],
+                endpoint_status=endpoint["EndpointStatus"],
+            )
+
+    def serve(self, package: dict[str, Any], held_back: Path) -> None:
+        """Serves the packed model on the container contract and classifies the held-back clips."""
+        with self.report.step(
+            "serve", "serve the packed model on the container contract, classify held-back clips"
+        ) as produced:
+            model_url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+            archive = self.out / "model.tar.gz"
+            model_bucket, _, model_key = model_url.removeprefix("s3://").partition("/")
+            self.s3.download_file(model_bucket, model_key, str(archive))
+            server_env = {k: v for k, v in self.env.items() if not k.startswith("AWS_")}
+            with local_server(archive, server_env) as base:
+                predictions = _classify(base, held_back)
+                broken_status, broken = post(f"{base}/invocations", b"not audio at all", WAV)
+                print(f"{'broken payload':40s} -> {broken_status} {json.dumps(broken)}")
+            if not 400 <= broken_status < 500:
+                raise StepFailed(f"a broken payload must get a 4xx answer, got {broken_status}")
+            correct = sum(p.get("label") == p["expected"] for p in predictions)
+            print(f"{correct}/{len(predictions)} held-back clips classified correctly")
+            produced.update(
+                model=model_url,
+                correct=correct,
+                total=len(predictions),
+                broken_payload_status=broken_status,
+                predictions=predictions,
+                server=base,
+            )
+
+
+def _classify(base: str, held_back: Path) -> list[dict[str, Any]]:
+    """Each held-back clip's answer from the server, beside the label it should get."""
+    predictions = []
+    for clip in sorted(held_back.rglob("*.wav")):
+        status_code, answer = post(f"{base}/invocations", clip.read_bytes(), WAV)
+        predictions.append({"clip": clip.name, "expected": clip.parent.name, "status": status_code, **answer})
+        print(f"{clip.parent.name}/{clip.name:28s} -> {status_code} {json.dumps(answer)}")
+    return predictions
 
 
 def job_health(s3: Any, output_archive: str) -> dict[str, Any]:

@@ -19,13 +19,17 @@ ML_CODE = ROOT / "ml_code"
 FUNCTIONS_DIR = ROOT / "functions"
 EXCLUDED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+# Compiled extensions and their sources: built for this machine, never for the function's platform.
+NATIVE_SUFFIXES = (".so", ".pyd", ".dylib", ".c", ".h")
 
 
-def source_files(root: Path) -> Iterator[Path]:
-    """Files under ``root`` in sorted order, caches and bytecode left out."""
+def source_files(root: Path, skipped_suffixes: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Files under ``root`` in sorted order, caches and bytecode (and ``skipped_suffixes``) left out."""
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if any(part in EXCLUDED_DIRS for part in relative.parts) or path.suffix in EXCLUDED_SUFFIXES:
+        if any(part in EXCLUDED_DIRS for part in relative.parts) or path.suffix in (
+            EXCLUDED_SUFFIXES + skipped_suffixes
+        ):
             continue
         if path.is_file():
             yield path
@@ -61,17 +65,18 @@ class TarGzBundler:
 @jsii.implements(cdk.ILocalBundling)
 class CopyBundler:
     """Copies folders (and single files) into the asset under the given names (a Lambda package, a build's
-    source)."""
+    source); ``skipped_suffixes``: files left out of every folder (default none)."""
 
-    def __init__(self, folders: dict[str, Path]) -> None:
-        self.folders = folders
+    def __init__(self, folders: dict[str, Path], skipped_suffixes: tuple[str, ...] = ()) -> None:
+        self.folders, self.skipped_suffixes = folders, skipped_suffixes
 
     def try_bundle(self, output_dir: str, options: Any = None) -> bool:
         for name, root in self.folders.items():
             if root.is_file():
+                (Path(output_dir) / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(root, Path(output_dir) / name)
                 continue
-            for path in source_files(root):
+            for path in source_files(root, self.skipped_suffixes):
                 target = Path(output_dir) / name / path.relative_to(root)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, target)

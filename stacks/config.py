@@ -20,9 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from functions.launcher import rules as launcher_rules
-from functions.launcher import tuning as launcher_tuning
-from ml_code import contract
+from ml_code import contract, lambda_contract
 from ml_code.contract import FAST_PATHS
 
 CONTEXT_ROOT = "acoustic_shield"
@@ -146,16 +144,16 @@ class Hyperparameters:
 
 def _tuning_ranges(value: Any) -> str | None:
     try:
-        launcher_tuning.parse_ranges(value)
-    except launcher_tuning.RangeError as err:
-        return f"{launcher_tuning.GRAMMAR} ({err})"
+        lambda_contract.parse_ranges(value)
+    except lambda_contract.RangeError as err:
+        return f"{lambda_contract.TUNING_GRAMMAR} ({err})"
     return None
 
 
 def _rule_names(known: tuple[str, ...]) -> Check:
     def check(value: Any) -> str | None:
-        unknown = launcher_rules.unknown_rules(value, known)
-        ok = not unknown and len(set(value)) == len(value) <= launcher_rules.MAX_RULES
+        unknown = lambda_contract.unknown_rules(value, known)
+        ok = not unknown and len(set(value)) == len(value) <= lambda_contract.MAX_RULES
         return None if ok else f"a list of different names out of {', '.join(known)}"
 
     return check
@@ -183,17 +181,17 @@ class TuningConfig:
         "tuning_strategy",
         "Bayesian",
         "Search strategy: Bayesian, Random or Hyperband.",
-        _one_of(*launcher_tuning.STRATEGIES),
+        _one_of(*lambda_contract.TUNING_STRATEGIES),
     )
     objective: str = setting(
         "tuning_objective",
         contract.DEFAULT_TUNING_OBJECTIVE,
         "Validation metric the tuning job optimizes: eval_f1, eval_accuracy (maximized) or eval_loss (minimized).",
-        _one_of(*launcher_tuning.OBJECTIVES),
+        _one_of(*lambda_contract.TUNING_OBJECTIVES),
     )
     ranges: str = setting(
         "tuning_ranges",
-        launcher_tuning.DEFAULT_RANGES,
+        lambda_contract.DEFAULT_TUNING_RANGES,
         "Tuned train.py arguments: name=low..high[:log] (continuous, or integer) or name=a|b|c, comma-separated.",
         _tuning_ranges,
     )
@@ -201,7 +199,7 @@ class TuningConfig:
         "tuning_early_stopping",
         "Auto",
         "Stop trials unlikely to beat the best so far: Auto or Off (Off with Hyperband, which stops trials itself).",
-        _one_of(*launcher_tuning.EARLY_STOPPING),
+        _one_of(*lambda_contract.TUNING_EARLY_STOPPING),
     )
 
     def __post_init__(self) -> None:
@@ -223,7 +221,7 @@ class RulesConfig:
         "debugger_rules",
         (),
         "Debugger rules on training jobs (LossNotDecreasing, Overfit, Overtraining); they need smdebug in the image.",
-        _rule_names(tuple(launcher_rules.DEBUGGER_RULES)),
+        _rule_names(tuple(lambda_contract.DEBUGGER_RULES)),
     )
     profiler_enabled: bool = setting(
         "profiler_enabled",
@@ -234,14 +232,14 @@ class RulesConfig:
         "profiler_rules",
         ("LowGPUUtilization", "ProfilerReport"),
         "Profiler rules run on those metrics when profiler_enabled.",
-        _rule_names(launcher_rules.PROFILER_RULES),
+        _rule_names(lambda_contract.PROFILER_RULES),
     )
     profiling_interval_ms: int = setting(
         "profiling_interval_ms",
         500,
         "Profiler sampling interval, ms: 100, 200, 500, 1000, 5000 or 60000.",
         lambda value: (
-            None if value in launcher_rules.PROFILING_INTERVALS_MS else "100, 200, 500, 1000, 5000 or 60000"
+            None if value in lambda_contract.PROFILING_INTERVALS_MS else "100, 200, 500, 1000, 5000 or 60000"
         ),
     )
 
@@ -615,40 +613,57 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+def _boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    raise ValueError
+
+
+def _integer(raw: Any) -> int:
+    if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        raise ValueError
+    return int(raw)
+
+
+def _number(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ValueError
+    return float(raw)
+
+
+def _names(raw: Any) -> tuple[str, ...]:
+    """A JSON list in cdk.json; "A,B" or '["A","B"]' from -c."""
+    items = json.loads(raw) if isinstance(raw, str) and raw.strip().startswith("[") else raw
+    if isinstance(items, str):
+        items = [item.strip() for item in items.split(",") if item.strip()]
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ValueError
+    return tuple(items)
+
+
+def _text(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError
+    return raw
+
+
+# How each kind of value is read, and what it should be when it cannot be.
+_READERS: dict[Any, tuple[Callable[[Any], Any], str]] = {
+    bool: (_boolean, "true or false"),
+    int: (_integer, "an integer"),
+    float: (_number, "a number"),
+    tuple[str, ...]: (_names, "a list of names"),
+}
+
+
 def _parse(key: str, raw: Any, kind: type) -> Any:
     """Context values from cdk.json are JSON; from ``-c`` they are strings."""
+    read, expected = _READERS.get(kind, (_text, "a string"))
     try:
-        if kind is bool:
-            if isinstance(raw, bool):
-                return raw
-            if isinstance(raw, str) and raw.lower() in ("true", "false"):
-                return raw.lower() == "true"
-            raise ValueError
-        if kind is int:
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError
-            return int(raw)
-        if kind is float:
-            if isinstance(raw, bool):
-                raise ValueError
-            return float(raw)
-        if kind == tuple[str, ...]:  # a JSON list in cdk.json; "A,B" or '["A","B"]' from -c
-            items = json.loads(raw) if isinstance(raw, str) and raw.strip().startswith("[") else raw
-            if isinstance(items, str):
-                items = [item.strip() for item in items.split(",") if item.strip()]
-            if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-                raise ValueError
-            return tuple(items)
-        if not isinstance(raw, str):
-            raise ValueError
-        return raw
+        return read(raw)
     except (TypeError, ValueError):
-        expected = {
-            bool: "true or false",
-            int: "an integer",
-            float: "a number",
-            tuple[str, ...]: "a list of names",
-        }.get(kind, "a string")
         raise ConfigError(f"config key '{key}' = {raw!r} is invalid: expected {expected}") from None
 
 

@@ -10,7 +10,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from functions.launcher import tuning
+from ml_code import lambda_contract
 
 from .bundling import ML_CODE, TarGzBundler, bundling
 from .config import AppConfig, stack_name
@@ -49,7 +49,7 @@ def tuning_job_prefix(config: AppConfig) -> str:
     """
     suffix = "-hpo-"
     # SageMaker allows 32 characters; the launcher ends each name with 8 of the trigger's digest.
-    room = tuning.NAME_LIMIT - tuning.SUFFIX_LENGTH - len(suffix)
+    room = lambda_contract.TUNING_NAME_LIMIT - lambda_contract.TUNING_SUFFIX_LENGTH - len(suffix)
     name = config.name_prefix
     if len(name) > room:
         digest = hashlib.sha256(name.encode()).hexdigest()[:4]

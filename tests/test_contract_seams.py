@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from functions.launcher import tuning
 from functions.promoter import logic as promoter
 from functions.promoter.settings import Settings, Thresholds
-from ml_code import contract, inference, invoke
+from ml_code import contract, inference, invoke, lambda_contract
 from stacks.config import ServingConfig, TuningConfig
 from stacks.serving.model import container_environment
 from tests.inference import payloads
@@ -122,10 +121,12 @@ def test_the_serving_stacks_container_environment_is_what_the_handler_reads(serv
 def test_tuning_objectives_are_validation_metrics_the_job_reports() -> None:
     # Given the objectives a tuning job may optimize, and the default the config offers
     # Then each is a metric train.py prints after every evaluation of the validation split
-    assert set(tuning.OBJECTIVES) <= {name for name in contract.METRIC_NAMES if name.startswith("eval_")}
-    assert set(tuning.OBJECTIVES.values()) <= {"Maximize", "Minimize"}
+    assert set(lambda_contract.TUNING_OBJECTIVES) <= {
+        name for name in contract.METRIC_NAMES if name.startswith("eval_")
+    }
+    assert set(lambda_contract.TUNING_OBJECTIVES.values()) <= {"Maximize", "Minimize"}
     (objective,) = (f for f in dataclasses.fields(TuningConfig) if f.name == "objective")
-    assert objective.default in tuning.OBJECTIVES
+    assert objective.default in lambda_contract.TUNING_OBJECTIVES
 
 
 def test_every_gated_metric_is_a_reported_metric_on_every_split_the_gate_reads() -> None:

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import functools
-import json
-import logging
 import os
 from typing import Any
 
 import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from .aws import Clients, launch
+from . import orchestration
+from .orchestration import Clients
 from .settings import LaunchSettings
 
-try:  # the Lambda package carries it beside this module
-    from . import environment  # type: ignore[attr-defined]
+try:  # the Lambda package carries them beside this module
+    from . import environment, lambda_contract  # type: ignore[attr-defined]
 except ImportError:  # the repository
     from functions import environment
+    from ml_code import lambda_contract
 
-# Lambda leaves the root logger at WARNING: this package logs at INFO, the libraries (botocore) do not.
-logging.getLogger(__name__.rpartition(".")[0]).setLevel(logging.INFO)
-logger = logging.getLogger(__name__)
+SERVICE = lambda_contract.LAUNCHER_SERVICE
+logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE, patch_modules=("botocore",))
+metrics = Metrics(namespace=lambda_contract.METRICS_NAMESPACE, service=SERVICE)
 
 
 @functools.cache
@@ -31,13 +34,15 @@ def dependencies() -> tuple[LaunchSettings, Clients]:
     return settings, clients
 
 
-def handler(event: Any, context: Any) -> dict[str, Any]:
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     """Starts a training or tuning job for a schedule, new-data or manual event."""
-    settings, clients = dependencies()
-    request_id = context.aws_request_id  # Lambda keeps it across its own retries: it names manual jobs
-    result = launch(event, settings, sagemaker=clients.sagemaker, s3=clients.s3, request_id=request_id)
-    logger.info(json.dumps({"message": "launch", "request_id": request_id, **result}))
-    return result
+    # The request id names manual jobs: Lambda keeps it across its own retries.
+    return orchestration.handle(
+        event, context.aws_request_id, *dependencies(), logger=logger, metrics=metrics
+    )
 
 
 # Validated at cold start: a misconfigured function fails on its first invocation, naming every variable.

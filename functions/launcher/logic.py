@@ -14,17 +14,18 @@ import json
 import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import rules, tuning
+from .events import EventError, NewDataEvent, ScheduledEvent, typed_event
 from .settings import LaunchSettings, SettingsError
 
-try:  # the Lambda package carries the contract beside this module
-    from . import contract  # type: ignore[attr-defined]
+try:  # the Lambda package carries the contracts beside this module
+    from . import contract, lambda_contract  # type: ignore[attr-defined]
 except ImportError:  # the repository
-    from ml_code import contract
+    from ml_code import contract, lambda_contract
 
 CHANNELS = ("train", "validation", "test")
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
@@ -34,11 +35,10 @@ _DATASET_PREFIX = re.compile(r"datasets/([A-Za-z0-9][A-Za-z0-9._-]*/)+")
 # A Hugging Face id (org/name) or a relative folder inside the source dir; never absolute, never "..".
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95}){0,3}")
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
-TUNING_NAME_LIMIT, TUNING_SUFFIX_LENGTH = tuning.NAME_LIMIT, tuning.SUFFIX_LENGTH
-
-
-class EventError(ValueError):
-    """The triggering event cannot be used; the message says what to send."""
+TUNING_NAME_LIMIT, TUNING_SUFFIX_LENGTH = (
+    lambda_contract.TUNING_NAME_LIMIT,
+    lambda_contract.TUNING_SUFFIX_LENGTH,
+)
 
 
 @dataclass(frozen=True)
@@ -110,50 +110,33 @@ def _hyperparameter(name: Any, value: Any) -> str:
 
 
 def parse_event(event: Any, request_id: str) -> LaunchRequest:
-    """A scheduled EventBridge event, or a manual
+    """A scheduled EventBridge event, a dataset manifest's S3 event, or a manual
     ``{"hyperparameters": {...}, "dataset_prefix": ..., "tune": true|false}``.
 
     The trigger id makes the job name: EventBridge keeps an event's ``id`` across redeliveries and
     Lambda keeps the request id across its own retries of an asynchronous invocation.
     """
-    if not isinstance(event, dict):
-        raise EventError(f"the event must be a JSON object, got {type(event).__name__}")
-    overrides = event.get("hyperparameters", {})
-    if not isinstance(overrides, dict):
-        raise EventError("'hyperparameters' must be an object of name: value")
-    hyperparameters = {name: _hyperparameter(name, value) for name, value in overrides.items()}
-    dataset_prefix = event.get("dataset_prefix")
+    typed = typed_event(event)
+    if isinstance(typed, NewDataEvent):
+        return _new_data(typed)
+    hyperparameters = {name: _hyperparameter(name, value) for name, value in typed.hyperparameters.items()}
+    dataset_prefix = typed.dataset_prefix
     if dataset_prefix is not None and (
         not isinstance(dataset_prefix, str) or not _DATASET_PREFIX.fullmatch(dataset_prefix)
     ):
         raise EventError(
             f"'dataset_prefix' {dataset_prefix!r} must be a prefix under 'datasets/' ending in '/'"
         )
-    tune = event.get("tune")
-    if tune is not None and not isinstance(tune, bool):
-        raise EventError(f"'tune' must be true or false, got {tune!r}")
-
-    if event.get("source") == "aws.s3":
-        if overrides or dataset_prefix is not None or tune is not None:
-            raise EventError("an S3 event carries no hyperparameters, dataset_prefix or tune")
-        return _new_data(event)
-    if event.get("source") == "aws.events":
-        event_id = event.get("id")
-        if not isinstance(event_id, str) or not event_id or not isinstance(event.get("time"), str):
-            raise EventError("a scheduled event must carry 'id' and 'time'")
-        return LaunchRequest(event_id, "schedule", _event_time(event), hyperparameters, dataset_prefix, tune)
-    if "source" in event or "detail-type" in event:
-        raise EventError(
-            f"unexpected event source {event.get('source')!r}; expected a scheduled event or a dataset "
-            "manifest's S3 Object Created event"
+    if isinstance(typed, ScheduledEvent):
+        return LaunchRequest(
+            typed.get_id, "schedule", _event_time(typed.time), hyperparameters, dataset_prefix, typed.tune
         )
     if not request_id:
         raise EventError("a manual invocation needs a request id")
-    return LaunchRequest(request_id, "manual", None, hyperparameters, dataset_prefix, tune)
+    return LaunchRequest(request_id, "manual", None, hyperparameters, dataset_prefix, typed.tune)
 
 
-def _event_time(event: dict[str, Any]) -> datetime:
-    raw_time = event.get("time")
+def _event_time(raw_time: Any) -> datetime:
     if not isinstance(raw_time, str):
         raise EventError("the event must carry 'time'")
     try:
@@ -162,31 +145,29 @@ def _event_time(event: dict[str, Any]) -> datetime:
         raise EventError(f"the event's 'time' {raw_time!r} is not an ISO 8601 timestamp") from None
 
 
-def _new_data(event: dict[str, Any]) -> LaunchRequest:
+def _new_data(event: NewDataEvent) -> LaunchRequest:
     """A dataset's ``manifest.jsonl`` was created: train on that dataset.
 
     The manifest is the last object staging writes, so the dataset is complete. The trigger is the
     manifest's version (or ETag): a redelivered event names the same job, a new staging run a new one.
     """
-    if event.get("detail-type") != "Object Created":
-        raise EventError(f"an S3 event must be 'Object Created', got {event.get('detail-type')!r}")
-    detail = event.get("detail")
-    bucket = detail.get("bucket", {}).get("name") if isinstance(detail, dict) else None
-    found = detail.get("object", {}) if isinstance(detail, dict) else {}
-    key = found.get("key") if isinstance(found, dict) else None
-    if not isinstance(bucket, str) or not isinstance(key, str):
-        raise EventError("an S3 event must carry detail.bucket.name and detail.object.key")
+    bucket, key = event.detail.bucket.name, event.detail.object.key
     manifest = contract.MANIFEST_FILE
     prefix = key.removesuffix(manifest)
     if not key.endswith("/" + manifest) or not _DATASET_PREFIX.fullmatch(prefix):
         raise EventError(
             f"object {key!r} is not a dataset manifest (datasets/<name>/{manifest}); nothing to train"
         )
-    version = found.get("version-id") or found.get("etag")
-    if not isinstance(version, str) or not version:
+    if event.manifest_version is None:
         raise EventError(f"the S3 event for {key!r} carries neither 'version-id' nor 'etag'")
     return LaunchRequest(
-        f"s3://{bucket}/{key}@{version}", "data", _event_time(event), {}, prefix, None, bucket
+        f"s3://{bucket}/{key}@{event.manifest_version}",
+        "data",
+        _event_time(event.get("time")),
+        {},
+        prefix,
+        None,
+        bucket,
     )
 
 
@@ -299,7 +280,7 @@ def build_training_job_request(
         },
         "EnableInterContainerTrafficEncryption": settings.instance_count > 1,
         "Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())],
-        **rules.rules_request(
+        **rules_request(
             job=name,
             bucket=settings.bucket,
             image=settings.rules.image_uri,
@@ -340,7 +321,7 @@ def build_tuning_job_request(
     if settings.tuning is None:
         raise SettingsError("no tuning configuration (TUNING_JOB_PREFIX, TUNING)")
     t = settings.tuning
-    tuned = tuning.tuned_names(t.ranges)
+    tuned = lambda_contract.tuned_names(t.ranges)
     clash = sorted(tuned & request.hyperparameters.keys())
     if clash:
         raise EventError(
@@ -359,7 +340,7 @@ def build_tuning_job_request(
     config: dict[str, Any] = {
         "Strategy": t.strategy,
         "HyperParameterTuningJobObjective": {
-            "Type": tuning.OBJECTIVES[t.objective],
+            "Type": lambda_contract.TUNING_OBJECTIVES[t.objective],
             "MetricName": t.objective,
         },
         "ResourceLimits": {
@@ -382,3 +363,67 @@ def build_tuning_job_request(
         # SageMaker adds the tuning job's tags to every trial it starts.
         "Tags": single["Tags"],
     }
+
+
+# --- Debugger and Profiler rules ------------------------------------------------------------------
+# A built-in rule is invoked by name (``rule_to_invoke``), the rule container applies its documented
+# defaults, and LossNotDecreasing asks the hook to save the ``losses`` collection (the SDK's
+# ``sagemaker.debugger.rule_configs``). The rule evaluator image is resolved per region by the stack.
+
+
+def _rule(name: str, image: str, output: str) -> dict[str, Any]:
+    return {
+        "RuleConfigurationName": name,
+        "RuleEvaluatorImage": image,
+        "S3OutputPath": output,
+        "RuleParameters": {"rule_to_invoke": name},
+    }
+
+
+def rules_request(
+    *,
+    job: str,
+    bucket: str,
+    image: str,
+    debugger_rules: Sequence[str],
+    debug_prefix: str,
+    profiler_enabled: bool,
+    profiler_rules: Sequence[str],
+    profiler_prefix: str,
+    profiling_interval_ms: int,
+) -> dict[str, Any]:
+    """The CreateTrainingJob fields for Debugger and Profiler, outputs under the two prefixes.
+
+    SageMaker writes ``<prefix><job>/debug-output/`` and ``<prefix><job>/profiler-output/`` below the
+    configured paths; each rule's own output goes to ``<prefix><job>/rule-output/``. Without profiling
+    the request says so (SageMaker's default would otherwise decide).
+    """
+    fields: dict[str, Any] = {}
+    if debugger_rules:
+        base = f"s3://{bucket}/{debug_prefix}"
+        collections: dict[str, dict[str, str]] = {}
+        for name in debugger_rules:
+            collections.update(lambda_contract.DEBUGGER_RULES[name])
+        hook: dict[str, Any] = {"S3OutputPath": base}
+        if collections:
+            hook["CollectionConfigurations"] = [
+                {"CollectionName": name, "CollectionParameters": dict(parameters)}
+                for name, parameters in sorted(collections.items())
+            ]
+        fields["DebugHookConfig"] = hook
+        fields["DebugRuleConfigurations"] = [
+            _rule(name, image, f"{base}{job}/rule-output") for name in debugger_rules
+        ]
+    if not profiler_enabled:
+        fields["ProfilerConfig"] = {"DisableProfiler": True}
+        return fields
+    base = f"s3://{bucket}/{profiler_prefix}"
+    fields["ProfilerConfig"] = {
+        "S3OutputPath": base,
+        "ProfilingIntervalInMilliseconds": profiling_interval_ms,
+    }
+    if profiler_rules:
+        fields["ProfilerRuleConfigurations"] = [
+            _rule(name, image, f"{base}{job}/rule-output") for name in profiler_rules
+        ]
+    return fields

@@ -12,20 +12,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from . import rules, tuning
-
-try:  # the Lambda package carries it beside this module
-    from . import environment  # type: ignore[attr-defined]
+try:  # the Lambda package carries them beside this module
+    from . import environment, lambda_contract  # type: ignore[attr-defined]
 except ImportError:  # the repository
     from functions import environment
+    from ml_code import lambda_contract
 
 T = TypeVar("T")
 
 # Tuning job names end in the trigger's digest, within SageMaker's limit: the prefix gets the rest.
-_TUNING_PREFIX_ROOM = tuning.NAME_LIMIT - tuning.SUFFIX_LENGTH
+_TUNING_PREFIX_ROOM = lambda_contract.TUNING_NAME_LIMIT - lambda_contract.TUNING_SUFFIX_LENGTH
 _TUNING_PREFIX_EXPECTED = (
     f"letters, digits and '-', at most {_TUNING_PREFIX_ROOM} characters: tuning job names end in "
-    f"{tuning.SUFFIX_LENGTH} characters and SageMaker allows {tuning.NAME_LIMIT}"
+    f"{lambda_contract.TUNING_SUFFIX_LENGTH} characters and SageMaker allows {lambda_contract.TUNING_NAME_LIMIT}"
 )
 _AT_LEAST_ONE = "a whole number >= 1"
 
@@ -196,18 +195,18 @@ def _tuning(reader: environment.Reader) -> TuningSettings:
         return TuningSettings(prefix, False, "", "", {}, 0, 0, "")
     fields = _Fields(reader, "TUNING", raw)
     enabled = fields.get("enabled", bool, "true or false")
-    strategy = fields.choice("strategy", tuning.STRATEGIES)
-    objective = fields.choice("objective", tuple(tuning.OBJECTIVES))
-    spec = fields.get("ranges", str, f"a string: {tuning.GRAMMAR}")
+    strategy = fields.choice("strategy", lambda_contract.TUNING_STRATEGIES)
+    objective = fields.choice("objective", tuple(lambda_contract.TUNING_OBJECTIVES))
+    spec = fields.get("ranges", str, f"a string: {lambda_contract.TUNING_GRAMMAR}")
     max_jobs = fields.get("max_jobs", int, "an integer")
     max_parallel_jobs = fields.get("max_parallel_jobs", int, "an integer")
-    early_stopping = fields.choice("early_stopping", tuning.EARLY_STOPPING)
+    early_stopping = fields.choice("early_stopping", lambda_contract.TUNING_EARLY_STOPPING)
     ranges: dict[str, list[dict[str, Any]]] = {}
     if spec is not None:
         try:
-            ranges = tuning.parse_ranges(spec)
-        except tuning.RangeError as err:
-            reader.invalid("TUNING.ranges", spec, tuning.GRAMMAR, str(err))
+            ranges = lambda_contract.parse_ranges(spec)
+        except lambda_contract.RangeError as err:
+            reader.invalid("TUNING.ranges", spec, lambda_contract.TUNING_GRAMMAR, str(err))
     if max_jobs is not None and max_parallel_jobs is not None and not 1 <= max_parallel_jobs <= max_jobs:
         reader.invalid("TUNING.max_parallel_jobs", max_parallel_jobs, f"1..max_jobs ({max_jobs})")
     if strategy == "Hyperband" and early_stopping not in (None, "Off"):
@@ -230,10 +229,10 @@ def _rule_names(known: Sequence[str]) -> Callable[[Any], tuple[str, ...]]:
     def convert(value: Any) -> tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError
-        unknown = rules.unknown_rules(value, known)
+        unknown = lambda_contract.unknown_rules(value, known)
         if unknown:
             raise environment.Invalid(f"unknown: {', '.join(unknown)}")
-        if len(value) > rules.MAX_RULES or len(set(value)) != len(value):
+        if len(value) > lambda_contract.MAX_RULES or len(set(value)) != len(value):
             raise ValueError
         return tuple(value)
 
@@ -241,7 +240,7 @@ def _rule_names(known: Sequence[str]) -> Callable[[Any], tuple[str, ...]]:
 
 
 def _rule_list(reader: environment.Reader, name: str, known: Sequence[str]) -> tuple[str, ...]:
-    expected = f"a JSON list of at most {rules.MAX_RULES} different names of {', '.join(known)}"
+    expected = f"a JSON list of at most {lambda_contract.MAX_RULES} different names of {', '.join(known)}"
     return reader.json_value(name, _rule_names(known), expected, (), required=False)
 
 
@@ -261,15 +260,15 @@ def _rules(reader: environment.Reader) -> RuleSettings:
 
     settings = RuleSettings(
         image_uri=optional("RULE_EVALUATOR_IMAGE"),
-        debugger_rules=_rule_list(reader, "DEBUGGER_RULES", tuple(rules.DEBUGGER_RULES)),
+        debugger_rules=_rule_list(reader, "DEBUGGER_RULES", tuple(lambda_contract.DEBUGGER_RULES)),
         debug_prefix=optional("DEBUG_PREFIX"),
         profiler_enabled=reader.boolean("PROFILER_ENABLED", default=False),
-        profiler_rules=_rule_list(reader, "PROFILER_RULES", rules.PROFILER_RULES),
+        profiler_rules=_rule_list(reader, "PROFILER_RULES", lambda_contract.PROFILER_RULES),
         profiler_prefix=optional("PROFILER_PREFIX"),
         profiling_interval_ms=reader.integer(
             "PROFILING_INTERVAL_MS",
-            "one of " + ", ".join(str(ms) for ms in rules.PROFILING_INTERVALS_MS),
-            allowed=rules.PROFILING_INTERVALS_MS,
+            "one of " + ", ".join(str(ms) for ms in lambda_contract.PROFILING_INTERVALS_MS),
+            allowed=lambda_contract.PROFILING_INTERVALS_MS,
             default=500,
             required=False,
         ),

@@ -26,6 +26,15 @@ _TAKEN = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 
 
 @dataclass(frozen=True)
+class Clients:
+    """The boto3 clients the promoter uses; tests pass emulated or stubbed ones."""
+
+    sagemaker: Any
+    s3: Any
+    sns: Any
+
+
+@dataclass(frozen=True)
 class OutputArchive:
     """What the promoter takes from the job's ``output.tar.gz``."""
 

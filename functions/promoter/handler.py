@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import functools
-import json
-import logging
 import os
+import warnings
 from typing import Any
 
 import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from .promotion import Clients, promote
+from . import orchestration
+from .orchestration import Clients
 from .settings import Settings
 
-try:  # the Lambda package carries it beside this module
-    from . import environment  # type: ignore[attr-defined]
+try:  # the Lambda package carries them beside this module
+    from . import environment, lambda_contract  # type: ignore[attr-defined]
 except ImportError:  # the repository
     from functions import environment
+    from ml_code import lambda_contract
 
-# Lambda leaves the root logger at WARNING: this package logs at INFO, the libraries (botocore) do not.
-logging.getLogger(__name__.rpartition(".")[0]).setLevel(logging.INFO)
-logger = logging.getLogger(__name__)
+SERVICE = lambda_contract.PROMOTER_SERVICE
+logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE, patch_modules=("botocore",))
+metrics = Metrics(namespace=lambda_contract.METRICS_NAMESPACE, service=SERVICE)
+# Most events decide nothing (a trial, an unfinished job, a redelivery) and so count nothing: expected.
+warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
 
 
 @functools.cache
@@ -31,14 +37,14 @@ def dependencies() -> tuple[Settings, Clients]:
     return settings, clients
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Gates the training job named by a ``SageMaker Training Job State Change`` event."""
-    settings, clients = dependencies()
-    result = promote(event, settings, clients)
-    logger.info(
-        json.dumps({"message": "promotion", "request_id": getattr(context, "aws_request_id", None), **result})
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Gates the training job (or the tuning job's winner) named by a SageMaker state-change event."""
+    return orchestration.handle(
+        event, context.aws_request_id, *dependencies(), logger=logger, metrics=metrics
     )
-    return result
 
 
 # Validated at cold start: a misconfigured function fails on its first invocation, naming every variable.

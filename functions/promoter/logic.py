@@ -15,10 +15,10 @@ from typing import Any
 
 from .settings import Settings, Thresholds
 
-try:  # the Lambda package carries the contract beside this module
-    from . import contract  # type: ignore[attr-defined]
+try:  # the Lambda package carries the contracts beside this module
+    from . import contract, lambda_contract  # type: ignore[attr-defined]
 except ImportError:  # the repository
-    from ml_code import contract
+    from ml_code import contract, lambda_contract
 
 APPROVED = "Approved"
 REJECTED = "Rejected"
@@ -45,8 +45,7 @@ TUNING_FINISHED = ("Completed", "Failed", "Stopped")
 RULE_STATUSES = {"DebugRuleEvaluationStatuses": "Debugger", "ProfilerRuleEvaluationStatuses": "Profiler"}
 RULE_FIRED = "IssuesFound"
 # Each message is sent once; markers under evaluation/<job>/notifications/ record what was sent.
-NOTIFICATIONS = "notifications"
-REGISTRATION_LEASE = "registration.lease.json"
+NOTIFICATIONS, REGISTRATION_LEASE = lambda_contract.NOTIFICATIONS, lambda_contract.REGISTRATION_LEASE
 OUTCOME = "outcome"  # the message about a job's (or a tuning job's) outcome
 
 # A fixed namespace keeps ClientToken stable for a job name across containers and deployments.
@@ -61,23 +60,6 @@ _EPSILON = 1e-9
 _REPORTED_METRICS = frozenset(contract.JOB_METRIC_NAMES)
 _HEALTH_FLAGS = {"fired": 1.0, "silent": 0.0}  # evaluation.json's rule status as its health_<rule> flag
 _HEALTH_REVIEW = "needs review: training health"
-
-
-@dataclass(frozen=True)
-class TrainingEvent:
-    """What the promoter needs from a ``SageMaker Training Job State Change`` event."""
-
-    job_name: str
-    status: str | None
-    tuning_job_arn: str | None = None
-
-
-@dataclass(frozen=True)
-class TuningEvent:
-    """What the promoter needs from a ``SageMaker HyperParameter Tuning Job State Change`` event."""
-
-    tuning_job_name: str
-    status: str | None
 
 
 @dataclass(frozen=True)
@@ -188,46 +170,7 @@ class Decision:
         return self.status == PENDING and bool(self.blocking_health)
 
 
-# --- the event --------------------------------------------------------------------------------------
-
-
-def parse_event(event: Any) -> TrainingEvent:
-    """Reads the job name (required), status and any ``TuningJobArn`` from a training-state event."""
-    if not isinstance(event, Mapping):
-        raise ValueError(f"expected an EventBridge event (a JSON object), got {type(event).__name__}")
-    detail = event.get("detail")
-    if not isinstance(detail, Mapping):
-        raise ValueError(
-            "event has no 'detail' object; expected a 'SageMaker Training Job State Change' event "
-            "with detail.TrainingJobName"
-        )
-    job_name = detail.get("TrainingJobName")
-    if not isinstance(job_name, str) or not job_name:
-        raise ValueError("event detail has no 'TrainingJobName'; cannot tell which training job finished")
-    status = detail.get("TrainingJobStatus")
-    return TrainingEvent(
-        job_name=job_name,
-        status=status if isinstance(status, str) else None,
-        tuning_job_arn=tuning_job_of(detail),
-    )
-
-
-def is_tuning_event(event: Any) -> bool:
-    """A tuning job's state change (or a hand-made ``{"detail": {"HyperParameterTuningJobName": ...}}``)."""
-    detail = event.get("detail") if isinstance(event, Mapping) else None
-    return isinstance(detail, Mapping) and "HyperParameterTuningJobName" in detail
-
-
-def parse_tuning_event(event: Mapping[str, Any]) -> TuningEvent:
-    """Reads the tuning job's name (required) and status from its state-change event."""
-    detail = event["detail"]
-    name = detail.get("HyperParameterTuningJobName")
-    if not isinstance(name, str) or not name:
-        raise ValueError(
-            "event detail has an empty 'HyperParameterTuningJobName'; cannot tell which tuning job"
-        )
-    status = detail.get("HyperParameterTuningJobStatus")
-    return TuningEvent(tuning_job_name=name, status=status if isinstance(status, str) else None)
+# --- the job --------------------------------------------------------------------------------------
 
 
 def tuning_result(described: Mapping[str, Any]) -> TuningResult:

@@ -102,85 +102,19 @@ class ServingModel(Construct):
         self.revision = revision
 
     def _grant(self, props: ModelProps) -> None:
-        bucket, key, serving = props.bucket, props.key, props.serving
-        writes = []
-        statements = [
-            iam.PolicyStatement(
-                sid="ReadModels",
-                actions=["s3:GetObject"],
-                resources=[bucket.arn_for_objects(f"{MODELS_PREFIX}*")],
-            ),
-            *runtime_statements(
-                image=props.image,
-                log_group=self._log_group(props.endpoint_name),
-                image_sid="PullInferenceImage",
-                logs_sid="EndpointLogs",
-                metrics_sid="EndpointMetrics",
-            ),
-        ]
-        if serving.data_capture_percent:
-            writes.append(bucket.arn_for_objects(f"{DATACAPTURE_PREFIX}*"))
-        if serving.batch_inference:
-            # Batch transform jobs run as this role: they list and read batch-input/, write batch-output/.
-            statements += [
-                iam.PolicyStatement(
-                    sid="ListBatchInput",
-                    actions=["s3:ListBucket"],
-                    resources=[bucket.bucket_arn],
-                    conditions={"StringLike": {"s3:prefix": [f"{batch.INPUT_PREFIX}*"]}},
-                ),
-                iam.PolicyStatement(
-                    sid="ReadBatchInput",
-                    actions=["s3:GetObject"],
-                    resources=[bucket.arn_for_objects(f"{batch.INPUT_PREFIX}*")],
-                ),
-                iam.PolicyStatement(
-                    sid="TransformJobLogs",
-                    actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                    resources=[log_group_arn(TRANSFORM_LOG_GROUP)],
-                ),
-            ]
-            writes.append(bucket.arn_for_objects(f"{batch.OUTPUT_PREFIX}*"))
-        if serving.mode == "async":
-            statements.append(
-                iam.PolicyStatement(
-                    sid="ReadAsyncRequests",
-                    actions=["s3:GetObject"],
-                    resources=[bucket.arn_for_objects(f"{ASYNC_INPUT_PREFIX}*")],
-                )
-            )
-            writes += [
-                bucket.arn_for_objects(f"{ASYNC_OUTPUT_PREFIX}*"),
-                bucket.arn_for_objects(f"{ASYNC_FAILURE_PREFIX}*"),
-            ]
-            statements.append(
-                iam.PolicyStatement(
-                    sid="PublishAsyncResults",
-                    actions=["sns:Publish"],
-                    resources=[topic.topic_arn for topic in props.async_topics],
-                )
-            )
-        if writes:
-            statements.append(
-                iam.PolicyStatement(
-                    sid="WriteResults", actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=writes
-                )
-            )
-        statements.append(
-            iam.PolicyStatement(
-                sid="UseDataKey",
-                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"] if writes else ["kms:Decrypt"],
-                resources=[key.key_arn],
-            )
-        )
-        for statement in statements:
+        for statement in _role_statements(props, log_group=self._log_group(props.endpoint_name)):
             self.role.add_to_policy(statement)
         for topic in props.async_topics:
             if topic.master_key is not None:
                 topic.master_key.grant(self.role, "kms:Decrypt", "kms:GenerateDataKey")
+        self._acknowledge_findings(props)
+
+    def _acknowledge_findings(self, props: ModelProps) -> None:
+        """Why each wildcard the role keeps is needed: object and log stream names chosen at run time."""
+        serving = props.serving
 
         def objects(prefix: str) -> str:
-            return objects_finding(self, bucket, prefix)
+            return objects_finding(self, props.bucket, prefix)
 
         findings = {
             "Resource::*": UNSCOPED_REASON,
@@ -210,3 +144,95 @@ class ServingModel(Construct):
     @staticmethod
     def _log_group(endpoint_name: str) -> str:
         return f"/aws/sagemaker/Endpoints/{endpoint_name}"
+
+
+def _role_statements(props: ModelProps, *, log_group: str) -> list[iam.PolicyStatement]:
+    """The model's archive, image, logs and metrics; batch and async inputs; the result prefixes; the key."""
+    bucket, serving = props.bucket, props.serving
+    statements = [
+        iam.PolicyStatement(
+            sid="ReadModels",
+            actions=["s3:GetObject"],
+            resources=[bucket.arn_for_objects(f"{MODELS_PREFIX}*")],
+        ),
+        *runtime_statements(
+            image=props.image,
+            log_group=log_group,
+            image_sid="PullInferenceImage",
+            logs_sid="EndpointLogs",
+            metrics_sid="EndpointMetrics",
+        ),
+    ]
+    if serving.batch_inference:
+        statements += _batch_statements(bucket)
+    if serving.mode == "async":
+        statements += _async_statements(props)
+    writes = _written_objects(props)
+    if writes:
+        statements.append(
+            iam.PolicyStatement(
+                sid="WriteResults", actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=writes
+            )
+        )
+    statements.append(
+        iam.PolicyStatement(
+            sid="UseDataKey",
+            actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"] if writes else ["kms:Decrypt"],
+            resources=[props.key.key_arn],
+        )
+    )
+    return statements
+
+
+def _batch_statements(bucket: s3.IBucket) -> list[iam.PolicyStatement]:
+    """Batch transform jobs run as this role: they list and read batch-input/ (and write batch-output/)."""
+    return [
+        iam.PolicyStatement(
+            sid="ListBatchInput",
+            actions=["s3:ListBucket"],
+            resources=[bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{batch.INPUT_PREFIX}*"]}},
+        ),
+        iam.PolicyStatement(
+            sid="ReadBatchInput",
+            actions=["s3:GetObject"],
+            resources=[bucket.arn_for_objects(f"{batch.INPUT_PREFIX}*")],
+        ),
+        iam.PolicyStatement(
+            sid="TransformJobLogs",
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[log_group_arn(TRANSFORM_LOG_GROUP)],
+        ),
+    ]
+
+
+def _async_statements(props: ModelProps) -> list[iam.PolicyStatement]:
+    """An async endpoint reads the requests under async-input/ and announces results on the topics."""
+    return [
+        iam.PolicyStatement(
+            sid="ReadAsyncRequests",
+            actions=["s3:GetObject"],
+            resources=[props.bucket.arn_for_objects(f"{ASYNC_INPUT_PREFIX}*")],
+        ),
+        iam.PolicyStatement(
+            sid="PublishAsyncResults",
+            actions=["sns:Publish"],
+            resources=[topic.topic_arn for topic in props.async_topics],
+        ),
+    ]
+
+
+def _written_objects(props: ModelProps) -> list[str]:
+    """Where the model's results go: captured data, batch outputs, async responses and errors."""
+    bucket, serving = props.bucket, props.serving
+    writes = []
+    if serving.data_capture_percent:
+        writes.append(bucket.arn_for_objects(f"{DATACAPTURE_PREFIX}*"))
+    if serving.batch_inference:
+        writes.append(bucket.arn_for_objects(f"{batch.OUTPUT_PREFIX}*"))
+    if serving.mode == "async":
+        writes += [
+            bucket.arn_for_objects(f"{ASYNC_OUTPUT_PREFIX}*"),
+            bucket.arn_for_objects(f"{ASYNC_FAILURE_PREFIX}*"),
+        ]
+    return writes

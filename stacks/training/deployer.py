@@ -112,6 +112,20 @@ class ModelDeployer(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, props: DeployerProps) -> None:
         super().__init__(scope, construct_id)
+        statements, findings = self._deployment(props)
+        if props.verify:
+            verify_statements, verify_findings = self._verification(props)
+            statements += verify_statements
+            findings.update(verify_findings)
+        self.build = self._build_project(props, statements, findings)
+        self.source, self.log_group = self.build.source, self.build.log_group
+        self.role, self.project = self.build.role, self.build.project
+
+        self.dead_letters = dead_letter_queue(self, target="approval rule")
+        self.rule = self._approval_rule(props)
+
+    def _deployment(self, props: DeployerProps) -> tuple[tuple[iam.PolicyStatement, ...], dict[str, str]]:
+        """Assume the CDK bootstrap roles and read the Serving stack's status: statements and findings."""
         stack = cdk.Stack.of(self)
         bootstrap_roles = (
             f"arn:{cdk.Aws.PARTITION}:iam::{cdk.Aws.ACCOUNT_ID}:role/"
@@ -136,11 +150,16 @@ class ModelDeployer(Construct):
             f"Resource::{finding(self, serving_stack)}": "The Serving stack's ID suffix is made by "
             "CloudFormation; the name is this app's.",
         }
-        if props.verify:
-            verify_statements, verify_findings = self._verification(props)
-            statements += verify_statements
-            findings.update(verify_findings)
-        self.build = CodeBuildProject(
+        return statements, findings
+
+    def _build_project(
+        self,
+        props: DeployerProps,
+        statements: tuple[iam.PolicyStatement, ...],
+        findings: dict[str, str],
+    ) -> CodeBuildProject:
+        """The CodeBuild project that runs `cdk deploy` of the Serving stack (and the verification)."""
+        return CodeBuildProject(
             self,
             IN_PLACE,
             props=CodeBuildProjectProps(
@@ -165,12 +184,11 @@ class ModelDeployer(Construct):
                 findings=findings,
             ),
         )
-        self.source, self.log_group = self.build.source, self.build.log_group
-        self.role, self.project = self.build.role, self.build.project
 
-        self.dead_letters = dead_letter_queue(self, target="approval rule")
+    def _approval_rule(self, props: DeployerProps) -> events.Rule:
+        """Starts the build with the package's ARN whenever a package of the group becomes Approved."""
         package_arn = events.EventField.from_path("$.detail.ModelPackageArn")
-        self.rule = events.Rule(
+        return events.Rule(
             self,
             "OnApproval",
             description=f"Deploy approved {props.group_name} model packages",

@@ -49,62 +49,12 @@ class TrainingExecutionRole(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ExecutionRoleProps) -> None:
         super().__init__(scope, construct_id)
-        bucket = props.bucket
         self.role = iam.Role(
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description="AcousticShield training jobs",
         )
-        statements = [
-            iam.PolicyStatement(
-                sid="ListOwnPrefixes",
-                actions=["s3:ListBucket"],
-                resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{DATASETS_PREFIX}*", f"{CHECKPOINTS_PREFIX}*"]}},
-            ),
-            iam.PolicyStatement(
-                sid="ReadDatasets",
-                actions=["s3:GetObject"],
-                resources=[bucket.arn_for_objects(f"{DATASETS_PREFIX}*")],
-            ),
-            iam.PolicyStatement(
-                sid="WriteOutputs",
-                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-                # Only models/: evaluation/ is the promoter's, so a job cannot forge its own report.
-                resources=[bucket.arn_for_objects(f"{MODELS_PREFIX}*")],
-            ),
-            iam.PolicyStatement(
-                sid="SyncCheckpoints",
-                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-                resources=[bucket.arn_for_objects(f"{CHECKPOINTS_PREFIX}*")],
-            ),
-            iam.PolicyStatement(
-                sid="ReadSourceDir",
-                actions=["s3:GetObject"],
-                resources=[
-                    f"arn:{cdk.Aws.PARTITION}:s3:::{props.source.s3_bucket_name}/{props.source.s3_object_key}"
-                ],
-            ),
-            iam.PolicyStatement(
-                sid="UseDataKey",
-                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                resources=[props.key.key_arn],
-            ),
-            iam.PolicyStatement(
-                sid="EncryptVolumes",
-                actions=["kms:CreateGrant"],
-                resources=[props.key.key_arn],
-                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
-            ),
-            *runtime_statements(
-                image=props.image,
-                log_group=LOG_GROUP,
-                image_sid="PullTrainingImage",
-                logs_sid="JobLogs",
-                metrics_sid="JobMetrics",
-            ),
-        ]
         rule_prefixes = [
             prefix
             for prefix, wanted in (
@@ -113,48 +63,20 @@ class TrainingExecutionRole(Construct):
             )
             if wanted
         ]
+        statements = _job_statements(props)
         if rule_prefixes:
-            statements += [
-                iam.PolicyStatement(
-                    sid="ListRuleOutputs",
-                    actions=["s3:ListBucket"],
-                    resources=[bucket.bucket_arn],
-                    conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in rule_prefixes]}},
-                ),
-                iam.PolicyStatement(
-                    # The job writes tensors or system metrics; its rules read them and write their reports.
-                    sid="WriteRuleOutputs",
-                    actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
-                    resources=[bucket.arn_for_objects(f"{prefix}*") for prefix in rule_prefixes],
-                ),
-            ]
+            statements += _rule_output_statements(props.bucket, rule_prefixes)
         if props.rule_image is not None:
-            statements += [
-                iam.PolicyStatement(
-                    sid="PullRuleEvaluatorImage",
-                    actions=[
-                        "ecr:BatchGetImage",
-                        "ecr:GetDownloadUrlForLayer",
-                        "ecr:BatchCheckLayerAvailability",
-                    ],
-                    resources=[props.rule_image.repository_arn],
-                ),
-                iam.PolicyStatement(
-                    sid="RuleEvaluationLogs",
-                    actions=[
-                        "logs:CreateLogGroup",
-                        "logs:CreateLogStream",
-                        "logs:PutLogEvents",
-                        "logs:DescribeLogStreams",
-                    ],
-                    resources=[log_group_arn(RULE_LOG_GROUP)],
-                ),
-            ]
+            statements += _rule_evaluator_statements(props.rule_image)
         for statement in statements:
             self.role.add_to_policy(statement)
+        self._acknowledge_findings(props, rule_prefixes)
+
+    def _acknowledge_findings(self, props: ExecutionRoleProps, rule_prefixes: list[str]) -> None:
+        """Why each wildcard the role keeps is needed: per-job names and paths chosen at run time."""
 
         def objects(prefix: str) -> str:
-            return objects_finding(self, bucket, prefix)
+            return objects_finding(self, props.bucket, prefix)
 
         rule_findings = {
             objects(prefix): f"Debugger and Profiler write per job under {prefix}<job>/ and the job's rules "
@@ -181,3 +103,100 @@ class TrainingExecutionRole(Construct):
                 **rule_findings,
             },
         )
+
+
+def _job_statements(props: ExecutionRoleProps) -> list[iam.PolicyStatement]:
+    """What every job needs: its data prefixes, the source dir, the data key, its image, logs and metrics."""
+    bucket = props.bucket
+    return [
+        iam.PolicyStatement(
+            sid="ListOwnPrefixes",
+            actions=["s3:ListBucket"],
+            resources=[bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{DATASETS_PREFIX}*", f"{CHECKPOINTS_PREFIX}*"]}},
+        ),
+        iam.PolicyStatement(
+            sid="ReadDatasets",
+            actions=["s3:GetObject"],
+            resources=[bucket.arn_for_objects(f"{DATASETS_PREFIX}*")],
+        ),
+        iam.PolicyStatement(
+            sid="WriteOutputs",
+            actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+            # Only models/: evaluation/ is the promoter's, so a job cannot forge its own report.
+            resources=[bucket.arn_for_objects(f"{MODELS_PREFIX}*")],
+        ),
+        iam.PolicyStatement(
+            sid="SyncCheckpoints",
+            actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+            resources=[bucket.arn_for_objects(f"{CHECKPOINTS_PREFIX}*")],
+        ),
+        iam.PolicyStatement(
+            sid="ReadSourceDir",
+            actions=["s3:GetObject"],
+            resources=[
+                f"arn:{cdk.Aws.PARTITION}:s3:::{props.source.s3_bucket_name}/{props.source.s3_object_key}"
+            ],
+        ),
+        iam.PolicyStatement(
+            sid="UseDataKey",
+            actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+            resources=[props.key.key_arn],
+        ),
+        iam.PolicyStatement(
+            sid="EncryptVolumes",
+            actions=["kms:CreateGrant"],
+            resources=[props.key.key_arn],
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        ),
+        *runtime_statements(
+            image=props.image,
+            log_group=LOG_GROUP,
+            image_sid="PullTrainingImage",
+            logs_sid="JobLogs",
+            metrics_sid="JobMetrics",
+        ),
+    ]
+
+
+def _rule_output_statements(bucket: s3.IBucket, rule_prefixes: list[str]) -> list[iam.PolicyStatement]:
+    """The Debugger hook's and the Profiler's prefixes, for the job and the rules that read them."""
+    return [
+        iam.PolicyStatement(
+            sid="ListRuleOutputs",
+            actions=["s3:ListBucket"],
+            resources=[bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in rule_prefixes]}},
+        ),
+        iam.PolicyStatement(
+            # The job writes tensors or system metrics; its rules read them and write their reports.
+            sid="WriteRuleOutputs",
+            actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+            resources=[bucket.arn_for_objects(f"{prefix}*") for prefix in rule_prefixes],
+        ),
+    ]
+
+
+def _rule_evaluator_statements(rule_image: ImageRef) -> list[iam.PolicyStatement]:
+    """The rule evaluation jobs (run with this role): their image and their log group."""
+    return [
+        iam.PolicyStatement(
+            sid="PullRuleEvaluatorImage",
+            actions=[
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
+                "ecr:BatchCheckLayerAvailability",
+            ],
+            resources=[rule_image.repository_arn],
+        ),
+        iam.PolicyStatement(
+            sid="RuleEvaluationLogs",
+            actions=[
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+                "logs:DescribeLogStreams",
+            ],
+            resources=[log_group_arn(RULE_LOG_GROUP)],
+        ),
+    ]

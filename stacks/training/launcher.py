@@ -98,15 +98,18 @@ class TrainingLauncher(Construct):
             "Handler",
             props=PythonFunctionProps(
                 package="launcher",
-                # The hyperparameters an event may set (ml_code/contract.py), beside the launcher's code.
+                # The hyperparameters an event may set and the tuning grammar (the contracts), beside the code.
                 files={
                     "contract.py": ML_CODE / "contract.py",
+                    "lambda_contract.py": ML_CODE / "lambda_contract.py",
                     "environment.py": FUNCTIONS_DIR / "environment.py",
                     "lease.py": FUNCTIONS_DIR / "lease.py",
                 },
                 description="Starts an AcousticShield training job (schedule or manual invocation)",
                 # One launch at a time comes from the lease at LAUNCH_LOCK_KEY, not from this.
                 reserved_concurrency=props.reserved_concurrency,
+                wildcard_reason="sagemaker:ListTrainingJobs and ListHyperParameterTuningJobs support no "
+                "resource-level permissions; they only list names.",
                 environment={
                     "JOB_NAME_PREFIX": props.job_name_prefix,
                     "EXECUTION_ROLE_ARN": props.execution_role.role_arn,
@@ -197,12 +200,6 @@ class TrainingLauncher(Construct):
                 resources=[props.key.key_arn],
                 conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
             )
-        )
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "sagemaker:ListTrainingJobs and ListHyperParameterTuningJobs support no resource-level "
-            "permissions; they only list names.",
         )
         acknowledge(
             role,

@@ -15,7 +15,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from functions.promoter.logic import NOTIFICATIONS, REGISTRATION_LEASE
+from ml_code.lambda_contract import NOTIFICATIONS, REGISTRATION_LEASE
 
 from ..bundling import FUNCTIONS_DIR, ML_CODE
 from ..config import QualityGate
@@ -55,15 +55,17 @@ class ModelPromoter(Construct):
             "Handler",
             props=PythonFunctionProps(
                 package="promoter",
-                # The contract (content types, metric and training-health rule names), beside the code.
+                # The contracts (content types, metric and health rule names, the promoter's records), beside the code.
                 files={
                     "contract.py": ML_CODE / "contract.py",
+                    "lambda_contract.py": ML_CODE / "lambda_contract.py",
                     "environment.py": FUNCTIONS_DIR / "environment.py",
                     "lease.py": FUNCTIONS_DIR / "lease.py",
                 },
                 description="Gates AcousticShield training jobs and registers their models",
                 # Two deliveries of one event are serialized by the job's registration lease, not by this.
                 reserved_concurrency=props.reserved_concurrency,
+                wildcard_reason="sagemaker:ListModelPackages supports no resource-level permissions.",
                 environment={
                     "MODEL_PACKAGE_GROUP": props.group_name,
                     "JOB_NAME_PREFIX": props.job_name_prefix,
@@ -152,7 +154,6 @@ class ModelPromoter(Construct):
             role,
             "AwsSolutions-IAM5",
             {
-                "Resource::*": "sagemaker:ListModelPackages supports no resource-level permissions.",
                 f"Resource::{finding(self, packages)}": "Model package versions of this app's group only.",
                 f"Resource::{finding(self, arn)}:training-job/{props.job_name_prefix}*": "Training jobs of this "
                 "app only; their names are made per trigger at run time.",

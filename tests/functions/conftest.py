@@ -69,38 +69,61 @@ def emulated_aws(aws_credentials: None) -> Iterator[None]:
 
 def request_violations(params: Any, shape: Shape, path: str = "") -> list[str]:
     """Where ``params`` break the service model's max-length, enum or (Python-compatible) pattern rules."""
+    if shape.type_name == "structure" and isinstance(params, dict):
+        return _structure_violations(params, shape, path)
+    if shape.type_name == "list" and isinstance(params, list):
+        return _list_violations(params, shape, path)
+    if shape.type_name == "map" and isinstance(params, dict):
+        return _map_violations(params, shape, path)
+    if shape.type_name == "string" and isinstance(params, str):
+        return _string_violations(params, shape, path)
+    return []
+
+
+def _structure_violations(params: dict[str, Any], shape: Any, path: str) -> list[str]:
+    found: list[str] = []
+    for name, value in params.items():
+        if name in shape.members:
+            found += request_violations(value, shape.members[name], f"{path}.{name}".lstrip("."))
+    return found
+
+
+def _list_violations(params: list[Any], shape: Any, path: str) -> list[str]:
+    found: list[str] = []
+    if "max" in shape.metadata and len(params) > shape.metadata["max"]:
+        found.append(f"{path}: {len(params)} items > max {shape.metadata['max']}")
+    for index, item in enumerate(params):
+        found += request_violations(item, shape.member, f"{path}[{index}]")
+    return found
+
+
+def _map_violations(params: dict[str, Any], shape: Any, path: str) -> list[str]:
+    found: list[str] = []
+    if "max" in shape.metadata and len(params) > shape.metadata["max"]:
+        found.append(f"{path}: {len(params)} entries > max {shape.metadata['max']}")
+    for key, value in params.items():
+        found += request_violations(key, shape.key, f"{path}<key {key!r}>")
+        found += request_violations(value, shape.value, f"{path}[{key!r}]")
+    return found
+
+
+def _string_violations(params: str, shape: Any, path: str) -> list[str]:
     found: list[str] = []
     meta = shape.metadata
-    if shape.type_name == "structure" and isinstance(params, dict):
-        for name, value in params.items():
-            if name in shape.members:
-                found += request_violations(value, shape.members[name], f"{path}.{name}".lstrip("."))
-    elif shape.type_name == "list" and isinstance(params, list):
-        if "max" in meta and len(params) > meta["max"]:
-            found.append(f"{path}: {len(params)} items > max {meta['max']}")
-        for index, item in enumerate(params):
-            found += request_violations(item, shape.member, f"{path}[{index}]")
-    elif shape.type_name == "map" and isinstance(params, dict):
-        if "max" in meta and len(params) > meta["max"]:
-            found.append(f"{path}: {len(params)} entries > max {meta['max']}")
-        for key, value in params.items():
-            found += request_violations(key, shape.key, f"{path}<key {key!r}>")
-            found += request_violations(value, shape.value, f"{path}[{key!r}]")
-    elif shape.type_name == "string" and isinstance(params, str):
-        if "max" in meta and len(params) > meta["max"]:
-            found.append(f"{path}: length {len(params)} > max {meta['max']}")
-        if shape.enum and params not in shape.enum:
-            found.append(f"{path}: {params!r} is not one of the allowed values")
-        pattern = meta.get("pattern")
-        if pattern and r"\p{" not in pattern:
-            try:
-                compiled = re.compile(pattern)
-            except re.error:
-                compiled = None
-            if compiled is not None and not compiled.fullmatch(params):
-                found.append(f"{path}: {params!r} does not match {pattern}")
-        if r"\p{" in (pattern or "") and any(ord(c) < 32 for c in params):
-            found.append(f"{path}: control characters are not allowed")
+    if "max" in meta and len(params) > meta["max"]:
+        found.append(f"{path}: length {len(params)} > max {meta['max']}")
+    if shape.enum and params not in shape.enum:
+        found.append(f"{path}: {params!r} is not one of the allowed values")
+    pattern = meta.get("pattern")
+    if pattern and r"\p{" not in pattern:
+        try:
+            compiled = re.compile(pattern)
+        except re.error:
+            compiled = None
+        if compiled is not None and not compiled.fullmatch(params):
+            found.append(f"{path}: {params!r} does not match {pattern}")
+    if r"\p{" in (pattern or "") and any(ord(c) < 32 for c in params):
+        found.append(f"{path}: control characters are not allowed")
     return found
 
 

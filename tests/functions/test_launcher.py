@@ -22,8 +22,6 @@ from moto.sagemaker.models import sagemaker_backends
 
 from functions import lease
 from functions.launcher import handler as launcher_handler
-from functions.launcher import tuning as tuning_module
-from functions.launcher.aws import LaunchError, launch
 from functions.launcher.logic import (
     EventError,
     build_training_job_request,
@@ -32,8 +30,9 @@ from functions.launcher.logic import (
     parse_event,
     tuning_job_name,
 )
+from functions.launcher.orchestration import LaunchError, launch
 from functions.launcher.settings import LaunchSettings, RuleSettings, SettingsError
-from ml_code import contract
+from ml_code import contract, lambda_contract
 from tests.functions.conftest import cold_start, request_violations
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -493,16 +492,61 @@ def test_handler_logs_one_structured_line(
     stage(s3, "train")
     deploy(ENV)
 
-    # When Lambda invokes the handler (no logging configured: the handler's own setup decides)
+    # When Lambda invokes the handler manually (no logging configured: the handler's own setup decides)
     result = launcher_handler.handler({}, lambda_context)
 
-    # Then one JSON line records the outcome and the request id, as the promoter's does
+    # Then one structured line records the outcome, with the Lambda context and the request id as the
+    # correlation id (a manual invocation has no event id)
     (record,) = [r for r in caplog.records if r.name == launcher_handler.logger.name]
-    assert record.levelno == logging.INFO
-    logged = json.loads(record.getMessage())
-    assert logged == {"message": "launch", "request_id": lambda_context.aws_request_id, **result}
-    # And the launcher's own notes are kept at INFO beside it
-    assert any(r.name == "functions.launcher.aws" and "started" in r.getMessage() for r in caplog.records)
+    assert record.levelno == logging.INFO and record.getMessage() == "launch"
+    logged = json.loads(launcher_handler.logger.registered_formatter.format(record))
+    assert {key: logged[key] for key in result} == result
+    assert logged["service"] == "launcher"
+    assert logged["correlation_id"] == logged["function_request_id"] == lambda_context.aws_request_id
+    # And the launcher's own notes are kept at INFO beside it, through the same logger
+    assert any(r.name == "launcher.orchestration" and "started" in r.getMessage() for r in caplog.records)
+
+
+def test_a_scheduled_launch_is_correlated_by_its_event_id_and_counted(
+    aws: Any, deploy: Any, lambda_context: Any, caplog: pytest.LogCaptureFixture, capsys: Any
+) -> None:
+    # Given the function's environment and a staged dataset
+    _, s3 = aws
+    stage(s3, "train")
+    deploy(ENV)
+
+    # When the schedule's event reaches the handler
+    result = launcher_handler.handler(SCHEDULED, lambda_context)
+
+    # Then its log line carries the EventBridge event's id as the correlation id
+    (record,) = [r for r in caplog.records if r.name == launcher_handler.logger.name]
+    logged = json.loads(launcher_handler.logger.registered_formatter.format(record))
+    assert result["status"] == "started"
+    assert logged["correlation_id"] == SCHEDULED["id"]
+    # And one embedded metric counts the started launch, in the app's namespace, per service
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    (launched,) = [m for m in emf if "LaunchStarted" in m]
+    (directive,) = launched["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "AcousticShield" and launched["service"] == "launcher"
+    assert launched["LaunchStarted"] == [1.0]
+
+
+def test_a_duplicate_event_is_counted_as_one(aws: Any, deploy: Any, lambda_context: Any, capsys: Any) -> None:
+    # Given a scheduled event that already started its job
+    _, s3 = aws
+    stage(s3, "train")
+    deploy(ENV)
+    launcher_handler.handler(SCHEDULED, lambda_context)
+    capsys.readouterr()
+
+    # When EventBridge delivers it again
+    result = launcher_handler.handler(SCHEDULED, lambda_context)
+
+    # Then it is counted as a duplicate, not as a launch
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert result["status"] == "duplicate"
+    assert [m["LaunchDuplicate"] for m in emf if "LaunchDuplicate" in m] == [[1.0]]
+    assert not any("LaunchStarted" in m for m in emf)
 
 
 def test_cold_start_in_lambda_names_every_bad_variable() -> None:
@@ -711,11 +755,11 @@ def test_tuning_definition_is_the_single_jobs_request(settings: LaunchSettings) 
 
 def test_tuned_values_reach_train_py_as_arguments_it_takes() -> None:
     # Given the ranges of the default configuration
-    ranges = tuning_module.parse_ranges(TUNING["ranges"])
+    ranges = lambda_contract.parse_ranges(TUNING["ranges"])
     # Then every tuned name is an argument an event may set (tests/training/test_arguments.py parses each
     # through train.py's parser), and each value SageMaker would send decodes to a number, as the
     # training toolkit decodes it (json.loads) before building train.py's arguments
-    for name in tuning_module.tuned_names(ranges):
+    for name in lambda_contract.tuned_names(ranges):
         assert contract.EVENT_HYPERPARAMETERS[name][0] in ("float", "int")
     (categorical,) = ranges["CategoricalParameterRanges"]
     assert [json.loads(v) for v in categorical["Values"]] == [4, 8, 16]
@@ -798,8 +842,8 @@ def test_every_strategy_makes_a_request_botocore_accepts(
     ],
 )
 def test_a_bad_tuning_range_says_what_is_wrong(spec: str, message: str) -> None:
-    with pytest.raises(tuning_module.RangeError, match=re.escape(message)):
-        tuning_module.parse_ranges(spec)
+    with pytest.raises(lambda_contract.RangeError, match=re.escape(message)):
+        lambda_contract.parse_ranges(spec)
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,9 @@ from moto.sagemaker.models import sagemaker_backends
 
 from functions.promoter import handler as handler_module
 from functions.promoter import logic
+from functions.promoter.events import typed_event
 from functions.promoter.handler import handler
-from functions.promoter.promotion import Clients, RegistrationBusy, promote
+from functions.promoter.orchestration import Clients, RegistrationBusy, promote
 from functions.promoter.settings import Settings, SettingsError, Thresholds
 from ml_code import contract
 from tests.functions.conftest import ACCOUNT, REGION, cold_start, request_violations
@@ -138,7 +139,7 @@ def test_malformed_events_raise_a_clear_value_error(event: Any, message: str) ->
     # Given an event that names no training job
     # When / Then parsing says what is missing
     with pytest.raises(ValueError, match=message):
-        logic.parse_event(event)
+        typed_event(event)
 
 
 # --- metrics ----------------------------------------------------------------------------------------
@@ -1013,6 +1014,12 @@ def test_bad_environment_fails_naming_the_variable(
         handler(event, lambda_context)
 
 
+def logged(record: logging.LogRecord) -> dict[str, Any]:
+    """The line the handler's logger writes for ``record`` (Powertools' JSON, with the Lambda context)."""
+    line: dict[str, Any] = json.loads(handler_module.logger.registered_formatter.format(record))
+    return line
+
+
 def test_handler_logs_one_structured_line(
     world: World, lambda_context: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -1023,11 +1030,13 @@ def test_handler_logs_one_structured_line(
     with caplog.at_level("INFO", logger=handler_module.logger.name):
         result = handler(event, lambda_context)
 
-    # Then one JSON line records the outcome and the request id
+    # Then one structured line records the outcome, the Lambda context and the event's id as correlation id
     (record,) = [r for r in caplog.records if r.name == handler_module.logger.name]
-    logged = json.loads(record.getMessage())
-    assert logged["decision"] == result["decision"] == "Approved"
-    assert logged["request_id"] == lambda_context.aws_request_id
+    line = logged(record)
+    assert line["decision"] == result["decision"] == "Approved"
+    assert line["function_request_id"] == lambda_context.aws_request_id
+    assert line["correlation_id"] == event.get("id", lambda_context.aws_request_id)
+    assert line["service"] == "promoter"
 
 
 def test_handler_logs_at_info_without_any_logging_configured(
@@ -1039,14 +1048,30 @@ def test_handler_logs_at_info_without_any_logging_configured(
     # When the promoter handles its event
     result = handler(event, lambda_context)
 
-    # Then the handler's own setup lets its one JSON line through, as the launcher's does
+    # Then the handler's own setup lets its one line through, as the launcher's does (empty values left out)
     (record,) = [r for r in caplog.records if r.name == handler_module.logger.name]
-    assert record.levelno == logging.INFO
-    assert json.loads(record.getMessage()) == {
-        "message": "promotion",
-        "request_id": lambda_context.aws_request_id,
-        **result,
+    assert record.levelno == logging.INFO and record.getMessage() == "promotion"
+    line = logged(record)
+    assert {key: line[key] for key in result if result[key] is not None} == {
+        key: value for key, value in result.items() if value is not None
     }
+
+
+def test_each_gate_decision_is_counted_once(world: World, lambda_context: Any, capsys: Any) -> None:
+    # Given a passing job whose event is delivered twice
+    event = training_job(world, PREFIX + "1", metrics=GOOD)
+
+    # When the promoter handles both deliveries
+    first = handler(event, lambda_context)
+    second = handler(event, lambda_context)
+
+    # Then one embedded metric counts the approval, in the app's namespace; the redelivery counts nothing
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert first["decision"] == "Approved" and second["duplicate"] is True
+    counted = [m for m in emf if "ModelApproved" in m]
+    assert [m["ModelApproved"] for m in counted] == [[1.0]]
+    assert counted[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "AcousticShield"
+    assert counted[0]["service"] == "promoter"
 
 
 def test_cold_start_in_lambda_names_every_bad_variable() -> None:
@@ -1245,7 +1270,7 @@ def test_a_tuning_trial_event_is_ignored(
     assert world.packages() == []
     assert world.messages() == []
     (record,) = [r for r in caplog.records if r.name == handler_module.logger.name]
-    assert json.loads(record.getMessage())["reasons"] == result["reasons"]
+    assert logged(record)["reasons"] == result["reasons"]
 
 
 def test_a_tuning_trial_is_ignored_when_only_the_described_job_says_so(

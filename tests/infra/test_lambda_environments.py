@@ -64,10 +64,7 @@ def resolve(value: Any, resources: dict[str, Any]) -> str:
         return value
     ((intrinsic, argument),) = value.items()
     if intrinsic == "Ref":
-        if argument in PSEUDO:
-            return PSEUDO[argument]
-        kind = resources[argument]["Type"]
-        return REF.get(kind, lambda logical: logical)(argument)
+        return _referenced(argument, resources)
     if intrinsic == "Fn::GetAtt":
         logical, attribute = argument
         service = resources[logical]["Type"].split("::")[1].lower()
@@ -77,14 +74,7 @@ def resolve(value: Any, resources: dict[str, Any]) -> str:
             else logical
         )
     if intrinsic == "Fn::ImportValue":
-        name = resolve(argument, resources)
-        if name.endswith("KeyArn"):
-            return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-        if name.endswith("BucketArn"):
-            return "arn:aws:s3:::acoustic-data"
-        if name.endswith("BucketName"):
-            return "acoustic-data"
-        raise AssertionError(f"an import this test does not know: {name}")
+        return _imported(resolve(argument, resources))
     if intrinsic == "Fn::Join":
         separator, parts = argument
         return str(separator).join(resolve(p, resources) for p in parts)
@@ -96,6 +86,24 @@ def resolve(value: Any, resources: dict[str, Any]) -> str:
             text = text.replace("${" + name + "}", replacement)
         return text
     raise AssertionError(f"an intrinsic this test does not know: {intrinsic}")
+
+
+def _referenced(logical: str, resources: dict[str, Any]) -> str:
+    if logical in PSEUDO:
+        return PSEUDO[logical]
+    kind = resources[logical]["Type"]
+    return REF.get(kind, lambda name: name)(logical)
+
+
+def _imported(name: str) -> str:
+    """The value another stack exports under ``name``."""
+    if name.endswith("KeyArn"):
+        return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    if name.endswith("BucketArn"):
+        return "arn:aws:s3:::acoustic-data"
+    if name.endswith("BucketName"):
+        return "acoustic-data"
+    raise AssertionError(f"an import this test does not know: {name}")
 
 
 def environment(template: Template, handler: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ from functions.promoter.logic import notification_key
 from stacks.app_builder import AcousticShieldApp
 from stacks.config import ConfigError, load_config, load_image_table
 from stacks.images import rule_evaluator_image
-from stacks.python_function import RUNTIME
+from stacks.python_function import POWERTOOLS_VERSION, RUNTIME
 from stacks.training_stack import tuning_job_prefix
 from tests.infra.conftest import ROOT, cdk_context
 
@@ -246,6 +246,7 @@ print(json.dumps({"siblings": sorted(siblings), "files": files}))
 # The single files each package carries beside its own modules (files= in stacks/training/*.py).
 SHARED_FILES = {
     "contract.py": ROOT / "ml_code" / "contract.py",
+    "lambda_contract.py": ROOT / "ml_code" / "lambda_contract.py",
     "environment.py": ROOT / "functions" / "environment.py",
 }
 
@@ -271,15 +272,90 @@ def test_each_lambda_package_carries_the_contract_it_imports(
     # Then each module loads, from the package itself
     assert run.returncode == 0, run.stderr
     probed = json.loads(run.stdout)
-    assert {"handler", "settings", "logic", "aws"} <= probed["files"].keys()
+    assert {"handler", "settings", "events", "logic", "aws", "orchestration"} <= probed["files"].keys()
     assert all(Path(file).parent == package / package_name for file in probed["files"].values())
     # And every sibling module a module imports is in the package, the shared ones among them
     carried = {p.stem for p in (package / package_name).glob("*.py")}
     assert set(probed["siblings"]) <= carried, set(probed["siblings"]) - carried
     assert {Path(name).stem for name in SHARED_FILES} <= set(probed["siblings"])
-    # And those are byte for byte the repository's ml_code/contract.py and functions/environment.py
+    # And those are byte for byte the repository's contracts (ml_code/) and functions/environment.py
     for name, source in SHARED_FILES.items():
         assert (package / package_name / name).read_bytes() == source.read_bytes()
+
+
+# Run with the site-packages out of reach (python -S): the package and what the Lambda runtime adds to it.
+RUNTIME_PROBE = """
+import json, sys
+sys.path[:0] = sys.argv[1:3]
+import importlib
+handler = importlib.import_module(sys.argv[3] + ".handler")
+import aws_lambda_powertools, aws_xray_sdk, wrapt, typing_extensions
+from wrapt import __wrapt__
+print(json.dumps({
+    "modules": {m.__name__: m.__file__ for m in (handler, aws_lambda_powertools, aws_xray_sdk, wrapt, typing_extensions)},
+    "version": aws_lambda_powertools.__version__,
+    "wrapt_extension": __wrapt__._using_c_extension,
+}))
+"""
+# What the Python runtime of Lambda provides beside a function's code: boto3 and its dependencies.
+RUNTIME_PROVIDED = ("boto3", "botocore", "jmespath", "s3transfer", "dateutil", "urllib3", "six")
+
+
+@pytest.mark.parametrize("package_name", ["launcher", "promoter"])
+def test_each_lambda_package_carries_powertools_in_pure_python(
+    dev_app: AcousticShieldApp, package_name: str, tmp_path: Path
+) -> None:
+    # Given the function's synthesized package, and a folder with only what the Lambda runtime provides
+    outdir = Path(cdk.Stage.of(dev_app.training).outdir)  # type: ignore[union-attr]
+    (package,) = {p.parent.parent for p in outdir.glob(f"asset.*/{package_name}/handler.py")}
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    for name in RUNTIME_PROVIDED:
+        module = __import__(name)
+        source = (
+            Path(module.__file__).parent if module.__file__.endswith("__init__.py") else Path(module.__file__)
+        )
+        (runtime / source.name).symlink_to(source)
+    # When its handler is imported without the site-packages, as the runtime would (outside Lambda)
+    environ = {k: v for k, v in os.environ.items() if k not in ("AWS_LAMBDA_FUNCTION_NAME", "PYTHONPATH")}
+    run = subprocess.run(
+        [sys.executable, "-S", "-c", RUNTIME_PROBE, str(package), str(runtime), package_name],
+        env={**environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # Then it loads, with Powertools (the pinned version), the X-Ray SDK and wrapt from the package itself
+    assert run.returncode == 0, run.stderr
+    probed = json.loads(run.stdout)
+    assert all(Path(file).is_relative_to(package) for file in probed["modules"].values()), probed
+    assert probed["version"] == POWERTOOLS_VERSION
+    # And wrapt runs its Python implementation: no compiled file built for this machine is in the package
+    assert probed["wrapt_extension"] is False
+    assert not [p for p in package.rglob("*") if p.suffix in (".so", ".pyd", ".c")]
+
+
+@pytest.mark.parametrize("package_name", ["launcher", "promoter"])
+def test_each_function_traces_actively_and_may_send_only_its_traces(
+    training_template: Template, package_name: str
+) -> None:
+    # Given dev's function
+    (function,) = training_template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": f"{package_name}.handler.handler"}}
+    ).values()
+    # Then X-Ray traces it (Powertools' Tracer records its AWS calls as subsegments)
+    assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}
+    # And its role may send traces, the one right X-Ray cannot scope to a resource
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    policies = training_template.find_resources(
+        "AWS::IAM::Policy", {"Properties": {"Roles": [{"Ref": role}]}}
+    )
+    statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    xray = [s for s in statements if any(str(a).startswith("xray:") for a in s["Action"])]
+    assert [(sorted(s["Action"]), s["Resource"]) for s in xray] == [
+        (["xray:PutTelemetryRecords", "xray:PutTraceSegments"], "*")
+    ]
 
 
 def test_schedule_targets_launcher_with_retries_and_dead_letters(training_template: Template) -> None:

@@ -30,9 +30,8 @@ import pytest
 from aws_cdk.assertions import Template
 
 from functions.launcher import logic
-from functions.launcher import tuning as tuning_module
 from functions.launcher.settings import LaunchSettings
-from ml_code import batch, contract
+from ml_code import batch, contract, lambda_contract
 from tests.inference.parity import pins
 from tests.infra.conftest import synth
 from tests.infra.test_lambda_environments import ACCOUNT, REGION, environment
@@ -233,7 +232,7 @@ def launcher_request(env: dict[str, str], case: Case) -> tuple[dict[str, Any], d
         job["tuning"] = {
             "strategy": t.strategy,
             "objective_metric_name": t.objective,
-            "objective_type": tuning_module.OBJECTIVES[t.objective],
+            "objective_type": lambda_contract.TUNING_OBJECTIVES[t.objective],
             "ranges": t.ranges,
             "max_jobs": t.max_jobs,
             "max_parallel_jobs": t.max_parallel_jobs,

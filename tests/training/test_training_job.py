@@ -20,7 +20,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functions.launcher.aws import launch
+from functions.launcher.orchestration import launch
 from functions.launcher.settings import LaunchSettings
 from functions.promoter import aws as promoter_aws
 from functions.promoter import logic as promoter

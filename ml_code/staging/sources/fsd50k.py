@@ -45,30 +45,8 @@ def fsd50k(options: SourceOptions) -> SourceSet:
     truth = open_zip(get(FSD50K_GROUND_TRUTH), options)
     dev_rows = _fsd_rows(truth, "dev.csv", FSD50K_DEV_COLUMNS)
     eval_rows = _fsd_rows(truth, "eval.csv", FSD50K_EVAL_COLUMNS)
-
-    clips: list[tuple[str, str, frozenset[str], str]] = []  # (archive, fname, labels, split)
-    for number, row in enumerate(dev_rows, start=2):
-        split = FSD50K_SPLITS.get(row["split"])
-        if split is None:
-            raise StagingError(f"dev.csv line {number}: split {row['split']!r} is not train or val")
-        clips.append((FSD50K_DEV_AUDIO, row["fname"], _labels(row["labels"]), split))
-    clips += [(FSD50K_EVAL_AUDIO, row["fname"], _labels(row["labels"]), "test") for row in eval_rows]
-
-    vocabulary = {label for _, _, labels, _ in clips for label in labels}
-    notes: list[str] = []
-    if options.classes:
-        unknown = sorted(set(options.classes) - vocabulary)
-        if unknown:
-            raise StagingError(
-                f"--classes: {', '.join(unknown)} not in FSD50K's labels "
-                f"(e.g. {', '.join(sorted(vocabulary)[:5])})"
-            )
-        classes = set(options.classes)
-    else:
-        classes, merged = leaf_labels([labels for _, _, labels, _ in clips])
-        for alias, kept in sorted(merged.items()):
-            if kept in classes:
-                notes.append(f"{alias} is on exactly the clips {kept} is on; they are one class, {kept}")
+    clips = _fsd_clips(dev_rows, eval_rows)
+    classes, notes = _fsd_classes(options, [labels for _, _, labels, _ in clips])
 
     found = SourceSet(title="FSD50K", candidates=[], notes=notes)
     archives: dict[str, MultiPartZip] = {}
@@ -85,29 +63,67 @@ def fsd50k(options: SourceOptions) -> SourceSet:
             last = get(archive_name)  # first: its end record says how many parts there are
             earlier = [get(part.name) for part in part_paths(last, disk_count(last))[:-1]]
             archives[archive_name] = MultiPartZip([*earlier, last])
-        archive = archives[archive_name]
-        member = _member(archive, archive_name, fname)
-        if member is not None and (refusal := unsafe_member(member)):
-            found.refused.append((member, refusal))
-            continue
-        if member is None:
-            found.missing.append(
-                (f"{archive_name}:{fname}.wav", "in the ground truth but not in the archive")
-            )
-            continue
-        found.candidates.append(
-            Candidate(
-                origin=member,
-                label=check_label(label, f"FSD50K label {label!r}"),
-                split=split,
-                group=fname,
-                name=PurePosixPath(member).name,
-                read=_split_zip_reader(archive, member),
-            )
-        )
+        _add_clip(found, archives[archive_name], archive_name, fname, label, split)
     rule = "--classes" if options.classes else f"the {len(classes)} leaf labels"
     found.notes.append(f"a clip is kept when exactly one of its labels is among {rule}")
     return found
+
+
+_Clip = tuple[str, str, frozenset[str], str]  # (archive, fname, labels, split)
+
+
+def _fsd_clips(dev_rows: list[dict[str, str]], eval_rows: list[dict[str, str]]) -> list[_Clip]:
+    """Every clip of the ground truth with its archive, labels and split (dev's train/val, eval's test)."""
+    clips: list[_Clip] = []
+    for number, row in enumerate(dev_rows, start=2):
+        split = FSD50K_SPLITS.get(row["split"])
+        if split is None:
+            raise StagingError(f"dev.csv line {number}: split {row['split']!r} is not train or val")
+        clips.append((FSD50K_DEV_AUDIO, row["fname"], _labels(row["labels"]), split))
+    clips += [(FSD50K_EVAL_AUDIO, row["fname"], _labels(row["labels"]), "test") for row in eval_rows]
+    return clips
+
+
+def _fsd_classes(options: SourceOptions, clip_labels: list[frozenset[str]]) -> tuple[set[str], list[str]]:
+    """The classes to keep (``--classes``, else the leaf labels) and notes on labels merged into one."""
+    vocabulary = {label for labels in clip_labels for label in labels}
+    notes: list[str] = []
+    if options.classes:
+        unknown = sorted(set(options.classes) - vocabulary)
+        if unknown:
+            raise StagingError(
+                f"--classes: {', '.join(unknown)} not in FSD50K's labels "
+                f"(e.g. {', '.join(sorted(vocabulary)[:5])})"
+            )
+        return set(options.classes), notes
+    classes, merged = leaf_labels(clip_labels)
+    for alias, kept in sorted(merged.items()):
+        if kept in classes:
+            notes.append(f"{alias} is on exactly the clips {kept} is on; they are one class, {kept}")
+    return classes, notes
+
+
+def _add_clip(
+    found: SourceSet, archive: MultiPartZip, archive_name: str, fname: str, label: str, split: str
+) -> None:
+    """The clip's member of the split zip as a candidate; refused when unsafe, missing when absent."""
+    member = _member(archive, archive_name, fname)
+    if member is not None and (refusal := unsafe_member(member)):
+        found.refused.append((member, refusal))
+        return
+    if member is None:
+        found.missing.append((f"{archive_name}:{fname}.wav", "in the ground truth but not in the archive"))
+        return
+    found.candidates.append(
+        Candidate(
+            origin=member,
+            label=check_label(label, f"FSD50K label {label!r}"),
+            split=split,
+            group=fname,
+            name=PurePosixPath(member).name,
+            read=_split_zip_reader(archive, member),
+        )
+    )
 
 
 def _fsd_rows(truth: zipfile.ZipFile, name: str, required: tuple[str, ...]) -> list[dict[str, str]]:

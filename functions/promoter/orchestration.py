@@ -7,34 +7,51 @@ Profiler rules that found issues in it; a tuning job's event registers its best 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from . import aws, logic
+from .aws import Clients
+from .events import TrainingJobStateChange, TuningJobStateChange, correlation_id, typed_event
 from .settings import Settings
 
-try:  # the Lambda package carries it beside this module
-    from . import lease  # type: ignore[attr-defined]
+try:  # the Lambda package carries them beside this module
+    from . import lambda_contract, lease  # type: ignore[attr-defined]
 except ImportError:  # the repository
     from functions import lease
+    from ml_code import lambda_contract
 
 
-@dataclass(frozen=True)
-class Clients:
-    """The boto3 clients the promoter uses; tests pass emulated or stubbed ones."""
+__all__ = ["Clients", "RegistrationBusy", "handle", "promote"]
 
-    sagemaker: Any
-    s3: Any
-    sns: Any
+
+def handle(
+    event: Any, request_id: str, settings: Settings, clients: Clients, *, logger: Any, metrics: Any
+) -> dict[str, Any]:
+    """The handler's one call: the promotion, its log line (correlated with the event) and, for a model
+    registered now, the gate's decision as a metric."""
+    logger.set_correlation_id(correlation_id(event, request_id))
+    result = promote(event, settings, clients)
+    if not result["duplicate"] and result["decision"] in lambda_contract.GATE_DECISIONS:
+        metrics.add_metric(name=lambda_contract.gate_metric(result["decision"]), unit="Count", value=1)
+    logger.info("promotion", extra=result)
+    return result
 
 
 def promote(event: Any, settings: Settings, clients: Clients) -> dict[str, Any]:
     """Handles one event; returns ``{job, status, decision, model_package_arn, duplicate, reasons, rules}``
     (and ``tuning_job`` for a tuning job's event)."""
-    if logic.is_tuning_event(event):
-        return _promote_tuning(logic.parse_tuning_event(event), settings, clients)
-    training = logic.parse_event(event)
+    typed = typed_event(event)
+    if isinstance(typed, TuningJobStateChange):
+        return _promote_tuning(typed, settings, clients)
+    return _promote_training(typed, settings, clients)
+
+
+def _promote_training(
+    training: TrainingJobStateChange, settings: Settings, clients: Clients
+) -> dict[str, Any]:
+    """A training job's state change: its model gated and registered, its rules announced."""
     job_name = training.job_name
     # Trials are named by SageMaker after their tuning job: <tuning job>-<NNN>-<suffix>.
     trial_name = bool(settings.tuning_job_prefix) and job_name.startswith(settings.tuning_job_prefix)
@@ -80,7 +97,7 @@ def promote(event: Any, settings: Settings, clients: Clients) -> dict[str, Any]:
     return {**_register(job, settings, clients), "rules": rules}
 
 
-def _promote_tuning(event: logic.TuningEvent, settings: Settings, clients: Clients) -> dict[str, Any]:
+def _promote_tuning(event: TuningJobStateChange, settings: Settings, clients: Clients) -> dict[str, Any]:
     """A finished tuning job: its best completed trial is gated and registered like a training job, with
     the tuning job and the winning values on the package; without one, people are told."""
     name = event.tuning_job_name
