@@ -28,8 +28,8 @@ else:  # run from the source dir
     import cli  # type: ignore[no-redef]
     import contract  # type: ignore[no-redef]
 
-INPUT_PREFIX = "batch-input/"  # the data bucket's prefix for batch requests: <prefix>/<files>
-OUTPUT_PREFIX = "batch-output/"  # answers: <prefix>/<file>.out
+INPUT_PREFIX = contract.BATCH_INPUT_PREFIX  # the data bucket's prefix for batch requests: <prefix>/<files>
+OUTPUT_PREFIX = contract.BATCH_OUTPUT_PREFIX  # answers: <prefix>/<file>.out
 OUTPUT_SUFFIX = ".out"  # what batch transform appends to each input's name
 CONTENT_TYPE = contract.SNIFFED_CONTENT_TYPE  # any audio file; the handler sniffs the format
 FINISHED = ("Completed", "Failed", "Stopped")

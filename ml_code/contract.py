@@ -1,7 +1,8 @@
 """The contract between training (writer), serving (reader), the Lambdas and the stacks.
 
-Every fact that more than one of them relies on is written here once: the model directory's and the
-reports' file names, the metric lines and their regexes, the quality gate's metrics, content types,
+Every fact that more than one of them relies on is written here once: the data bucket's layout, the
+training job's entry point, channels, checkpoint path and archives, the stack names, the model directory's
+and the reports' file names, the metric lines and their regexes, the quality gate's metrics, content types,
 the handler's environment and headers, and the windowing rule. A model directory is what ``train.py``
 leaves in ``SM_MODEL_DIR``; SageMaker packs it as ``model.tar.gz`` and the inference containers unpack
 it to ``/opt/ml/model`` unchanged.
@@ -31,12 +32,66 @@ ONNX_FILE = "model.onnx"  # optional fast path, written with --export_onnx
 ONNX_INT8_FILE = "model.int8.onnx"
 CODE_DIR = "code"  # the inference handler, loaded by the toolkit from /opt/ml/model/code/
 HANDLER_FILE = "inference.py"
-MODEL_DIR = "/opt/ml/model"  # where the inference containers unpack model.tar.gz
+MODEL_DIR = "/opt/ml/model"  # where the inference containers unpack MODEL_ARCHIVE
 
 # What train.py copies from this source directory into <model_dir>/code/.
 SERVING_CODE_FILES = (HANDLER_FILE, "audio.py", "contract.py")
 # Copied to <model_dir>/code/requirements.txt; the inference toolkit installs it at start-up.
 SERVING_REQUIREMENTS = "requirements-serving.txt"
+
+# --- The data bucket -----------------------------------------------------------------------------------
+# Its layout: every IAM grant is scoped to one of these prefixes, and the stacks, the Lambdas, the staging
+# tool and the operator commands read and write under them.
+DATASETS_PREFIX = "datasets/"  # staged audiofolder datasets: <name>/{train,validation,test}/<label>/*
+MODELS_PREFIX = "models/"  # training job outputs: <job>/output/{model,output}.tar.gz
+CHECKPOINTS_PREFIX = "checkpoints/"  # per-job spot checkpoints: <job>/
+EVALUATION_PREFIX = "evaluation/"  # evaluation reports attached to model packages: <job>/evaluation.json
+DATACAPTURE_PREFIX = "datacapture/"  # endpoint data capture, when enabled
+RAW_PREFIX = "raw/"  # your own clips before staging (the `folder` source): <name>/<label>/*.wav or a CSV
+ASYNC_INPUT_PREFIX = "async-input/"  # requests to an async endpoint, uploaded by callers
+ASYNC_OUTPUT_PREFIX = "async-output/"  # an async endpoint's responses
+ASYNC_FAILURE_PREFIX = "async-failures/"  # an async endpoint's error responses
+LOCKS_PREFIX = "locks/"  # leases that serialize the Lambdas' critical sections (functions/lease.py)
+BATCH_INPUT_PREFIX = "batch-input/"  # batch transform requests: <prefix>/<files>
+BATCH_OUTPUT_PREFIX = "batch-output/"  # batch transform answers: <prefix>/<file>.out
+# The Debugger hook's tensors and the Profiler's system metrics, each with the reports of the rules that read
+# them: <prefix><job>/{debug-output,profiler-output,rule-output}/.
+DEBUG_PREFIX = "debug/"
+PROFILER_PREFIX = "profiler/"
+
+# --- The training job ------------------------------------------------------------------------------------
+# The launcher passes this entry point to the training toolkit, which runs it from the source dir.
+ENTRY_POINT = "train.py"
+# Input channels: a staged dataset's split folders, each sent as the channel of the same name (train is
+# required, validation and test are used when present), and the optional background-noise channel.
+TRAIN_CHANNEL = "train"
+VALIDATION_CHANNEL = "validation"
+TEST_CHANNEL = "test"
+NOISE_CHANNEL = "noise"
+DATASET_CHANNELS = (TRAIN_CHANNEL, VALIDATION_CHANNEL, TEST_CHANNEL)
+
+
+def channel_variable(channel: str) -> str:
+    """``SM_CHANNEL_<NAME>``: where the training toolkit tells the job a channel's files are."""
+    return f"SM_CHANNEL_{channel.upper()}"
+
+
+# Where SageMaker syncs a job's checkpoints with CheckpointConfig.S3Uri (spot jobs resume from it).
+CHECKPOINT_DIR = "/opt/ml/checkpoints"
+# What SageMaker packs at the end of a job, under <output path>/<job>/output/: SM_MODEL_DIR as the model
+# archive and SM_OUTPUT_DATA_DIR (the reports) as the output archive.
+MODEL_ARCHIVE = "model.tar.gz"
+OUTPUT_ARCHIVE = "output.tar.gz"
+
+# --- Stacks ----------------------------------------------------------------------------------------------
+# The CloudFormation stack names people, the deploy project and the rehearsal use.
+STACK_NAME_PREFIX = "AcousticShield-"
+
+
+def stack_name(env_name: str, lifecycle: str) -> str:
+    """``AcousticShield-<env>-<lifecycle>`` (lifecycle: Data, Training, Serving)."""
+    return f"{STACK_NAME_PREFIX}{env_name}-{lifecycle}"
+
 
 # --- Windows -------------------------------------------------------------------------------------------
 # Training crops and evaluates windows of max_length_seconds; serving classifies a clip as the mean of

@@ -1,4 +1,5 @@
-"""What the synth and the Lambdas both validate: the tuning grammar, the rule catalogue, shared names.
+"""What the synth and the Lambdas both know: each function's environment, the tuning grammar, the rule
+catalogue, shared names.
 
 One implementation validates a value at synthesis (``stacks/config.py``) and again at the Lambda's cold
 start, so what a deployment accepts is exactly what its functions accept. Standard library only: the CDK
@@ -7,14 +8,165 @@ app imports it, and both Lambda packages carry a copy beside their code, next to
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 try:  # the Lambda packages carry the contract beside this module
     from . import contract
 except ImportError:  # the training source dir, run as the import root, never imports this module
     import contract  # type: ignore[no-redef]
+
+# --- Each function's environment ----------------------------------------------------------------------
+# The stacks write a function's variables from its typed record (LauncherEnvironment, PromoterEnvironment:
+# ``variables()``); the function reads the same names at cold start (functions/*/settings.py) and validates
+# them. How a value is written: text as is, numbers with str(), booleans as "true"/"false", lists and objects
+# as JSON (keys sorted). A field left at None is not set; the reader then takes its default.
+ENV_JOB_NAME_PREFIX = "JOB_NAME_PREFIX"
+ENV_TUNING_JOB_PREFIX = "TUNING_JOB_PREFIX"
+ENV_DATA_BUCKET = "DATA_BUCKET"
+# The launcher's.
+ENV_EXECUTION_ROLE_ARN = "EXECUTION_ROLE_ARN"
+ENV_TRAINING_IMAGE = "TRAINING_IMAGE"
+ENV_SOURCE_DIR = "SOURCE_DIR"
+ENV_DATASET_PREFIX = "DATASET_PREFIX"
+ENV_MODELS_PREFIX = "MODELS_PREFIX"
+ENV_CHECKPOINTS_PREFIX = "CHECKPOINTS_PREFIX"
+ENV_LAUNCH_LOCK_KEY = "LAUNCH_LOCK_KEY"
+ENV_KMS_KEY_ARN = "KMS_KEY_ARN"
+ENV_INSTANCE_TYPE = "INSTANCE_TYPE"
+ENV_INSTANCE_COUNT = "INSTANCE_COUNT"
+ENV_VOLUME_SIZE_GB = "VOLUME_SIZE_GB"
+ENV_USE_SPOT = "USE_SPOT"
+ENV_MAX_RUNTIME_SECONDS = "MAX_RUNTIME_SECONDS"
+ENV_MAX_WAIT_SECONDS = "MAX_WAIT_SECONDS"
+ENV_HYPERPARAMETERS = "HYPERPARAMETERS"
+ENV_TAGS = "TAGS"
+ENV_RETRAIN_DEBOUNCE_MINUTES = "RETRAIN_DEBOUNCE_MINUTES"
+ENV_TUNING = "TUNING"
+ENV_PROFILER_ENABLED = "PROFILER_ENABLED"
+ENV_DEBUGGER_RULES = "DEBUGGER_RULES"
+ENV_DEBUG_PREFIX = "DEBUG_PREFIX"
+ENV_PROFILER_RULES = "PROFILER_RULES"
+ENV_PROFILING_INTERVAL_MS = "PROFILING_INTERVAL_MS"
+ENV_PROFILER_PREFIX = "PROFILER_PREFIX"
+ENV_RULE_EVALUATOR_IMAGE = "RULE_EVALUATOR_IMAGE"
+# The promoter's.
+ENV_MODEL_PACKAGE_GROUP = "MODEL_PACKAGE_GROUP"
+ENV_MIN_ACCURACY = "MIN_ACCURACY"
+ENV_MIN_F1 = "MIN_F1"
+ENV_MIN_CLIP_ACCURACY = "MIN_CLIP_ACCURACY"
+ENV_MAX_REGRESSION = "MAX_REGRESSION"
+ENV_MANUAL_APPROVAL = "MANUAL_APPROVAL"
+ENV_HEALTH_BLOCKING_RULES = "HEALTH_BLOCKING_RULES"
+ENV_TOPIC_ARN = "TOPIC_ARN"
+ENV_INFERENCE_IMAGE = "INFERENCE_IMAGE"
+ENV_SERVING_INSTANCE_TYPE = "SERVING_INSTANCE_TYPE"
+ENV_EVALUATION_PREFIX = "EVALUATION_PREFIX"
+# The fields of the launcher's TUNING object.
+TUNING_FIELDS = (
+    "enabled",
+    "strategy",
+    "objective",
+    "ranges",
+    "max_jobs",
+    "max_parallel_jobs",
+    "early_stopping",
+)
+
+
+def _variable(name: str, *, optional: bool = False) -> Any:
+    """A record's field that is the environment variable ``name`` (None, when optional: not set)."""
+    if optional:
+        return dataclasses.field(default=None, metadata={"variable": name})
+    return dataclasses.field(metadata={"variable": name})
+
+
+def format_value(value: object) -> str:
+    """A value as its variable holds it: text as is, "true"/"false", str() of a number, else JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, sort_keys=True)
+
+
+class _Environment:
+    """A function's environment as a record: one field per variable, in the order the stack sets them."""
+
+    def variables(self) -> dict[str, str]:
+        """The environment variables, each value formatted for its reader; None fields are left out."""
+        return {
+            f.metadata["variable"]: format_value(getattr(self, f.name))
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+            if getattr(self, f.name) is not None
+        }
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Every variable the record can set."""
+        return tuple(f.metadata["variable"] for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LauncherEnvironment(_Environment):
+    """What the launcher reads at cold start (functions/launcher/settings.py). The rules' fields are set
+    only with the rules they serve."""
+
+    job_name_prefix: str = _variable(ENV_JOB_NAME_PREFIX)
+    execution_role_arn: str = _variable(ENV_EXECUTION_ROLE_ARN)
+    training_image: str = _variable(ENV_TRAINING_IMAGE)
+    source_dir: str = _variable(ENV_SOURCE_DIR)
+    data_bucket: str = _variable(ENV_DATA_BUCKET)
+    dataset_prefix: str = _variable(ENV_DATASET_PREFIX)
+    models_prefix: str = _variable(ENV_MODELS_PREFIX)
+    checkpoints_prefix: str = _variable(ENV_CHECKPOINTS_PREFIX)
+    launch_lock_key: str = _variable(ENV_LAUNCH_LOCK_KEY)
+    kms_key_arn: str = _variable(ENV_KMS_KEY_ARN)
+    instance_type: str = _variable(ENV_INSTANCE_TYPE)
+    instance_count: int = _variable(ENV_INSTANCE_COUNT)
+    volume_size_gb: int = _variable(ENV_VOLUME_SIZE_GB)
+    use_spot: bool = _variable(ENV_USE_SPOT)
+    max_runtime_seconds: int = _variable(ENV_MAX_RUNTIME_SECONDS)
+    max_wait_seconds: int = _variable(ENV_MAX_WAIT_SECONDS)
+    hyperparameters: Mapping[str, str] = _variable(ENV_HYPERPARAMETERS)
+    tags: Mapping[str, str] = _variable(ENV_TAGS)
+    retrain_debounce_minutes: int = _variable(ENV_RETRAIN_DEBOUNCE_MINUTES)
+    tuning_job_prefix: str = _variable(ENV_TUNING_JOB_PREFIX)
+    tuning: Mapping[str, Any] = _variable(ENV_TUNING)  # the fields in TUNING_FIELDS
+    profiler_enabled: bool = _variable(ENV_PROFILER_ENABLED)
+    debugger_rules: Sequence[str] | None = _variable(ENV_DEBUGGER_RULES, optional=True)
+    debug_prefix: str | None = _variable(ENV_DEBUG_PREFIX, optional=True)
+    profiler_rules: Sequence[str] | None = _variable(ENV_PROFILER_RULES, optional=True)
+    profiling_interval_ms: int | None = _variable(ENV_PROFILING_INTERVAL_MS, optional=True)
+    profiler_prefix: str | None = _variable(ENV_PROFILER_PREFIX, optional=True)
+    rule_evaluator_image: str | None = _variable(ENV_RULE_EVALUATOR_IMAGE, optional=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromoterEnvironment(_Environment):
+    """What the promoter reads at cold start (functions/promoter/settings.py)."""
+
+    model_package_group: str = _variable(ENV_MODEL_PACKAGE_GROUP)
+    job_name_prefix: str = _variable(ENV_JOB_NAME_PREFIX)
+    tuning_job_prefix: str = _variable(ENV_TUNING_JOB_PREFIX)
+    min_accuracy: float = _variable(ENV_MIN_ACCURACY)
+    min_f1: float = _variable(ENV_MIN_F1)
+    min_clip_accuracy: float = _variable(ENV_MIN_CLIP_ACCURACY)
+    max_regression: float = _variable(ENV_MAX_REGRESSION)
+    manual_approval: bool = _variable(ENV_MANUAL_APPROVAL)
+    health_blocking_rules: Sequence[str] = _variable(ENV_HEALTH_BLOCKING_RULES)
+    topic_arn: str = _variable(ENV_TOPIC_ARN)
+    inference_image: str = _variable(ENV_INFERENCE_IMAGE)
+    serving_instance_type: str = _variable(ENV_SERVING_INSTANCE_TYPE)
+    data_bucket: str = _variable(ENV_DATA_BUCKET)
+    evaluation_prefix: str = _variable(ENV_EVALUATION_PREFIX)
+
 
 # --- Observability -------------------------------------------------------------------------------------
 # The CloudWatch namespace of the Lambdas' embedded metrics, and each function's service name (the

@@ -306,8 +306,8 @@ def run_job(
         raise JobFailed(f"training job {definition.name} failed: {reason}")
 
     staging = work_dir / definition.name / "archives"
-    model_archive = pack(base / "model", staging / "model.tar.gz")
-    output_archive = pack(base / "output" / "data", staging / "output.tar.gz")
+    model_archive = pack(base / "model", staging / contract.MODEL_ARCHIVE)
+    output_archive = pack(base / "output" / "data", staging / contract.OUTPUT_ARCHIVE)
     destinations = _store(definition, [model_archive, output_archive], s3=s3, output_dir=output_dir)
     (base / "output" / contract.METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
     print(f"[local_job] {definition.name}: completed in {seconds:.0f} s; model {destinations[0]}", flush=True)

@@ -61,7 +61,7 @@ else:  # run from the source dir, as the SageMaker containers do
 logger = logging.getLogger(__name__)
 
 SOURCE_DIR = Path(__file__).resolve().parent
-SAGEMAKER_CHECKPOINT_DIR = Path("/opt/ml/checkpoints")
+SAGEMAKER_CHECKPOINT_DIR = Path(contract.CHECKPOINT_DIR)
 WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
@@ -322,9 +322,10 @@ def resolve_paths(data: DataArguments, training: TrainingArguments, environ: Map
         chosen = value or environ.get(variable)
         return Path(chosen) if chosen else None
 
-    train = pick(data.train_dir, "SM_CHANNEL_TRAIN")
+    train_variable = contract.channel_variable(contract.TRAIN_CHANNEL)
+    train = pick(data.train_dir, train_variable)
     if train is None:
-        raise TrainingInputError("no training data given: pass --train_dir or set SM_CHANNEL_TRAIN")
+        raise TrainingInputError(f"no training data given: pass --train_dir or set {train_variable}")
     model = pick(data.model_dir, "SM_MODEL_DIR")
     if model is None:
         raise TrainingInputError("no model directory given: pass --model_dir or set SM_MODEL_DIR")
@@ -346,12 +347,12 @@ def resolve_paths(data: DataArguments, training: TrainingArguments, environ: Map
         )
     return Paths(
         train=train,
-        validation=pick(data.validation_dir, "SM_CHANNEL_VALIDATION"),
-        test=pick(data.test_dir, "SM_CHANNEL_TEST"),
+        validation=pick(data.validation_dir, contract.channel_variable(contract.VALIDATION_CHANNEL)),
+        test=pick(data.test_dir, contract.channel_variable(contract.TEST_CHANNEL)),
         model=model,
         output=output,
         checkpoints=checkpoints,
-        noise=pick(data.noise_dir, "SM_CHANNEL_NOISE"),
+        noise=pick(data.noise_dir, contract.channel_variable(contract.NOISE_CHANNEL)),
     )
 
 
@@ -380,14 +381,14 @@ def load_splits(
     cache = cache or audiofolder.DecodeCache(int(data.decoded_cache_gb * 2**30))
     limits = audio.Limits.default(data.max_clip_seconds)
     scan = functools.partial(audiofolder.scan, cache=cache, limits=limits, min_seconds=data.min_clip_seconds)
-    train = scan("train", paths.train)
+    train = scan(contract.TRAIN_CHANNEL, paths.train)
     if len(train.labels) < 2:
         raise audiofolder.DatasetLayoutError(
             f"the train data folder {paths.train} has usable clips for {len(train.labels)} label(s) "
             f"({', '.join(train.labels)}); a classifier needs at least 2 label folders with clips"
         )
     if paths.validation is not None:
-        validation = scan("validation", paths.validation)
+        validation = scan(contract.VALIDATION_CHANNEL, paths.validation)
         audiofolder.check_labels(validation, train.labels)
     else:
         logger.info(
@@ -397,7 +398,7 @@ def load_splits(
         train, validation = audiofolder.stratified_split(train, data.validation_split_fraction, seed)
     test = None
     if paths.test is not None:
-        test = scan("test", paths.test)
+        test = scan(contract.TEST_CHANNEL, paths.test)
         audiofolder.check_labels(test, train.labels)
     for split in (train, validation, test):
         if split is not None:
@@ -423,7 +424,7 @@ def load_background(
         )
         return None
     limits = audio.Limits.default(data.max_clip_seconds)
-    noise = audiofolder.scan("noise", paths.noise, cache, limits=limits, labelled=False)
+    noise = audiofolder.scan(contract.NOISE_CHANNEL, paths.noise, cache, limits=limits, labelled=False)
     _log_split(noise)
     return noise
 
@@ -874,7 +875,12 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
                 stopped_early=stopped_early,
                 resume=resume,
             )
-            splits = {"train": train, "validation": validation, "test": test, "noise": background}
+            splits = {
+                contract.TRAIN_CHANNEL: train,
+                contract.VALIDATION_CHANNEL: validation,
+                contract.TEST_CHANNEL: test,
+                contract.NOISE_CHANNEL: background,
+            }
             write_reports(paths.output, metrics, reports, splits=splits, about=about)
             logger.info("model directory %s, reports in %s", paths.model, paths.output)
     finally:

@@ -41,9 +41,9 @@ from .sounds import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "demo"
-DATASET = "datasets/vehicle-events/"
+DATASET = f"{contract.DATASETS_PREFIX}vehicle-events/"
 ENV_NAME = "dev"
-STACKS = {name: f"AcousticShield-{ENV_NAME}-{name}" for name in ("Data", "Training", "Serving")}
+STACKS = {name: contract.stack_name(ENV_NAME, name) for name in ("Data", "Training", "Serving")}
 CDK = ["npx", "--no-install", "cdk", "--no-notices", "--no-version-reporting"]
 # Direct deployments: moto's change sets register no stack outputs or exports, so Fn::ImportValue fails.
 DEPLOY = [*CDK, "deploy", "--method=direct", "--require-approval", "never"]
@@ -254,7 +254,7 @@ def rehearse(
 
 def _start_afresh(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for previous in ("raw", "held-back", "work", "model.tar.gz", "rehearsal.json"):
+    for previous in ("raw", "held-back", "work", contract.MODEL_ARCHIVE, "rehearsal.json"):
         path = out / previous
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
@@ -443,7 +443,7 @@ class _Loop:
             "serve", "serve the packed model on the container contract, classify held-back clips"
         ) as produced:
             model_url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
-            archive = self.out / "model.tar.gz"
+            archive = self.out / contract.MODEL_ARCHIVE
             model_bucket, _, model_key = model_url.removeprefix("s3://").partition("/")
             self.s3.download_file(model_bucket, model_key, str(archive))
             server_env = {k: v for k, v in self.env.items() if not k.startswith("AWS_")}

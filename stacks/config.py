@@ -538,9 +538,12 @@ class AppConfig:
     )
     dataset_prefix: str = setting(
         "dataset_prefix",
-        "datasets/esc50/",
+        f"{contract.DATASETS_PREFIX}esc50/",
         "Data-bucket prefix holding train/ [validation/] [test/] label folders.",
-        _pattern(r"datasets/([A-Za-z0-9._-]+/)+", "a prefix under 'datasets/' ending in '/'"),
+        _pattern(
+            re.escape(contract.DATASETS_PREFIX) + r"([A-Za-z0-9._-]+/)+",
+            f"a prefix under {contract.DATASETS_PREFIX!r} ending in '/'",
+        ),
     )
     account: str = setting("account", "", "Target account (empty: environment-agnostic template).")
     region: str = setting(
@@ -586,7 +589,7 @@ class AppConfig:
 
 def stack_name(config: AppConfig, lifecycle: str) -> str:
     """``AcousticShield-<env>-<lifecycle>``: the stack names people and the deploy project use."""
-    return f"AcousticShield-{config.env_name}-{lifecycle}"
+    return contract.stack_name(config.env_name, lifecycle)
 
 
 # --- building it from context -------------------------------------------------------------------

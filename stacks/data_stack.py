@@ -10,19 +10,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from .nag import acknowledge
+from ml_code.contract import CHECKPOINTS_PREFIX
 
-# The data bucket's layout. Every IAM grant is scoped to one of these prefixes.
-DATASETS_PREFIX = "datasets/"  # staged audiofolder datasets: <name>/{train,validation,test}/<label>/*
-MODELS_PREFIX = "models/"  # training job outputs: <job>/output/{model,output}.tar.gz
-CHECKPOINTS_PREFIX = "checkpoints/"  # per-job spot checkpoints: <job>/
-EVALUATION_PREFIX = "evaluation/"  # evaluation reports attached to model packages: <job>/evaluation.json
-DATACAPTURE_PREFIX = "datacapture/"  # endpoint data capture, when enabled
-RAW_PREFIX = "raw/"  # your own clips before staging (the `folder` source): <name>/<label>/*.wav or a CSV
-ASYNC_INPUT_PREFIX = "async-input/"  # requests to an async endpoint, uploaded by callers
-ASYNC_OUTPUT_PREFIX = "async-output/"  # an async endpoint's responses
-ASYNC_FAILURE_PREFIX = "async-failures/"
-LOCKS_PREFIX = "locks/"  # leases that serialize the Lambdas' critical sections (functions/lease.py)  # an async endpoint's error responses
+from .nag import acknowledge
 
 
 class DataStack(cdk.Stack):

@@ -8,9 +8,10 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from ml_code import batch
+from ml_code.contract import ASYNC_INPUT_PREFIX
 
 from .config import AppConfig
-from .data_stack import ASYNC_INPUT_PREFIX, DataStack
+from .data_stack import DataStack
 from .images import huggingface_image
 from .serving.endpoint import EndpointProps, ServingEndpoint
 from .serving.failures import EndpointFailures, FailuresProps

@@ -11,18 +11,14 @@ from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
 from ml_code import lambda_contract
+from ml_code.contract import DEBUG_PREFIX, PROFILER_PREFIX
 
 from .bundling import ML_CODE, TarGzBundler, bundling
 from .config import AppConfig, stack_name
 from .data_stack import DataStack
 from .images import huggingface_image, rule_evaluator_image
 from .training.deployer import DeployerProps, ModelDeployer
-from .training.execution_role import (
-    DEBUG_PREFIX,
-    PROFILER_PREFIX,
-    ExecutionRoleProps,
-    TrainingExecutionRole,
-)
+from .training.execution_role import ExecutionRoleProps, TrainingExecutionRole
 from .training.launcher import LauncherProps, TrainingLauncher
 from .training.operations import (
     OperationsProps,

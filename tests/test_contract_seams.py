@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from functions.launcher.settings import LaunchSettings
 from functions.promoter import logic as promoter
 from functions.promoter.settings import Settings, Thresholds
 from ml_code import contract, inference, invoke, lambda_contract
@@ -187,27 +188,135 @@ def test_the_window_hop_rule_overlaps_windows_by_half() -> None:
     assert [contract.window_hop(n) for n in (1, 2, 16_000, 80_001)] == [1, 1, 8_000, 40_000]
 
 
+def test_each_lambdas_typed_environment_is_read_back_by_its_own_settings() -> None:
+    # Given each function's environment as its typed record writes it, every optional feature on
+    launcher = lambda_contract.LauncherEnvironment(
+        job_name_prefix="acoustic-shield-dev-train-",
+        execution_role_arn="arn:aws:iam::123456789012:role/training",
+        training_image="763104351884.dkr.ecr.eu-west-1.amazonaws.com/huggingface-pytorch-training:x",
+        source_dir="s3://assets/sourcedir.tar.gz",
+        data_bucket="acoustic-data",
+        dataset_prefix=f"{contract.DATASETS_PREFIX}esc50/",
+        models_prefix=contract.MODELS_PREFIX,
+        checkpoints_prefix=contract.CHECKPOINTS_PREFIX,
+        launch_lock_key=f"{contract.LOCKS_PREFIX}launcher.json",
+        kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        instance_type="ml.g5.xlarge",
+        instance_count=1,
+        volume_size_gb=50,
+        use_spot=True,
+        max_runtime_seconds=3600,
+        max_wait_seconds=7200,
+        hyperparameters={"num_train_epochs": "3"},
+        tags={"project": "acoustic-shield"},
+        retrain_debounce_minutes=30,
+        tuning_job_prefix="acoustic-shield-dev-hpo-",
+        tuning={
+            "enabled": True,
+            "strategy": "Bayesian",
+            "objective": "eval_f1",
+            "ranges": lambda_contract.DEFAULT_TUNING_RANGES,
+            "max_jobs": 4,
+            "max_parallel_jobs": 2,
+            "early_stopping": "Auto",
+        },
+        profiler_enabled=True,
+        debugger_rules=("Overfit",),
+        debug_prefix=contract.DEBUG_PREFIX,
+        profiler_rules=("CPUBottleneck",),
+        profiling_interval_ms=500,
+        profiler_prefix=contract.PROFILER_PREFIX,
+        rule_evaluator_image="929884845733.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-debugger-rules:latest",
+    )
+    promoter = lambda_contract.PromoterEnvironment(
+        model_package_group="acoustic-shield-dev",
+        job_name_prefix="acoustic-shield-dev-train-",
+        tuning_job_prefix="acoustic-shield-dev-hpo-",
+        min_accuracy=0.5,
+        min_f1=0.25,
+        min_clip_accuracy=0.75,
+        max_regression=0.05,
+        manual_approval=True,
+        health_blocking_rules=("overfit",),
+        topic_arn="arn:aws:sns:eu-west-1:123456789012:notices",
+        inference_image="763104351884.dkr.ecr.eu-west-1.amazonaws.com/huggingface-pytorch-inference:x",
+        serving_instance_type="ml.m5.xlarge",
+        data_bucket="acoustic-data",
+        evaluation_prefix=contract.EVALUATION_PREFIX,
+    )
+    # When each function's settings read it at cold start
+    launch = LaunchSettings.from_environment({"AWS_REGION": "eu-west-1", **launcher.variables()})
+    settings = Settings.from_environment(promoter.variables())
+    # Then they get back what the record held, and the record names every variable
+    assert set(launcher.variables()) == set(lambda_contract.LauncherEnvironment.names())
+    assert (launch.use_spot, launch.instance_count, launch.debounce_minutes) == (True, 1, 30)
+    assert (launch.hyperparameters, launch.tags) == (launcher.hyperparameters, launcher.tags)
+    assert launch.tuning is not None and launch.tuning.max_parallel_jobs == 2 and launch.tuning.enabled
+    assert launch.rules.debugger_rules == ("Overfit",) and launch.rules.profiling_interval_ms == 500
+    assert launch.checkpoints_prefix == contract.CHECKPOINTS_PREFIX
+    assert settings.thresholds == Thresholds(
+        min_accuracy=0.5, min_f1=0.25, min_clip_accuracy=0.75, max_regression=0.05
+    )
+    assert (settings.manual_approval, settings.health_blocking_rules) == (True, ("overfit",))
+    assert settings.evaluation_prefix == contract.EVALUATION_PREFIX
+    # And a feature left off (None) sets no variable: the reader takes its default
+    quiet = dataclasses.replace(
+        launcher,
+        debugger_rules=None,
+        debug_prefix=None,
+        profiler_enabled=False,
+        profiler_rules=None,
+        profiling_interval_ms=None,
+        profiler_prefix=None,
+        rule_evaluator_image=None,
+    )
+    assert lambda_contract.ENV_DEBUGGER_RULES not in quiet.variables()
+    assert quiet.variables()[lambda_contract.ENV_PROFILER_ENABLED] == "false"
+    assert (
+        LaunchSettings.from_environment({"AWS_REGION": "eu-west-1", **quiet.variables()}).rules.debugger_rules
+        == ()
+    )
+
+
 # --- one place for each fact ------------------------------------------------------------------------
 
 
+# Where each contract is written: the one file that may spell its facts.
+CONTRACT_FILES = {"contract": "ml_code/contract.py", "lambda_contract": "ml_code/lambda_contract.py"}
+
+
 def _facts() -> dict[str, str]:
-    """Each literal the contract owns, with its name there."""
-    suffixes = ("_FILE", "_HEADER", "_ATTRIBUTE", "_CONTENT_TYPE")
+    """Each literal the contracts own, with its qualified name there (``contract.X``)."""
+    # Channel names ("train", "validation", "test", "noise") are left out: as words they name splits,
+    # labels and log fields too. Everything else is scanned: the data bucket's prefixes (with their "/"),
+    # the stack name prefix, archives, files, headers, content types and every environment variable name.
+    suffixes = ("_FILE", "_HEADER", "_ATTRIBUTE", "_CONTENT_TYPE", "_PREFIX", "_ARCHIVE")
     facts = {
-        name: value
+        f"contract.{name}": value
         for name, value in vars(contract).items()
         if isinstance(value, str) and (name.endswith(suffixes) or name.startswith("ENV_"))
     }
-    facts |= {f"REQUEST_CONTENT_TYPES[{v}]": v for v in contract.REQUEST_CONTENT_TYPES}
-    facts |= {f"METRIC_NAMES[{v}]": v for v in contract.METRIC_NAMES}
-    facts |= {f"HANDLER_ENVIRONMENT[{k}]": v for k, v in contract.HANDLER_ENVIRONMENT.items()}
-    facts |= {f"HANDLER_ENVIRONMENT key {k}": k for k in contract.HANDLER_ENVIRONMENT}
+    facts |= {f"contract.{name}": getattr(contract, name) for name in ("ENTRY_POINT", "CHECKPOINT_DIR")}
+    facts |= {f"contract.REQUEST_CONTENT_TYPES[{v}]": v for v in contract.REQUEST_CONTENT_TYPES}
+    facts |= {f"contract.METRIC_NAMES[{v}]": v for v in contract.METRIC_NAMES}
+    facts |= {f"contract.HANDLER_ENVIRONMENT[{k}]": v for k, v in contract.HANDLER_ENVIRONMENT.items()}
+    facts |= {f"contract.HANDLER_ENVIRONMENT key {k}": k for k in contract.HANDLER_ENVIRONMENT}
+    # Each Lambda's environment: the names its typed record writes and its settings read.
+    facts |= {
+        f"lambda_contract.{name}": value
+        for name, value in vars(lambda_contract).items()
+        if isinstance(value, str) and name.startswith("ENV_")
+    }
     return facts
 
 
 # (file, literal): the same characters meaning something else.
 NOT_THE_CONTRACT = {
     ("ml_code/staging/stores.py", "application/octet-stream"): "the S3 object type of a staged file",
+    ("stacks/training/stager.py", "DATA_BUCKET"): "the staging CodeBuild project's variable, read by its "
+    "own build commands",
+    ("stacks/training/stager.py", "DATASET_PREFIX"): "the staging CodeBuild project's variable, read by its "
+    "own build commands",
 }
 
 
@@ -228,8 +337,9 @@ def _string_literals(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def test_each_contract_fact_is_spelled_only_in_the_contract() -> None:
-    # Given the literals the contract owns (file names, headers, content types, environment variable
-    # names, metric names, the handler's location)
+    # Given the literals the contracts own (the data bucket's prefixes, the entry point, checkpoint path
+    # and archives, file names, headers, content types, environment variable names of the handler and of
+    # each Lambda, metric names, the handler's location)
     facts = {value: name for name, value in _facts().items()}
     some = {
         "metrics.json",
@@ -237,6 +347,15 @@ def test_each_contract_fact_is_spelled_only_in_the_contract() -> None:
         "audio/wave",
         "SAGEMAKER_PROGRAM",
         "test_f1",
+        "datasets/",
+        "batch-input/",
+        "AcousticShield-",
+        "train.py",
+        "/opt/ml/checkpoints",
+        "model.tar.gz",
+        "output.tar.gz",
+        "USE_SPOT",
+        "EVALUATION_PREFIX",
     }
     assert some <= facts.keys()  # the selection above finds each kind
     # When every source file outside tests and the contract is read
@@ -245,10 +364,11 @@ def test_each_contract_fact_is_spelled_only_in_the_contract() -> None:
         base = ROOT / source
         for path in sorted([base] if base.is_file() else base.rglob("*.py")):
             relative = path.relative_to(ROOT).as_posix()
-            if relative == "ml_code/contract.py":
-                continue
             for line, text in _string_literals(path):
-                if text in facts and (relative, text) not in NOT_THE_CONTRACT:
-                    copies.append(f"{relative}:{line}: {text!r} is contract.{facts[text]}")
+                if text not in facts or (relative, text) in NOT_THE_CONTRACT:
+                    continue
+                owner = facts[text].partition(".")[0]
+                if relative != CONTRACT_FILES[owner]:
+                    copies.append(f"{relative}:{line}: {text!r} is {facts[text]}")
     # Then none spells one out: each uses the contract's name for it
     assert not copies, "\n".join(copies)

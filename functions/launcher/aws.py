@@ -14,6 +14,11 @@ from botocore.exceptions import ClientError
 from .logic import CHANNELS
 from .settings import LaunchSettings
 
+try:  # the Lambda package carries the contract beside this module
+    from . import contract  # type: ignore[attr-defined]
+except ImportError:  # the repository
+    from ml_code import contract
+
 
 class LaunchError(RuntimeError):
     """SageMaker or S3 refused what the launcher needs; the message names the job and the cause."""
@@ -112,9 +117,9 @@ def existing_channels(s3: Any, bucket: str, dataset_prefix: str) -> list[str]:
             raise LaunchError(f"cannot list s3://{bucket}/{prefix}: {code}: {message}") from err
         if page.get("KeyCount", 0):
             found.append(channel)
-    if "train" not in found:
+    if contract.TRAIN_CHANNEL not in found:
         raise LaunchError(
-            f"no training data under s3://{bucket}/{dataset_prefix}train/; stage a dataset first "
+            f"no training data under s3://{bucket}/{dataset_prefix}{contract.TRAIN_CHANNEL}/; stage a dataset first "
             "(the dataset-staging CodeBuild project, or python -m ml_code.stage)"
         )
     return found

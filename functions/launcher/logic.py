@@ -27,11 +27,11 @@ try:  # the Lambda package carries the contracts beside this module
 except ImportError:  # the repository
     from ml_code import contract, lambda_contract
 
-CHANNELS = ("train", "validation", "test")
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
-ENTRY_POINT = "train.py"
+CHANNELS = contract.DATASET_CHANNELS
+CHECKPOINT_LOCAL_PATH = contract.CHECKPOINT_DIR
+ENTRY_POINT = contract.ENTRY_POINT
 # Each segment starts with a letter or digit: no "." or ".." segments.
-_DATASET_PREFIX = re.compile(r"datasets/([A-Za-z0-9][A-Za-z0-9._-]*/)+")
+_DATASET_PREFIX = re.compile(re.escape(contract.DATASETS_PREFIX) + r"([A-Za-z0-9][A-Za-z0-9._-]*/)+")
 # A Hugging Face id (org/name) or a relative folder inside the source dir; never absolute, never "..".
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95}){0,3}")
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
@@ -125,7 +125,7 @@ def parse_event(event: Any, request_id: str) -> LaunchRequest:
         not isinstance(dataset_prefix, str) or not _DATASET_PREFIX.fullmatch(dataset_prefix)
     ):
         raise EventError(
-            f"'dataset_prefix' {dataset_prefix!r} must be a prefix under 'datasets/' ending in '/'"
+            f"'dataset_prefix' {dataset_prefix!r} must be a prefix under {contract.DATASETS_PREFIX!r} ending in '/'"
         )
     if isinstance(typed, ScheduledEvent):
         return LaunchRequest(
@@ -156,7 +156,7 @@ def _new_data(event: NewDataEvent) -> LaunchRequest:
     prefix = key.removesuffix(manifest)
     if not key.endswith("/" + manifest) or not _DATASET_PREFIX.fullmatch(prefix):
         raise EventError(
-            f"object {key!r} is not a dataset manifest (datasets/<name>/{manifest}); nothing to train"
+            f"object {key!r} is not a dataset manifest ({contract.DATASETS_PREFIX}<name>/{manifest}); nothing to train"
         )
     if event.manifest_version is None:
         raise EventError(f"the S3 event for {key!r} carries neither 'version-id' nor 'etag'")

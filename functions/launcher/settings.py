@@ -1,8 +1,8 @@
 """The launcher's environment, validated once per container into frozen settings.
 
 Every variable is read here, through the reader both Lambdas share (``functions/environment.py``), so a
-misconfigured launcher names every variable to fix in one error. What the stack sets:
-stacks/training/launcher.py.
+misconfigured launcher names every variable to fix in one error. The names, and how each value is
+written: ``lambda_contract.LauncherEnvironment``, the record the stack fills (stacks/training/launcher.py).
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ class TuningSettings:
     @classmethod
     def from_json(cls, prefix: str, text: str) -> TuningSettings:
         """``TUNING_JOB_PREFIX`` and ``TUNING`` as the stack sets them; a SettingsError names every problem."""
-        reader = environment.Reader({"TUNING_JOB_PREFIX": prefix, "TUNING": text})
+        reader = environment.Reader(
+            {lambda_contract.ENV_TUNING_JOB_PREFIX: prefix, lambda_contract.ENV_TUNING: text}
+        )
         settings = _tuning(reader)
         reader.raise_problems(SettingsError, "launcher tuning")
         return settings
@@ -102,40 +104,59 @@ class LaunchSettings:
         reader = environment.Reader(env)
         settings = cls(
             job_name_prefix=reader.text(
-                "JOB_NAME_PREFIX", "a training job name prefix such as 'acoustic-shield-dev-train-'"
+                lambda_contract.ENV_JOB_NAME_PREFIX,
+                "a training job name prefix such as 'acoustic-shield-dev-train-'",
             ),
-            role_arn=reader.text("EXECUTION_ROLE_ARN", "the ARN of the role training jobs run as"),
-            image_uri=reader.text("TRAINING_IMAGE", "the training image URI"),
+            role_arn=reader.text(
+                lambda_contract.ENV_EXECUTION_ROLE_ARN, "the ARN of the role training jobs run as"
+            ),
+            image_uri=reader.text(lambda_contract.ENV_TRAINING_IMAGE, "the training image URI"),
             # Any characters between the scheme and the suffix, newlines included ((?s)), as always.
             source_dir=reader.text(
-                "SOURCE_DIR", "an s3:// URL of a .tar.gz (the source dir)", pattern=r"(?s)s3://.*\.gz"
+                lambda_contract.ENV_SOURCE_DIR,
+                "an s3:// URL of a .tar.gz (the source dir)",
+                pattern=r"(?s)s3://.*\.gz",
             ),
-            bucket=reader.text("DATA_BUCKET", "the data bucket's name"),
-            dataset_prefix=reader.text("DATASET_PREFIX", "a dataset key prefix such as 'datasets/esc50/'"),
-            models_prefix=reader.text("MODELS_PREFIX", "the model artifacts' key prefix such as 'models/'"),
+            bucket=reader.text(lambda_contract.ENV_DATA_BUCKET, "the data bucket's name"),
+            dataset_prefix=reader.text(
+                lambda_contract.ENV_DATASET_PREFIX, "a dataset key prefix such as 'datasets/esc50/'"
+            ),
+            models_prefix=reader.text(
+                lambda_contract.ENV_MODELS_PREFIX, "the model artifacts' key prefix such as 'models/'"
+            ),
             checkpoints_prefix=reader.text(
-                "CHECKPOINTS_PREFIX", "the checkpoints' key prefix such as 'checkpoints/'"
+                lambda_contract.ENV_CHECKPOINTS_PREFIX, "the checkpoints' key prefix such as 'checkpoints/'"
             ),
             lock_key=reader.text(
-                "LAUNCH_LOCK_KEY", "the key of the launch lease such as 'locks/launcher.json'"
+                lambda_contract.ENV_LAUNCH_LOCK_KEY,
+                "the key of the launch lease such as 'locks/launcher.json'",
             ),
-            kms_key_arn=reader.text("KMS_KEY_ARN", "the ARN of the KMS key for job volumes and outputs"),
-            instance_type=reader.text("INSTANCE_TYPE", "a training instance type such as 'ml.g5.xlarge'"),
-            instance_count=reader.integer("INSTANCE_COUNT", _AT_LEAST_ONE),
-            volume_size_gb=reader.integer("VOLUME_SIZE_GB", _AT_LEAST_ONE),
-            use_spot=reader.boolean("USE_SPOT"),
+            kms_key_arn=reader.text(
+                lambda_contract.ENV_KMS_KEY_ARN, "the ARN of the KMS key for job volumes and outputs"
+            ),
+            instance_type=reader.text(
+                lambda_contract.ENV_INSTANCE_TYPE, "a training instance type such as 'ml.g5.xlarge'"
+            ),
+            instance_count=reader.integer(lambda_contract.ENV_INSTANCE_COUNT, _AT_LEAST_ONE),
+            volume_size_gb=reader.integer(lambda_contract.ENV_VOLUME_SIZE_GB, _AT_LEAST_ONE),
+            use_spot=reader.boolean(lambda_contract.ENV_USE_SPOT),
             debounce_minutes=reader.integer(
-                "RETRAIN_DEBOUNCE_MINUTES", "a whole number >= 0", minimum=0, required=False
+                lambda_contract.ENV_RETRAIN_DEBOUNCE_MINUTES, "a whole number >= 0", minimum=0, required=False
             ),
-            max_runtime_seconds=reader.integer("MAX_RUNTIME_SECONDS", _AT_LEAST_ONE),
-            max_wait_seconds=reader.integer("MAX_WAIT_SECONDS", _AT_LEAST_ONE),
+            max_runtime_seconds=reader.integer(lambda_contract.ENV_MAX_RUNTIME_SECONDS, _AT_LEAST_ONE),
+            max_wait_seconds=reader.integer(lambda_contract.ENV_MAX_WAIT_SECONDS, _AT_LEAST_ONE),
             region=reader.text("AWS_REGION", "the function's region (Lambda sets it)"),
             hyperparameters=reader.json_value(
-                "HYPERPARAMETERS", _strings, "a JSON object of strings (train.py's arguments)", {}
+                lambda_contract.ENV_HYPERPARAMETERS,
+                _strings,
+                "a JSON object of strings (train.py's arguments)",
+                {},
             ),
-            tags=reader.json_value("TAGS", _strings, "a JSON object of strings (the jobs' tags)", {}),
+            tags=reader.json_value(
+                lambda_contract.ENV_TAGS, _strings, "a JSON object of strings (the jobs' tags)", {}
+            ),
             # Optional: a launcher deployed without them starts single training jobs without rules.
-            tuning=_tuning(reader) if env.get("TUNING_JOB_PREFIX", "").strip() else None,
+            tuning=_tuning(reader) if env.get(lambda_contract.ENV_TUNING_JOB_PREFIX, "").strip() else None,
             rules=_rules(reader),
         )
         reader.raise_problems(SettingsError, "launcher")
@@ -184,16 +205,16 @@ class _Fields:
 
 def _tuning(reader: environment.Reader) -> TuningSettings:
     """Both variables are required here; a field with a problem is left at a placeholder."""
-    prefix = reader.read("TUNING_JOB_PREFIX", _tuning_prefix, _TUNING_PREFIX_EXPECTED, "")
+    prefix = reader.read(lambda_contract.ENV_TUNING_JOB_PREFIX, _tuning_prefix, _TUNING_PREFIX_EXPECTED, "")
     raw = reader.json_value(
-        "TUNING",
+        lambda_contract.ENV_TUNING,
         _json_object,
-        "a JSON object of enabled, strategy, objective, ranges, max_jobs, max_parallel_jobs, early_stopping",
+        "a JSON object of " + ", ".join(lambda_contract.TUNING_FIELDS),
         None,
     )
     if raw is None:  # missing or not an object: its fields would only repeat that
         return TuningSettings(prefix, False, "", "", {}, 0, 0, "")
-    fields = _Fields(reader, "TUNING", raw)
+    fields = _Fields(reader, lambda_contract.ENV_TUNING, raw)
     enabled = fields.get("enabled", bool, "true or false")
     strategy = fields.choice("strategy", lambda_contract.TUNING_STRATEGIES)
     objective = fields.choice("objective", tuple(lambda_contract.TUNING_OBJECTIVES))
@@ -246,9 +267,9 @@ def _rule_list(reader: environment.Reader, name: str, known: Sequence[str]) -> t
 
 # The rules' variables that are needed only when the rules they serve are on, and what each holds.
 _RULE_VARIABLES = {
-    "RULE_EVALUATOR_IMAGE": "the Debugger rule evaluator image URI",
-    "DEBUG_PREFIX": "the key prefix Debugger writes under, such as 'debug/'",
-    "PROFILER_PREFIX": "the key prefix the profiler writes under, such as 'profiler/'",
+    lambda_contract.ENV_RULE_EVALUATOR_IMAGE: "the Debugger rule evaluator image URI",
+    lambda_contract.ENV_DEBUG_PREFIX: "the key prefix Debugger writes under, such as 'debug/'",
+    lambda_contract.ENV_PROFILER_PREFIX: "the key prefix the profiler writes under, such as 'profiler/'",
 }
 
 
@@ -259,14 +280,16 @@ def _rules(reader: environment.Reader) -> RuleSettings:
         return reader.text(name, _RULE_VARIABLES[name], required=False)
 
     settings = RuleSettings(
-        image_uri=optional("RULE_EVALUATOR_IMAGE"),
-        debugger_rules=_rule_list(reader, "DEBUGGER_RULES", tuple(lambda_contract.DEBUGGER_RULES)),
-        debug_prefix=optional("DEBUG_PREFIX"),
-        profiler_enabled=reader.boolean("PROFILER_ENABLED", default=False),
-        profiler_rules=_rule_list(reader, "PROFILER_RULES", lambda_contract.PROFILER_RULES),
-        profiler_prefix=optional("PROFILER_PREFIX"),
+        image_uri=optional(lambda_contract.ENV_RULE_EVALUATOR_IMAGE),
+        debugger_rules=_rule_list(
+            reader, lambda_contract.ENV_DEBUGGER_RULES, tuple(lambda_contract.DEBUGGER_RULES)
+        ),
+        debug_prefix=optional(lambda_contract.ENV_DEBUG_PREFIX),
+        profiler_enabled=reader.boolean(lambda_contract.ENV_PROFILER_ENABLED, default=False),
+        profiler_rules=_rule_list(reader, lambda_contract.ENV_PROFILER_RULES, lambda_contract.PROFILER_RULES),
+        profiler_prefix=optional(lambda_contract.ENV_PROFILER_PREFIX),
         profiling_interval_ms=reader.integer(
-            "PROFILING_INTERVAL_MS",
+            lambda_contract.ENV_PROFILING_INTERVAL_MS,
             "one of " + ", ".join(str(ms) for ms in lambda_contract.PROFILING_INTERVALS_MS),
             allowed=lambda_contract.PROFILING_INTERVALS_MS,
             default=500,
@@ -275,9 +298,9 @@ def _rules(reader: environment.Reader) -> RuleSettings:
     )
     any_rules = bool(settings.debugger_rules or (settings.profiler_enabled and settings.profiler_rules))
     needed = {
-        "RULE_EVALUATOR_IMAGE": (settings.image_uri, any_rules),
-        "DEBUG_PREFIX": (settings.debug_prefix, bool(settings.debugger_rules)),
-        "PROFILER_PREFIX": (settings.profiler_prefix, settings.profiler_enabled),
+        lambda_contract.ENV_RULE_EVALUATOR_IMAGE: (settings.image_uri, any_rules),
+        lambda_contract.ENV_DEBUG_PREFIX: (settings.debug_prefix, bool(settings.debugger_rules)),
+        lambda_contract.ENV_PROFILER_PREFIX: (settings.profiler_prefix, settings.profiler_enabled),
     }
     for name, (value, is_needed) in needed.items():
         if is_needed and not value:

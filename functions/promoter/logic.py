@@ -594,11 +594,11 @@ def evaluation_key(prefix: str, job_name: str) -> str:
 def output_archive_uri(job: Mapping[str, Any]) -> str | None:
     """``s3://.../<job>/output/output.tar.gz``: SageMaker's archive of train.py's output directory."""
     model_uri = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
-    if isinstance(model_uri, str) and model_uri.endswith("/model.tar.gz"):
-        return model_uri[: -len("model.tar.gz")] + "output.tar.gz"
+    if isinstance(model_uri, str) and model_uri.endswith(f"/{contract.MODEL_ARCHIVE}"):
+        return model_uri[: -len(contract.MODEL_ARCHIVE)] + contract.OUTPUT_ARCHIVE
     output_path = (job.get("OutputDataConfig") or {}).get("S3OutputPath")
     if isinstance(output_path, str) and output_path.startswith("s3://"):
-        return f"{output_path.rstrip('/')}/{job['TrainingJobName']}/output/output.tar.gz"
+        return f"{output_path.rstrip('/')}/{job['TrainingJobName']}/output/{contract.OUTPUT_ARCHIVE}"
     return None
 
 

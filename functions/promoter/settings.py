@@ -1,4 +1,8 @@
-"""The promoter's environment, validated once per container into a frozen model."""
+"""The promoter's environment, validated once per container into a frozen model.
+
+The names, and how each value is written: ``lambda_contract.PromoterEnvironment``, the record the stack fills
+(stacks/training/promoter.py).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 try:  # the Lambda package carries them beside this module
-    from . import contract, environment  # type: ignore[attr-defined]
+    from . import contract, environment, lambda_contract  # type: ignore[attr-defined]
 except ImportError:  # the repository
     from functions import environment
-    from ml_code import contract
+    from ml_code import contract, lambda_contract
 
 
 class SettingsError(ValueError):
@@ -54,53 +58,55 @@ class Settings:
         reader = environment.Reader(environ)
         settings = cls(
             model_package_group=reader.text(
-                "MODEL_PACKAGE_GROUP",
+                lambda_contract.ENV_MODEL_PACKAGE_GROUP,
                 "a model package group name (letters, digits and '-', at most 63 characters)",
                 pattern=r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}",
             ),
             job_name_prefix=reader.text(
-                "JOB_NAME_PREFIX",
+                lambda_contract.ENV_JOB_NAME_PREFIX,
                 "a training job name prefix such as 'acoustic-shield-dev-train-'",
                 pattern=r"[a-zA-Z0-9][a-zA-Z0-9-]{0,61}",
             ),
             thresholds=Thresholds(
-                min_accuracy=reader.fraction("MIN_ACCURACY"),
-                min_f1=reader.fraction("MIN_F1"),
-                min_clip_accuracy=reader.fraction("MIN_CLIP_ACCURACY"),
-                max_regression=reader.fraction("MAX_REGRESSION"),
+                min_accuracy=reader.fraction(lambda_contract.ENV_MIN_ACCURACY),
+                min_f1=reader.fraction(lambda_contract.ENV_MIN_F1),
+                min_clip_accuracy=reader.fraction(lambda_contract.ENV_MIN_CLIP_ACCURACY),
+                max_regression=reader.fraction(lambda_contract.ENV_MAX_REGRESSION),
             ),
-            manual_approval=reader.boolean("MANUAL_APPROVAL"),
+            manual_approval=reader.boolean(lambda_contract.ENV_MANUAL_APPROVAL),
             topic_arn=reader.text(
-                "TOPIC_ARN",
+                lambda_contract.ENV_TOPIC_ARN,
                 "an SNS topic ARN",
                 pattern=r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}",
             ),
             inference_image=reader.text(
-                "INFERENCE_IMAGE",
+                lambda_contract.ENV_INFERENCE_IMAGE,
                 "a container image URI such as '<registry>/<repo>:<tag>'",
                 pattern=r"\S{1,255}",
             ),
             serving_instance_type=reader.text(
-                "SERVING_INSTANCE_TYPE",
+                lambda_contract.ENV_SERVING_INSTANCE_TYPE,
                 "a SageMaker instance type such as 'ml.m5.xlarge'",
                 pattern=r"ml\.[a-z0-9-]+\.[a-z0-9]+",
             ),
             data_bucket=reader.text(
-                "DATA_BUCKET", "an S3 bucket name (not a URI)", pattern=r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+                lambda_contract.ENV_DATA_BUCKET,
+                "an S3 bucket name (not a URI)",
+                pattern=r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
             ),
             evaluation_prefix=reader.text(
-                "EVALUATION_PREFIX",
+                lambda_contract.ENV_EVALUATION_PREFIX,
                 "an S3 key prefix ending in '/' such as 'evaluation/'",
                 pattern=r"[^/][^\s]*/",
             ),
             tuning_job_prefix=reader.text(
-                "TUNING_JOB_PREFIX",
+                lambda_contract.ENV_TUNING_JOB_PREFIX,
                 "a tuning job name prefix such as 'acoustic-shield-dev-hpo-'",
                 pattern=r"[a-zA-Z0-9][a-zA-Z0-9-]{0,30}",
                 required=False,
             ),
             health_blocking_rules=reader.json_value(
-                "HEALTH_BLOCKING_RULES",
+                lambda_contract.ENV_HEALTH_BLOCKING_RULES,
                 _health_rules,
                 "a JSON list of different training-health rules out of " + ", ".join(contract.HEALTH_RULES),
                 contract.DEFAULT_BLOCKING_HEALTH_RULES,

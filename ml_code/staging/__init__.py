@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import contract
 
-SPLITS = ("train", "validation", "test")
+SPLITS = contract.DATASET_CHANNELS  # each split folder is the training job channel of that name
 MANIFEST = contract.MANIFEST_FILE
 
 

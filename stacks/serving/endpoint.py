@@ -14,9 +14,9 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ml_code import contract
+from ml_code.contract import ASYNC_FAILURE_PREFIX, ASYNC_OUTPUT_PREFIX, DATACAPTURE_PREFIX
 
 from ..config import ServingConfig
-from ..data_stack import ASYNC_FAILURE_PREFIX, ASYNC_OUTPUT_PREFIX, DATACAPTURE_PREFIX
 from .placement import VARIANT_NAME, digest
 from .scaling import deployment_capacities
 

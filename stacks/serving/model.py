@@ -13,15 +13,15 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ml_code import batch, contract
-
-from ..config import ServingConfig
-from ..data_stack import (
+from ml_code.contract import (
     ASYNC_FAILURE_PREFIX,
     ASYNC_INPUT_PREFIX,
     ASYNC_OUTPUT_PREFIX,
     DATACAPTURE_PREFIX,
     MODELS_PREFIX,
 )
+
+from ..config import ServingConfig
 from ..images import ImageRef
 from ..nag import acknowledge_findings, finding, objects_finding
 from ..sagemaker_runtime import UNSCOPED_REASON, log_group_arn, runtime_statements

@@ -16,8 +16,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from ml_code.contract import EVALUATION_PREFIX
+
 from ..codebuild_project import IN_PLACE, CodeBuildProject, CodeBuildProjectProps
-from ..data_stack import EVALUATION_PREFIX
 from ..nag import finding, objects_finding
 from ..queues import dead_letter_queue
 

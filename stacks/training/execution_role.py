@@ -11,7 +11,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from ..data_stack import CHECKPOINTS_PREFIX, DATASETS_PREFIX, MODELS_PREFIX
+from ml_code.contract import CHECKPOINTS_PREFIX, DATASETS_PREFIX, DEBUG_PREFIX, MODELS_PREFIX, PROFILER_PREFIX
+
 from ..images import ImageRef
 from ..nag import acknowledge_findings, finding, objects_finding
 from ..sagemaker_runtime import UNSCOPED_REASON, log_group_arn, runtime_statements
@@ -20,10 +21,6 @@ from ..sagemaker_runtime import UNSCOPED_REASON, log_group_arn, runtime_statemen
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 # Debugger and Profiler rules run as processing jobs, with the training job's role, logging here.
 RULE_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
-# Data-bucket prefixes of the Debugger hook's tensors and the Profiler's system metrics, each with the
-# reports of the rules that read them: <prefix><job>/{debug-output,profiler-output,rule-output}/.
-DEBUG_PREFIX = "debug/"
-PROFILER_PREFIX = "profiler/"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,7 +6,6 @@ tuning jobs; every SageMaker right is scoped to this app's training-job or tunin
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import aws_cdk as cdk
@@ -17,11 +16,12 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from ml_code.contract import CHECKPOINTS_PREFIX, DATASETS_PREFIX, LOCKS_PREFIX, MODELS_PREFIX
 from ml_code.contract import MANIFEST_FILE as MANIFEST
+from ml_code.lambda_contract import TUNING_FIELDS, LauncherEnvironment
 
 from ..bundling import FUNCTIONS_DIR, ML_CODE
 from ..config import ScheduleConfig, TrainingConfig
-from ..data_stack import CHECKPOINTS_PREFIX, DATASETS_PREFIX, LOCKS_PREFIX, MODELS_PREFIX
 from ..nag import acknowledge, finding
 from ..python_function import PythonFunction, PythonFunctionProps
 from ..queues import dead_letter_queue
@@ -56,35 +56,39 @@ LAUNCH_LOCK_KEY = f"{LOCKS_PREFIX}launcher.json"
 
 def _environment(props: LauncherProps) -> dict[str, str]:
     """What the handler validates at cold start (functions/launcher/settings.py, LaunchSettings)."""
-    tuning, rules = props.training.tuning, props.training.rules
+    t, tuning, rules = props.training, props.training.tuning, props.training.rules
     if rules.any_rules and not props.rule_image_uri:
         raise ValueError("training jobs carry rules: LauncherProps.rule_image_uri is required")
-    environment = {
-        "TUNING_JOB_PREFIX": props.tuning_job_name_prefix,
-        "TUNING": json.dumps(
-            {
-                "enabled": tuning.enabled,
-                "strategy": tuning.strategy,
-                "objective": tuning.objective,
-                "ranges": tuning.ranges,
-                "max_jobs": tuning.max_jobs,
-                "max_parallel_jobs": tuning.max_parallel_jobs,
-                "early_stopping": tuning.early_stopping,
-            },
-            sort_keys=True,
-        ),
-        "PROFILER_ENABLED": "true" if rules.profiler_enabled else "false",
-    }
-    if rules.debugger_rules:
-        environment["DEBUGGER_RULES"] = json.dumps(list(rules.debugger_rules))
-        environment["DEBUG_PREFIX"] = props.debug_prefix
-    if rules.profiler_enabled:
-        environment["PROFILER_RULES"] = json.dumps(list(rules.profiler_rules))
-        environment["PROFILING_INTERVAL_MS"] = str(rules.profiling_interval_ms)
-        environment["PROFILER_PREFIX"] = props.profiler_prefix
-    if rules.any_rules and props.rule_image_uri:
-        environment["RULE_EVALUATOR_IMAGE"] = props.rule_image_uri
-    return environment
+    return LauncherEnvironment(
+        job_name_prefix=props.job_name_prefix,
+        execution_role_arn=props.execution_role.role_arn,
+        training_image=props.image_uri,
+        source_dir=props.source_dir,
+        data_bucket=props.bucket.bucket_name,
+        dataset_prefix=props.dataset_prefix,
+        models_prefix=MODELS_PREFIX,
+        checkpoints_prefix=CHECKPOINTS_PREFIX,
+        launch_lock_key=LAUNCH_LOCK_KEY,
+        kms_key_arn=props.key.key_arn,
+        instance_type=t.instance_type,
+        instance_count=t.instance_count,
+        volume_size_gb=t.volume_size_gb,
+        use_spot=t.use_spot,
+        max_runtime_seconds=t.max_runtime_seconds,
+        max_wait_seconds=t.max_wait_seconds,
+        hyperparameters=t.hyperparameters.as_arguments(),
+        tags=props.tags,
+        retrain_debounce_minutes=props.schedule.debounce_minutes,
+        tuning_job_prefix=props.tuning_job_name_prefix,
+        tuning={name: getattr(tuning, name) for name in TUNING_FIELDS},
+        profiler_enabled=rules.profiler_enabled,
+        debugger_rules=list(rules.debugger_rules) if rules.debugger_rules else None,
+        debug_prefix=props.debug_prefix if rules.debugger_rules else None,
+        profiler_rules=list(rules.profiler_rules) if rules.profiler_enabled else None,
+        profiling_interval_ms=rules.profiling_interval_ms if rules.profiler_enabled else None,
+        profiler_prefix=props.profiler_prefix if rules.profiler_enabled else None,
+        rule_evaluator_image=props.rule_image_uri if rules.any_rules else None,
+    ).variables()
 
 
 class TrainingLauncher(Construct):
@@ -92,7 +96,6 @@ class TrainingLauncher(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, props: LauncherProps) -> None:
         super().__init__(scope, construct_id)
-        t = props.training
         self.handler = PythonFunction(
             self,
             "Handler",
@@ -110,28 +113,7 @@ class TrainingLauncher(Construct):
                 reserved_concurrency=props.reserved_concurrency,
                 wildcard_reason="sagemaker:ListTrainingJobs and ListHyperParameterTuningJobs support no "
                 "resource-level permissions; they only list names.",
-                environment={
-                    "JOB_NAME_PREFIX": props.job_name_prefix,
-                    "EXECUTION_ROLE_ARN": props.execution_role.role_arn,
-                    "TRAINING_IMAGE": props.image_uri,
-                    "SOURCE_DIR": props.source_dir,
-                    "DATA_BUCKET": props.bucket.bucket_name,
-                    "DATASET_PREFIX": props.dataset_prefix,
-                    "MODELS_PREFIX": MODELS_PREFIX,
-                    "CHECKPOINTS_PREFIX": CHECKPOINTS_PREFIX,
-                    "LAUNCH_LOCK_KEY": LAUNCH_LOCK_KEY,
-                    "KMS_KEY_ARN": props.key.key_arn,
-                    "INSTANCE_TYPE": t.instance_type,
-                    "INSTANCE_COUNT": str(t.instance_count),
-                    "VOLUME_SIZE_GB": str(t.volume_size_gb),
-                    "USE_SPOT": "true" if t.use_spot else "false",
-                    "MAX_RUNTIME_SECONDS": str(t.max_runtime_seconds),
-                    "MAX_WAIT_SECONDS": str(t.max_wait_seconds),
-                    "HYPERPARAMETERS": json.dumps(t.hyperparameters.as_arguments(), sort_keys=True),
-                    "TAGS": json.dumps(props.tags, sort_keys=True),
-                    "RETRAIN_DEBOUNCE_MINUTES": str(props.schedule.debounce_minutes),
-                    **_environment(props),
-                },
+                environment=_environment(props),
             ),
         )
         self.function = self.handler.function

@@ -3,7 +3,6 @@ registers the model it produced; announces rules that found issues."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import aws_cdk as cdk
@@ -15,11 +14,11 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from ml_code.lambda_contract import NOTIFICATIONS, REGISTRATION_LEASE
+from ml_code.contract import EVALUATION_PREFIX, MODELS_PREFIX
+from ml_code.lambda_contract import NOTIFICATIONS, REGISTRATION_LEASE, PromoterEnvironment
 
 from ..bundling import FUNCTIONS_DIR, ML_CODE
 from ..config import QualityGate
-from ..data_stack import EVALUATION_PREFIX, MODELS_PREFIX
 from ..nag import acknowledge_findings, finding, objects_finding
 from ..python_function import PythonFunction, PythonFunctionProps
 from ..queues import dead_letter_queue
@@ -66,22 +65,22 @@ class ModelPromoter(Construct):
                 # Two deliveries of one event are serialized by the job's registration lease, not by this.
                 reserved_concurrency=props.reserved_concurrency,
                 wildcard_reason="sagemaker:ListModelPackages supports no resource-level permissions.",
-                environment={
-                    "MODEL_PACKAGE_GROUP": props.group_name,
-                    "JOB_NAME_PREFIX": props.job_name_prefix,
-                    "TUNING_JOB_PREFIX": props.tuning_job_name_prefix,
-                    "MIN_ACCURACY": str(q.min_accuracy),
-                    "MIN_F1": str(q.min_f1),
-                    "MIN_CLIP_ACCURACY": str(q.min_clip_accuracy),
-                    "MAX_REGRESSION": str(q.max_regression),
-                    "MANUAL_APPROVAL": "true" if q.manual_approval else "false",
-                    "HEALTH_BLOCKING_RULES": json.dumps(list(q.health_blocking_rules)),
-                    "TOPIC_ARN": props.topic.topic_arn,
-                    "INFERENCE_IMAGE": props.inference_image,
-                    "SERVING_INSTANCE_TYPE": props.serving_instance_type,
-                    "DATA_BUCKET": props.bucket.bucket_name,
-                    "EVALUATION_PREFIX": EVALUATION_PREFIX,
-                },
+                environment=PromoterEnvironment(
+                    model_package_group=props.group_name,
+                    job_name_prefix=props.job_name_prefix,
+                    tuning_job_prefix=props.tuning_job_name_prefix,
+                    min_accuracy=q.min_accuracy,
+                    min_f1=q.min_f1,
+                    min_clip_accuracy=q.min_clip_accuracy,
+                    max_regression=q.max_regression,
+                    manual_approval=q.manual_approval,
+                    health_blocking_rules=list(q.health_blocking_rules),
+                    topic_arn=props.topic.topic_arn,
+                    inference_image=props.inference_image,
+                    serving_instance_type=props.serving_instance_type,
+                    data_bucket=props.bucket.bucket_name,
+                    evaluation_prefix=EVALUATION_PREFIX,
+                ).variables(),
             ),
         )
         self.function = self.handler.function

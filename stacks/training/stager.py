@@ -12,10 +12,11 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from ml_code.contract import DATASETS_PREFIX, RAW_PREFIX
+
 from ..bundling import ML_CODE
 from ..codebuild_project import IN_PLACE, CodeBuildProject, CodeBuildProjectProps
 from ..config import StagingConfig
-from ..data_stack import DATASETS_PREFIX, RAW_PREFIX
 from ..nag import objects_finding
 
 BUILD_SPEC = {

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +17,7 @@ from aws_cdk.assertions import Match, Template
 
 from stacks.app_builder import AcousticShieldApp
 
+from .conftest import PACKAGE_B
 from .test_training_stack import by_sid, statements
 
 DEPLOY = (
@@ -209,24 +215,44 @@ def test_an_approved_package_of_this_group_starts_the_build_with_its_arn(trainin
     )
 
 
-def test_source_is_the_app_with_its_pinned_dependencies(dev_app: AcousticShieldApp) -> None:
-    # Given the deploy project's bundled source asset
+def test_the_source_asset_alone_synthesizes_the_stack_the_build_deploys_with_the_outputs_it_reads(
+    dev_app: AcousticShieldApp, training_template: Template, tmp_path: Path
+) -> None:
+    # Given the deploy project's bundled source asset, unpacked as CodeBuild unpacks it
     outdir = Path(dev_app.training.node.root.outdir)  # type: ignore[attr-defined]
     source = dev_app.training.deployer.source
-    # When it is found in the cloud assembly
     (asset,) = [p for p in outdir.glob("asset.*") if p.name.endswith(source.asset_hash)]
-    # Then it holds what `cdk deploy` needs, and nothing of the tests or caches
-    top = {p.name for p in asset.iterdir()}
-    assert top == {
-        "app.py",
-        "cdk.json",
-        "requirements.txt",
-        "package.json",
-        "package-lock.json",
-        "stacks",
-        "functions",
-        "ml_code",
-    }
-    assert (asset / "stacks" / "serving_stack.py").is_file()
-    assert (asset / "stacks" / "image_table.json").is_file()
-    assert not any("__pycache__" in str(p) for p in asset.rglob("*"))
+    workdir = shutil.copytree(asset, tmp_path / "src")
+    spec = build_spec(training_template)
+    install, build = spec["phases"]["install"]["commands"], spec["phases"]["build"]["commands"]
+    # Then the files the install commands read are in it: pip's requirements, npm ci's lock file, the pin grep's
+    assert (workdir / shlex.split(install[0])[-1]).is_file()
+    assert {"package.json", "package-lock.json"} <= {p.name for p in workdir.iterdir()}
+    assert (workdir / re.search(r"'\^boto3==' (\S+?)\)", install[2]).group(1)).is_file()  # type: ignore[union-attr]
+    # And the verification's module is in it, and nothing of the tests or caches is
+    assert (workdir / Path(*shlex.split(build[2])[2].split("."))).with_suffix(".py").is_file()
+    assert not (workdir / "tests").exists()
+    assert not any("__pycache__" in str(p) for p in workdir.rglob("*"))
+
+    # When cdk.json's app command runs there alone, with the deploy command's context, as `cdk deploy` runs it
+    words = shlex.split(build[1].replace("$MODEL_PACKAGE_ARN", PACKAGE_B))
+    stack_name = words[words.index("deploy") + 1]
+    overrides = dict(words[i + 1].split("=", 1) for i, word in enumerate(words) if word == "-c")
+    context = {**json.loads((workdir / "cdk.json").read_text())["context"], **overrides}
+    _, *app_args = shlex.split(json.loads((workdir / "cdk.json").read_text())["app"])
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env |= {"CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path / "cdk.out")}
+    run = subprocess.run(
+        [sys.executable, *app_args], cwd=workdir, env=env, capture_output=True, text=True, timeout=300
+    )
+
+    # Then it synthesizes the stack the build deploys, serving the approved package
+    assert run.returncode == 0, run.stderr[-3000:]
+    manifest = json.loads((tmp_path / "cdk.out" / "manifest.json").read_text())
+    assert manifest["artifacts"][stack_name]["type"] == "aws:cloudformation:stack"
+    template = json.loads((tmp_path / "cdk.out" / f"{stack_name}.template.json").read_text())
+    assert PACKAGE_B in json.dumps(template["Resources"])
+    # And that stack has every output the verification reads back from the outputs file
+    read = re.findall(rf"\.\\?\"{re.escape(stack_name)}\\?\"\.(\w+)", build[2])
+    assert read == ["EndpointName", "EndpointConfigName"]
+    assert set(read) <= set(template["Outputs"])

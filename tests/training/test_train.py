@@ -8,15 +8,17 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import soundfile as sf
 import torch
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+from transformers import AutoModelForAudioClassification
 
 from ml_code import audio, audiofolder, contract, inference, train
 from standins.synthetic import TONES, clip, make_audiofolder
@@ -72,17 +74,18 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     )
 
 
-def _predict(model_dir: Path, samples: np.ndarray) -> np.ndarray:
-    """What serving does: windows of the trained length, feature extractor, mean probabilities."""
-    model = AutoModelForAudioClassification.from_pretrained(model_dir).eval()
-    extractor = AutoFeatureExtractor.from_pretrained(model_dir)
-    meta = json.loads((model_dir / contract.LABELS_FILE).read_text())
-    length = round(meta["max_length_seconds"] * 16_000)
-    windows = audio.windows(samples, length, round(meta["window_hop_seconds"] * 16_000))
-    inputs = extractor(list(windows), sampling_rate=16_000, return_tensors="pt")
-    with torch.no_grad():
-        logits = model(input_values=inputs["input_values"]).logits
-    return torch.softmax(logits, dim=-1).mean(dim=0).numpy()
+@pytest.fixture(scope="module")
+def endpoint(trained: SimpleNamespace) -> Iterator[inference.Classifier]:
+    """The trained model directory as a worker of the endpoint loads it: the handler's ``model_fn``."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(inference, "_settings", inference.Settings(threads=1))
+        yield inference.model_fn(str(trained.model_dir))
+
+
+def _ask(model: inference.Classifier, body: bytes, content_type: str) -> dict[str, Any]:
+    """One request through the handler as the model server calls it, and the JSON the client gets."""
+    request = inference.input_fn(body, content_type)
+    return json.loads(inference.output_fn(inference.predict_fn(request, model), "application/json"))
 
 
 # --- the training run ----------------------------------------------------------------------------
@@ -210,8 +213,8 @@ def test_evaluation_report_has_per_class_scores_and_confusion_matrices(trained):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_reloaded_model_recognises_new_clips(trained):
-    # Given clips the model never saw, at an unusual rate and in stereo, as an endpoint receives them
+def test_the_endpoint_recognises_new_clips_sent_as_a_client_sends_them(endpoint):
+    # Given clips the model never saw, at an unusual rate and in stereo, encoded as WAV files
     rng = np.random.default_rng(7)
     correct = 0
     for label in LABELS:
@@ -219,11 +222,26 @@ def test_reloaded_model_recognises_new_clips(trained):
             samples = clip(label, 22_050, 2.2, rng)
             buffer = io.BytesIO()
             sf.write(buffer, np.stack([samples, samples], axis=1), 22_050, format="WAV")
-            # When the saved model directory is loaded and asked
-            probs = _predict(trained.model_dir, audio.decode(buffer.getvalue()))
-            correct += LABELS[int(probs.argmax())] == label
+            # When each is posted to the handler loaded from the saved model directory
+            answer = _ask(endpoint, buffer.getvalue(), "audio/wav")
+            assert set(answer["probs"]) == set(LABELS)
+            correct += answer["label"] == label
     # Then it recognises most of them
     assert correct >= 6
+
+
+def test_the_endpoint_answers_the_test_channel_as_training_scored_it(trained, endpoint):
+    # Given every file of the held-out test channel (WAV, FLAC and OGG; mono and stereo; 8 to 44.1 kHz)
+    files = sorted((trained.root / "test").glob("*/*"))
+    assert len(files) == 6 * len(LABELS)
+    matrix = np.zeros((len(LABELS), len(LABELS)), dtype=int)
+    for path in files:
+        # When each is sent as a client sends a file: its bytes, with its suffix's content type
+        answer = _ask(endpoint, path.read_bytes(), contract.SUFFIX_CONTENT_TYPES[path.suffix])
+        matrix[LABELS.index(path.parent.name), LABELS.index(answer["label"])] += 1
+    # Then the endpoint's clip-level confusion matrix is the one training's evaluation reported
+    assert matrix.tolist() == trained.report["evaluation"]["test"]["clip"]["confusion_matrix"]
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(trained.metrics["test_clip_accuracy"])
 
 
 def test_the_report_says_how_the_model_was_trained(trained):
