@@ -17,9 +17,9 @@ from functions.promoter import logic
 from functions.promoter.handler import handler
 from functions.promoter.settings import Settings, SettingsError
 from ml_code import contract
-from tests.functions import test_promoter
+from tests.functions import promoter_world
 from tests.functions.conftest import request_violations
-from tests.functions.test_promoter import (
+from tests.functions.promoter_world import (
     BUCKET,
     ENVIRONMENT,
     GOOD,
@@ -31,7 +31,7 @@ from tests.functions.test_promoter import (
     training_job,
 )
 
-world = test_promoter.world  # the emulated account with the promoter's environment, a fixture
+world = promoter_world.world  # the emulated account with the promoter's environment, a fixture
 
 BLOCKING = contract.DEFAULT_BLOCKING_HEALTH_RULES  # loss_not_decreasing, exploding_gradient
 ADVICE = "The training loss stopped falling: lower the learning rate, or check that the labels are right."
