@@ -172,6 +172,7 @@ class TrainingStack(cdk.Stack):
                 "Operations",
                 props=OperationsProps(
                     job_name_prefix=prefix,
+                    tuning_job_name_prefix=tuning_prefix,
                     topic=self.registry.topic,
                     key=self.registry.key,
                     functions=[

@@ -55,19 +55,21 @@ INSTANCE_METRICS = {
 SEARCH_STATISTIC = "Maximum"
 
 
-def job_search(dimension: str, metric_names: Sequence[str], job_name_prefix: str) -> str:
+def job_search(dimension: str, metric_names: Sequence[str], job_name_prefixes: Sequence[str]) -> str:
     """A CloudWatch search for ``metric_names`` of this app's training jobs, whatever each run is named.
 
     Job names change every run, so no graph can name their dimension values; a search finds them. The
     metric schema ``{namespace,dimension}`` matches the metrics published with exactly that dimension, and
     ``<dimension>=<prefix>`` is a partial match: the prefix's tokens (split at '-') appearing in that order in
     the job name or host (CloudWatch search expression syntax). An exact (quoted) match would need the
-    whole name.
+    whole name. Single jobs and a tuning job's trials (named after the tuning job) have their own prefixes.
     """
     names = " OR ".join(f'MetricName="{name}"' for name in metric_names)
     if len(metric_names) > 1:
         names = f"({names})"
-    term = f"{dimension}={job_name_prefix.rstrip('-')}"
+    term = " OR ".join(f"{dimension}={prefix.rstrip('-')}" for prefix in job_name_prefixes)
+    if len(job_name_prefixes) > 1:
+        term = f"({term})"
     query = f'{{"{TRAINING_JOB_METRICS}",{dimension}}} {names} {term}'
     return f"SEARCH('{query}', '{SEARCH_STATISTIC}', {int(FIVE_MINUTES.to_seconds())})"
 
@@ -104,6 +106,7 @@ class OperationsProps:
     """``key`` encrypts ``topic``: CloudWatch may use it to publish the alarms."""
 
     job_name_prefix: str
+    tuning_job_name_prefix: str  # a tuning job's trials are named after it
     topic: sns.ITopic
     key: kms.Key
     functions: Sequence[WatchedFunction]
@@ -122,7 +125,8 @@ class TrainingOperations(Construct):
 
         self.notices = FailureNotices(self, "Notices", topic=topic)
         self._notify_failed_builds(props.builds)
-        self._notify_training_time_limits(props.job_name_prefix)
+        prefixes = (props.job_name_prefix, props.tuning_job_name_prefix)
+        self._notify_training_time_limits(prefixes)
 
         self.alarms: list[cloudwatch.Alarm] = []
         queues = [
@@ -190,7 +194,7 @@ class TrainingOperations(Construct):
             ),
         )
 
-    def _notify_training_time_limits(self, job_name_prefix: str) -> None:
+    def _notify_training_time_limits(self, job_name_prefixes: Sequence[str]) -> None:
         job = events.EventField.from_path("$.detail.TrainingJobName")
         self.notices.add(
             "TrainingTimeLimit",
@@ -199,7 +203,7 @@ class TrainingOperations(Construct):
                 source=["aws.sagemaker"],
                 detail_type=["SageMaker Training Job State Change"],
                 detail={
-                    "TrainingJobName": [{"prefix": job_name_prefix}],
+                    "TrainingJobName": [{"prefix": prefix} for prefix in job_name_prefixes],
                     "SecondaryStatus": TIME_LIMIT_STATUSES,
                 },
             ),
@@ -268,17 +272,17 @@ class TrainingOperations(Construct):
                     graph("Dead-letter queues (messages waiting)", letters),
                     graph("Failure notices (sent, failed to deliver)", self.notices.metrics()),
                 ],
-                *self._training_job_rows(props.job_name_prefix),
+                *self._training_job_rows((props.job_name_prefix, props.tuning_job_name_prefix)),
             ],
         )
 
     @staticmethod
-    def _training_job_rows(job_name_prefix: str) -> list[list[cloudwatch.IWidget]]:
+    def _training_job_rows(job_name_prefixes: Sequence[str]) -> list[list[cloudwatch.IWidget]]:
         """The health rules each job evaluated (flag and measured value) and its instances' utilization."""
 
         def search(dimension: str, names: Sequence[str], label: str = "") -> cloudwatch.SearchExpression:
             return cloudwatch.SearchExpression(
-                expression=job_search(dimension, names, job_name_prefix), label=label, period=FIVE_MINUTES
+                expression=job_search(dimension, names, job_name_prefixes), label=label, period=FIVE_MINUTES
             )
 
         def graph(

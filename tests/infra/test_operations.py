@@ -192,13 +192,16 @@ def test_failed_and_timed_out_builds_are_announced_with_their_build_id_and_logs(
 def test_training_jobs_stopped_at_a_time_limit_are_announced(training_template: Template) -> None:
     # Given the time-limit notice rule
     rule = notice_rule(training_template, "TrainingTimeLimit")
-    # Then it matches this app's jobs by their secondary status, which names the limit (the primary one,
-    # Stopped, does not)...
+    # Then it matches this app's jobs and its tuning jobs' trials (named after the tuning job) by their
+    # secondary status, which names the limit (the primary one, Stopped, does not)...
     assert rule["EventPattern"] == {
         "source": ["aws.sagemaker"],
         "detail-type": ["SageMaker Training Job State Change"],
         "detail": {
-            "TrainingJobName": [{"prefix": "acoustic-shield-dev-train-"}],
+            "TrainingJobName": [
+                {"prefix": "acoustic-shield-dev-train-"},
+                {"prefix": "acoustic-shield-dev-hpo-"},
+            ],
             "SecondaryStatus": ["MaxWaitTimeExceeded", "MaxRuntimeExceeded"],
         },
     }
@@ -274,15 +277,17 @@ def test_the_operations_dashboard_finds_this_apps_training_jobs_by_search(
         for widget in body["widgets"]
         if widget["properties"].get("title", "").startswith("Training ")
     }
-    # Then the health flags and values of every rule are searched per job...
+    # Then the health flags and values of every rule are searched per job, single jobs and tuning trials...
     schema = '{"/aws/sagemaker/TrainingJobs",TrainingJobName}'
+    jobs = "(TrainingJobName=acoustic-shield-dev-train OR TrainingJobName=acoustic-shield-dev-hpo)"
+    hosts = "(Host=acoustic-shield-dev-train OR Host=acoustic-shield-dev-hpo)"
     flags = " OR ".join(f'MetricName="health_{rule}"' for rule in contract.HEALTH_RULES)
     values = " OR ".join(f'MetricName="health_{rule}_value"' for rule in contract.HEALTH_RULES)
     assert searched["Training health: rules that fired (1) or stayed silent (0), per job"] == [
-        f"SEARCH('{schema} ({flags}) TrainingJobName=acoustic-shield-dev-train', 'Maximum', 300)"
+        f"SEARCH('{schema} ({flags}) {jobs}', 'Maximum', 300)"
     ]
     assert searched["Training health: what each rule measured, per job"] == [
-        f"SEARCH('{schema} ({values}) TrainingJobName=acoustic-shield-dev-train', 'Maximum', 300)"
+        f"SEARCH('{schema} ({values}) {jobs}', 'Maximum', 300)"
     ]
     # ...and SageMaker's own instance metrics per host of those jobs, which need no Debugger or Profiler
     host = '{"/aws/sagemaker/TrainingJobs",Host}'
@@ -290,7 +295,7 @@ def test_the_operations_dashboard_finds_this_apps_training_jobs_by_search(
         *searched["Training instances: CPU (all cores), memory and disk"],
         *searched["Training instances: GPU and GPU memory (summed over GPUs)"],
     ] == [
-        f"SEARCH('{host} MetricName=\"{metric}\" Host=acoustic-shield-dev-train', 'Maximum', 300)"
+        f"SEARCH('{host} MetricName=\"{metric}\" {hosts}', 'Maximum', 300)"
         for metric in (
             "CPUUtilization",
             "MemoryUtilization",
