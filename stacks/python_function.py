@@ -13,7 +13,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from .bundling import FUNCTIONS_DIR, NATIVE_SUFFIXES, CopyBundler, bundling
+from .bundling import FUNCTIONS_DIR, ML_CODE, NATIVE_SUFFIXES, CopyBundler, bundling
 from .nag import acknowledge, finding
 
 # The newest Python runtime this CDK version offers (cdk-nag AwsSolutions-L1 checks the same).
@@ -73,12 +73,22 @@ def powertools_files() -> dict[str, Path]:
     return files
 
 
+# The ground floor every Lambda package carries beside its own modules: the contracts it shares with the
+# stacks and the training code, the environment reader and the lease.
+SHARED_FILES: dict[str, Path] = {
+    "contract.py": ML_CODE / "contract.py",
+    "lambda_contract.py": ML_CODE / "lambda_contract.py",
+    "environment.py": FUNCTIONS_DIR / "environment.py",
+    "lease.py": FUNCTIONS_DIR / "lease.py",
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class PythonFunctionProps:
     """``package``: folder under functions/ holding handler.py. ``timeout_seconds``: default 60.
 
-    ``files``: single files copied into the package under the given names (default none), e.g. the
-    contract module the package shares with ``ml_code/``. ``wildcard_reason``: why the caller's own
+    ``files``: single files copied into the package under the given names (default ``SHARED_FILES``: the
+    contracts, the environment reader and the lease). ``wildcard_reason``: why the caller's own
     statements need ``Resource::*`` (default none: only X-Ray's do).
     """
 
@@ -89,7 +99,7 @@ class PythonFunctionProps:
     memory_size: int = 256
     reserved_concurrency: int | None = None
     log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS
-    files: dict[str, Path] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=lambda: dict(SHARED_FILES))
     wildcard_reason: str = ""
 
 

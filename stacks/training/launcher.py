@@ -20,7 +20,6 @@ from ml_code.contract import CHECKPOINTS_PREFIX, DATASETS_PREFIX, LOCKS_PREFIX, 
 from ml_code.contract import MANIFEST_FILE as MANIFEST
 from ml_code.lambda_contract import TUNING_FIELDS, LauncherEnvironment
 
-from ..bundling import FUNCTIONS_DIR, ML_CODE
 from ..config import ScheduleConfig, TrainingConfig
 from ..nag import acknowledge, finding
 from ..python_function import PythonFunction, PythonFunctionProps
@@ -102,12 +101,6 @@ class TrainingLauncher(Construct):
             props=PythonFunctionProps(
                 package="launcher",
                 # The hyperparameters an event may set and the tuning grammar (the contracts), beside the code.
-                files={
-                    "contract.py": ML_CODE / "contract.py",
-                    "lambda_contract.py": ML_CODE / "lambda_contract.py",
-                    "environment.py": FUNCTIONS_DIR / "environment.py",
-                    "lease.py": FUNCTIONS_DIR / "lease.py",
-                },
                 description="Starts an AcousticShield training job (schedule or manual invocation)",
                 # One launch at a time comes from the lease at LAUNCH_LOCK_KEY, not from this.
                 reserved_concurrency=props.reserved_concurrency,

@@ -17,7 +17,6 @@ from constructs import Construct
 from ml_code.contract import EVALUATION_PREFIX, MODELS_PREFIX
 from ml_code.lambda_contract import NOTIFICATIONS, REGISTRATION_LEASE, PromoterEnvironment
 
-from ..bundling import FUNCTIONS_DIR, ML_CODE
 from ..config import QualityGate
 from ..nag import acknowledge_findings, finding, objects_finding
 from ..python_function import PythonFunction, PythonFunctionProps
@@ -55,12 +54,6 @@ class ModelPromoter(Construct):
             props=PythonFunctionProps(
                 package="promoter",
                 # The contracts (content types, metric and health rule names, the promoter's records), beside the code.
-                files={
-                    "contract.py": ML_CODE / "contract.py",
-                    "lambda_contract.py": ML_CODE / "lambda_contract.py",
-                    "environment.py": FUNCTIONS_DIR / "environment.py",
-                    "lease.py": FUNCTIONS_DIR / "lease.py",
-                },
                 description="Gates AcousticShield training jobs and registers their models",
                 # Two deliveries of one event are serialized by the job's registration lease, not by this.
                 reserved_concurrency=props.reserved_concurrency,
