@@ -20,7 +20,7 @@ help: ## List the targets
 
 install: $(VENV)/.installed node_modules/.installed $(TOOLKIT_VENV)/.installed $(TRAIN_VENV)/.installed $(SDK_VENV)/.installed ## Create .venv, node_modules, .venv-toolkit, .venv-train and .venv-sdk (idempotent)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt ml_code/requirements.txt ml_code/requirements-staging.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt training/requirements.txt staging/requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
 	$(PY) -m pip install --disable-pip-version-check -q $$($(PY) scripts/torch_cpu.py pip-args) -r requirements-dev.txt
@@ -38,11 +38,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt ml_code/requirements.t
 SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
 toolkit-venv: $(TOOLKIT_VENV)/.installed ## Create .venv-toolkit (idempotent; part of install)
 
-$(TOOLKIT_VENV)/.installed: tests/inference/requirements-toolkit.txt ml_code/requirements-serving.txt | jre
+$(TOOLKIT_VENV)/.installed: tests/inference/requirements-toolkit.txt serving/requirements.txt | jre
 	rm -rf $(TOOLKIT_VENV) && python3 -m venv $(TOOLKIT_VENV)
 	$(TOOLKIT_VENV)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
 	$(TOOLKIT_VENV)/bin/python -m pip install --disable-pip-version-check -q $$($(TOOLKIT_VENV)/bin/python scripts/torch_cpu.py pip-args) -r tests/inference/requirements-toolkit.txt
-	$(TOOLKIT_VENV)/bin/python -m pip install --disable-pip-version-check -q -r ml_code/requirements-serving.txt
+	$(TOOLKIT_VENV)/bin/python -m pip install --disable-pip-version-check -q -r serving/requirements.txt
 	$(TOOLKIT_VENV)/bin/python scripts/torch_cpu.py check
 	touch $@
 
@@ -51,16 +51,16 @@ jre:
 	  apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; }
 
 # The Hugging Face training image's libraries and the real SageMaker training toolkit, in their own
-# environment (numpy 1, transformers 4): the training-job tests and `python -m ml_code.local_job` run
+# environment (numpy 1, transformers 4): the training-job tests and `python -m tools.local_job` run
 # the job there. Rebuilt from scratch when a requirement changes; the image first, then the job's
 # requirements on top, as the toolkit installs them when a job starts.
 train-venv: $(TRAIN_VENV)/.installed ## Create .venv-train (idempotent; part of install)
 
-$(TRAIN_VENV)/.installed: tests/training/requirements-train-image.txt ml_code/requirements.txt
+$(TRAIN_VENV)/.installed: tests/training/requirements-train-image.txt training/requirements.txt
 	rm -rf $(TRAIN_VENV) && python3 -m venv $(TRAIN_VENV)
 	$(TRAIN_VENV)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
 	$(TRAIN_VENV)/bin/python -m pip install --disable-pip-version-check -q $$($(TRAIN_VENV)/bin/python scripts/torch_cpu.py pip-args) -r tests/training/requirements-train-image.txt
-	$(TRAIN_VENV)/bin/python -m pip install --disable-pip-version-check -q -r ml_code/requirements.txt
+	$(TRAIN_VENV)/bin/python -m pip install --disable-pip-version-check -q -r training/requirements.txt
 	$(TRAIN_VENV)/bin/python scripts/torch_cpu.py check
 	touch $@
 
@@ -97,7 +97,7 @@ synth: install ## cdk synth into cdk.out (no AWS credentials, no network), then 
 	rm -rf cdk.out
 	$(CDK) synth --quiet $(CDK_ARGS)
 	$(VENV)/bin/cfn-lint --non-zero-exit-code error -- 'cdk.out/*.template.json'
-	@$(PY) -m stacks.report cdk.out
+	@$(PY) -m infra.report cdk.out
 
 pr: lint test synth ## Everything a change must pass
 
@@ -108,4 +108,4 @@ snapshots: install ## Refresh the reviewed template snapshots (then review the d
 	UPDATE_SNAPSHOTS=1 $(PY) -m pytest -q tests/infra/test_compliance_and_determinism.py -k snapshot
 
 demo: install ## The main job: the whole retraining loop against a local AWS emulator (build/demo/)
-	$(PY) -m rehearse
+	$(PY) -m tools.rehearse

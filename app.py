@@ -6,7 +6,7 @@ import os
 # jsii warns loudly on every start when the machine's Node.js is past its end of life.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")
 
-from stacks.app_builder import main
+from infra.app_builder import main
 
 if __name__ == "__main__":
     main()

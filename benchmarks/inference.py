@@ -19,7 +19,7 @@ Measured in one run, interleaved so that load from other processes hits every va
   same windows), measured in the same run;
 - a short clip at its own length vs the whole zero-padded window it used to cost;
 - top-1 agreement of each fast path with fp32 eager on generated clips;
-- requests/s of the local server (python -m ml_code.serve) with 1, 2 and 4 concurrent clients.
+- requests/s of the local server (python -m tools.serve) with 1, 2 and 4 concurrent clients.
 The machine's load average is sampled throughout and recorded with the results.
 """
 
@@ -51,9 +51,10 @@ import torch
 import transformers
 from transformers import AutoModelForAudioClassification, Wav2Vec2Config, Wav2Vec2FeatureExtractor
 
-from ml_code import audio, contract, inference
-from ml_code.onnx_export import export_model_dir
+from common import audio, contract
+from serving import inference
 from standins.modeldir import clip, copy_code
+from training.onnx_export import export_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 WAV = contract.SUFFIX_CONTENT_TYPES[".wav"]  # what a client sends for a .wav file
@@ -149,7 +150,7 @@ def timed(function: Callable[..., Any], *args: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def settle(classifier: inference.Classifier) -> None:
+def settle(classifier: inference.AudioModel) -> None:
     """Before switching paths: a pause, then one untimed 1 s forward on the new path.
 
     ONNX Runtime's and torch's threads spin-wait for a while after a run and slow the next path's first
@@ -162,7 +163,7 @@ def settle(classifier: inference.Classifier) -> None:
     classifier.backend(np.zeros((1, 16_000), dtype=np.float32))
 
 
-def bytes_to_json(classifier: inference.Classifier, body: bytes) -> str:
+def bytes_to_json(classifier: inference.AudioModel, body: bytes) -> str:
     """One request through the handler contract, as the toolkit runs it."""
     request = inference.parse_request(body, WAV, classifier.settings)
     return inference.output_fn(inference.predict_fn(request, classifier), contract.JSON_CONTENT_TYPE)
@@ -173,14 +174,14 @@ def no_model(batch: np.ndarray) -> np.ndarray:
     return np.zeros((batch.shape[0], len(LABELS)), dtype=np.float32)
 
 
-def forward(classifier: inference.Classifier, windows: np.ndarray) -> None:
+def forward(classifier: inference.AudioModel, windows: np.ndarray) -> None:
     """The bare model on normalized windows, in the handler's batches."""
     for start in range(0, windows.shape[0], inference.WINDOWS_PER_BATCH):
         classifier.backend(windows[start : start + inference.WINDOWS_PER_BATCH])
 
 
 def latency(
-    classifiers: dict[str, inference.Classifier], reps: int, long_reps: int, lengths: list[int]
+    classifiers: dict[str, inference.AudioModel], reps: int, long_reps: int, lengths: list[int]
 ) -> dict[str, Any]:
     """Every clip length x path, interleaved rep by rep."""
     window, hop = classifiers["off"].window, classifiers["off"].hop
@@ -245,7 +246,7 @@ def latency(
     return results
 
 
-def short_clip_cost(classifiers: dict[str, inference.Classifier], reps: int) -> dict[str, Any]:
+def short_clip_cost(classifiers: dict[str, inference.AudioModel], reps: int) -> dict[str, Any]:
     """A 1 s clip's forward at its own length vs the whole zero-padded 5 s window it used to cost."""
     window = classifiers["off"].window
     samples = audio.decode(wav_bytes(1, seed=1))
@@ -267,12 +268,12 @@ def short_clip_cost(classifiers: dict[str, inference.Classifier], reps: int) -> 
     }
 
 
-def agreement(classifiers: dict[str, inference.Classifier], clips: int) -> dict[str, Any]:
+def agreement(classifiers: dict[str, inference.AudioModel], clips: int) -> dict[str, Any]:
     rng = np.random.default_rng(7)
     kinds = ("tone", "noise", "pulses")
     test_set = [clip(kinds[i % 3], rng.uniform(1.0, 5.0), rng) for i in range(clips)]
     labels = {
-        path: [c.classify(inference.AudioRequest(samples)).label for samples in test_set]
+        path: [c.predict(inference.AudioRequest(samples)).answer["label"] for samples in test_set]
         for path, c in classifiers.items()
     }
     return {
@@ -289,8 +290,8 @@ def agreement(classifiers: dict[str, inference.Classifier], clips: int) -> dict[
 
 
 def server_throughput(model_dir: Path, fast_path: str, threads: int, requests: int) -> dict[str, Any]:
-    env = os.environ | {inference.ENV_FAST_PATH: fast_path, inference.ENV_THREADS: str(threads)}
-    command = [sys.executable, "-m", "ml_code.serve", "--model-dir", str(model_dir), "--port", "0"]
+    env = os.environ | {contract.ENV_FAST_PATH: fast_path, contract.ENV_THREADS: str(threads)}
+    command = [sys.executable, "-m", "tools.serve", "--model-dir", str(model_dir), "--port", "0"]
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
@@ -405,7 +406,7 @@ def main() -> None:
         classifiers = {}
         for path in PATHS:
             start = time.perf_counter()
-            classifiers[path] = inference.load_classifier(
+            classifiers[path] = inference.load_model(
                 model_dir, inference.Settings(fast_path=path, threads=threads)
             )
             report["model"][f"load_{path}_s"] = round(time.perf_counter() - start, 2)

@@ -34,11 +34,14 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
+import tasks
 from benchmarks.inference import ROOT, LoadSampler, machine
-from ml_code import audio, audiofolder, inference, train
+from common import audio
+from serving import inference
 from standins.synthetic import make_audiofolder
+from training import audiofolder, train
 
-TINY_CONFIG = ROOT / "ml_code" / "configs" / "tiny-wav2vec2"
+TINY_CONFIG = ROOT / "training" / "configs" / "tiny-wav2vec2"
 SMALL = {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 512}
 BATCH = 8
 
@@ -101,7 +104,7 @@ def epoch_run(
     """One epoch of train.py's Trainer set-up on ``dataset``: wall seconds and where they went."""
     labels = ["high", "low", "mid", "noise"]
     model_args = train.parse_arguments(["--model_name_or_path", str(model_path)])[0]
-    model = train.load_model(model_args, labels).model
+    model = train.load_model(model_args, labels, tasks.load(None)).model
     timed_data, timed_collator = TimedDataset(dataset), TimedCollator(collator)
     args = TrainingArguments(
         output_dir=str(work),
@@ -137,12 +140,12 @@ def benchmark_model(
     labels = split.labels
     label2id = {label: i for i, label in enumerate(labels)}
     model_args = train.parse_arguments(["--model_name_or_path", str(model_path)])[0]
-    loaded = train.load_model(model_args, labels)
+    loaded = train.load_model(model_args, labels, tasks.load(None))
     featurize, collator, padding = train.model_inputs(loaded.extractor, loaded.model.config)
     data_args = train.parse_arguments([])[1]
     augmentation = train.build_augmentation(data_args, bool(loaded.extractor.do_normalize), None)
     length = round(data_args.max_length_seconds * audio.TARGET_SAMPLE_RATE)
-    pipeline = audiofolder.RandomCrops(split.clips, label2id, length, featurize, augmentation)
+    pipeline = audiofolder.RandomCrops(split.clips, label2id.__getitem__, length, featurize, augmentation)
     torch.manual_seed(0)
     cached = Cached(pipeline)
     runs: dict[str, list[dict[str, float]]] = {"pipeline": [], "cached_inputs": []}

@@ -26,15 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.inference import ROOT, WAV, LoadSampler, build_model_dir, machine, summary, wav_bytes
-from ml_code import inference
+from common import contract
+from serving import inference
 
 CLIENT_LEVELS = (1, 2, 4)
 
 
 def _worker(model_dir: str, fast_path: str, threads: int, requests: Any, answers: Any) -> None:
-    classifier = inference.load_classifier(
-        model_dir, inference.Settings(fast_path=fast_path, threads=threads)
-    )
+    classifier = inference.load_model(model_dir, inference.Settings(fast_path=fast_path, threads=threads))
     answers.put(("ready", os.getpid()))
     while (item := requests.get()) is not None:
         request_id, body = item
@@ -128,7 +127,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--paths", nargs="+", default=["off", "onnx-int8"], choices=inference.FAST_PATHS)
+    parser.add_argument("--paths", nargs="+", default=["off", "onnx-int8"], choices=contract.FAST_PATHS)
     parser.add_argument("--requests", type=int, default=16, help="requests per client level")
     parser.add_argument("--clip-seconds", type=float, default=5.0)
     parser.add_argument("--model-dir", type=Path, help="reuse a benchmark model directory (with ONNX files)")

@@ -1,4 +1,4 @@
-"""Regenerates stacks/image_table.json from the SageMaker Python SDK's image tables.
+"""Regenerates infra/image_table.json from the SageMaker Python SDK's image tables.
 
 The table holds the Hugging Face PyTorch training and inference images (repository, tag parts and
 the ECR registry account per region, from ``image_uri_config/huggingface.json``) and the SageMaker
@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-TARGET = Path(__file__).resolve().parent.parent / "stacks" / "image_table.json"
+TARGET = Path(__file__).resolve().parent.parent / "infra" / "image_table.json"
 OLDEST = (4, 49)  # older images predate the transformers APIs train.py relies on
 TABLES = ("huggingface.json", "debugger.json")
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
 
-from ml_code import contract
-from ml_code.onnx_export import export_model_dir
+from common import contract
+from training.onnx_export import export_model_dir
+from training.train import copy_serving_code
 
-ML_CODE = Path(__file__).resolve().parents[1] / "ml_code"
-TINY_CONFIG = ML_CODE / "configs" / "tiny-wav2vec2"
+TINY_CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "tiny-wav2vec2"
 LABELS = ("tone", "noise", "pulses")
 SR = 16_000
 
@@ -69,12 +68,8 @@ def build_model_dir(
 
 
 def copy_code(model_dir: Path) -> None:
-    """What train.py puts in <model_dir>/code/."""
-    code = model_dir / contract.CODE_DIR
-    code.mkdir(exist_ok=True)
-    for name in contract.SERVING_CODE_FILES:
-        shutil.copy2(ML_CODE / name, code / name)
-    shutil.copy2(ML_CODE / contract.SERVING_REQUIREMENTS, code / "requirements.txt")
+    """What train.py puts in <model_dir>/code/ (its own function does it)."""
+    copy_serving_code(model_dir / contract.CODE_DIR)
 
 
 def _train(model, extractor, steps: int, seconds: float, rng: np.random.Generator) -> None:

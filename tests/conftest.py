@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -18,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 # Nothing a test runs writes bytecode into the tree: this process does not (tests/__init__.py), nor do the
-# interpreters it starts (train.py in ml_code/, python -m ml_code.serve, the toolkits' Pythons).
+# interpreters it starts (train.py in the unpacked source dir, python -m tools.serve, the toolkits' Pythons).
 os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
 
 _TREE = pytest.StashKey[dict[str, tree_guard.Entry]]()
@@ -69,3 +70,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             terminalreporter.write_line(f"  {line}")
         if len(lines) > 50:
             terminalreporter.write_line(f"  ... and {len(lines) - 50} more")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_handler_settings():
+    """Each test's handler reads its settings from the environment as a new worker would: the handler's
+    cached settings (read once per worker) are dropped before and after every test."""
+    handler = sys.modules.get("serving.inference")
+    if handler is not None:
+        handler.current_settings.cache_clear()
+    yield
+    handler = sys.modules.get("serving.inference")
+    if handler is not None:
+        handler.current_settings.cache_clear()

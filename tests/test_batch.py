@@ -14,7 +14,7 @@ from botocore.stub import Stubber
 from botocore.validate import ParamValidator
 from moto import mock_aws
 
-from ml_code import batch
+from tools import batch
 
 BUCKET = "acoustic-data"
 MODEL = "ModelRevisionA1B2C3D4-kq3R"

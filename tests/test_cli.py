@@ -38,7 +38,7 @@ def test_the_command_lists_every_tool_with_an_example_from_any_directory(tmp_pat
 def test_each_tool_answers_its_own_help_outside_the_repository(tmp_path: Path, name: str) -> None:
     # Given a directory outside the repository / When a tool's help is asked for through the command
     result = run(name, "--help", cwd=tmp_path)
-    # Then the tool's own parser answers (no "No module named 'ml_code'")
+    # Then the tool's own parser answers (no "No module named ...": the project is installed)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: ") and "No module named" not in result.stderr
 
@@ -57,7 +57,7 @@ def test_a_misspelt_command_is_one_line_with_the_nearest_one(tmp_path: Path) -> 
 def test_verify_is_invoke_with_its_verification_on(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given the invoke tool's entry point, recorded
     seen: list[list[str]] = []
-    monkeypatch.setattr("ml_code.invoke.main", lambda argv: seen.append(argv) or 0)
+    monkeypatch.setattr("tools.invoke.main", lambda argv: seen.append(argv) or 0)
     # When `verify` runs / Then invoke runs with --verify first, the rest as given
     assert cli.main(["verify", "--endpoint", "e"]) == 0
     assert seen == [["--verify", "--endpoint", "e"]]

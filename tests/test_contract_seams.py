@@ -1,7 +1,7 @@
 """The seams between training, the handler, the Lambdas and the stacks: one contract, no copies.
 
 Each test puts what one side produces into the code of the side that consumes it. The last one reads
-the source: every fact of the contract is spelled in ``ml_code/contract.py`` and nowhere else.
+the source: every fact of the contract is spelled in ``common/contract.py`` and nowhere else.
 """
 
 from __future__ import annotations
@@ -17,17 +17,32 @@ from typing import Any
 
 import pytest
 
-from functions.launcher.settings import LaunchSettings
-from functions.promoter import logic as promoter
-from functions.promoter.settings import Settings, Thresholds
-from ml_code import contract, inference, invoke, lambda_contract
-from stacks.config import ServingConfig, TuningConfig
-from stacks.serving.model import container_environment
+import tasks
+from common import contract, lambda_contract
+from infra.config import QualityGate, ServingConfig, TuningConfig, gate_rules
+from infra.serving.model import container_environment
+from lambdas.launcher.settings import LaunchSettings
+from lambdas.promoter import logic as promoter
+from lambdas.promoter.settings import Settings, Thresholds
+from serving import inference
 from tests.inference import payloads
+from tools import invoke
+from training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every folder whose code ships or runs something; tests may spell facts out to check them.
-SOURCES = ("app.py", "ml_code", "functions", "stacks", "rehearse", "benchmarks", "standins")
+SOURCES = (
+    "app.py",
+    "common",
+    "training",
+    "serving",
+    "staging",
+    "lambdas",
+    "infra",
+    "tools",
+    "benchmarks",
+    "standins",
+)
 
 
 def _registered_container_and_spec() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -35,7 +50,7 @@ def _registered_container_and_spec() -> tuple[dict[str, Any], dict[str, Any]]:
     settings = Settings(
         model_package_group="acoustic-shield-dev",
         job_name_prefix="acoustic-shield-dev-train-",
-        thresholds=Thresholds(min_accuracy=0.5, min_f1=0.5, min_clip_accuracy=0.5, max_regression=0.05),
+        thresholds=Thresholds(gate_rules=(lambda_contract.GateRule("f1", True, 0.5),), max_regression=0.05),
         manual_approval=False,
         topic_arn="arn:aws:sns:eu-west-1:123456789012:notices",
         inference_image="763104351884.dkr.ecr.eu-west-1.amazonaws.com/huggingface-pytorch-inference:x",
@@ -96,8 +111,14 @@ def test_every_content_type_the_client_sends_is_one_the_handler_accepts() -> Non
     for suffix, content_type in contract.SUFFIX_CONTENT_TYPES.items():
         # When the client picks its content type / Then the handler accepts that type
         assert invoke.content_type_for(Path(f"clip{suffix}")) == content_type
-        assert content_type in inference.SUPPORTED_CONTENT_TYPES
-    assert invoke.content_type_for(Path("clip.aiff")) in inference.SUPPORTED_CONTENT_TYPES
+        _assert_the_handler_accepts(content_type)
+    _assert_the_handler_accepts(invoke.content_type_for(Path("clip.aiff")))
+
+
+def _assert_the_handler_accepts(content_type: str) -> None:
+    """The handler gets past the content type: an empty body is then the only thing it refuses."""
+    with pytest.raises(inference.BadRequest, match="empty request body"):
+        inference.parse_request(b"", content_type, inference.Settings())
 
 
 @pytest.mark.parametrize("serving", [ServingConfig(), ServingConfig(fast_path="onnx", threads=3, workers=4)])
@@ -115,7 +136,6 @@ def test_the_serving_stacks_container_environment_is_what_the_handler_reads(serv
     # And a package the promoter registers points the toolkit at the same handler
     container, _ = _registered_container_and_spec()
     assert container["Environment"].items() <= environment.items()
-    assert contract.HANDLER_FILE in contract.SERVING_CODE_FILES
     assert contract.HANDLER_ENVIRONMENT["SAGEMAKER_SUBMIT_DIRECTORY"].endswith(f"/{contract.CODE_DIR}")
 
 
@@ -131,11 +151,23 @@ def test_tuning_objectives_are_validation_metrics_the_job_reports() -> None:
 
 
 def test_every_gated_metric_is_a_reported_metric_on_every_split_the_gate_reads() -> None:
-    # Given the quality gate's metrics and the splits it decides on
-    # Then the job reports each of them on each of those splits
+    # Given the default task's gated metrics (the rules the stack writes) and the splits the gate decides on
+    rules = gate_rules(QualityGate())
+    # Then the job reports each of them on each of those splits, in the task's direction
+    task = tasks.load(None)
+    assert [(r.metric, r.higher_is_better) for r in rules] == [
+        (name, task.metric(name).higher_is_better) for name in task.gated
+    ]
     for split in contract.GATE_SPLITS:
-        for name in contract.GATED_METRICS:
-            assert f"{split}_{name}" in contract.METRIC_NAMES
+        for rule in rules:
+            assert f"{split}_{rule.metric}" in contract.METRIC_NAMES
+
+
+def test_the_job_scrapes_every_metric_line_the_default_task_prints() -> None:
+    # Given what train.py prints after each evaluation for the default task
+    printed = train.metric_line_names(tasks.load(None))
+    # Then the training job's metric definitions read each of them, and nothing it never prints
+    assert printed == contract.METRIC_LINE_NAMES
 
 
 def test_each_metric_regex_reads_back_exactly_the_line_train_py_prints() -> None:
@@ -232,9 +264,7 @@ def test_each_lambdas_typed_environment_is_read_back_by_its_own_settings() -> No
         model_package_group="acoustic-shield-dev",
         job_name_prefix="acoustic-shield-dev-train-",
         tuning_job_prefix="acoustic-shield-dev-hpo-",
-        min_accuracy=0.5,
-        min_f1=0.25,
-        min_clip_accuracy=0.75,
+        gate_rules=(lambda_contract.GateRule("f1", True, 0.25), lambda_contract.GateRule("wer", False, 0.3)),
         max_regression=0.05,
         manual_approval=True,
         health_blocking_rules=("overfit",),
@@ -254,9 +284,7 @@ def test_each_lambdas_typed_environment_is_read_back_by_its_own_settings() -> No
     assert launch.tuning is not None and launch.tuning.max_parallel_jobs == 2 and launch.tuning.enabled
     assert launch.rules.debugger_rules == ("Overfit",) and launch.rules.profiling_interval_ms == 500
     assert launch.checkpoints_prefix == contract.CHECKPOINTS_PREFIX
-    assert settings.thresholds == Thresholds(
-        min_accuracy=0.5, min_f1=0.25, min_clip_accuracy=0.75, max_regression=0.05
-    )
+    assert settings.thresholds == Thresholds(gate_rules=promoter.gate_rules, max_regression=0.05)
     assert (settings.manual_approval, settings.health_blocking_rules) == (True, ("overfit",))
     assert settings.evaluation_prefix == contract.EVALUATION_PREFIX
     # And a feature left off (None) sets no variable: the reader takes its default
@@ -282,7 +310,7 @@ def test_each_lambdas_typed_environment_is_read_back_by_its_own_settings() -> No
 
 
 # Where each contract is written: the one file that may spell its facts.
-CONTRACT_FILES = {"contract": "ml_code/contract.py", "lambda_contract": "ml_code/lambda_contract.py"}
+CONTRACT_FILES = {"contract": "common/contract.py", "lambda_contract": "common/lambda_contract.py"}
 
 
 def _facts() -> dict[str, str]:
@@ -312,10 +340,10 @@ def _facts() -> dict[str, str]:
 
 # (file, literal): the same characters meaning something else.
 NOT_THE_CONTRACT = {
-    ("ml_code/staging/stores.py", "application/octet-stream"): "the S3 object type of a staged file",
-    ("stacks/training/stager.py", "DATA_BUCKET"): "the staging CodeBuild project's variable, read by its "
+    ("staging/stores.py", "application/octet-stream"): "the S3 object type of a staged file",
+    ("infra/training/stager.py", "DATA_BUCKET"): "the staging CodeBuild project's variable, read by its "
     "own build commands",
-    ("stacks/training/stager.py", "DATASET_PREFIX"): "the staging CodeBuild project's variable, read by its "
+    ("infra/training/stager.py", "DATASET_PREFIX"): "the staging CodeBuild project's variable, read by its "
     "own build commands",
 }
 

@@ -20,8 +20,8 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from ml_code import invoke
-from ml_code import verify as verification
+from tools import invoke
+from tools import verify as verification
 
 ENDPOINT = "acoustic-shield-dev"
 PREDICTION = {"label": "dog_bark", "confidence": 0.93, "probs": {"dog_bark": 0.93, "siren": 0.07}}

@@ -11,12 +11,38 @@ import pytest
 from tests import tree_guard
 
 ROOT = Path(__file__).resolve().parents[1]
-# Code that runs without the test suite: shipped (ml_code/, functions/, stacks/, app.py), run by people
-# (benchmarks/, rehearse/, scripts/) or shared with them (standins/). None of it may need tests/ or pytest.
-OUTSIDE_TESTS = ("app.py", "benchmarks", "functions", "ml_code", "rehearse", "scripts", "stacks", "standins")
+# Code that runs without the test suite: each runtime's folder, the infrastructure, the operator commands
+# (tools/), what people run (benchmarks/, scripts/) and what they share with the tests (standins/). None of it
+# may need tests/ or pytest.
+OUTSIDE_TESTS = (
+    "app.py",
+    "benchmarks",
+    "common",
+    "infra",
+    "lambdas",
+    "scripts",
+    "serving",
+    "staging",
+    "standins",
+    "tasks",
+    "tools",
+    "training",
+)
 TEST_ONLY = ("tests", "pytest", "_pytest")
-# The SageMaker source dir is shipped alone: it can import nothing else of the repository.
-FIRST_PARTY = ("app", "benchmarks", "functions", "rehearse", "scripts", "stacks", "standins", "tests")
+FIRST_PARTY = ("app", "benchmarks", "common", "infra", "lambdas", "scripts", "serving", "staging", "standins")
+FIRST_PARTY += ("tasks", "tests", "tools", "training")
+# What each runtime's folder may import of the repository: its own modules, the contracts at the bottom, the
+# tasks (training and serving), and (training) the serving code it ships onward. The infrastructure reads the contracts and the tasks' facts, never a Lambda's
+# internals; nothing that ships imports the operator commands.
+MAY_IMPORT = {
+    "common": ("common",),
+    "tasks": ("tasks",),
+    "serving": ("common", "serving", "tasks"),
+    "training": ("common", "serving", "tasks", "training"),
+    "staging": ("common", "staging"),
+    "lambdas": ("common", "lambdas"),
+    "infra": ("common", "infra", "tasks"),
+}
 
 
 def python_files(top: str) -> list[Path]:
@@ -61,11 +87,24 @@ def test_nothing_outside_the_tests_imports_from_them(top: str) -> None:
     assert violations(files, TEST_ONLY) == []
 
 
-def test_the_source_dir_imports_nothing_of_the_repository_but_itself() -> None:
-    # Given the SageMaker source dir, which is shipped and run alone
+@pytest.mark.parametrize("runtime", sorted(MAY_IMPORT))
+def test_each_runtime_imports_only_what_it_may(runtime: str) -> None:
+    # Given a runtime's folder (shipped in its own bundle, or the infrastructure)
+    files = python_files(runtime)
     # When its imports are read
-    # Then each is ml_code's own or a library's
-    assert violations(python_files("ml_code"), FIRST_PARTY) == []
+    forbidden = tuple(name for name in FIRST_PARTY if name not in MAY_IMPORT[runtime])
+    # Then each is its own, one it may use, or a library's
+    assert violations(files, forbidden) == []
+
+
+def test_the_runtime_rule_fails_on_an_upward_import(tmp_path: Path) -> None:
+    # Given the infrastructure importing a Lambda's internals (what the rule exists to stop)
+    source = "from lambdas.launcher import logic\nfrom common import contract\n"
+    found = imports(source, Path("infra/training/launcher.py"))
+    # When the infrastructure's rule is applied
+    forbidden = tuple(name for name in FIRST_PARTY if name not in MAY_IMPORT["infra"])
+    # Then the Lambda import is the one it names
+    assert [module for _, module in found if module.split(".")[0] in forbidden] == ["lambdas.launcher"]
 
 
 def test_the_import_reader_sees_every_form_of_import() -> None:

@@ -28,38 +28,38 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "demo": Command(
-        "rehearse.loop",
+        "tools.rehearse.loop",
         "rehearse the whole retraining loop against a local AWS emulator (no account needed)",
         "acoustic-shield demo --out build/demo",
     ),
     "stage": Command(
-        "ml_code.stage",
+        "staging.cli",
         "stage a dataset (ESC-50, FSD50K, your own folder) into the audiofolder layout, locally or in S3",
         "acoustic-shield stage esc50 --to s3://BUCKET/datasets/esc50/",
     ),
     "job": Command(
-        "ml_code.local_job",
+        "tools.local_job",
         "run a training job's definition on this machine with the real SageMaker training toolkit",
         "acoustic-shield job --describe JOB_NAME",
     ),
     "serve": Command(
-        "ml_code.serve",
+        "tools.serve",
         "serve a model directory or model.tar.gz on the SageMaker container contract (/ping, /invocations)",
         "acoustic-shield serve --model-dir model.tar.gz --port 8080",
     ),
     "invoke": Command(
-        "ml_code.invoke",
+        "tools.invoke",
         "send clips to an endpoint (or a local server) and print the answers",
         "acoustic-shield invoke --endpoint ENDPOINT clip.wav",
     ),
     "verify": Command(
-        "ml_code.invoke",
+        "tools.invoke",
         "check that an endpoint serves the expected model package and answers a smoke clip",
         "acoustic-shield verify --endpoint ENDPOINT --expect-package ARN",
         ("--verify",),
     ),
     "batch": Command(
-        "ml_code.batch",
+        "tools.batch",
         "run batch transform jobs over s3://BUCKET/batch-input/PREFIX and read their answers",
         "acoustic-shield batch start --model MODEL --bucket BUCKET --prefix street/2026-05 --wait",
     ),

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOOLKIT_VENV = ROOT / ".venv-toolkit"
 TOOLKIT_PYTHON = TOOLKIT_VENV / "bin" / "python"
 TOOLKIT_REQUIREMENTS = Path(__file__).with_name("requirements-toolkit.txt")
-SERVING_REQUIREMENTS = ROOT / "ml_code" / "requirements-serving.txt"
+SERVING_REQUIREMENTS = ROOT / "serving" / "requirements.txt"
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)\s*(?:#.*)?$")
 
 

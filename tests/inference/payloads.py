@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import soundfile as sf
 
-from ml_code import audio, inference
+from common import audio, contract
+from serving import inference
 
 # Small enough that the oversized cases stay cheap, large enough for every good case.
 LIMITS = inference.Settings(threads=1, max_audio_seconds=5.0, max_request_bytes=4_000_000)
 LIMITS_ENV = {
-    inference.ENV_THREADS: "1",
-    inference.ENV_MAX_AUDIO_SECONDS: "5",
-    inference.ENV_MAX_REQUEST_BYTES: "4000000",
+    contract.ENV_THREADS: "1",
+    contract.ENV_MAX_AUDIO_SECONDS: "5",
+    contract.ENV_MAX_REQUEST_BYTES: "4000000",
 }
 CLIP_SECONDS = 1.2
 

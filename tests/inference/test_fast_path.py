@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml_code import inference
+from serving import inference
 from standins.modeldir import LABELS, clip
 
 CLIPS = 150
@@ -19,8 +19,8 @@ def test_set() -> list[np.ndarray]:
 
 
 def top1(model_dir, fast_path: str, clips: list[np.ndarray]) -> list[str]:
-    classifier = inference.load_classifier(model_dir, inference.Settings(fast_path=fast_path, threads=1))
-    return [classifier.classify(inference.AudioRequest(samples)).label for samples in clips]
+    classifier = inference.load_model(model_dir, inference.Settings(fast_path=fast_path, threads=1))
+    return [classifier.predict(inference.AudioRequest(samples)).answer["label"] for samples in clips]
 
 
 @pytest.fixture(scope="module")

@@ -11,21 +11,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml_code import audio, contract, inference
+from common import audio, contract
+from serving import inference
 from standins.modeldir import LABELS, SR
 from tests.inference.conftest import WINDOW_SECONDS
-from tests.inference.payloads import LIMITS, Case, bad_cases, good_cases, tone
+from tests.inference.payloads import LIMITS, LIMITS_ENV, Case, bad_cases, good_cases, tone
 
 GOOD = good_cases()
 BAD = bad_cases()
 
 
 @pytest.fixture(scope="module")
-def classifier(model_dir: Path) -> inference.Classifier:
-    return inference.load_classifier(model_dir, LIMITS)
+def classifier(model_dir: Path) -> inference.AudioModel:
+    return inference.load_model(model_dir, LIMITS)
 
 
-def answer(classifier: inference.Classifier, case: Case) -> dict:
+def answer(classifier: inference.AudioModel, case: Case) -> dict:
     request = inference.parse_request(case.body, case.content_type, LIMITS)
     return json.loads(inference.output_fn(inference.predict_fn(request, classifier), case.accept))
 
@@ -42,15 +43,15 @@ def assert_valid_answer(body: dict) -> None:
 @pytest.mark.parametrize("case", GOOD, ids=[c.name for c in GOOD])
 def test_every_content_type_and_encoding_is_classified_like_the_clip_it_holds(classifier, case):
     # Given a file (or JSON) holding a tone at some rate, channel count and sample format
-    expected = classifier.classify(inference.AudioRequest(case.reference))
+    expected = classifier.predict(inference.AudioRequest(case.reference))
 
     # When the handler decodes and classifies it
     body = answer(classifier, case)
 
     # Then the answer is well formed and matches the clip decoded ideally
     assert_valid_answer(body)
-    assert body["label"] == expected.label
-    assert body["probs"] == pytest.approx(expected.probs, abs=0.05)
+    assert body["label"] == expected.answer["label"]
+    assert body["probs"] == pytest.approx(expected.answer["probs"], abs=0.05)
 
 
 @pytest.mark.parametrize("case", BAD, ids=[c.name for c in BAD])
@@ -73,7 +74,7 @@ def test_long_audio_is_windowed_with_overlap_and_averaged(classifier):
     samples = np.concatenate([tone(SR, 1, seconds=4.0)[:, 0], 0.3 * rng.standard_normal(int(3.3 * SR))])
 
     # When it is classified with segments
-    prediction = classifier.classify(inference.AudioRequest(samples.astype(np.float32), segments=True))
+    prediction = classifier.predict(inference.AudioRequest(samples.astype(np.float32), segments=True))
     body = json.loads(inference.output_fn(prediction, "application/json"))
 
     # Then windows of the training length overlap by half, the last one flush with the end,
@@ -83,7 +84,7 @@ def test_long_audio_is_windowed_with_overlap_and_averaged(classifier):
     assert [s["start"] for s in segments[:3]] == [0.0, WINDOW_SECONDS / 2, WINDOW_SECONDS]
     assert all(s["end"] - s["start"] == pytest.approx(WINDOW_SECONDS) for s in segments)
     assert segments[-1]["end"] == pytest.approx(7.3)
-    _, probs = classifier.window_probs(samples.astype(np.float32))
+    _, probs = classifier.window_scores(samples.astype(np.float32))
     assert list(body["probs"].values()) == pytest.approx(list(probs.mean(axis=0)))
     assert segments[0]["label"] == "tone"
 
@@ -112,7 +113,7 @@ def test_clips_shorter_than_a_window_run_at_their_own_length(classifier, samples
 
     # When it is classified
     spy = dataclasses.replace(classifier, backend=backend)
-    prediction = spy.classify(inference.AudioRequest(clip, segments=True))
+    prediction = spy.predict(inference.AudioRequest(clip, segments=True))
 
     # Then the model ran on the clip's own length (only what is under 0.1 s is padded, to 0.1 s): a short
     # clip costs what it lasts, not a whole window; and one segment covers the clip
@@ -166,7 +167,8 @@ def test_input_fn_reads_segments_from_the_custom_attributes_header(monkeypatch, 
     class Context:
         request_processor = [Processor()]
 
-    monkeypatch.setattr(inference, "_settings", LIMITS)
+    for name, value in LIMITS_ENV.items():
+        monkeypatch.setenv(name, value)
     wav = GOOD[0]
 
     # When input_fn decodes the body with that context
@@ -179,7 +181,6 @@ def test_input_fn_reads_segments_from_the_custom_attributes_header(monkeypatch, 
 
 def test_model_fn_reads_settings_from_the_environment_once(monkeypatch, model_dir):
     # Given the fixed environment variables the Serving stack sets
-    monkeypatch.setattr(inference, "_settings", None)
     for name, value in {
         "ACOUSTIC_FAST_PATH": "onnx",
         "ACOUSTIC_THREADS": "1",
@@ -238,7 +239,7 @@ def test_a_fast_path_without_model_onnx_fails_at_start_up_saying_what_to_do(tmp_
     # When it is loaded for a fast path
     # Then start-up fails, pointing at --export_onnx and at the way back to fp32
     with pytest.raises(FileNotFoundError, match=r"export_onnx.*ACOUSTIC_FAST_PATH=off"):
-        inference.load_classifier(bare, inference.Settings(fast_path=fast_path))
+        inference.load_model(bare, inference.Settings(fast_path=fast_path))
 
 
 def test_int8_is_quantized_at_load_when_the_model_has_only_model_onnx(tmp_path, model_dir):
@@ -247,10 +248,10 @@ def test_int8_is_quantized_at_load_when_the_model_has_only_model_onnx(tmp_path, 
     shutil.copytree(model_dir, only_fp32, ignore=shutil.ignore_patterns("model.int8.onnx"))
 
     # When it is loaded for the int8 path
-    classifier = inference.load_classifier(only_fp32, inference.Settings(fast_path="onnx-int8"))
+    classifier = inference.load_model(only_fp32, inference.Settings(fast_path="onnx-int8"))
 
     # Then it answers
-    assert_valid_answer(classifier.classify(inference.AudioRequest(tone(SR, 1)[:, 0])).to_json())
+    assert_valid_answer(classifier.predict(inference.AudioRequest(tone(SR, 1)[:, 0])).to_json())
 
 
 @pytest.mark.parametrize(
@@ -270,8 +271,8 @@ def test_the_window_hop_comes_from_labels_json_and_else_from_the_contract_rule(
     (copy / contract.LABELS_FILE).write_text(json.dumps(meta))
 
     # When it is loaded and classifies two seconds with segments
-    classifier = inference.load_classifier(copy, inference.Settings())
-    prediction = classifier.classify(inference.AudioRequest(tone(SR, 1, seconds=2.0)[:, 0], segments=True))
+    classifier = inference.load_model(copy, inference.Settings())
+    prediction = classifier.predict(inference.AudioRequest(tone(SR, 1, seconds=2.0)[:, 0], segments=True))
 
     # Then consecutive windows start that hop apart
     starts = [segment["start"] for segment in prediction.to_json()["segments"]]

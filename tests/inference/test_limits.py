@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ml_code import audio, inference
+from common import audio, contract
+from serving import inference
 from tests.inference.payloads import encode, silence, tone
 
 DEFAULTS = inference.Settings(threads=1)  # every limit at its default
@@ -43,7 +44,7 @@ def test_a_small_flac_that_would_decode_to_gigabytes_is_refused_with_413_naming_
     message = str(caught.value)
     assert "368,640,000 samples" in message
     assert "limit of 57,600,000" in message
-    assert inference.ENV_MAX_DECODED_SAMPLES in message
+    assert contract.ENV_MAX_DECODED_SAMPLES in message
     assert time.perf_counter() - started < 2.0
     assert peak < 20 * 2**20
 

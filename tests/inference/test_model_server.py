@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_code import inference
+from serving import inference
 from tests.inference.parity import handler_env, toolkit_python
 from tests.inference.payloads import LIMITS, Case, bad_cases, good_cases
 
@@ -170,13 +170,13 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def classifier(model_dir: Path) -> inference.Classifier:
-    return inference.load_classifier(model_dir, LIMITS)
+def classifier(model_dir: Path) -> inference.AudioModel:
+    return inference.load_model(model_dir, LIMITS)
 
 
-def _in_process(classifier: inference.Classifier, case: Case) -> dict:
+def _in_process(classifier: inference.AudioModel, case: Case) -> dict:
     request = inference.parse_request(case.body, case.content_type, LIMITS)
-    return json.loads(inference.output_fn(classifier.classify(request), "application/json"))
+    return json.loads(inference.output_fn(classifier.predict(request), "application/json"))
 
 
 @pytest.mark.slow

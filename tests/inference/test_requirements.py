@@ -1,7 +1,7 @@
 """The serving requirements respect the inference image: installing them changes none of its packages.
 
 The inference toolkit runs ``pip install -r /opt/ml/model/code/requirements.txt`` (our
-``ml_code/requirements-serving.txt``) at every instance start, into an image whose library versions are
+``serving/requirements.txt``) at every instance start, into an image whose library versions are
 the contract. ``.venv-toolkit`` is built like that image (``tests/inference/requirements-toolkit.txt``),
 then the serving requirements are installed on top, as the toolkit does. No network: everything is
 already installed, so pip runs with ``--no-index``.
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from ml_code import inference
+from serving import inference
 from tests.inference.parity import (
     SERVING_REQUIREMENTS,
     TOOLKIT_REQUIREMENTS,
@@ -115,9 +115,11 @@ def test_the_parity_env_has_no_broken_requirements():
 def test_the_pinned_onnxruntime_serves_the_fast_paths_in_the_parity_env(model_dir, tmp_path, fast_path):
     # Given clips and the labels the handler gives them in-process on the same fast path
     cases = good_cases()[:4]
-    classifier = inference.load_classifier(model_dir, dataclasses.replace(LIMITS, fast_path=fast_path))
+    classifier = inference.load_model(model_dir, dataclasses.replace(LIMITS, fast_path=fast_path))
     expected = {
-        case.name: classifier.classify(inference.parse_request(case.body, case.content_type, LIMITS)).label
+        case.name: classifier.predict(inference.parse_request(case.body, case.content_type, LIMITS)).answer[
+            "label"
+        ]
         for case in cases
     }
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ml_code import serve
 from tests.inference.payloads import LIMITS, LIMITS_ENV, Case, bad_cases, good_cases
+from tools import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_BODY_LIMIT = 8_000_000
@@ -35,7 +35,7 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         for item in sorted(model_dir.iterdir()):
             tar.add(item, arcname=item.name)
     log = (work / "server.log").open("w")
-    command = [sys.executable, "-m", "ml_code.serve", "--model-dir", str(archive), "--port", "0"]
+    command = [sys.executable, "-m", "tools.serve", "--model-dir", str(archive), "--port", "0"]
     command += ["--max-body-bytes", str(SERVER_BODY_LIMIT)]
     process = subprocess.Popen(
         command, cwd=ROOT, env=os.environ | LIMITS_ENV, stdout=subprocess.PIPE, stderr=log, text=True
@@ -353,7 +353,7 @@ def test_sigterm_stops_the_server_and_removes_its_unpacked_model(model_dir: Path
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     process = subprocess.Popen(
-        [sys.executable, "-m", "ml_code.serve", "--model-dir", str(archive), "--port", "0"],
+        [sys.executable, "-m", "tools.serve", "--model-dir", str(archive), "--port", "0"],
         cwd=ROOT,
         env=os.environ | LIMITS_ENV | {"TMPDIR": str(scratch)},
         stdout=subprocess.PIPE,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_code import inference
+from serving import inference
 from tests.inference.parity import drive_toolkit, driver_case
 from tests.inference.payloads import LIMITS, Case, bad_cases, good_cases
 
@@ -32,8 +32,8 @@ def toolkit_answers(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="module")
-def classifier(model_dir: Path) -> inference.Classifier:
-    return inference.load_classifier(model_dir, LIMITS)
+def classifier(model_dir: Path) -> inference.AudioModel:
+    return inference.load_model(model_dir, LIMITS)
 
 
 GOOD = good_cases()
@@ -47,7 +47,7 @@ def test_the_toolkit_serves_every_content_type_as_the_handler_does_in_process(
 ):
     # Given the answer the handler gives in-process (transformers 5, numpy 2)
     request = inference.parse_request(case.body, case.content_type, LIMITS)
-    expected = json.loads(inference.output_fn(classifier.classify(request), "application/json"))
+    expected = json.loads(inference.output_fn(classifier.predict(request), "application/json"))
 
     # When the toolkit (the image's transformers 4, numpy 1) loads the model from code/ and handles the request
     answer = toolkit_answers[case.name]

@@ -11,7 +11,7 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
-from stacks.app_builder import AcousticShieldApp, build_app
+from infra.app_builder import AcousticShieldApp, build_app
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from ml_code import contract
-from stacks.app_builder import AcousticShieldApp
+from common import contract
+from infra.app_builder import AcousticShieldApp
 
 from .variants import TEMPLATE_VARIANTS, StackTemplate, stack_templates
 

@@ -19,8 +19,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Template
 from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 
-from stacks.app_builder import AcousticShieldApp, build_app
-from stacks.bundling import write_tar_gz
+from infra.app_builder import AcousticShieldApp, build_app
+from infra.assets import training_source_dir, tree
+from infra.bundling import write_tar_gz
 
 from .conftest import ROOT, SERVING_VARIANTS, cdk_context, synth
 
@@ -118,22 +119,27 @@ def test_nag_gate_fails_synthesis_on_a_new_finding(tmp_path: Path) -> None:
     assert "AwsSolutions-S1'" in str(failure.value) and "AwsSolutions-S10'" in str(failure.value)
 
 
-def test_sourcedir_is_a_deterministic_tar_gz_of_ml_code(tmp_path: Path) -> None:
-    # Given a copy of ml_code (the repository is never written) with a stray bytecode cache
-    source = tmp_path / "ml_code"
-    shutil.copytree(ROOT / "ml_code", source, ignore=shutil.ignore_patterns("__pycache__"))
-    (source / "__pycache__").mkdir()
-    (source / "__pycache__" / "stray.cpython-311.pyc").write_bytes(b"\0")
+def test_sourcedir_is_a_deterministic_tar_gz_of_its_bundle(tmp_path: Path) -> None:
+    # Given a copy of the training folder (the repository is never written) with a stray bytecode cache
+    shutil.copytree(ROOT / "training", tmp_path / "training", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "training" / "__pycache__").mkdir()
+    (tmp_path / "training" / "__pycache__" / "stray.cpython-311.pyc").write_bytes(b"\0")
+    bundle = training_source_dir()
+    bundle.update({name: path for name, path in tree("training", root=tmp_path).items() if name in bundle})
+    assert bundle["training/augment.py"] == tmp_path / "training" / "augment.py"
+    assert not any("__pycache__" in name for name in tree("training", root=tmp_path))
     # When it is packed twice, a file's modification time changing in between
-    write_tar_gz(source, tmp_path / "a.tar.gz")
-    os.utime(source / "audio.py", (1, 1))
-    write_tar_gz(source, tmp_path / "b.tar.gz")
-    # Then the bytes are identical, and the archive holds the sources at its root, without caches
+    write_tar_gz(bundle, tmp_path / "a.tar.gz")
+    os.utime(tmp_path / "training" / "augment.py", (1, 1))
+    write_tar_gz(bundle, tmp_path / "b.tar.gz")
+    # Then the bytes are identical, and the archive holds the entry point and requirements at its root and
+    # the packages at their paths, without caches
     assert (tmp_path / "a.tar.gz").read_bytes() == (tmp_path / "b.tar.gz").read_bytes()
     with tarfile.open(tmp_path / "a.tar.gz") as tar:
         names = tar.getnames()
         assert all(m.mtime == 0 and m.uid == 0 for m in tar.getmembers())
-    assert "audio.py" in names and "contract.py" in names and "requirements.txt" in names
+    assert {"train.py", "requirements.txt", "training/train.py", "common/contract.py"} <= set(names)
+    assert names == sorted(names)
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
 
 

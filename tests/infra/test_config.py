@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ml_code import contract
-from stacks.config import AppConfig, ConfigError, load_config, settings
+from common import contract
+from infra.config import AppConfig, ConfigError, load_config, settings
 
 from .conftest import ROOT, cdk_context
 

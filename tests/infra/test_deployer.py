@@ -15,7 +15,7 @@ from typing import Any
 
 from aws_cdk.assertions import Match, Template
 
-from stacks.app_builder import AcousticShieldApp
+from infra.app_builder import AcousticShieldApp
 
 from .conftest import PACKAGE_B
 from .test_training_stack import by_sid, statements
@@ -71,11 +71,11 @@ def test_every_deployment_is_verified_against_the_endpoint_and_ends_with_the_sta
     # Then the endpoint must serve the config the deployment created and the approved package, read from
     # cdk's outputs file; the verification's only extra dependency is the pinned boto3
     assert spec["phases"]["build"]["commands"][2] == (
-        f'python -m ml_code.invoke --verify --endpoint "{outputs.format("EndpointName")}"'
+        f'python -m tools.invoke --verify --endpoint "{outputs.format("EndpointName")}"'
         f' --expect-config "{outputs.format("EndpointConfigName")}" --expect-package "$MODEL_PACKAGE_ARN"'
     )
     assert spec["phases"]["install"]["commands"][2] == (
-        "python -m pip install --quiet \"$(grep -E '^boto3==' ml_code/requirements-staging.txt)\""
+        "python -m pip install --quiet \"$(grep -E '^boto3==' staging/requirements.txt)\""
     )
     # ...and whatever happened, the log ends with the Serving stack's CloudFormation status
     assert spec["phases"]["post_build"]["commands"] == [
@@ -86,7 +86,7 @@ def test_every_deployment_is_verified_against_the_endpoint_and_ends_with_the_sta
 
 def test_the_staging_requirements_pin_the_boto3_the_verification_installs() -> None:
     # Given the staging requirements the deploy build greps boto3's pin from
-    pins = (Path(__file__).resolve().parents[2] / "ml_code" / "requirements-staging.txt").read_text()
+    pins = (Path(__file__).resolve().parents[2] / "staging" / "requirements.txt").read_text()
     # When the build's pattern picks its line
     picked = [line for line in pins.splitlines() if re.match(r"^boto3==", line)]
     # Then there is exactly one, an exact version

@@ -9,16 +9,23 @@ Deploy-time tokens become values of the shape AWS gives them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Template
 
-from functions.launcher.settings import LaunchSettings
-from functions.promoter.settings import Settings
+import tasks
+from common.lambda_contract import GateRule, GateRuleError
+from infra.config import gate_rules
+from infra.training import promoter as promoter_construct
+from lambdas.launcher.settings import LaunchSettings
+from lambdas.promoter.settings import Settings, Thresholds
+from tests.lambdas.promoter_world import BAD_GATE_RULES, BAD_GATE_RULES_REASONS
 
-from .conftest import EVERY_FEATURE
+from .conftest import EVERY_FEATURE, synth
 
 REGION, ACCOUNT = "eu-west-1", "123456789012"
 PSEUDO = {
@@ -119,8 +126,8 @@ def environment(template: Template, handler: str) -> dict[str, str]:
 
 
 PARSERS: dict[str, tuple[str, Callable[[Mapping[str, str]], Any]]] = {
-    "launcher": ("launcher.handler.handler", LaunchSettings.from_environment),
-    "promoter": ("promoter.handler.handler", Settings.from_environment),
+    "launcher": ("lambdas.launcher.handler.handler", LaunchSettings.from_environment),
+    "promoter": ("lambdas.promoter.handler.handler", Settings.from_environment),
 }
 # dev and prod as cdk.json has them, and every optional feature on (Debugger rules and profiling, tuning,
 # reserved concurrency), so that the stack sets every variable a parser can read.
@@ -166,3 +173,52 @@ def test_every_variable_the_parser_reads_is_one_the_stack_sets(synth_app: Any, f
         # And what dev and prod leave unset is an optional variable the parser defaults, named as the
         # stack names it when the feature is on
         assert read - synthesized <= every, f"{function} ({variant}): {sorted(read - synthesized - every)}"
+
+
+# --- the promoter's gate rules ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variant", "minimums"),
+    [("dev", (0.5, 0.5, 0.5)), ("prod", (0.8, 0.75, 0.8))],
+)
+def test_the_gate_rules_the_stack_writes_are_the_rules_the_promoter_reads(
+    synth_app: Any, variant: str, minimums: tuple[float, float, float]
+) -> None:
+    # Given the configured quality gate (cdk.json's min_accuracy, min_f1, min_clip_accuracy) and the
+    # promoter's environment as the Training stack synthesizes it
+    app = synth_app(**VARIANTS[variant])
+    # When the promoter's settings read it at cold start
+    settings, _, _ = parsed(synth_app, variant, "promoter")
+    # Then they hold the same rules: each classification metric at least its minimum, higher is better
+    assert settings.thresholds == Thresholds(
+        gate_rules=gate_rules(app.config.quality), max_regression=app.config.quality.max_regression
+    )
+    assert settings.thresholds.gate_rules == tuple(
+        GateRule(metric, higher_is_better=True, threshold=minimum)
+        for metric, minimum in zip(tasks.load(None).gated, minimums, strict=True)
+    )
+
+
+# The bad values the stack can be handed: JSON lists of rule objects (it never writes anything else).
+SYNTHESIZABLE = ("empty", "duplicate-metric", "bad-name", "missing-direction", "infinite-threshold")
+
+
+@pytest.mark.parametrize("case", SYNTHESIZABLE)
+def test_gate_rules_the_promoter_would_refuse_stop_synthesis(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a quality gate whose rules are one of the GATE_RULES values the promoter refuses at cold start
+    value = BAD_GATE_RULES[case]
+    monkeypatch.setattr(
+        promoter_construct,
+        "gate_rules",
+        lambda quality: tuple(GateRule.from_json(item) for item in json.loads(value)),
+    )
+    # When the app is synthesized / Then the stack stops, refusing them for the promoter's own reason
+    with pytest.raises(GateRuleError) as refused:
+        synth(tmp_path)
+    assert BAD_GATE_RULES_REASONS[case] in str(refused.value)
+    # And a set of rules (not one rule) is refused naming the variable, as the promoter's settings do
+    if case in ("empty", "duplicate-metric"):
+        assert str(refused.value).startswith("GATE_RULES is invalid: ")

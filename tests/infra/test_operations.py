@@ -8,9 +8,9 @@ from typing import Any
 
 from aws_cdk.assertions import Template
 
-from ml_code import contract
-from stacks.app_builder import AcousticShieldApp
-from stacks.config import load_config
+from common import contract
+from infra.app_builder import AcousticShieldApp
+from infra.config import load_config
 
 from .conftest import MODEL_A, cdk_context
 from .test_alarm_metrics import text as dashboard_text

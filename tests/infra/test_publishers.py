@@ -21,7 +21,7 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 
-from stacks.app_builder import AcousticShieldApp
+from infra.app_builder import AcousticShieldApp
 
 from .variants import TEMPLATE_VARIANTS, StackTemplate, stack_templates
 

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from ml_code import contract
-from stacks.app_builder import AcousticShieldApp
-from stacks.config import ConfigError, load_config
-from stacks.serving.endpoint import uses_canary
-from stacks.serving.placement import check_serving, endpoint_name, vcpus
-from stacks.serving.scaling import scheduled_actions
+from common import contract
+from infra.app_builder import AcousticShieldApp
+from infra.config import ConfigError, load_config
+from infra.serving.endpoint import uses_canary
+from infra.serving.placement import check_serving, endpoint_name, vcpus
+from infra.serving.scaling import scheduled_actions
 
 from .conftest import MODEL_A, PACKAGE_B, cdk_context
 from .test_training_stack import by_sid, statements
@@ -497,7 +497,7 @@ def test_the_stack_outputs_the_endpoint_config_the_deploy_build_expects(serving_
     # When its outputs are read
     outputs = template.to_json()["Outputs"]
     # Then they name the endpoint and the endpoint config the deployment created, the two values the
-    # deploy build's verification reads (stacks/training/deployer.py)
+    # deploy build's verification reads (infra/training/deployer.py)
     assert outputs["EndpointConfigName"]["Value"] == {
         "Fn::GetAtt": [endpoint_config(template)[0], "EndpointConfigName"]
     }

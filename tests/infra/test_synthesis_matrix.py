@@ -19,9 +19,9 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
-from stacks.app_builder import AcousticShieldApp
-from stacks.config import ConfigError, load_image_table
-from stacks.images import huggingface_image
+from infra.app_builder import AcousticShieldApp
+from infra.config import ConfigError, load_image_table
+from infra.images import huggingface_image
 
 from .conftest import EVERY_FEATURE, SERVING_VARIANTS, synth
 

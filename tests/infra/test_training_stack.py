@@ -15,15 +15,15 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from functions.launcher.logic import parse_event, tuning_job_name
-from functions.launcher.settings import TuningSettings
-from functions.promoter.logic import notification_key
-from stacks.app_builder import AcousticShieldApp
-from stacks.config import ConfigError, load_config, load_image_table
-from stacks.images import rule_evaluator_image
-from stacks.python_function import POWERTOOLS_VERSION, RUNTIME
-from stacks.training_stack import tuning_job_prefix
-from tests.infra.conftest import ROOT, cdk_context
+from infra.app_builder import AcousticShieldApp
+from infra.config import ConfigError, load_config, load_image_table
+from infra.images import rule_evaluator_image
+from infra.python_function import POWERTOOLS_VERSION, RUNTIME
+from infra.training_stack import tuning_job_prefix
+from lambdas.launcher.logic import parse_event, tuning_job_name
+from lambdas.launcher.settings import TuningSettings
+from lambdas.promoter.logic import notification_key
+from tests.infra.conftest import cdk_context
 
 # What the Training stack gives the launcher as TUNING (the defaults).
 TUNING = {
@@ -200,7 +200,7 @@ def test_launcher_runs_newest_python_with_validated_environment(training_templat
         "AWS::Lambda::Function",
         {
             "Runtime": RUNTIME.name,
-            "Handler": "launcher.handler.handler",
+            "Handler": "lambdas.launcher.handler.handler",
             "ReservedConcurrentExecutions": Match.absent(),
             "Environment": {
                 "Variables": Match.object_like(
@@ -228,67 +228,12 @@ def test_launcher_runs_newest_python_with_validated_environment(training_templat
     )
 
 
-# Run inside a synthesized Lambda package as the runtime would, the repository's packages out of reach:
-# imports every module of the package and lists the sibling modules each one imports (relative imports).
-PACKAGE_PROBE = """
-import ast, importlib, json, pathlib, sys
-sys.modules["functions"] = sys.modules["ml_code"] = None  # the repository: never in a Lambda package
-package = pathlib.Path(sys.argv[1])
-siblings, files = set(), {}
-for path in sorted(package.glob("*.py")):
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            siblings |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
-    module = package.name if path.stem == "__init__" else f"{package.name}.{path.stem}"
-    files[path.stem] = importlib.import_module(module).__file__
-print(json.dumps({"siblings": sorted(siblings), "files": files}))
-"""
-# The single files each package carries beside its own modules (files= in stacks/training/*.py).
-SHARED_FILES = {
-    "contract.py": ROOT / "ml_code" / "contract.py",
-    "lambda_contract.py": ROOT / "ml_code" / "lambda_contract.py",
-    "environment.py": ROOT / "functions" / "environment.py",
-}
-
-
-@pytest.mark.parametrize("package_name", ["launcher", "promoter"])
-def test_each_lambda_package_carries_the_contract_it_imports(
-    dev_app: AcousticShieldApp, package_name: str
-) -> None:
-    # Given the function's synthesized Lambda package (the repository's ml_code and functions are not in it)
-    outdir = Path(cdk.Stage.of(dev_app.training).outdir)  # type: ignore[union-attr]
-    (package,) = {p.parent.parent for p in outdir.glob(f"asset.*/{package_name}/handler.py")}
-    # When every module of it is imported there, as the Lambda runtime does (outside Lambda: no cold start)
-    environ = {k: v for k, v in os.environ.items() if k != "AWS_LAMBDA_FUNCTION_NAME"}
-    run = subprocess.run(
-        [sys.executable, "-c", PACKAGE_PROBE, package_name],
-        cwd=package,
-        env={**environ, "PYTHONPATH": str(package), "PYTHONDONTWRITEBYTECODE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    # Then each module loads, from the package itself
-    assert run.returncode == 0, run.stderr
-    probed = json.loads(run.stdout)
-    assert {"handler", "settings", "events", "logic", "aws", "orchestration"} <= probed["files"].keys()
-    assert all(Path(file).parent == package / package_name for file in probed["files"].values())
-    # And every sibling module a module imports is in the package, the shared ones among them
-    carried = {p.stem for p in (package / package_name).glob("*.py")}
-    assert set(probed["siblings"]) <= carried, set(probed["siblings"]) - carried
-    assert {Path(name).stem for name in SHARED_FILES} <= set(probed["siblings"])
-    # And those are byte for byte the repository's contracts (ml_code/) and functions/environment.py
-    for name, source in SHARED_FILES.items():
-        assert (package / package_name / name).read_bytes() == source.read_bytes()
-
-
 # Run with the site-packages out of reach (python -S): the package and what the Lambda runtime adds to it.
 RUNTIME_PROBE = """
 import json, sys
 sys.path[:0] = sys.argv[1:3]
 import importlib
-handler = importlib.import_module(sys.argv[3] + ".handler")
+handler = importlib.import_module("lambdas." + sys.argv[3] + ".handler")
 import aws_lambda_powertools, aws_xray_sdk, wrapt, typing_extensions
 from wrapt import __wrapt__
 print(json.dumps({
@@ -307,7 +252,11 @@ def test_each_lambda_package_carries_powertools_in_pure_python(
 ) -> None:
     # Given the function's synthesized package, and a folder with only what the Lambda runtime provides
     outdir = Path(cdk.Stage.of(dev_app.training).outdir)  # type: ignore[union-attr]
-    (package,) = {p.parent.parent for p in outdir.glob(f"asset.*/{package_name}/handler.py")}
+    (package,) = {
+        p.parents[2]
+        for p in outdir.glob(f"asset.*/lambdas/{package_name}/handler.py")
+        if not (p.parents[2] / "infra").exists()  # the deploy build carries the whole app
+    }
     runtime = tmp_path / "runtime"
     runtime.mkdir()
     for name in RUNTIME_PROVIDED:
@@ -342,7 +291,7 @@ def test_each_function_traces_actively_and_may_send_only_its_traces(
 ) -> None:
     # Given dev's function
     (function,) = training_template.find_resources(
-        "AWS::Lambda::Function", {"Properties": {"Handler": f"{package_name}.handler.handler"}}
+        "AWS::Lambda::Function", {"Properties": {"Handler": f"lambdas.{package_name}.handler.handler"}}
     ).values()
     # Then X-Ray traces it (Powertools' Tracer records its AWS calls as subsegments)
     assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}
@@ -408,7 +357,7 @@ def test_staging_project_is_encrypted_and_runs_the_stage_command(training_templa
     # ...runs the staging tool with the configured dataset as its defaults...
     spec = json.loads(props["Source"]["BuildSpec"])
     assert spec["phases"]["build"]["commands"] == [
-        'python -m ml_code.stage "$DATASET_SOURCE" --to "s3://$DATA_BUCKET/$DATASET_PREFIX" '
+        'python -m staging "$DATASET_SOURCE" --to "s3://$DATA_BUCKET/$DATASET_PREFIX" '
         '${SOURCE_URL:+--source-url "$SOURCE_URL"}'
     ]
     variables = {v["Name"]: v.get("Value") for v in props["Environment"]["EnvironmentVariables"]}
@@ -468,16 +417,16 @@ def test_promoter_gets_the_quality_gate_and_the_inference_image(training_templat
     training_template.has_resource_properties(
         "AWS::Lambda::Function",
         {
-            "Handler": "promoter.handler.handler",
+            "Handler": "lambdas.promoter.handler.handler",
             "ReservedConcurrentExecutions": Match.absent(),
             "Environment": {
                 "Variables": Match.object_like(
                     {
                         "MODEL_PACKAGE_GROUP": "acoustic-shield-dev",
                         "JOB_NAME_PREFIX": "acoustic-shield-dev-train-",
-                        "MIN_ACCURACY": "0.5",
-                        "MIN_F1": "0.5",
-                        "MIN_CLIP_ACCURACY": "0.5",
+                        "GATE_RULES": '[{"higher_is_better": true, "metric": "accuracy", "threshold": 0.5}, '
+                        '{"higher_is_better": true, "metric": "f1", "threshold": 0.5}, '
+                        '{"higher_is_better": true, "metric": "clip_accuracy", "threshold": 0.5}]',
                         "MAX_REGRESSION": "0.01",
                         "MANUAL_APPROVAL": "false",
                         "HEALTH_BLOCKING_RULES": '["loss_not_decreasing", "exploding_gradient"]',
@@ -512,7 +461,7 @@ def test_promoter_is_told_the_configured_blocking_health_rules(synth_app: Any) -
         environments[value].has_resource_properties(
             "AWS::Lambda::Function",
             {
-                "Handler": "promoter.handler.handler",
+                "Handler": "lambdas.promoter.handler.handler",
                 "Environment": {"Variables": Match.object_like({"HEALTH_BLOCKING_RULES": expected})},
             },
         )
@@ -621,7 +570,7 @@ def test_launcher_gets_the_tuning_search_and_the_rules(training_template: Templa
     (function,) = [
         f
         for f in training_template.find_resources("AWS::Lambda::Function").values()
-        if f["Properties"]["Handler"] == "launcher.handler.handler"
+        if f["Properties"]["Handler"] == "lambdas.launcher.handler.handler"
     ]
     # When its environment is read
     variables = function["Properties"]["Environment"]["Variables"]
@@ -666,7 +615,7 @@ def test_profiling_tells_the_launcher_the_rules_and_the_image(profiled_template:
     (function,) = [
         f
         for f in profiled_template.find_resources("AWS::Lambda::Function").values()
-        if f["Properties"]["Handler"] == "launcher.handler.handler"
+        if f["Properties"]["Handler"] == "lambdas.launcher.handler.handler"
     ]
     variables = function["Properties"]["Environment"]["Variables"]
     # Then the launcher profiles with the two default Profiler rules, and has no Debugger rules
@@ -682,7 +631,7 @@ def test_profiling_tells_the_launcher_the_rules_and_the_image(profiled_template:
 
 
 def test_rule_evaluator_image_is_resolved_per_region_from_the_sdks_table(profiled_template: Template) -> None:
-    # Given the Training stack's rule image mapping and the SageMaker SDK's table (stacks/image_table.json)
+    # Given the Training stack's rule image mapping and the SageMaker SDK's table (infra/image_table.json)
     mapping = profiled_template.to_json()["Mappings"]["RuleEvaluatorImageRegistry"]
     table = load_image_table()["debugger"]
     # Then the mapping is the table's registries, region for region
@@ -724,7 +673,7 @@ def test_debugger_rules_open_the_debug_prefix(synth_app: Any) -> None:
     (function,) = [
         f
         for f in template.find_resources("AWS::Lambda::Function").values()
-        if f["Properties"]["Handler"] == "launcher.handler.handler"
+        if f["Properties"]["Handler"] == "lambdas.launcher.handler.handler"
     ]
     variables = function["Properties"]["Environment"]["Variables"]
     assert json.loads(variables["DEBUGGER_RULES"]) == ["LossNotDecreasing", "Overfit"]
@@ -744,7 +693,7 @@ def test_without_rules_there_is_no_rule_image_and_no_rule_grant(training_templat
     (function,) = [
         f
         for f in template.find_resources("AWS::Lambda::Function").values()
-        if f["Properties"]["Handler"] == "launcher.handler.handler"
+        if f["Properties"]["Handler"] == "lambdas.launcher.handler.handler"
     ]
     variables = function["Properties"]["Environment"]["Variables"]
     assert variables["PROFILER_ENABLED"] == "false" and "RULE_EVALUATOR_IMAGE" not in variables
@@ -817,7 +766,7 @@ def test_promoter_is_told_the_tuning_prefix(training_template: Template) -> None
     training_template.has_resource_properties(
         "AWS::Lambda::Function",
         {
-            "Handler": "promoter.handler.handler",
+            "Handler": "lambdas.promoter.handler.handler",
             "Environment": {
                 "Variables": Match.object_like({"TUNING_JOB_PREFIX": "acoustic-shield-dev-hpo-"})
             },

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import aws_cdk as cdk
 from aws_cdk.assertions import Template
 
-from stacks.app_builder import AcousticShieldApp
+from infra.app_builder import AcousticShieldApp
 
 from .conftest import EVERY_FEATURE, MODEL_A, SERVING_VARIANTS
 

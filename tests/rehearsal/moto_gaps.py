@@ -133,7 +133,7 @@ if __name__ == "__main__":
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
     os.environ.pop("AWS_ENDPOINT_URL", None)
     if "--workaround" in sys.argv:
-        from rehearse.emulator import apply_workarounds
+        from tools.rehearse.emulator import apply_workarounds
 
         apply_workarounds()
     with mock_aws():

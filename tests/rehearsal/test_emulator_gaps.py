@@ -1,7 +1,7 @@
 """The emulator gaps the rehearsal works around: present on plain moto, closed by the workaround.
 
 When a test of the first kind fails, moto no longer has that gap: delete its workaround from
-``rehearse/emulator.py`` (or the ``--method=direct`` flag from ``rehearse/loop.py``), this test and the
+``tools/rehearse/emulator.py`` (or the ``--method=direct`` flag from ``tools/rehearse/loop.py``), this test and the
 README's note.
 """
 

@@ -16,11 +16,11 @@ from typing import Any
 import boto3
 import pytest
 
-from ml_code import contract
-from ml_code.contract import JOB_METRIC_NAMES
-from rehearse.emulator import Emulator, environment
-from rehearse.loop import DATASET, STACKS, rehearse
-from rehearse.sounds import CLASSES
+from common import contract
+from common.contract import JOB_METRIC_NAMES
+from tools.rehearse.emulator import Emulator, environment
+from tools.rehearse.loop import DATASET, STACKS, rehearse
+from tools.rehearse.sounds import CLASSES
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +93,7 @@ def test_the_job_is_the_request_the_launcher_built(loop) -> None:
     # Then the job in the emulator carries the launcher's request, and the runner completed it
     job = loop["state"]["job"]
     assert job["TrainingJobStatus"] == "Completed"
-    assert json.loads(job["HyperParameters"]["model_name_or_path"]) == "configs/tiny-wav2vec2"
+    assert json.loads(job["HyperParameters"]["model_name_or_path"]) == "training/configs/tiny-wav2vec2"
     assert json.loads(job["HyperParameters"]["sagemaker_container_log_level"]) == 20
     assert {m["Name"] for m in job["AlgorithmSpecification"]["MetricDefinitions"]} == set(JOB_METRIC_NAMES)
     assert {c["ChannelName"] for c in job["InputDataConfig"]} >= {"train", "test"}
@@ -159,7 +159,7 @@ def test_sigterm_stops_everything_the_rehearsal_started(tmp_path: Path) -> None:
     # Given a rehearsal that has started its emulator and is deploying
     out = tmp_path / "demo"
     process = subprocess.Popen(
-        [sys.executable, "-m", "rehearse", "--out", str(out), "--epochs", "1"],
+        [sys.executable, "-m", "tools.rehearse", "--out", str(out), "--epochs", "1"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -11,7 +11,7 @@ compared with ours.
 The launcher's settings are its environment as the Training stack synthesizes it, for dev and prod
 (``cdk.json``), varied over the GPU families the training image runs on, an EBS-only one (so that a volume key
 that should be sent is compared too), spot and on-demand, one and two instances, a single job and a tuning
-job. ``ml_code/batch.py``'s CreateTransformJob request is compared with the SDK's ``Transformer`` over the
+job. ``tools/batch.py``'s CreateTransformJob request is compared with the SDK's ``Transformer`` over the
 serving instance types.
 
 Every difference is fixed in our code or explained in ``ALLOWED``, the one reviewed list: path → reason.
@@ -29,12 +29,13 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from functions.launcher import logic
-from functions.launcher.settings import LaunchSettings
-from ml_code import batch, contract, lambda_contract
+from common import contract, lambda_contract
+from lambdas.launcher import logic
+from lambdas.launcher.settings import LaunchSettings
 from tests.inference.parity import pins
 from tests.infra.conftest import synth
 from tests.infra.test_lambda_environments import ACCOUNT, REGION, environment
+from tools import batch
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK_PYTHON = ROOT / ".venv-sdk" / "bin" / "python"
@@ -95,7 +96,7 @@ ALLOWED: dict[str, str] = {
         "as configured ('8'); the toolkit json-decodes every hyperparameter, and both reach train.py as "
         "--per_device_train_batch_size 8 (only numeric arguments can be tuned)"
     ),
-    # The transform job (ml_code/batch.py)
+    # The transform job (tools/batch.py)
     f"{TRANSFORM}:TransformResources.VolumeKmsKeyId if not instance_supports_kms": (
         "the SDK's Transformer applies no instance_supports_kms rule and sends the configured key for any "
         "instance type; TransformResources (API reference) refuses it where the instance has local storage"
@@ -172,7 +173,7 @@ KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-123456789
 def launcher_environment(tmp: Path, variant: str) -> dict[str, str]:
     """The launcher's environment as the Training stack synthesizes it (tests/infra/test_lambda_environments.py)."""
     app = synth(tmp / variant, **VARIANTS[variant])
-    env = environment(Template.from_stack(app.training), "launcher.handler.handler")
+    env = environment(Template.from_stack(app.training), "lambdas.launcher.handler.handler")
     # The role as IAM names it (the synthesized stand-in has no "/", so the SDK would look the name up in IAM).
     return {**env, "EXECUTION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/acoustic-shield-training"}
 
@@ -403,7 +404,7 @@ def test_batch_transform_requests_are_the_sdks_field_by_field(
     case: Case, compared: dict[str, Comparison]
 ) -> None:
     """TransformResources (Amazon SageMaker API Reference): VolumeKmsKeyId, not on instance types with local
-    storage; every field of ml_code/batch.py's CreateTransformJob as the SDK's Transformer sends it."""
+    storage; every field of tools/batch.py's CreateTransformJob as the SDK's Transformer sends it."""
     # Given batch.py's request for a serving instance type, with the data key
     # When the SDK's Transformer builds the same job, the key from its configuration
     comparison = compared[case.name]

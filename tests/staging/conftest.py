@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ml_code import stage
+from staging import cli as stage
 
 BUCKET = "staging-test-data"
 

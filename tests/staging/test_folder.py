@@ -146,7 +146,7 @@ def test_the_command_line_reports_user_errors_in_one_line_without_a_traceback(tm
 
     # When the module runs as the CodeBuild job runs it
     result = subprocess.run(
-        [sys.executable, "-m", "ml_code.stage", "folder", "--to", str(tmp_path / "out"), "--no-progress"],
+        [sys.executable, "-m", "staging", "folder", "--to", str(tmp_path / "out"), "--no-progress"],
         capture_output=True,
         text=True,
         cwd=Path(__file__).resolve().parents[2],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from ml_code.staging.sources import leaf_labels, map_labels
+from staging.sources import leaf_labels, map_labels
 from tests.staging.archives import fsd50k_files
 from tests.staging.conftest import BUCKET, versions
 

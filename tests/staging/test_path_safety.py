@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ml_code.staging import StagingError
-from ml_code.staging.stores import LocalDestination, S3Destination
+from staging import StagingError
+from staging.stores import LocalDestination, S3Destination
 from tests.staging.archives import esc50_rows, esc50_zip, wav
 from tests.staging.conftest import BUCKET, files_under
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ml_code import stage
+from staging import cli as stage
 from tests.staging.archives import esc50_rows, esc50_zip, wav
 from tests.staging.conftest import BUCKET, files_under
 

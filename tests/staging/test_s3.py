@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from ml_code.staging.stores import S3Destination
+from staging.stores import S3Destination
 from tests.staging.archives import esc50_zip, wav
 from tests.staging.conftest import BUCKET, versions
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ml_code.staging import StagingError
-from ml_code.staging.splitzip import MultiPartZip, disk_count, part_paths
+from staging import StagingError
+from staging.splitzip import MultiPartZip, disk_count, part_paths
 from tests.staging.archives import audio_zip, split_zip, wav
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ml_code import contract, health, train
+from common import contract
+from training import health, train
 
 SM_ENV = {
     "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",

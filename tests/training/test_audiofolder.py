@@ -9,8 +9,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from ml_code import audio, audiofolder, augment
+from common import audio
 from standins.synthetic import make_audiofolder
+from training import audiofolder, augment
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def test_windows_cover_each_clip_as_the_audio_module_windows_it(folder):
     # Given clips of 0.5 to 2.6 s and a 1 s window with half a window of hop
     split = audiofolder.scan("train", folder, audiofolder.DecodeCache(2**30))
     label2id = {label: i for i, label in enumerate(split.labels)}
-    windows = audiofolder.Windows(split.clips, label2id, 16_000, 8_000, featurize=lambda x: x)
+    windows = audiofolder.Windows(split.clips, label2id.__getitem__, 16_000, 8_000, featurize=lambda x: x)
     # When every window is read
     rows = [windows[i] for i in range(len(windows))]
     # Then clip by clip they are exactly audio.windows of that clip, labelled with the clip's label
@@ -74,7 +75,9 @@ def test_random_crops_have_the_window_length_and_vary_between_epochs(folder):
     # Given a clip longer than the crop
     split = audiofolder.scan("train", folder, audiofolder.DecodeCache(2**30))
     long_clip = next(c for c in split.clips if c.num_samples > 24_000)
-    crops = audiofolder.RandomCrops([long_clip], {long_clip.label: 0}, 8_000, featurize=lambda x: x)
+    crops = audiofolder.RandomCrops(
+        [long_clip], {long_clip.label: 0}.__getitem__, 8_000, featurize=lambda x: x
+    )
     # When it is read twice
     first, second = crops[0]["input_values"], crops[0]["input_values"]
     # Then both crops are window-sized pieces of it, from different places
@@ -128,7 +131,7 @@ def test_the_scan_limits_can_be_raised(oversized):
 
 def test_training_scans_its_splits_with_max_clip_seconds(oversized, tmp_path):
     # Given the training arguments with a longer clip limit
-    from ml_code import train
+    from training import train
 
     data = train.DataArguments(max_clip_seconds=800.0, decoded_cache_gb=0.0)
     paths = train.Paths(
@@ -158,8 +161,8 @@ def _clip(samples: np.ndarray, label: str = "a") -> audiofolder.Clip:
 def test_crops_and_windows_keep_a_short_clips_own_length(samples, expected):
     # Given a clip of some length and a 1 s window
     clip = _clip(np.linspace(-1, 1, samples, dtype=np.float32))
-    crops = audiofolder.RandomCrops([clip], {"a": 0}, 16_000, featurize=lambda x: x)
-    windows = audiofolder.Windows([clip], {"a": 0}, 16_000, 8_000, featurize=lambda x: x)
+    crops = audiofolder.RandomCrops([clip], {"a": 0}.__getitem__, 16_000, featurize=lambda x: x)
+    windows = audiofolder.Windows([clip], {"a": 0}.__getitem__, 16_000, 8_000, featurize=lambda x: x)
     # When it is cropped for training and windowed for evaluation
     crop, first_window = crops[0]["input_values"], windows[0]["input_values"]
     # Then a shorter clip keeps its own length (padded only up to the model's minimum), as served
@@ -172,7 +175,11 @@ def test_a_seed_reproduces_every_augmented_crop():
     # Given augmented random crops of a long clip
     clip = _clip(np.random.default_rng(0).standard_normal(48_000).astype(np.float32))
     crops = audiofolder.RandomCrops(
-        [clip], {"a": 0}, 16_000, featurize=lambda x: x, augment=augment.Augmentation(noise_probability=1.0)
+        [clip],
+        {"a": 0}.__getitem__,
+        16_000,
+        featurize=lambda x: x,
+        augment=augment.Augmentation(noise_probability=1.0),
     )
 
     def epoch(seed: int) -> np.ndarray:
@@ -208,7 +215,7 @@ def test_clips_over_the_limits_are_counted_by_the_limit_they_broke(oversized):
 
 def test_training_scans_every_split_with_min_clip_seconds(folder, tmp_path):
     # Given the training arguments with a minimum length, and a test folder
-    from ml_code import train
+    from training import train
 
     data = train.DataArguments(min_clip_seconds=1.5, decoded_cache_gb=0.0)
     paths = train.Paths(
@@ -280,7 +287,7 @@ def test_evaluation_scores_padded_batches_as_the_endpoint_runs_each_input_unpadd
     model = AutoModelForAudioClassification.from_config(config).eval()
     rng = np.random.default_rng(0)
     clips = [_clip(rng.standard_normal(n).astype(np.float32)) for n in (5_000, 40_000, 9_000, 3_000)]
-    windows = audiofolder.Windows(clips, {"a": 0}, 16_000, 8_000, featurize=audio.normalize)
+    windows = audiofolder.Windows(clips, {"a": 0}.__getitem__, 16_000, 8_000, featurize=audio.normalize)
     args = TrainingArguments(
         output_dir=str(tmp_path), per_device_eval_batch_size=4, report_to="none", dataloader_pin_memory=False
     )

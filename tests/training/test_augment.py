@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml_code import augment
+from training import augment
 
 SR = 16_000
 

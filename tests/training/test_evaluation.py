@@ -1,11 +1,19 @@
-"""Window-level and clip-level metrics."""
+"""Window-level and clip-level metrics of the classification task, through the shared evaluation."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ml_code import evaluation
+import tasks
+from tasks.classification import plot_confusion_matrix
+from training import evaluation
+
+TASK = tasks.load("classification")
+
+
+def _scores(logits: np.ndarray, clip_ids: np.ndarray, clip_labels: np.ndarray) -> evaluation.SplitScores:
+    return evaluation.SplitScores.of(TASK, logits, clip_labels[clip_ids], clip_ids, clip_labels)
 
 
 def test_clip_level_averages_window_probabilities_per_clip():
@@ -23,11 +31,16 @@ def test_clip_level_averages_window_probabilities_per_clip():
     clip_ids = np.array([0, 0, 0, 1])
     clip_labels = np.array([0, 1])
     # When scored
-    scores = evaluation.summary(logits, clip_labels[clip_ids], clip_ids, clip_labels)
+    scores = _scores(logits, clip_ids, clip_labels)
+    metrics = scores.metrics(TASK, ["a", "b"])
     # Then the window level counts the wrong window, the clip level does not
-    assert scores["accuracy"] == pytest.approx(0.75)
-    assert scores["clip_accuracy"] == 1.0
-    assert scores["clip_f1"] == 1.0
+    assert metrics["accuracy"] == pytest.approx(0.75)
+    assert metrics["clip_accuracy"] == 1.0
+    assert metrics["clip_f1"] == 1.0
+    # And the clip's scores are its windows' mean probabilities, as the endpoint answers
+    assert scores.clip[0] == pytest.approx([(0.9 + 0.45 + 0.8) / 3, (0.1 + 0.55 + 0.2) / 3])
+    # And every metric the task declares is reported, nothing else
+    assert set(metrics) == set(TASK.metric_names)
 
 
 def test_report_lists_every_label_even_one_absent_from_the_split():
@@ -36,7 +49,7 @@ def test_report_lists_every_label_even_one_absent_from_the_split():
     clip_ids = np.arange(3)
     labels = np.array([0, 1, 0])
     # When the report is made
-    report = evaluation.report(logits, labels, clip_ids, labels, ["a", "b", "c"])
+    report = _scores(logits, clip_ids, labels).report(TASK, ["a", "b", "c"])
     # Then label c is there with zero support and the matrix is 3x3 in label order
     assert report["clip"]["per_class"]["c"]["support"] == 0
     assert report["clip"]["confusion_matrix"] == [[1, 1, 0], [0, 1, 0], [0, 0, 0]]
@@ -45,6 +58,14 @@ def test_report_lists_every_label_even_one_absent_from_the_split():
 
 def test_confusion_matrix_png_is_written(tmp_path):
     # When a matrix is plotted
-    evaluation.plot_confusion_matrix([[3, 1], [0, 4]], ["dog", "cat"], tmp_path / "cm.png", title="test")
+    plot_confusion_matrix([[3, 1], [0, 4]], ["dog", "cat"], tmp_path / "cm.png", title="test")
     # Then a PNG file exists
     assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_task_draws_each_splits_confusion_matrix_under_its_name(tmp_path):
+    # Given a split's report
+    report = _scores(np.eye(2)[[0, 1]] * 3, np.arange(2), np.array([0, 1])).report(TASK, ["a", "b"])
+    # When the task draws it for the validation split / Then the file is named after the split
+    assert TASK.plot(report, tmp_path, "validation") == tmp_path / "confusion_matrix_validation.png"
+    assert (tmp_path / "confusion_matrix_validation.png").read_bytes()[:4] == b"\x89PNG"

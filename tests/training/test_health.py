@@ -20,11 +20,12 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForAudioClassification, Trainer, TrainerState, TrainingArguments
 
-from ml_code import contract, health, train
+from common import contract
 from standins.synthetic import make_audiofolder
+from training import health, train
 
-ML_CODE = Path(train.__file__).parent
-TINY_CONFIG = ML_CODE / "configs" / "tiny-wav2vec2"
+ROOT = Path(train.__file__).resolve().parents[1]
+TINY_CONFIG = ROOT / "training" / "configs" / "tiny-wav2vec2"
 DEFAULTS = health.HealthArguments()
 F1 = "eval_f1"
 
@@ -682,7 +683,7 @@ def test_a_run_whose_loss_stays_flat_is_flagged_in_its_lines_metrics_and_report(
 
 
 @pytest.mark.slow
-def test_a_nan_loss_stops_the_job_with_a_clear_error_and_no_model(one_second_clips, tmp_path):
+def test_a_nan_loss_stops_the_job_with_a_clear_error_and_no_model(one_second_clips, tmp_path, source_dir):
     # Given a model whose weights hold NaN, run as SageMaker runs train.py (from the source dir)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("PYTHONPATH", None)
@@ -699,7 +700,12 @@ def test_a_nan_loss_stops_the_job_with_a_clear_error_and_no_model(one_second_cli
     ]  # fmt: skip
     # When it runs
     run = subprocess.run(
-        [sys.executable, "train.py", *argv], cwd=ML_CODE, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "train.py", *argv],
+        cwd=source_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     # Then it stopped at the first step with an error line, no traceback, after printing the flag
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]

@@ -9,7 +9,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
 
-from ml_code import audio, train
+import tasks
+from common import audio
+from training import train
 
 TINY_CONFIG = Path(train.__file__).parent / "configs" / "tiny-wav2vec2"
 LABELS = ["a", "b", "c"]
@@ -49,7 +51,7 @@ def test_a_random_init_model_trains_its_feature_encoder_unless_told_to_freeze_it
     model_args = train.parse_arguments(["--model_name_or_path", str(TINY_CONFIG), *flag])[0]
     # When it is loaded
     with caplog.at_level("INFO", logger=train.logger.name):
-        loaded = train.load_model(model_args, LABELS)
+        loaded = train.load_model(model_args, LABELS, tasks.load(None))
     # Then its feature encoder trains by default, and the log says why
     assert not loaded.pretrained
     assert _encoder_trains(loaded) is trains and loaded.frozen is not trains
@@ -67,7 +69,7 @@ def test_a_pretrained_model_freezes_its_feature_encoder_unless_told_to_train_it(
     # Given a checkpoint with weights
     model_args = train.parse_arguments(["--model_name_or_path", str(pretrained_dir), *flag])[0]
     # When it is loaded
-    loaded = train.load_model(model_args, LABELS)
+    loaded = train.load_model(model_args, LABELS, tasks.load(None))
     # Then its feature encoder is frozen by default, trained when the flag says so
     assert loaded.pretrained
     assert _encoder_trains(loaded) is trains

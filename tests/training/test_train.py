@@ -20,13 +20,15 @@ import soundfile as sf
 import torch
 from transformers import AutoModelForAudioClassification
 
-from ml_code import audio, audiofolder, contract, inference, train
+from common import audio, contract
+from serving import inference
 from standins.synthetic import TONES, clip, make_audiofolder
+from training import audiofolder, train
 
 pytestmark = pytest.mark.slow
 
-ML_CODE = Path(train.__file__).parent
-TINY_CONFIG = ML_CODE / "configs" / "tiny-wav2vec2"
+ROOT = Path(train.__file__).resolve().parents[1]
+TINY_CONFIG = ROOT / "training" / "configs" / "tiny-wav2vec2"
 LABELS = sorted(TONES)
 EPOCHS = 8
 # Enough for the tiny config to separate the tones; its random-init feature encoder trains by default.
@@ -41,7 +43,7 @@ METRIC_LINE = re.compile(r"^([a-z0-9_]+)=(\S+)$")
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+def trained(tmp_path_factory: pytest.TempPathFactory, source_dir: Path) -> SimpleNamespace:
     """One training job as SageMaker runs it: `python train.py` in the source dir, paths from SM_*."""
     root = tmp_path_factory.mktemp("job")
     train_dir = make_audiofolder(root / "train", per_class=20, seed=1, broken=True)
@@ -57,7 +59,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     env.pop("PYTHONPATH", None)
     run = subprocess.run(
         [sys.executable, "train.py", *HYPERPARAMETERS, "--export_onnx", "true"],
-        cwd=ML_CODE,
+        cwd=source_dir,
         env=env,
         capture_output=True,
         text=True,
@@ -75,14 +77,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
 
 
 @pytest.fixture(scope="module")
-def endpoint(trained: SimpleNamespace) -> Iterator[inference.Classifier]:
+def endpoint(trained: SimpleNamespace) -> Iterator[inference.AudioModel]:
     """The trained model directory as a worker of the endpoint loads it: the handler's ``model_fn``."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(inference, "_settings", inference.Settings(threads=1))
+        patch.setenv(contract.ENV_THREADS, "1")  # read by model_fn, as a worker reads its environment
         yield inference.model_fn(str(trained.model_dir))
 
 
-def _ask(model: inference.Classifier, body: bytes, content_type: str) -> dict[str, Any]:
+def _ask(model: inference.AudioModel, body: bytes, content_type: str) -> dict[str, Any]:
     """One request through the handler as the model server calls it, and the JSON the client gets."""
     request = inference.input_fn(body, content_type)
     return json.loads(inference.output_fn(inference.predict_fn(request, model), "application/json"))
@@ -170,6 +172,7 @@ def test_model_directory_is_self_contained(trained):
     assert [config["id2label"][str(i)] for i in range(len(LABELS))] == LABELS
     assert config["label2id"] == {label: i for i, label in enumerate(LABELS)}
     assert json.loads((model_dir / contract.LABELS_FILE).read_text()) == {
+        "task": "classification",  # the task the endpoint answers for
         "labels": LABELS,
         "sampling_rate": 16_000,
         "max_length_seconds": 1.0,
@@ -177,9 +180,15 @@ def test_model_directory_is_self_contained(trained):
     }
     assert trained.report["window_hop_seconds"] == 0.5
     code = model_dir / contract.CODE_DIR
-    for name in contract.SERVING_CODE_FILES:
-        assert (code / name).read_bytes() == (ML_CODE / name).read_bytes(), name
-    assert (code / "requirements.txt").read_text() == (ML_CODE / contract.SERVING_REQUIREMENTS).read_text()
+    for name in contract.SERVING_CODE:
+        assert (code / name).read_bytes() == (ROOT / name).read_bytes(), name
+    assert (code / contract.HANDLER_FILE).read_bytes() == (ROOT / contract.SERVING_ENTRY).read_bytes()
+    assert (code / "requirements.txt").read_text() == (ROOT / contract.SERVING_REQUIREMENTS).read_text()
+    # And of the tasks, only the model's own ships with it
+    assert sorted(p.name for p in (code / contract.TASKS_DIR).glob("*.py")) == [
+        "__init__.py",
+        "classification.py",
+    ]
 
 
 def test_corrupt_and_empty_clips_are_skipped_and_listed(trained):
@@ -266,7 +275,7 @@ SHORT_CLIPS = 200
 
 def test_short_clips_get_the_same_answer_at_their_own_length_as_padded_the_way_training_pads(trained):
     # Given the trained model as the endpoint loads it (1 s windows), and clips of 0.1 to 0.95 s
-    classifier = inference.load_classifier(trained.model_dir, inference.Settings(threads=1))
+    classifier = inference.load_model(trained.model_dir, inference.Settings(threads=1))
     rng = np.random.default_rng(11)
     clips = [clip(LABELS[i % len(LABELS)], 16_000, rng.uniform(0.1, 0.95), rng) for i in range(SHORT_CLIPS)]
     window = classifier.window
@@ -441,14 +450,14 @@ def test_evaluation_labels_unknown_to_training_are_a_clear_error(tmp_path):
         audiofolder.check_labels(split, ["low", "mid"])
 
 
-def test_missing_training_data_from_the_command_line_names_the_argument(tmp_path):
+def test_missing_training_data_from_the_command_line_names_the_argument(tmp_path, source_dir):
     # Given no SM_CHANNEL_TRAIN and no --train_dir
     env = {key: value for key, value in os.environ.items() if not key.startswith("SM_")}
     env.pop("PYTHONPATH", None)
     # When the script runs as the container runs it
     run = subprocess.run(
         [sys.executable, "train.py", "--model_dir", str(tmp_path / "m"), "--output_data_dir", str(tmp_path)],
-        cwd=ML_CODE,
+        cwd=source_dir,
         env=env,
         capture_output=True,
         text=True,

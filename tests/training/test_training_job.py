@@ -1,7 +1,7 @@
 """The launcher's real request, run by the real SageMaker training toolkit in the training image's libraries.
 
 The launcher starts a job in the emulated account (moto) from a staged dataset, exactly as the Lambda does;
-``ml_code.local_job`` reads the job back, lays out ``/opt/ml`` under a temporary folder and runs the toolkit's
+``tools.local_job`` reads the job back, lays out ``/opt/ml`` under a temporary folder and runs the toolkit's
 ``train`` entry point with ``sagemaker_pytorch_container.training:main`` in ``.venv-train`` (transformers
 5.3.0, numpy 1.26.4, ...). The source dir is the ``sourcedir.tar.gz`` the synthesizer bundles.
 """
@@ -20,15 +20,19 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functions.launcher.orchestration import launch
-from functions.launcher.settings import LaunchSettings
-from functions.promoter import aws as promoter_aws
-from functions.promoter import logic as promoter
-from functions.promoter.settings import Thresholds
-from ml_code import contract, local_job
-from stacks.bundling import write_tar_gz
+import tasks
+from common import contract
+from common.lambda_contract import GateRule
+from infra.assets import training_source_dir
+from infra.bundling import write_tar_gz
+from lambdas.launcher.orchestration import launch
+from lambdas.launcher.settings import LaunchSettings
+from lambdas.promoter import aws as promoter_aws
+from lambdas.promoter import logic as promoter
+from lambdas.promoter.settings import Thresholds
 from standins.synthetic import make_audiofolder
 from tests.inference.parity import pins
+from tools import local_job
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN_ENV = ROOT / ".venv-train"
@@ -37,7 +41,7 @@ REGION = "eu-west-1"
 BUCKET = "acoustic-data"
 PREFIX = "acoustic-shield-dev-train-"
 ACCOUNT = "123456789012"
-# What the Training stack gives the launcher (stacks/training/launcher.py), with deployed values.
+# What the Training stack gives the launcher (infra/training/launcher.py), with deployed values.
 LAUNCHER_ENV = {
     "JOB_NAME_PREFIX": PREFIX,
     "EXECUTION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/training",
@@ -63,7 +67,7 @@ LAUNCHER_ENV = {
 # The offline model: a config-only folder inside the source dir (the job runs in the source dir).
 EVENT = {
     "hyperparameters": {
-        "model_name_or_path": "configs/tiny-wav2vec2",
+        "model_name_or_path": "training/configs/tiny-wav2vec2",
         "max_length_seconds": 1,
         "per_device_train_batch_size": 8,
         "export_onnx": True,  # the ONNX export and int8 quantization, in the image's libraries too
@@ -91,7 +95,7 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> Any:
         pytest.fail(".venv-train is missing: run `make install` (or `make train-venv`)")
     root = tmp_path_factory.mktemp("training-job")
     source_dir = root / "sourcedir.tar.gz"
-    write_tar_gz(ROOT / "ml_code", source_dir)  # what the Training stack's asset bundling writes
+    write_tar_gz(training_source_dir(), source_dir)  # what the Training stack's asset bundling writes
     data = root / "dataset"
     make_audiofolder(data / "train", per_class=20, seed=1, labels=("low", "high", "noise"), broken=True)
     make_audiofolder(data / "test", per_class=5, seed=2, labels=("low", "high", "noise"))
@@ -165,7 +169,7 @@ def test_the_job_leaves_a_deployable_model_archive(job) -> None:
         contract.ONNX_INT8_FILE,
     ):
         assert name in names
-    for name in (*contract.SERVING_CODE_FILES, "requirements.txt"):
+    for name in (*contract.SERVING_CODE, contract.HANDLER_FILE, "requirements.txt"):
         assert f"{contract.CODE_DIR}/{name}" in names
     assert not any(n.startswith(("/", "..")) for n in names)
 
@@ -229,13 +233,18 @@ def test_the_jobs_metrics_reach_the_promoters_gate_as_train_py_wrote_them(job) -
         assert value == pytest.approx(written[name], rel=1e-5, abs=1e-12), name
         assert name not in archive.metrics or archive.metrics[name] == written[name], name
     # And the gate decides on the test split: minimums just below the values approve, one above rejects
-    values = {name: metrics[f"test_{name}"] for name in contract.GATED_METRICS}
+    task = tasks.load(None)
+    values = {name: metrics[f"test_{name}"] for name in task.gated}
     floor = Thresholds(
-        **{f"min_{name}": max(0.0, v - 0.01) for name, v in values.items()}, max_regression=0.0
+        gate_rules=tuple(GateRule(name, True, max(0.0, v - 0.01)) for name, v in values.items()),
+        max_regression=0.0,
     )
     approved = promoter.decide(metrics, thresholds=floor, approved=[], manual_approval=False)
     assert (approved.status, approved.split, approved.gated) == (promoter.APPROVED, "test", values)
-    above = dataclasses.replace(floor, min_f1=values["f1"] + 0.01)
+    raised = [
+        GateRule(r.metric, True, values["f1"] + 0.01) if r.metric == "f1" else r for r in floor.gate_rules
+    ]
+    above = dataclasses.replace(floor, gate_rules=tuple(raised))
     rejected = promoter.decide(metrics, thresholds=above, approved=[], manual_approval=False)
     assert rejected.status == promoter.REJECTED
     assert [reason.split()[0] for reason in rejected.reasons] == ["test_f1"]
@@ -243,7 +252,7 @@ def test_the_jobs_metrics_reach_the_promoters_gate_as_train_py_wrote_them(job) -
 
 @pytest.mark.slow
 def test_the_jobs_requirements_leave_the_images_pins_alone() -> None:
-    # Given the environment after ml_code/requirements.txt was installed on top of the image's libraries
+    # Given the environment after training/requirements.txt was installed on top of the image's libraries
     # When pip checks it and resolves the image's pins again
     check = _pip("check")
     report = _pip("install", "--dry-run", "--no-deps", "-r", str(IMAGE_REQUIREMENTS))
@@ -259,7 +268,11 @@ def test_the_jobs_requirements_leave_the_images_pins_alone() -> None:
     assert versions["transformers"] == "5.3.0"
 
 
-@pytest.mark.parametrize("path", sorted(ROOT.glob("ml_code/requirements*.txt")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    [ROOT / runtime / "requirements.txt" for runtime in ("training", "serving", "staging")],
+    ids=lambda p: p.parent.name,
+)
 def test_every_requirement_we_ship_is_an_exact_pin(path: Path) -> None:
     # Given a requirements file that a job, an endpoint or a build installs at run time
     # When it is read / Then every line is name==version (pins() fails on anything else)

@@ -1,0 +1,225 @@
+"""The launcher Lambda, its least-privilege rights and the retraining schedule that fires it.
+
+It starts single training jobs (with the configured Debugger and Profiler rules) and hyperparameter
+tuning jobs; every SageMaker right is scoped to this app's training-job or tuning-job name prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from common.contract import CHECKPOINTS_PREFIX, DATASETS_PREFIX, LOCKS_PREFIX, MODELS_PREFIX
+from common.contract import MANIFEST_FILE as MANIFEST
+from common.lambda_contract import TUNING_FIELDS, LauncherEnvironment
+
+from ..config import ScheduleConfig, TrainingConfig
+from ..nag import acknowledge, finding
+from ..python_function import PythonFunction, PythonFunctionProps
+from ..queues import dead_letter_queue
+
+
+@dataclass(frozen=True, kw_only=True)
+class LauncherProps:
+    """``job_name_prefix`` and ``tuning_job_name_prefix`` scope every SageMaker right; ``source_dir`` is
+    the sourcedir.tar.gz URL; ``rule_image_uri`` the Debugger rule evaluator image, needed when
+    ``training.rules`` has rules (default none); ``debug_prefix`` / ``profiler_prefix`` where rules write."""
+
+    job_name_prefix: str
+    tuning_job_name_prefix: str
+    execution_role: iam.IRole
+    image_uri: str
+    source_dir: str
+    bucket: s3.IBucket
+    key: kms.IKey
+    dataset_prefix: str
+    training: TrainingConfig
+    schedule: ScheduleConfig
+    tags: dict[str, str]
+    rule_image_uri: str | None = None
+    debug_prefix: str = ""
+    profiler_prefix: str = ""
+    reserved_concurrency: int | None = None  # None: the account's unreserved pool
+
+
+# The launcher's lease: one launch at a time (lambdas/lease.py).
+LAUNCH_LOCK_KEY = f"{LOCKS_PREFIX}launcher.json"
+
+
+def _environment(props: LauncherProps) -> dict[str, str]:
+    """What the handler validates at cold start (lambdas/launcher/settings.py, LaunchSettings)."""
+    t, tuning, rules = props.training, props.training.tuning, props.training.rules
+    if rules.any_rules and not props.rule_image_uri:
+        raise ValueError("training jobs carry rules: LauncherProps.rule_image_uri is required")
+    return LauncherEnvironment(
+        job_name_prefix=props.job_name_prefix,
+        execution_role_arn=props.execution_role.role_arn,
+        training_image=props.image_uri,
+        source_dir=props.source_dir,
+        data_bucket=props.bucket.bucket_name,
+        dataset_prefix=props.dataset_prefix,
+        models_prefix=MODELS_PREFIX,
+        checkpoints_prefix=CHECKPOINTS_PREFIX,
+        launch_lock_key=LAUNCH_LOCK_KEY,
+        kms_key_arn=props.key.key_arn,
+        instance_type=t.instance_type,
+        instance_count=t.instance_count,
+        volume_size_gb=t.volume_size_gb,
+        use_spot=t.use_spot,
+        max_runtime_seconds=t.max_runtime_seconds,
+        max_wait_seconds=t.max_wait_seconds,
+        hyperparameters=t.hyperparameters.as_arguments(),
+        tags=props.tags,
+        retrain_debounce_minutes=props.schedule.debounce_minutes,
+        tuning_job_prefix=props.tuning_job_name_prefix,
+        tuning={name: getattr(tuning, name) for name in TUNING_FIELDS},
+        profiler_enabled=rules.profiler_enabled,
+        debugger_rules=list(rules.debugger_rules) if rules.debugger_rules else None,
+        debug_prefix=props.debug_prefix if rules.debugger_rules else None,
+        profiler_rules=list(rules.profiler_rules) if rules.profiler_enabled else None,
+        profiling_interval_ms=rules.profiling_interval_ms if rules.profiler_enabled else None,
+        profiler_prefix=props.profiler_prefix if rules.profiler_enabled else None,
+        rule_evaluator_image=props.rule_image_uri if rules.any_rules else None,
+    ).variables()
+
+
+class TrainingLauncher(Construct):
+    """Starts at most one training or tuning job per trigger; skips while one of this app is running."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: LauncherProps) -> None:
+        super().__init__(scope, construct_id)
+        self.handler = PythonFunction(
+            self,
+            "Handler",
+            props=PythonFunctionProps(
+                package="launcher",
+                # The hyperparameters an event may set and the tuning grammar (the contracts), beside the code.
+                description="Starts an AcousticShield training job (schedule or manual invocation)",
+                # One launch at a time comes from the lease at LAUNCH_LOCK_KEY, not from this.
+                reserved_concurrency=props.reserved_concurrency,
+                wildcard_reason="sagemaker:ListTrainingJobs and ListHyperParameterTuningJobs support no "
+                "resource-level permissions; they only list names.",
+                environment=_environment(props),
+            ),
+        )
+        self.function = self.handler.function
+        role = self.handler.role
+        job_arn = (
+            f"arn:{cdk.Aws.PARTITION}:sagemaker:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}"
+            f":training-job/{props.job_name_prefix}*"
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="StartOwnTrainingJobs",
+                actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:AddTags"],
+                resources=[job_arn],
+            )
+        )
+        tuning_job_arn = (
+            f"arn:{cdk.Aws.PARTITION}:sagemaker:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}"
+            f":hyper-parameter-tuning-job/{props.tuning_job_name_prefix}*"
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="StartOwnTuningJobs",
+                actions=[
+                    "sagemaker:CreateHyperParameterTuningJob",
+                    "sagemaker:DescribeHyperParameterTuningJob",
+                    "sagemaker:AddTags",
+                ],
+                resources=[tuning_job_arn],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="FindRunningJobs",
+                actions=["sagemaker:ListTrainingJobs", "sagemaker:ListHyperParameterTuningJobs"],
+                resources=["*"],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PassExecutionRole",
+                actions=["iam:PassRole"],
+                resources=[props.execution_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="FindChannels",
+                actions=["s3:ListBucket"],
+                resources=[props.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{DATASETS_PREFIX}*"]}},
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="HoldLaunchLease",
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                resources=[props.bucket.arn_for_objects(LAUNCH_LOCK_KEY)],
+            )
+        )
+        props.key.grant(role, "kms:Decrypt", "kms:GenerateDataKey")
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="EncryptJobVolumes",
+                actions=["kms:CreateGrant", "kms:DescribeKey"],
+                resources=[props.key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            )
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{finding(self, job_arn)}]",
+            "Job names are made per trigger at run time; the prefix confines them to this app.",
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{finding(self, tuning_job_arn)}]",
+            "Tuning job names are made per trigger at run time; the prefix confines them to this app.",
+        )
+
+        # Failed deliveries (after retries) land here instead of vanishing.
+        self.dead_letters = dead_letter_queue(self, target="schedule target")
+        self.schedule = events.Rule(
+            self,
+            "Schedule",
+            description="Retrain the AcousticShield model",
+            schedule=events.Schedule.expression(props.schedule.expression),
+            enabled=props.schedule.enabled,
+            targets=[self._target()],
+        )
+        # New data: staging writes datasets/<name>/manifest.jsonl last, so its creation means the whole
+        # dataset is there. The bucket sends its object events to EventBridge (Data stack).
+        self.new_data: events.Rule | None = None
+        if props.schedule.on_new_data:
+            self.new_data = events.Rule(
+                self,
+                "NewData",
+                description="Retrain the AcousticShield model when a dataset is staged",
+                event_pattern=events.EventPattern(
+                    source=["aws.s3"],
+                    detail_type=["Object Created"],
+                    detail={
+                        "bucket": {"name": [props.bucket.bucket_name]},
+                        "object": {"key": events.Match.wildcard(f"{DATASETS_PREFIX}*/{MANIFEST}")},
+                    },
+                ),
+                targets=[self._target()],
+            )
+
+    def _target(self) -> targets.LambdaFunction:
+        return targets.LambdaFunction(
+            self.function,
+            dead_letter_queue=self.dead_letters,
+            retry_attempts=2,
+            max_event_age=cdk.Duration.hours(2),
+        )

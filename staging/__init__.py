@@ -1,0 +1,17 @@
+"""Dataset staging: catalogue datasets and plain folders into the ``audiofolder`` layout.
+
+The entry point is ``python -m staging`` (``staging.cli``); the staging build runs it. The package is
+deliberately not called ``datasets``: a ``datasets`` folder at the repository's root would shadow Hugging
+Face ``datasets``, which transformers' Trainer imports.
+"""
+
+from __future__ import annotations
+
+from common import contract
+
+SPLITS = contract.DATASET_CHANNELS  # each split folder is the training job channel of that name
+MANIFEST = contract.MANIFEST_FILE
+
+
+class StagingError(Exception):
+    """A problem the user can fix (bad option, bad CSV, unreachable source); printed as one line."""

@@ -1,0 +1,214 @@
+"""Stage a dataset into the ``audiofolder`` layout the training job reads, idempotently.
+
+    python -m staging esc50 --to s3://BUCKET/datasets/esc50/
+    python -m staging fsd50k --to ./data/fsd50k
+    python -m staging folder --source-url ./my-clips --to ./data/mine
+
+Writes ``<split>/<label>/<clip>`` for the splits train, validation and test, and ``manifest.jsonl`` at
+the top, last; only new or changed clips are written, so a rerun is a no-op that says so, and files under
+the split folders that left the dataset are removed. See docs/datasets.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+if not __package__:
+    sys.exit("run the staging tool as a module from the repository root: python -m staging --help")
+
+from . import StagingError
+from .pipeline import Settings, stage
+from .sources import SOURCES, SourceOptions
+from .stores import Destination, LocalDestination, S3Destination, is_s3, s3_client
+from .summary import render
+
+DEFAULT_VALIDATION_FRACTION = 0.1
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "acoustic-shield"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m staging",
+        description="Stage ESC-50, FSD50K or your own folder into train/validation/test label folders "
+        "with a manifest, locally or in S3. Reruns write only what changed.",
+    )
+    parser.add_argument("source", choices=sorted(SOURCES), help="which dataset to stage")
+    parser.add_argument(
+        "--to", required=True, metavar="DEST", help="s3://BUCKET/datasets/NAME/ or a local directory"
+    )
+    parser.add_argument(
+        "--source-url",
+        metavar="URL",
+        help="where the source comes from instead of the official location: esc50: the zip (http(s)://, "
+        "s3:// or a path); fsd50k: the folder holding its archives (URL base, s3:// prefix or a path); "
+        "folder (required): a directory, s3://bucket/prefix/, or a CSV of path,label[,split]",
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, default=default_cache_dir(), help="download cache (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--sha256",
+        action="append",
+        default=[],
+        metavar="[FILE=]HEX",
+        help="expected sha256 of a downloaded archive; FILE= names one of several (repeatable)",
+    )
+    parser.add_argument("--fold", type=int, help="esc50: the fold used as the test split (default 5)")
+    parser.add_argument("--esc10", action="store_true", help="esc50: only the 10-class ESC-10 subset")
+    parser.add_argument(
+        "--classes",
+        help="fsd50k: comma-separated labels to classify; a clip is kept when exactly one of its labels "
+        "is among them (default: every leaf label)",
+    )
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        help=f"esc50, folder: share of each class without a fixed split that goes to validation "
+        f"(default {DEFAULT_VALIDATION_FRACTION})",
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        help="folder: share of each class without a fixed split for test (default 0)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the validation/test assignment (default 0)"
+    )
+    parser.add_argument(
+        "--max-duration",
+        type=float,
+        metavar="SECONDS",
+        help="treat longer clips as unusable (default: 600; the decoded-size cap follows it: that many seconds of 48 kHz stereo, at most 16 channels)",
+    )
+    parser.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="stage every copy of identical clips that lands in the same split (default: one copy)",
+    )
+    # Removal is no longer optional (a kept file can put a clip in two splits); the flag stays accepted
+    # so that existing scripts keep working.
+    parser.add_argument("--delete", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--kms-key-id", help="S3: encrypt with this KMS key (default: the bucket's default encryption)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 2, help="parallel reads/writes (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="validate and show what would change; write nothing"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--report", type=Path, metavar="FILE", help="also write the summary as JSON to FILE")
+    return parser.parse_args(argv)
+
+
+def _check(args: argparse.Namespace) -> None:
+    only = {"fold": "esc50", "esc10": "esc50", "classes": "fsd50k", "test_fraction": "folder"}
+    for option, source in only.items():
+        if getattr(args, option) not in (None, False) and args.source != source:
+            raise StagingError(f"--{option.replace('_', '-')} applies to the {source} source only")
+    if args.sha256 and args.source == "folder":
+        raise StagingError("--sha256 pins downloaded archives: it applies to esc50 and fsd50k")
+    if args.source == "fsd50k" and args.validation_fraction is not None:
+        raise StagingError(
+            "--validation-fraction does not apply to fsd50k: its ground truth fixes the splits"
+        )
+    for name in ("validation_fraction", "test_fraction"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value < 1:
+            raise StagingError(f"--{name.replace('_', '-')} must be at least 0 and below 1, not {value}")
+    if (args.validation_fraction or 0) + (args.test_fraction or 0) >= 1:
+        raise StagingError("--validation-fraction plus --test-fraction must leave something for train")
+    if args.jobs < 1:
+        raise StagingError("--jobs must be at least 1")
+
+
+def parse_pins(values: list[str]) -> dict[str, str]:
+    pins = {}
+    for value in values:
+        name, _, digest = value.rpartition("=")
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+            raise StagingError(f"--sha256 {value!r}: expected 64 hex digits, optionally after FILE=")
+        pins[name] = digest.lower()
+    return pins
+
+
+def destination_for(url: str, *, kms_key_id: str | None, jobs: int) -> Destination:
+    if is_s3(url):
+        return S3Destination(s3_client(max_connections=jobs), url, kms_key_id=kms_key_id)
+    if kms_key_id:
+        raise StagingError("--kms-key-id applies to S3 destinations only")
+    return LocalDestination(Path(url).expanduser())
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    _check(args)
+    progress = not args.no_progress
+    destination = destination_for(args.to, kms_key_id=args.kms_key_id, jobs=args.jobs)
+    options = SourceOptions(
+        source_url=args.source_url,
+        cache_dir=args.cache_dir,
+        sha256=parse_pins(args.sha256),
+        progress=progress,
+        log=log,
+        fold=args.fold if args.fold is not None else 5,
+        esc10=args.esc10,
+        classes=tuple(c.strip() for c in args.classes.split(",") if c.strip()) if args.classes else None,
+    )
+    settings = Settings(
+        validation_fraction=(
+            0.0
+            if args.source == "fsd50k"
+            else (
+                args.validation_fraction
+                if args.validation_fraction is not None
+                else DEFAULT_VALIDATION_FRACTION
+            )
+        ),
+        test_fraction=args.test_fraction or 0.0,
+        seed=args.seed,
+        jobs=args.jobs,
+        max_duration=args.max_duration,
+        keep_duplicates=args.keep_duplicates,
+        dry_run=args.dry_run,
+        progress=progress,
+    )
+    report = stage(SOURCES[args.source](options), destination, settings, log)
+    print(render(report), flush=True)
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command; user errors become one line on stderr and exit code 2."""
+    args = parse_args(argv)
+    import botocore.exceptions
+
+    try:
+        return run(args)
+    except StagingError as err:
+        print(f"error: {err}", file=sys.stderr)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as err:
+        print(f"error: S3: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted; run again to resume", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Tasks: what a model learns and answers, one module each, on the shared training and serving code.
+
+A task module (``tasks/<name>.py``, or any importable module named by its dotted path) defines ``TASK``, an
+instance of a ``Task`` subclass. The task owns everything that differs between tasks:
+
+- its dataset columns: the label vocabulary of a training split and each clip's training target;
+- its model head: the model configuration's fields (label maps, problem type) on the shared audio backbone;
+- its outputs: window scores from logits, and a clip's scores from its windows' (the endpoint's rule, which
+  training's clip-level metrics use too);
+- its metrics, each with its direction, the one that picks the best model, and those the quality gate checks;
+- its report and plots in the job's output;
+- the handler's answer for a clip and for one window.
+
+The shared code (``training.train``, ``training.evaluation``, ``serving.inference``) reads, windows, batches,
+trains, evaluates, writes the model directory and serves; it asks the task, and names no task. The model
+directory records its task (``labels.json``), so the endpoint answers as the model was trained.
+
+Standard library only at import time: a task module imports numpy, torch or scikit-learn inside the functions
+that need them, so the infrastructure can read a task's facts without them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import numpy as np
+
+DEFAULT_TASK = "classification"
+
+
+class TaskError(ValueError):
+    """An unknown task, or a dataset the task cannot use; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric every evaluated split reports (``<split>_<name>``), with its direction."""
+
+    name: str
+    higher_is_better: bool
+    description: str
+
+    @property
+    def direction(self) -> str:
+        """SageMaker's word for it (a tuning objective's ``Type``)."""
+        return "Maximize" if self.higher_is_better else "Minimize"
+
+
+class Task:
+    """The hooks a task implements. Arrays: window logits and scores are (windows, outputs); targets are
+    what ``target`` returns, stacked (one row per window or clip)."""
+
+    name: ClassVar[str]
+    metrics: ClassVar[tuple[Metric, ...]]  # every split's metrics (the loss aside), printed as metric lines
+    objective: ClassVar[str]  # the metric that picks the best model and that tuning optimizes
+    gated: ClassVar[tuple[str, ...]]  # the metrics the quality gate checks
+    finetuning_task: ClassVar[str]  # the model configuration's finetuning_task
+    # The transformers auto class of the model (backbone and head), by name: training builds it, the
+    # endpoint's PyTorch backend loads it.
+    auto_model: ClassVar[str] = "AutoModelForAudioClassification"
+
+    def metric(self, name: str) -> Metric:
+        """The metric called ``name`` (no split prefix)."""
+        for metric in self.metrics:
+            if metric.name == name:
+                return metric
+        raise TaskError(f"task {self.name} has no metric {name}; it has {', '.join(self.metric_names)}")
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(metric.name for metric in self.metrics)
+
+    # --- dataset columns -------------------------------------------------------------------------------
+    def labels(self, clip_labels: Sequence[str]) -> list[str]:
+        """The model's outputs, in order, from the training clips' labels (the audiofolder label column)."""
+        raise NotImplementedError
+
+    def target(self, label: str, labels: Sequence[str]) -> Any:
+        """A clip's training target from its label: what the model's loss compares its output with."""
+        raise NotImplementedError
+
+    # --- model head --------------------------------------------------------------------------------------
+    def config_fields(self, labels: Sequence[str]) -> dict[str, Any]:
+        """The model configuration's task fields (num_labels, label maps, problem_type...)."""
+        return {
+            "num_labels": len(labels),
+            "label2id": {label: i for i, label in enumerate(labels)},
+            "id2label": dict(enumerate(labels)),
+            "finetuning_task": self.finetuning_task,
+        }
+
+    def loss(self) -> Callable[[Any, Any], Any] | None:
+        """The training loss, ``loss(logits, targets) -> scalar tensor``, when the model's own is not the
+        task's (audio classification heads always use cross-entropy); None: the model's own."""
+        return None
+
+    def outputs(self, labels: Sequence[str]) -> int:
+        """How many numbers the model answers per window."""
+        return len(labels)
+
+    # --- outputs ---------------------------------------------------------------------------------------
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """Window scores from window logits, float64."""
+        raise NotImplementedError
+
+    def pool(self, window_scores: np.ndarray) -> np.ndarray:
+        """One clip's scores from its windows' scores: (windows, outputs) -> (outputs,)."""
+        raise NotImplementedError
+
+    # --- metrics and report ------------------------------------------------------------------------------
+    def split_metrics(
+        self,
+        window_scores: np.ndarray,
+        window_targets: np.ndarray,
+        clip_scores: np.ndarray,
+        clip_targets: np.ndarray,
+        labels: Sequence[str],
+    ) -> dict[str, float]:
+        """Every metric of ``metrics`` for one split (no prefix)."""
+        raise NotImplementedError
+
+    def report(
+        self,
+        window_scores: np.ndarray,
+        window_targets: np.ndarray,
+        clip_scores: np.ndarray,
+        clip_targets: np.ndarray,
+        labels: Sequence[str],
+    ) -> dict[str, Any]:
+        """One split's full report for evaluation.json (it starts with ``labels``)."""
+        raise NotImplementedError
+
+    def plot(self, report: dict[str, Any], directory: Path, split: str) -> Path | None:
+        """A picture of one split's report (a PNG in ``directory``, named after ``split``); None when the task
+        draws none."""
+        return None
+
+    # --- the handler's answer ---------------------------------------------------------------------------
+    def answer(self, clip_scores: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+        """The endpoint's JSON answer for a clip."""
+        raise NotImplementedError
+
+    def window_answer(self, window_scores: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+        """The answer for one window (a ``segments`` entry, beside its start and end)."""
+        raise NotImplementedError
+
+    def check_answer(self, answer: dict[str, Any], labels: Sequence[str] | None) -> list[str]:
+        """What is wrong with an endpoint's answer (``labels``: the model's, when known); empty when nothing
+        is. The deployment's verification (tools/verify.py) asks this of a live endpoint."""
+        return []
+
+
+def load(name: str | None) -> Task:
+    """The task called ``name``: ``tasks.<name>``, or the module at a dotted path (``package.module``)."""
+    name = name or DEFAULT_TASK
+    module_name = name if "." in name else f"{__name__}.{name}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name not in (module_name, *_parents(module_name)):
+            raise
+        raise TaskError(f"unknown task {name!r}; the tasks are {', '.join(known())}") from None
+    task = getattr(module, "TASK", None)
+    if not isinstance(task, Task):
+        raise TaskError(f"{module_name} defines no TASK (a tasks.Task): it is not a task module")
+    return task
+
+
+def _parents(module_name: str) -> list[str]:
+    parts = module_name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def known() -> list[str]:
+    """The tasks this package holds."""
+    return sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))
