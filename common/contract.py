@@ -20,6 +20,14 @@ from __future__ import annotations
 # A staged dataset's index, written last (datasets/<name>/manifest.jsonl): its creation means the dataset is
 # complete, which is what the retrain-on-new-data rule and the launcher wait for.
 MANIFEST_FILE = "manifest.jsonl"
+# A split folder whose clips carry more than a folder name can say (several labels, a transcription) lists
+# them in METADATA_FILE, the audiofolder convention: a file_name column (paths relative to the split folder)
+# and the task's column. Several labels share a cell, separated by LABEL_SEPARATOR; an empty cell is a clip
+# without any (valid: no event).
+METADATA_FILE = "metadata.csv"
+FILE_NAME_COLUMN = "file_name"
+LABELS_COLUMN = "labels"
+LABEL_SEPARATOR = ";"
 # {"task": "classification", "labels": [...id order...], "sampling_rate": 16000, "max_length_seconds": 5.0,
 #  "window_hop_seconds": 2.5}: written by training, read by serving, with these keys. A model without "task"
 # is a classification model (it predates tasks).

@@ -16,6 +16,9 @@ import pytest
 
 import tasks
 from common import contract
+from common.lambda_contract import GateRule
+from lambdas.promoter import logic as promoter
+from lambdas.promoter.settings import Thresholds
 from serving import inference
 from standins.synthetic import clip, make_audiofolder
 from tests.tasks import presence
@@ -23,6 +26,7 @@ from training import train
 
 ROOT = Path(__file__).resolve().parents[2]
 TASK = "tests.tasks.presence"
+APPROVED_ARN = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/presence/1"
 TINY_CONFIG = ROOT / "training" / "configs" / "tiny-wav2vec2"
 
 
@@ -66,6 +70,40 @@ def test_the_task_trains_with_its_own_head_targets_and_metrics(trained):
     # And the model directory names its task, so that serving answers as it was trained
     meta = json.loads((trained.model_dir / contract.LABELS_FILE).read_text())
     assert meta[contract.TASK_KEY] == TASK and meta[contract.LABELS_KEY] == ["present"]
+
+
+def test_the_task_is_gated_on_its_own_metrics_in_their_direction(trained):
+    # Given the rules the stack writes for the task: each gated metric in its direction
+    def rules(threshold: float) -> Thresholds:
+        gated = (
+            GateRule(name, presence.TASK.metric(name).higher_is_better, threshold)
+            for name in presence.TASK.gated
+        )
+        return Thresholds(gate_rules=tuple(gated), max_regression=0.05)
+
+    error = trained.metrics["test_error_rate"]
+    # When the promoter's gate decides on the trained model's metrics
+    passed = promoter.decide(trained.metrics, thresholds=rules(error), approved=[], manual_approval=False)
+    failed = promoter.decide(
+        trained.metrics, thresholds=rules(error - 0.01), approved=[], manual_approval=False
+    )
+    # Then a maximum at the error rate approves it, one below rejects it, naming the maximum
+    assert (passed.status, passed.split) == (promoter.APPROVED, "test")
+    assert failed.status == promoter.REJECTED
+    assert any("test_error_rate" in reason and "maximum" in reason for reason in failed.reasons)
+
+    # And an approved model blocks a candidate worse than it by more than max_regression, in the task's
+    # direction: a higher error rate is worse
+    def against(approved_error: float) -> str:
+        approved = promoter.ApprovedModel(
+            arn=APPROVED_ARN, split="test", version=1, metrics={"error_rate": approved_error}
+        )
+        return promoter.decide(
+            {"test_error_rate": 0.3}, thresholds=rules(1.0), approved=[approved], manual_approval=False
+        ).status
+
+    assert against(0.1) == promoter.REJECTED
+    assert against(0.28) == promoter.APPROVED
 
 
 def test_the_best_model_follows_the_tasks_direction():
