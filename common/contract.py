@@ -37,6 +37,7 @@ LABELS_KEY = "labels"
 SAMPLING_RATE_KEY = "sampling_rate"
 WINDOW_SECONDS_KEY = "max_length_seconds"
 HOP_SECONDS_KEY = "window_hop_seconds"
+TASK_SETTINGS_KEY = "task_settings"  # what the task chose on validation (per-class thresholds...), if any
 # Both reports are in the model directory and at the root of the job's output.tar.gz, where the
 # promoter reads them; the promoter also keeps evaluation.json under evaluation/<job>/.
 METRICS_FILE = "metrics.json"  # flat {metric_name: float}, the names in METRIC_NAMES

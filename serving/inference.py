@@ -373,7 +373,7 @@ def load_model(model_dir: str | Path, settings: Settings) -> AudioModel:
     for."""
     model_dir = Path(model_dir)
     meta = _read_json(model_dir / contract.LABELS_FILE)
-    task = tasks.load(meta.get(contract.TASK_KEY))
+    task = tasks.load(meta.get(contract.TASK_KEY)).configured(meta.get(contract.TASK_SETTINGS_KEY) or {})
     labels = [str(label) for label in meta[contract.LABELS_KEY]]
     sampling_rate = int(meta.get(contract.SAMPLING_RATE_KEY, audio.TARGET_SAMPLE_RATE))
     if sampling_rate != audio.TARGET_SAMPLE_RATE:

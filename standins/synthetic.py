@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from common import contract
+
 # Each class is a tone band (or broadband noise); the classes differ only in spectrum.
 TONES = {"low": 250.0, "mid": 900.0, "high": 2800.0, "noise": None}
 RATES = (8_000, 16_000, 22_050, 44_100)
@@ -52,4 +54,30 @@ def make_audiofolder(
         (root / labels[0] / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage, not audio")
         (root / labels[-1] / "empty.flac").write_bytes(b"")
         (root / "README.txt").write_text("not audio: ignored")
+    return root
+
+
+def make_multilabel_folder(
+    root: Path,
+    clips: int,
+    *,
+    seed: int,
+    labels: tuple[str, ...] = ("low", "mid", "high"),
+    seconds: float = 1.5,
+) -> Path:
+    """``root/metadata.csv`` (``file_name,labels``) and its clips: each a mix of zero to all of ``labels``'
+    tones over a little noise, its labels those it holds (an empty cell when none), 16 kHz WAV."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    rows = [f"{contract.FILE_NAME_COLUMN},{contract.LABELS_COLUMN}"]
+    for n in range(clips):
+        chosen = [label for label in labels if rng.random() < 0.45]
+        mix = rng.normal(0.0, 0.02, int(16_000 * seconds)).astype(np.float32)
+        for label in chosen:
+            mix += clip(label, 16_000, seconds, rng)[: mix.shape[0]] / max(1, len(chosen))
+        name = f"clips/mix-{n:03d}.wav"
+        (root / "clips").mkdir(exist_ok=True)
+        sf.write(root / name, mix, 16_000, subtype="PCM_16")
+        rows.append(f"{name},{contract.LABEL_SEPARATOR.join(chosen)}")
+    (root / contract.METADATA_FILE).write_text("\n".join(rows) + "\n")
     return root

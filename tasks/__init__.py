@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from common import contract
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -62,6 +64,8 @@ class Task:
     objective: ClassVar[str]  # the metric that picks the best model and that tuning optimizes
     gated: ClassVar[tuple[str, ...]]  # the metrics the quality gate checks
     finetuning_task: ClassVar[str]  # the model configuration's finetuning_task
+    # The metadata.csv column whose cell is a clip's label (a split folder without one: its folder's name).
+    label_column: ClassVar[str] = contract.LABELS_COLUMN
     # The transformers auto class of the model (backbone and head), by name: training builds it, the
     # endpoint's PyTorch backend loads it.
     auto_model: ClassVar[str] = "AutoModelForAudioClassification"
@@ -113,6 +117,21 @@ class Task:
     def pool(self, window_scores: np.ndarray) -> np.ndarray:
         """One clip's scores from its windows' scores: (windows, outputs) -> (outputs,)."""
         raise NotImplementedError
+
+    # --- what the task learns on validation --------------------------------------------------------------
+    def fit(self, clip_scores: np.ndarray, clip_targets: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+        """Settings chosen on the validation split's clip scores after training (per-class decision
+        thresholds, say), JSON-ready; the model directory keeps them and the endpoint answers with them.
+        Default: none."""
+        return {}
+
+    def configured(self, settings: Mapping[str, Any]) -> Task:
+        """This task with ``settings`` (what ``fit`` chose); default: itself (it has none)."""
+        return self
+
+    def settings(self) -> dict[str, Any]:
+        """The settings this task answers with (what ``configured`` was given), JSON-ready."""
+        return {}
 
     # --- metrics and report ------------------------------------------------------------------------------
     def split_metrics(

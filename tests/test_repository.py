@@ -36,7 +36,7 @@ FIRST_PARTY += ("tasks", "tests", "tools", "training")
 # internals; nothing that ships imports the operator commands.
 MAY_IMPORT = {
     "common": ("common",),
-    "tasks": ("tasks",),
+    "tasks": ("common", "tasks"),
     "serving": ("common", "serving", "tasks"),
     "training": ("common", "serving", "tasks", "training"),
     "staging": ("common", "staging"),

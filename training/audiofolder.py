@@ -15,6 +15,7 @@ batch length by length in that case, so that evaluation scores exactly what the 
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import os
@@ -38,6 +39,7 @@ Target = Callable[[str], Any]  # a clip's training target from its label (the ta
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 # Why a file was skipped: Skipped.kind
 CORRUPT, TOO_SHORT, TOO_LONG, TOO_LARGE = "corrupt", "too_short", "too_long", "too_large"
+UNLISTABLE = "bad_row"  # a metadata.csv row that names no usable file
 
 
 class DatasetLayoutError(ValueError):
@@ -145,6 +147,45 @@ def find_files(name: str, root: Path) -> list[tuple[str, Path]]:
     return found
 
 
+def find_listed_files(name: str, root: Path, column: str) -> tuple[list[tuple[str, Path]], list[Skipped]]:
+    """(cell of ``column``, path) for every row of ``root/metadata.csv``, and the rows that name no usable
+    file (missing, outside ``root``, listed twice, not audio), each with why."""
+    listing = root / contract.METADATA_FILE
+    with listing.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        missing = {contract.FILE_NAME_COLUMN, column} - set(reader.fieldnames or [])
+        if missing:
+            raise DatasetLayoutError(
+                f"{listing} lacks the column(s) {', '.join(sorted(missing))}; expected "
+                f"{contract.FILE_NAME_COLUMN},{column}"
+            )
+        rows = [(row[contract.FILE_NAME_COLUMN] or "", row[column] or "") for row in reader]
+    found: list[tuple[str, Path]] = []
+    skipped: list[Skipped] = []
+    seen: set[Path] = set()
+    for line, (file_name, cell) in enumerate(rows, start=2):
+        path = (root / file_name).resolve()
+        problem = _listing_problem(file_name, path, root.resolve(), seen)
+        if problem:
+            skipped.append(Skipped(file_name or f"{contract.METADATA_FILE}:{line}", problem, UNLISTABLE))
+            continue
+        seen.add(path)
+        found.append((cell.strip(), root / file_name))
+    return found, skipped
+
+
+def _listing_problem(file_name: str, path: Path, root: Path, seen: set[Path]) -> str | None:
+    if not file_name or not path.is_relative_to(root) or Path(file_name).is_absolute():
+        return f"{contract.FILE_NAME_COLUMN} {file_name!r} is not a path inside the split folder"
+    if path in seen:
+        return "listed twice"
+    if path.suffix.lower() not in audio.AUDIO_EXTENSIONS:
+        return f"not an audio file (extensions: {', '.join(audio.AUDIO_EXTENSIONS)})"
+    if not path.is_file():
+        return "no such file"
+    return None
+
+
 def find_unlabelled_files(name: str, root: Path) -> list[tuple[str, Path]]:
     """("", path) for every audio file anywhere under ``root`` (background noise has no labels)."""
     if not root.is_dir():
@@ -154,6 +195,17 @@ def find_unlabelled_files(name: str, root: Path) -> list[tuple[str, Path]]:
         for path in sorted(root.rglob("*"))
         if path.suffix.lower() in audio.AUDIO_EXTENSIONS and path.is_file() and not _hidden(path, root)
     ]
+
+
+def _files(
+    name: str, root: Path, labelled: bool, column: str
+) -> tuple[list[tuple[str, Path]], list[Skipped]]:
+    """The split's (label, path) pairs in either layout, and the listed rows already unusable."""
+    if not labelled:
+        return find_unlabelled_files(name, root), []
+    if (root / contract.METADATA_FILE).is_file():
+        return find_listed_files(name, root, column)
+    return find_files(name, root), []
 
 
 def _decode(path: Path, limits: audio.Limits, min_samples: int) -> np.ndarray | Skipped:
@@ -184,18 +236,21 @@ def scan(
     limits: audio.Limits | None = None,
     min_seconds: float = 0.0,
     labelled: bool = True,
+    column: str = contract.LABELS_COLUMN,
 ) -> Split:
     """Finds and decodes every clip of a split; unusable files are skipped and listed, never fatal.
 
-    Unusable: corrupt, empty, over ``limits`` (default ``audio.Limits.default()``: ``max_seconds`` is the
-    longest clip kept) or shorter than ``min_seconds``. ``labelled=False`` reads every audio file under
+    A split folder with a ``metadata.csv`` lists its clips there (``file_name`` and ``column``, whose cell
+    is the clip's label); any other is ``<label>/<clip>`` folders. Unusable: corrupt, empty, over ``limits``
+    (default ``audio.Limits.default()``: ``max_seconds`` is the longest clip kept), shorter than
+    ``min_seconds``, or a listed row without a usable file. ``labelled=False`` reads every audio file under
     ``root`` with the label "" (background noise).
     """
     root = Path(root)
     limits = audio.Limits.default() if limits is None else limits
     min_samples = math.ceil(min_seconds * audio.TARGET_SAMPLE_RATE)
-    files = find_files(name, root) if labelled else find_unlabelled_files(name, root)
-    clips, skipped = [], []
+    files, skipped = _files(name, root, labelled, column)
+    clips = []
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
         decoded_clips = pool.map(lambda path: _decode(path, limits, min_samples), (p for _, p in files))
         for (label, path), decoded in zip(files, decoded_clips, strict=True):
@@ -215,13 +270,17 @@ def scan(
     return Split(name, root, clips, skipped)
 
 
-def check_labels(split: Split, labels: Iterable[str]) -> None:
-    """Every label of an evaluation split must be one the model is trained on."""
-    unknown = sorted(set(split.labels) - set(labels))
+def check_labels(
+    split: Split, labels: Iterable[str], vocabulary: Callable[[Sequence[str]], list[str]] | None = None
+) -> None:
+    """Every label of an evaluation split must be one the model is trained on: the clips' labels as the
+    task reads them (``vocabulary``: a task's ``labels``; default the labels as they are)."""
+    vocabulary = vocabulary or (lambda found: sorted(set(found)))
+    unknown = sorted(set(vocabulary(split.labels)) - set(vocabulary(list(labels))))
     if unknown:
         raise DatasetLayoutError(
-            f"the {split.name} data folder {split.root} has label folders the training data lacks: "
-            f"{', '.join(unknown)}; the model can only predict {', '.join(labels)}"
+            f"the {split.name} data folder {split.root} has labels the training data lacks: "
+            f"{', '.join(unknown)}; the model can only predict {', '.join(vocabulary(list(labels)))}"
         )
 
 

@@ -405,7 +405,11 @@ def setup_logging(training: TrainingArguments) -> None:
 
 
 def load_splits(
-    paths: Paths, data: DataArguments, seed: int, cache: audiofolder.DecodeCache | None = None
+    paths: Paths,
+    data: DataArguments,
+    seed: int,
+    cache: audiofolder.DecodeCache | None = None,
+    task: Task | None = None,
 ) -> tuple[audiofolder.Split, audiofolder.Split, audiofolder.Split | None]:
     """Scans train, validation (or holds it out of train) and test; checks their labels agree.
 
@@ -414,7 +418,14 @@ def load_splits(
     """
     cache = cache or audiofolder.DecodeCache(int(data.decoded_cache_gb * 2**30))
     limits = audio.Limits.default(data.max_clip_seconds)
-    scan = functools.partial(audiofolder.scan, cache=cache, limits=limits, min_seconds=data.min_clip_seconds)
+    task = task or tasks.load(None)
+    scan = functools.partial(
+        audiofolder.scan,
+        cache=cache,
+        limits=limits,
+        min_seconds=data.min_clip_seconds,
+        column=task.label_column,
+    )
     train = scan(contract.TRAIN_CHANNEL, paths.train)
     if len(train.labels) < 2:
         raise audiofolder.DatasetLayoutError(
@@ -423,7 +434,7 @@ def load_splits(
         )
     if paths.validation is not None:
         validation = scan(contract.VALIDATION_CHANNEL, paths.validation)
-        audiofolder.check_labels(validation, train.labels)
+        audiofolder.check_labels(validation, train.labels, task.labels)
     else:
         logger.info(
             "no validation data: holding out %.0f%% of each label's training clips",
@@ -433,7 +444,7 @@ def load_splits(
     test = None
     if paths.test is not None:
         test = scan(contract.TEST_CHANNEL, paths.test)
-        audiofolder.check_labels(test, train.labels)
+        audiofolder.check_labels(test, train.labels, task.labels)
     for split in (train, validation, test):
         if split is not None:
             _log_split(split)
@@ -670,6 +681,12 @@ def find_resume_checkpoint(
     return str(checkpoint)
 
 
+def task_name(task: Task) -> str:
+    """What names the task for ``tasks.load``: its name in tasks/, else its module's dotted path."""
+    module = type(task).__module__
+    return task.name if module == f"{tasks.__name__}.{task.name}" else module
+
+
 def task_files(task: Task) -> list[str]:
     """The task module's file and its packages' ``__init__.py``, as paths in the source dir; none when the
     module lives outside it (a task only the local machine knows, which the endpoint then cannot load)."""
@@ -712,17 +729,18 @@ def write_json(path: Path, content: Any) -> None:
 
 
 def write_model_files(
-    model_dir: Path, labels: list[str], max_length_seconds: float, hop: int, metrics: dict, task: str
+    model_dir: Path, labels: list[str], max_length_seconds: float, hop: int, metrics: dict, task: Task
 ) -> None:
     """Everything besides the weights that makes the model directory deployable on its own.
 
-    ``hop`` is the windows' hop in samples as evaluated, and ``task`` the task's name: serving reads both back
-    from labels.json.
+    ``hop`` is the windows' hop in samples as evaluated; ``task`` the task and what it chose on validation:
+    serving reads them back from labels.json.
     """
     write_json(
         model_dir / contract.LABELS_FILE,
         {
-            contract.TASK_KEY: task,
+            contract.TASK_KEY: task_name(task),
+            **({contract.TASK_SETTINGS_KEY: task.settings()} if task.settings() else {}),
             contract.LABELS_KEY: labels,
             contract.SAMPLING_RATE_KEY: audio.TARGET_SAMPLE_RATE,
             contract.WINDOW_SECONDS_KEY: max_length_seconds,
@@ -730,7 +748,7 @@ def write_model_files(
         },
     )
     write_json(model_dir / contract.METRICS_FILE, metrics)
-    copy_serving_code(model_dir / contract.CODE_DIR, load_task(task))
+    copy_serving_code(model_dir / contract.CODE_DIR, task)
 
 
 def write_reports(
@@ -838,17 +856,32 @@ def evaluate_splits(
     labels: list[str],
     training_loss: float,
     task: Task,
-) -> tuple[dict[str, float], dict[str, Any]]:
-    """The flat metrics (the training loss, each split's; no timings) and each split's full report."""
+) -> tuple[dict[str, float], dict[str, Any], Task]:
+    """The flat metrics (the training loss, each split's; no timings), each split's full report, and the task
+    with what it chose on the validation split (``Task.fit``: per-class thresholds, say), which scores every
+    split and which the model directory keeps."""
+    trainer.compute_metrics = None
+    outputs = {
+        prefix: trainer.predict(windows, metric_key_prefix=prefix) for prefix, windows in eval_sets.items()
+    }
+    scores = {
+        prefix: split_scores(task, eval_sets[prefix], out.predictions) for prefix, out in outputs.items()
+    }
+    validation = scores["eval"]
+    task = task.configured(task.fit(validation.clip, validation.clip_targets, labels))
     metrics: dict[str, float] = {contract.TRAIN_LOSS: training_loss}
     reports: dict[str, Any] = {}
-    for prefix, windows in eval_sets.items():
-        trainer.compute_metrics = functools.partial(split_metrics, task, labels, windows)
-        output = trainer.predict(windows, metric_key_prefix=prefix)
-        metrics.update({k: float(v) for k, v in (output.metrics or {}).items() if k.startswith(f"{prefix}_")})
-        reports[prefix] = split_scores(task, windows, output.predictions).report(task, labels)
-    metrics = {k: v for k, v in metrics.items() if not k.endswith(("_runtime", "_per_second"))}
-    return metrics, reports
+    for prefix, output in outputs.items():
+        metrics.update(
+            {
+                k: float(v)
+                for k, v in (output.metrics or {}).items()
+                if k.startswith(f"{prefix}_") and not k.endswith(("_runtime", "_per_second"))
+            }
+        )
+        metrics.update({f"{prefix}_{k}": v for k, v in scores[prefix].metrics(task, labels).items()})
+        reports[prefix] = scores[prefix].report(task, labels)
+    return metrics, reports, task
 
 
 def describe_run(
@@ -895,9 +928,9 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
     set_seed(training_args.seed)
 
     cache = audiofolder.DecodeCache(int(data_args.decoded_cache_gb * 2**30))
-    train, validation, test = load_splits(paths, data_args, training_args.seed, cache)
-    background = load_background(paths, data_args, cache)
     task = load_task(model_args.task)
+    train, validation, test = load_splits(paths, data_args, training_args.seed, cache, task)
+    background = load_background(paths, data_args, cache)
     labels = task.labels(train.labels)
 
     loaded = load_model(model_args, labels, task)
@@ -929,7 +962,7 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
         if rules.stopped:
             raise health.TrainingStopped(rules.stopped)
         stopped_early = _stopped_early(trainer, model_args, training_args)
-        metrics, reports = evaluate_splits(
+        metrics, reports, task = evaluate_splits(
             trainer, inputs.eval_sets, labels, float(result.training_loss), task
         )
         metrics.update(rules.report.metrics())
@@ -938,9 +971,7 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
             for prefix in inputs.eval_sets:
                 print_metric_lines(metrics, prefix, names)
             trainer.save_model(str(paths.model))
-            write_model_files(
-                paths.model, labels, data_args.max_length_seconds, inputs.hop, metrics, model_args.task
-            )
+            write_model_files(paths.model, labels, data_args.max_length_seconds, inputs.hop, metrics, task)
             if model_args.export_onnx:
                 for path in onnx_export.export_model_dir(loaded.model, paths.model):
                     logger.info("wrote %s", path)

@@ -445,7 +445,7 @@ def test_evaluation_labels_unknown_to_training_are_a_clear_error(tmp_path):
     make_audiofolder(tmp_path / "test", per_class=1, seed=0, labels=("low", "high"))
     split = audiofolder.scan("test", tmp_path / "test", audiofolder.DecodeCache(0))
     # When / Then
-    expected = r"/test has label folders the training data lacks: high"
+    expected = r"/test has labels the training data lacks: high"
     with pytest.raises(audiofolder.DatasetLayoutError, match=expected):
         audiofolder.check_labels(split, ["low", "mid"])
 

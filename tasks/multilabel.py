@@ -1,0 +1,306 @@
+"""Multi-label sound event detection: any number of labels per clip, one sigmoid per label.
+
+Dataset: a split folder's ``metadata.csv`` (``file_name,labels``; labels separated by ``;``, an empty cell
+is a clip without any event). Head: ``AutoModelForAudioClassification`` with the multi-label problem type,
+trained with binary cross-entropy (the audio heads' own loss is cross-entropy over one label). A clip's
+scores are the maximum of its windows' (an event anywhere in the clip is in the clip).
+
+Metrics, per clip (what the endpoint answers): macro mAP (average precision per label, over the labels with
+a positive clip in the split), micro and macro F1 at the decision thresholds, and lwlrap (label-weighted
+label-ranking average precision, the Freesound/DCASE metric). The best model has the highest validation
+mAP; the gate checks mAP and micro F1. After training, each label's threshold is the one that maximizes its
+F1 on the validation clips, never below ``THRESHOLD_FLOOR`` (a label without a positive validation clip
+keeps ``DEFAULT_THRESHOLD``); the model directory keeps them and the endpoint answers with them.
+
+Answer: ``{"labels": [{"label", "score"}, ...], "scores": {label: score}}``: the labels at or above their
+threshold, highest first, and every label's score; a window's answer has the same shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from common import contract
+from tasks import Metric, Task
+
+if TYPE_CHECKING:
+    import numpy as np
+
+DEFAULT_THRESHOLD = 0.5
+THRESHOLD_FLOOR = 0.05  # a tuned threshold never goes below this: a label is not answered on noise alone
+# The answer's keys.
+LABELS_KEY, SCORES_KEY, LABEL_KEY, SCORE_KEY = "labels", "scores", "label", "score"
+THRESHOLDS_SETTING = "thresholds"
+
+
+def split_labels(cell: str) -> list[str]:
+    """A ``labels`` cell's labels: separated by ``;``, blanks dropped; an empty cell has none."""
+    return [label.strip() for label in cell.split(contract.LABEL_SEPARATOR) if label.strip()]
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
+
+
+def average_precisions(targets: np.ndarray, scores: np.ndarray) -> list[float | None]:
+    """Each label's average precision over the clips; None for a label without a positive clip."""
+    from sklearn.metrics import average_precision_score
+
+    return [
+        float(average_precision_score(targets[:, c], scores[:, c])) if targets[:, c].any() else None
+        for c in range(targets.shape[1])
+    ]
+
+
+def lwlrap(targets: np.ndarray, scores: np.ndarray) -> float:
+    """Label-weighted label-ranking average precision (the Freesound Audio Tagging / DCASE metric).
+
+    For each positive (clip, label): the share of the labels ranked at or above it in that clip that are
+    positive; averaged per label, the labels weighted by their share of all positives. scikit-learn's
+    ``label_ranking_average_precision_score`` averages per clip instead (unweighted by label).
+    """
+    import numpy as np
+
+    targets = np.asarray(targets) > 0
+    precisions = np.zeros(targets.shape, dtype=np.float64)
+    for row, (truth, score) in enumerate(zip(targets, np.asarray(scores, dtype=np.float64), strict=True)):
+        positives = np.flatnonzero(truth)
+        if positives.size == 0:
+            continue
+        ranks = np.empty(score.size, dtype=np.int64)
+        ranks[np.argsort(-score, kind="stable")] = np.arange(score.size)
+        hits = np.zeros(score.size, dtype=bool)
+        hits[ranks[positives]] = True
+        cumulative = np.cumsum(hits)
+        precisions[row, positives] = cumulative[ranks[positives]] / (1.0 + ranks[positives])
+    per_label = targets.sum(axis=0)
+    if per_label.sum() == 0:
+        return 0.0
+    weights = per_label / per_label.sum()
+    return float(np.sum(precisions.sum(axis=0) / np.maximum(1, per_label) * weights))
+
+
+def f1_scores(targets: np.ndarray, decisions: np.ndarray) -> tuple[float, float]:
+    """Micro and macro F1 of the decisions (macro over the labels with a positive or a decision)."""
+    from sklearn.metrics import f1_score
+
+    micro = float(f1_score(targets, decisions, average="micro", zero_division=0))
+    present = (targets.sum(axis=0) + decisions.sum(axis=0)) > 0
+    macro = (
+        float(f1_score(targets[:, present], decisions[:, present], average="macro", zero_division=0))
+        if present.any()
+        else 0.0
+    )
+    return micro, macro
+
+
+def best_threshold(targets: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold that maximizes one label's F1 over the clips (ties: the higher), at least the floor."""
+    import numpy as np
+
+    if not targets.any():
+        return DEFAULT_THRESHOLD
+    best, best_f1 = DEFAULT_THRESHOLD, -1.0
+    for candidate in sorted({*np.round(scores, 6).tolist(), DEFAULT_THRESHOLD}):
+        threshold = max(THRESHOLD_FLOOR, float(candidate))
+        decided = scores >= threshold
+        tp = float(np.sum(decided & (targets > 0)))
+        f1 = 2 * tp / (decided.sum() + targets.sum()) if (decided.sum() + targets.sum()) else 0.0
+        if f1 >= best_f1:
+            best, best_f1 = threshold, f1
+    return best
+
+
+@dataclasses.dataclass(frozen=True)
+class MultiLabel(Task):
+    """The multi-label task; ``thresholds``: each label's decision threshold (None: 0.5 each)."""
+
+    thresholds: tuple[float, ...] | None = None
+
+    name = "multilabel"
+    metrics = (
+        Metric("map", True, "macro mean average precision over the labels with a positive clip"),
+        Metric("micro_f1", True, "F1 over every (clip, label) decision at the thresholds"),
+        Metric("macro_f1", True, "F1 per label at its threshold, averaged"),
+        Metric("lwlrap", True, "label-weighted label-ranking average precision"),
+    )
+    objective = "map"
+    gated = ("map", "micro_f1")
+    finetuning_task = "audio-multi-label-classification"
+
+    # --- dataset columns and head ------------------------------------------------------------------------
+    def labels(self, clip_labels: Sequence[str]) -> list[str]:
+        return sorted({label for cell in clip_labels for label in split_labels(cell)})
+
+    def target(self, label: str, labels: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
+        target = np.zeros(len(labels), dtype=np.float32)
+        index = {name: i for i, name in enumerate(labels)}
+        for name in split_labels(label):
+            target[index[name]] = 1.0
+        return target
+
+    def config_fields(self, labels: Sequence[str]) -> dict[str, Any]:
+        return {**super().config_fields(labels), "problem_type": "multi_label_classification"}
+
+    def loss(self) -> Callable[[Any, Any], Any]:
+        import torch
+
+        return torch.nn.functional.binary_cross_entropy_with_logits
+
+    # --- outputs and settings ------------------------------------------------------------------------------
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        return sigmoid(logits)
+
+    def pool(self, window_scores: np.ndarray) -> np.ndarray:
+        """The loudest window decides: an event anywhere in the clip is in the clip."""
+        import numpy as np
+
+        return np.asarray(window_scores, dtype=np.float64).max(axis=0)
+
+    def fit(self, clip_scores: np.ndarray, clip_targets: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+        thresholds = [best_threshold(clip_targets[:, c], clip_scores[:, c]) for c in range(len(labels))]
+        return {THRESHOLDS_SETTING: [round(t, 6) for t in thresholds]}
+
+    def configured(self, settings: Mapping[str, Any]) -> MultiLabel:
+        thresholds = settings.get(THRESHOLDS_SETTING)
+        if thresholds is None:
+            return self
+        if not all(isinstance(t, int | float) and 0 < t < 1 for t in thresholds):
+            raise ValueError(f"{THRESHOLDS_SETTING} must be numbers between 0 and 1, got {thresholds!r}")
+        return dataclasses.replace(self, thresholds=tuple(float(t) for t in thresholds))
+
+    def settings(self) -> dict[str, Any]:
+        return {THRESHOLDS_SETTING: list(self.thresholds)} if self.thresholds is not None else {}
+
+    def decision_thresholds(self, count: int) -> np.ndarray:
+        import numpy as np
+
+        if self.thresholds is None:
+            return np.full(count, DEFAULT_THRESHOLD)
+        if len(self.thresholds) != count:
+            raise ValueError(f"{len(self.thresholds)} thresholds for {count} labels")
+        return np.asarray(self.thresholds)
+
+    # --- metrics and report -------------------------------------------------------------------------------
+    def split_metrics(
+        self,
+        window_scores: np.ndarray,
+        window_targets: np.ndarray,
+        clip_scores: np.ndarray,
+        clip_targets: np.ndarray,
+        labels: Sequence[str],
+    ) -> dict[str, float]:
+        aps = [ap for ap in average_precisions(clip_targets, clip_scores) if ap is not None]
+        decisions = clip_scores >= self.decision_thresholds(len(labels))
+        micro, macro = f1_scores(clip_targets > 0, decisions)
+        return {
+            "map": sum(aps) / len(aps) if aps else 0.0,
+            "micro_f1": micro,
+            "macro_f1": macro,
+            "lwlrap": lwlrap(clip_targets, clip_scores),
+        }
+
+    def report(
+        self,
+        window_scores: np.ndarray,
+        window_targets: np.ndarray,
+        clip_scores: np.ndarray,
+        clip_targets: np.ndarray,
+        labels: Sequence[str],
+    ) -> dict[str, Any]:
+        """The metrics, each label's AP (worst first) and threshold, and the labels left out of the mean."""
+        aps = average_precisions(clip_targets, clip_scores)
+        thresholds = self.decision_thresholds(len(labels))
+        per_label: list[dict[str, Any]] = [
+            {
+                LABEL_KEY: label,
+                "average_precision": ap,
+                "threshold": float(thresholds[i]),
+                "positives": int(clip_targets[:, i].sum()),
+            }
+            for i, (label, ap) in enumerate(zip(labels, aps, strict=True))
+            if ap is not None
+        ]
+        per_label.sort(key=lambda entry: float(entry["average_precision"]))
+        return {
+            "labels": list(labels),
+            "clips": len(clip_targets),
+            **self.split_metrics(window_scores, window_targets, clip_scores, clip_targets, labels),
+            "per_label": per_label,
+            "without_positives": [label for label, ap in zip(labels, aps, strict=True) if ap is None],
+        }
+
+    def plot(self, report: dict[str, Any], directory: Path, split: str) -> Path | None:
+        """Each label's average precision, worst first: ``average_precision_<split>.png``."""
+        from matplotlib.figure import Figure
+
+        entries = report["per_label"]
+        if not entries:
+            return None
+        fig = Figure(figsize=(6.0, max(2.5, 0.3 * len(entries) + 1.0)))
+        ax = fig.subplots()
+        ax.barh([e[LABEL_KEY] for e in entries], [e["average_precision"] for e in entries], color="tab:blue")
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("average precision")
+        ax.set_title(f"{split}: mAP {report['map']:.3f}")
+        fig.tight_layout()
+        path = directory / f"average_precision_{split}.png"
+        fig.savefig(path, dpi=120)
+        return path
+
+    # --- the handler's answer -----------------------------------------------------------------------------
+    def answer(self, clip_scores: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+        thresholds = self.decision_thresholds(len(labels))
+        present: list[dict[str, Any]] = [
+            {LABEL_KEY: label, SCORE_KEY: float(score)}
+            for label, score, threshold in zip(labels, clip_scores, thresholds, strict=True)
+            if score >= threshold
+        ]
+        present.sort(key=lambda entry: -float(entry[SCORE_KEY]))
+        return {
+            LABELS_KEY: present,
+            SCORES_KEY: {label: float(s) for label, s in zip(labels, clip_scores, strict=True)},
+        }
+
+    def window_answer(self, window_scores: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+        return self.answer(window_scores, labels)
+
+    def check_answer(self, answer: dict[str, Any], labels: Sequence[str] | None) -> list[str]:
+        """The answer's shape: present labels above their scores' order, every score a probability."""
+        scores, present = answer.get(SCORES_KEY), answer.get(LABELS_KEY)
+        if not (isinstance(scores, dict) and all(_probability(s) for s in scores.values())):
+            return [f"'{SCORES_KEY}' is {scores!r}, not an object of label probabilities"]
+        if not (
+            isinstance(present, list)
+            and all(
+                isinstance(e, dict) and e.get(LABEL_KEY) in scores and _probability(e.get(SCORE_KEY))
+                for e in present
+            )
+        ):
+            return [f"'{LABELS_KEY}' is {present!r}, not a list of labels among the scores"]
+        problems = []
+        if labels is not None and set(scores) != set(labels):
+            problems.append(f"'{SCORES_KEY}' lists {sorted(scores)}, the model's labels are {sorted(labels)}")
+        if [e[SCORE_KEY] for e in present] != sorted((e[SCORE_KEY] for e in present), reverse=True):
+            problems.append(f"'{LABELS_KEY}' is not ordered by score, highest first")
+        return problems
+
+
+def _probability(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= 1
+    )
+
+
+TASK = MultiLabel()

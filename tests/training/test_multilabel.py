@@ -1,0 +1,171 @@
+"""Multi-label sound event detection (tasks/multilabel.py) through the shared training and serving code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from sklearn.metrics import label_ranking_average_precision_score
+
+import tasks
+from common import contract
+from serving import inference
+from standins.synthetic import make_multilabel_folder
+from tasks import multilabel
+from training import audiofolder, train
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_CONFIG = ROOT / "training" / "configs" / "tiny-wav2vec2"
+TASK = tasks.load("multilabel")
+
+
+# --- the metrics -----------------------------------------------------------------------------------------
+
+
+def test_lwlrap_matches_the_value_computed_by_hand_and_differs_from_the_unweighted_one():
+    # Given two clips: the first holds labels 0 and 2, the second label 1 (ranked second)
+    truth = np.array([[1, 0, 1], [0, 1, 0]])
+    scores = np.array([[0.9, 0.8, 0.1], [0.2, 0.7, 0.9]])
+    # When lwlrap is computed
+    value = multilabel.lwlrap(truth, scores)
+    # Then it is the mean precision over the three positives: label 0 at rank 1 (1/1), label 2 at rank 3
+    # with 2 positives up to it (2/3), label 1 at rank 2 with 1 positive (1/2); each label has 1 positive
+    assert value == pytest.approx((1 + 2 / 3 + 1 / 2) / 3)
+    # And scikit-learn's per-clip average (0.8333 and 0.5) is another number
+    assert label_ranking_average_precision_score(truth, scores) == pytest.approx((5 / 6 + 1 / 2) / 2)
+    assert value != pytest.approx(label_ranking_average_precision_score(truth, scores))
+
+
+def test_a_label_without_positives_is_left_out_of_the_mean_and_named():
+    # Given a split where label "c" has no positive clip
+    targets = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0]], dtype=np.float32)
+    scores = np.array([[0.9, 0.2, 0.4], [0.1, 0.8, 0.3], [0.7, 0.6, 0.2]])
+    # When the split is scored
+    report = TASK.report(scores, targets, scores, targets, ["a", "b", "c"])
+    # Then mAP averages a and b only (both ranked perfectly), and c is named
+    assert report["map"] == pytest.approx(1.0)
+    assert report["without_positives"] == ["c"]
+    assert [entry["label"] for entry in report["per_label"]] == ["a", "b"]
+
+
+def test_thresholds_maximize_each_labels_f1_on_validation_and_never_go_below_the_floor():
+    # Given a label whose positives score 0.3 and 0.35 and negatives 0.1 and 0.32, and one that is all noise
+    targets = np.array([[1, 0], [1, 0], [0, 0], [0, 1]], dtype=np.float32)
+    scores = np.array([[0.30, 0.01], [0.35, 0.02], [0.10, 0.03], [0.32, 0.01]])
+    # When the thresholds are fitted
+    fitted = TASK.fit(scores, targets, ["a", "b"])
+    # Then a's is the one with the best F1 (0.30: both positives, one false positive: F1 0.8); b's positive
+    # scores below the floor, where no threshold may go, so nothing finds it: b keeps the default
+    assert fitted == {"thresholds": [0.3, multilabel.DEFAULT_THRESHOLD]}
+    assert all(t >= multilabel.THRESHOLD_FLOOR for t in fitted["thresholds"])
+    # And the configured task answers with them
+    configured = TASK.configured(fitted)
+    answer = configured.answer(np.array([0.31, 0.04]), ["a", "b"])
+    assert [entry["label"] for entry in answer["labels"]] == ["a"]
+    assert answer["scores"] == {"a": 0.31, "b": 0.04}
+
+
+def test_cells_become_multi_hot_targets_and_an_empty_cell_is_no_event():
+    # Given the labels of three clips' cells
+    cells = ["horn;skid", "", " engine "]
+    labels = TASK.labels(cells)
+    # Then the vocabulary is every label once, and each clip's target marks its own
+    assert labels == ["engine", "horn", "skid"]
+    assert TASK.target("horn;skid", labels).tolist() == [0.0, 1.0, 1.0]
+    assert TASK.target("", labels).tolist() == [0.0, 0.0, 0.0]
+
+
+# --- the dataset layout ------------------------------------------------------------------------------
+
+
+def test_a_listed_split_keeps_its_rows_and_names_the_bad_ones(tmp_path):
+    # Given a metadata.csv with good rows, a path out of the folder, an absolute one, a missing file and a
+    # duplicate
+    make_multilabel_folder(tmp_path / "train", 4, seed=3)
+    listing = tmp_path / "train" / contract.METADATA_FILE
+    good = listing.read_text().splitlines()
+    bad = ["../outside.wav,low", "/etc/passwd,low", "clips/missing.wav,low", good[1]]
+    (tmp_path / "outside.wav").write_bytes((tmp_path / "train" / good[1].split(",")[0]).read_bytes())
+    listing.write_text("\n".join([*good, *bad]) + "\n")
+    # When the split is scanned
+    split = audiofolder.scan("train", tmp_path / "train", audiofolder.DecodeCache(0))
+    # Then the good clips are there with their cells as labels, and each bad row is skipped with a reason
+    assert len(split.clips) == 4
+    assert {clip.label for clip in split.clips} <= {row.split(",", 1)[1] for row in good[1:]}
+    assert [(s.path, s.kind) for s in split.skipped] == [
+        ("../outside.wav", audiofolder.UNLISTABLE),
+        ("/etc/passwd", audiofolder.UNLISTABLE),
+        ("clips/missing.wav", audiofolder.UNLISTABLE),
+        (good[1].split(",")[0], audiofolder.UNLISTABLE),
+    ]
+
+
+# --- trained and served --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    root = tmp_path_factory.mktemp("multilabel")
+    make_multilabel_folder(root / "train", 60, seed=1)
+    make_multilabel_folder(root / "validation", 16, seed=2)
+    make_multilabel_folder(root / "test", 16, seed=3)
+    # fmt: off
+    train.main([
+        "--task", "multilabel",
+        "--model_name_or_path", str(TINY_CONFIG),
+        "--train_dir", str(root / "train"), "--validation_dir", str(root / "validation"),
+        "--test_dir", str(root / "test"),
+        "--model_dir", str(root / "model"), "--output_data_dir", str(root / "output"),
+        "--max_length_seconds", "1", "--num_train_epochs", "6", "--learning_rate", "3e-3",
+        "--per_device_train_batch_size", "8", "--disable_tqdm", "true",
+    ])
+    # fmt: on
+    return SimpleNamespace(
+        root=root,
+        model_dir=root / "model",
+        metrics=json.loads((root / "output" / contract.METRICS_FILE).read_text()),
+        report=json.loads((root / "output" / contract.EVALUATION_FILE).read_text()),
+    )
+
+
+def test_the_multilabel_job_reports_its_metrics_and_keeps_its_thresholds(trained):
+    # Then every split reports mAP, micro and macro F1 and lwlrap, all fractions
+    for split in ("eval", "test"):
+        for name in TASK.metric_names:
+            assert 0.0 <= trained.metrics[f"{split}_{name}"] <= 1.0, name
+    # And the tones are learnt: test mAP well above what random scores reach (about the labels' frequency)
+    assert trained.metrics["test_map"] > 0.7
+    # And the model directory keeps the task, its labels and a threshold per label, chosen on validation
+    meta = json.loads((trained.model_dir / contract.LABELS_FILE).read_text())
+    assert meta[contract.TASK_KEY] == "multilabel" and meta[contract.LABELS_KEY] == ["high", "low", "mid"]
+    thresholds = meta[contract.TASK_SETTINGS_KEY]["thresholds"]
+    assert len(thresholds) == 3 and all(multilabel.THRESHOLD_FLOOR <= t < 1 for t in thresholds)
+    # And the report lists each label's AP, worst first, and the picture exists
+    per_label = trained.report["evaluation"]["test"]["per_label"]
+    assert [e["average_precision"] for e in per_label] == sorted(e["average_precision"] for e in per_label)
+    assert (trained.root / "output" / "average_precision_test.png").is_file()
+    # And the job's code/ ships the multi-label task module
+    assert (trained.model_dir / contract.CODE_DIR / contract.TASKS_DIR / "multilabel.py").is_file()
+
+
+def test_the_endpoint_answers_every_label_above_its_threshold(trained, monkeypatch, tmp_path):
+    # Given the model loaded as an endpoint worker loads it, and a clip mixing the low and high tones
+    monkeypatch.setenv(contract.ENV_THREADS, "1")
+    model = inference.model_fn(str(trained.model_dir))
+    make_multilabel_folder(tmp_path / "ask", 12, seed=11)
+    rows = [
+        row.split(",", 1) for row in (tmp_path / "ask" / contract.METADATA_FILE).read_text().splitlines()[1:]
+    ]
+    answers = []
+    for file_name, cell in rows:
+        request = inference.input_fn((tmp_path / "ask" / file_name).read_bytes(), "audio/wav")
+        answer = json.loads(inference.output_fn(inference.predict_fn(request, model), "application/json"))
+        answers.append((set(multilabel.split_labels(cell)), answer))
+    # Then each answer has the task's shape, passes the task's own check, and names mostly the right labels
+    for _, answer in answers:
+        assert TASK.check_answer(answer, ["high", "low", "mid"]) == []
+    exact = sum({e["label"] for e in answer["labels"]} == truth for truth, answer in answers)
+    assert exact >= len(answers) // 2
