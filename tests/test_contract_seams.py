@@ -324,7 +324,9 @@ def _facts() -> dict[str, str]:
         for name, value in vars(contract).items()
         if isinstance(value, str) and (name.endswith(suffixes) or name.startswith("ENV_"))
     }
-    facts |= {f"contract.{name}": getattr(contract, name) for name in ("ENTRY_POINT", "CHECKPOINT_DIR")}
+    # The columns' words are too common to scan ("labels" is also a batch's key); file_name is not.
+    names = ("ENTRY_POINT", "CHECKPOINT_DIR", "FILE_NAME_COLUMN", "TASK_SETTINGS_KEY", "SERVING_ENTRY")
+    facts |= {f"contract.{name}": getattr(contract, name) for name in names}
     facts |= {f"contract.REQUEST_CONTENT_TYPES[{v}]": v for v in contract.REQUEST_CONTENT_TYPES}
     facts |= {f"contract.METRIC_NAMES[{v}]": v for v in contract.METRIC_NAMES}
     facts |= {f"contract.HANDLER_ENVIRONMENT[{k}]": v for k, v in contract.HANDLER_ENVIRONMENT.items()}
@@ -362,6 +364,35 @@ def _string_literals(path: Path) -> Iterator[tuple[int, str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
             yield node.lineno, node.value
+        elif isinstance(node, ast.BinOp | ast.JoinedStr):
+            built = _built(node)
+            if built is not None:
+                yield node.lineno, built
+
+
+def _built(node: ast.AST) -> str | None:
+    """A name built from literal pieces (``"metrics" + ".json"``, ``f"{'test'}_f1"``), or None when a piece
+    is not a literal."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _built(node.left), _built(node.right)
+        return None if left is None or right is None else left + right
+    if isinstance(node, ast.JoinedStr):
+        parts = [_built(v.value if isinstance(v, ast.FormattedValue) else v) for v in node.values]
+        return None if any(p is None for p in parts) else "".join(p for p in parts if p is not None)
+    return None
+
+
+def test_the_scan_reads_names_built_from_literal_pieces(tmp_path: Path) -> None:
+    # Given a module that builds contract names from pieces, and one that builds from a variable
+    (tmp_path / "pieces.py").write_text(
+        "A = 'metrics' + '.json'\nB = f\"{'test'}_f1\"\nC = 'x' + 'y' + '.tar.gz'\nD = f'{split}_f1'\n"
+    )
+    # When its string literals are read / Then the built names are among them, the variable one is not
+    found = [text for _, text in _string_literals(tmp_path / "pieces.py")]
+    assert {"metrics.json", "test_f1", "xy.tar.gz"} <= set(found)
+    assert {text for text in found if text.endswith("_f1")} == {"test_f1", "_f1"}  # "_f1": D's literal piece
 
 
 def test_each_contract_fact_is_spelled_only_in_the_contract() -> None:
