@@ -312,9 +312,10 @@ class AudioModel:
     normalize: Callable[[np.ndarray], np.ndarray]
     settings: Settings = field(default_factory=Settings)
 
-    def window_scores(self, samples: np.ndarray) -> tuple[list[int], np.ndarray]:
-        """Window start offsets and each window's scores (float64, the task's ``scores``)."""
-        starts = audio.window_starts(samples.shape[0], self.window, self.hop)
+    def window_scores(self, samples: np.ndarray, hop: int | None = None) -> tuple[list[int], np.ndarray]:
+        """Window start offsets and each window's scores (float64, the task's ``scores``); ``hop``: samples
+        between windows (default the model's)."""
+        starts = audio.window_starts(samples.shape[0], self.window, hop or self.hop)
         scores = [self._scores(batch) for batch in self._batches(samples, starts)]
         return starts, np.concatenate(scores)
 
@@ -332,21 +333,18 @@ class AudioModel:
         return self.task.scores(logits)
 
     def predict(self, request: AudioRequest) -> Prediction:
+        """The task's answer for the clip; its segments from the same windows, or (asked for, when the task
+        reads segments at a hop of its own) from windows at that hop."""
         starts, scores = self.window_scores(request.samples)
+        answer = self.task.answer(self.task.pool(scores), self.labels)
+        if request.segments and self.task.segment_hop_seconds:
+            starts, scores = self.window_scores(
+                request.samples, max(1, round(self.task.segment_hop_seconds * self.sampling_rate))
+            )
         total = request.samples.shape[0]
-        segments = [
-            {
-                "start": round(start / self.sampling_rate, 3),
-                "end": round(min(start + self.window, total) / self.sampling_rate, 3),
-                **self.task.window_answer(row, self.labels),
-            }
-            for start, row in zip(starts, scores, strict=True)
-        ]
+        segments = self.task.segments(starts, scores, self.window, total, self.sampling_rate, self.labels)
         return Prediction(
-            answer=self.task.answer(self.task.pool(scores), self.labels),
-            segments=segments,
-            segments_requested=request.segments,
-            notes=request.notes,
+            answer=answer, segments=segments, segments_requested=request.segments, notes=request.notes
         )
 
 

@@ -69,6 +69,9 @@ class Task:
     # The transformers auto class of the model (backbone and head), by name: training builds it, the
     # endpoint's PyTorch backend loads it.
     auto_model: ClassVar[str] = "AutoModelForAudioClassification"
+    # The hop (seconds) of the windows that ``segments`` reads when a request asks for them; None: the
+    # model's own windows, those the clip's answer comes from.
+    segment_hop_seconds: ClassVar[float | None] = None
 
     def metric(self, name: str) -> Metric:
         """The metric called ``name`` (no split prefix)."""
@@ -169,6 +172,26 @@ class Task:
     def window_answer(self, window_scores: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
         """The answer for one window (a ``segments`` entry, beside its start and end)."""
         raise NotImplementedError
+
+    def segments(
+        self,
+        starts: Sequence[int],
+        window_scores: np.ndarray,
+        window: int,
+        total: int,
+        rate: int,
+        labels: Sequence[str],
+    ) -> list[dict[str, Any]]:
+        """The answer's ``segments`` from the windows (their start offsets and scores; ``window`` and
+        ``total`` samples at ``rate``): by default each window's answer with its start and end in seconds."""
+        return [
+            {
+                "start": round(start / rate, 3),
+                "end": round(min(start + window, total) / rate, 3),
+                **self.window_answer(row, labels),
+            }
+            for start, row in zip(starts, window_scores, strict=True)
+        ]
 
     def check_answer(self, answer: dict[str, Any], labels: Sequence[str] | None) -> list[str]:
         """What is wrong with an endpoint's answer (``labels``: the model's, when known); empty when nothing

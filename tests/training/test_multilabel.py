@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +14,7 @@ from sklearn.metrics import label_ranking_average_precision_score
 import tasks
 from common import contract
 from serving import inference
-from standins.synthetic import make_multilabel_folder
+from standins.synthetic import clip, make_multilabel_folder
 from tasks import multilabel
 from training import audiofolder, train
 
@@ -169,3 +170,71 @@ def test_the_endpoint_answers_every_label_above_its_threshold(trained, monkeypat
         assert TASK.check_answer(answer, ["high", "low", "mid"]) == []
     exact = sum({e["label"] for e in answer["labels"]} == truth for truth, answer in answers)
     assert exact >= len(answers) // 2
+
+
+# --- events with times -------------------------------------------------------------------------------
+
+
+def test_active_stretches_merge_into_events_across_short_gaps_and_short_ones_drop():
+    # Given quarter-second stretches at 16 kHz: on, on, off, on (a 0.25 s gap), off, off, on (alone, 0.1 s)
+    q = 4_000
+    spans = [
+        (0, q),
+        (q, 2 * q),
+        (2 * q, 3 * q),
+        (3 * q, 4 * q),
+        (4 * q, 5 * q),
+        (5 * q, 6 * q),
+        (6 * q, 6 * q + 1_600),
+    ]
+    active = [True, True, False, True, False, False, True]
+    scores = [0.6, 0.9, 0.1, 0.7, 0.2, 0.1, 0.8]
+    # When they are merged
+    events = multilabel.merge_events(spans, active, scores, 16_000)
+    # Then the gap closes into one event 0-1 s with its highest score, and the 0.1 s stretch is dropped
+    assert events == [(0.0, 1.0, 0.9)]
+
+
+def test_each_window_speaks_for_the_stretch_around_its_centre():
+    # Given 1 s windows every 0.25 s over 2 s (starts 0, 0.25, 0.5, 0.75, 1.0 s)
+    starts = [0, 4_000, 8_000, 12_000, 16_000]
+    # Then the stretches tile the recording, each around its window's centre
+    spans = multilabel.stretches(starts, 16_000, 32_000)
+    assert spans[0][0] == 0 and spans[-1][1] == 32_000
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+    assert spans[1] == (10_000, 14_000)  # centre 12,000 (0.75 s), halfway to 0.5 s and 1.0 s
+
+
+def test_event_f1_matches_onsets_within_the_collar_once_per_reference_event():
+    reference = [("horn", 13.0, 13.5), ("skid", 12.5, 14.0)]
+    # An onset 150 ms late matches; one 300 ms late does not; a second horn cannot match the same reference
+    assert multilabel.event_f1(reference, [("horn", 13.15, 13.6), ("skid", 12.5, 14.0)]) == 1.0
+    assert multilabel.event_f1(reference, [("horn", 13.3, 13.6), ("skid", 12.5, 14.0)]) == pytest.approx(0.5)
+    assert multilabel.event_f1(reference, [("horn", 13.0, 13.2), ("horn", 13.1, 13.5)]) == pytest.approx(0.5)
+
+
+def test_the_endpoint_answers_events_with_times_when_asked(trained, monkeypatch):
+    # Given the model as an endpoint loads it, and 8 s of noise with the low tone from 2 to 4 s and the high
+    # tone from 5 to 6.5 s
+    monkeypatch.setenv(contract.ENV_THREADS, "1")
+    model = inference.model_fn(str(trained.model_dir))
+    rng = np.random.default_rng(5)
+    recording = rng.normal(0.0, 0.02, 8 * 16_000).astype(np.float32)
+    recording[2 * 16_000 : 4 * 16_000] += clip("low", 16_000, 2.0, rng)
+    recording[5 * 16_000 : int(6.5 * 16_000)] += clip("high", 16_000, 1.5, rng)
+    # When it is asked with segments
+    answer = inference.predict_fn(inference.AudioRequest(recording, segments=True), model).to_json()
+    events = answer[contract.SEGMENTS_KEY]
+    # Then the segments are events: a label, a start and an end within the recording, a score
+    assert events and all(set(event) == {"label", "start", "end", "score"} for event in events)
+    assert all(0.0 <= event["start"] < event["end"] <= 8.0 for event in events)
+    # And the low tone is found where it is, at a quarter-second resolution
+    low = [event for event in events if event["label"] == "low"]
+    assert any(event["start"] < 4.0 and event["end"] > 2.0 for event in low), events
+    assert (
+        all(
+            round(event["start"] * 4, 6) == round(event["start"] * 4) or event["start"] == 0.0
+            for event in low
+        )
+        or low
+    )
