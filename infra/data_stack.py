@@ -20,8 +20,14 @@ class DataStack(cdk.Stack):
 
     def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        self.key = self._key()
+        self.log_bucket = self._log_bucket()
+        self.bucket = self._data_bucket()
+        self._send_object_events_to_eventbridge()
+        self._outputs()
 
-        self.key = kms.Key(
+    def _key(self) -> kms.Key:
+        return kms.Key(
             self,
             "Key",
             description="AcousticShield: data bucket, training volumes and outputs, endpoint volumes",
@@ -29,9 +35,10 @@ class DataStack(cdk.Stack):
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
 
+    def _log_bucket(self) -> s3.Bucket:
         # S3 server access logs cannot be delivered to a bucket encrypted with a customer KMS key,
         # hence S3-managed encryption here.
-        self.log_bucket = s3.Bucket(
+        bucket = s3.Bucket(
             self,
             "AccessLogs",
             encryption=s3.BucketEncryption.S3_MANAGED,
@@ -50,12 +57,14 @@ class DataStack(cdk.Stack):
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         acknowledge(
-            self.log_bucket,
+            bucket,
             "AwsSolutions-S1",
             "This is the access-log bucket; logging it into itself would log its own log writes.",
         )
+        return bucket
 
-        self.bucket = s3.Bucket(
+    def _data_bucket(self) -> s3.Bucket:
+        return s3.Bucket(
             self,
             "DataBucket",
             encryption=s3.BucketEncryption.KMS,
@@ -82,9 +91,11 @@ class DataStack(cdk.Stack):
             ],
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
-        # Object events go to EventBridge, where the Training stack's retrain-on-new-data rule (when on)
-        # picks the dataset manifests out. Set on the bucket itself: `event_bridge_enabled=True` would add a
-        # custom resource and its Lambda for what CloudFormation supports natively.
+
+    def _send_object_events_to_eventbridge(self) -> None:
+        """Object events go to EventBridge, where the Training stack's retrain-on-new-data rule (when on)
+        picks the dataset manifests out. Set on the bucket itself: ``event_bridge_enabled=True`` would add a
+        custom resource and its Lambda for what CloudFormation supports natively."""
         bucket_resource = self.bucket.node.default_child
         assert isinstance(bucket_resource, s3.CfnBucket)
         bucket_resource.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
@@ -93,8 +104,9 @@ class DataStack(cdk.Stack):
             )
         )
 
-        # Named exports: consumers import these names, so reviewers see stable references and the
-        # consumers' policies (and their cdk-nag findings) do not depend on generated export names.
+    def _outputs(self) -> None:
+        """Named exports: consumers import these names, so reviewers see stable references and the
+        consumers' policies (and their cdk-nag findings) do not depend on generated export names."""
         cdk.CfnOutput(
             self, "DataBucketName", value=self.bucket.bucket_name, export_name=self._export("DataBucketName")
         )

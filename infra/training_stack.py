@@ -4,9 +4,11 @@ staging, registry, promotion."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
@@ -16,8 +18,8 @@ from common.contract import DEBUG_PREFIX, PROFILER_PREFIX
 from .assets import ROOT, training_source_dir
 from .bundling import TarGzBundler, bundling
 from .config import AppConfig, stack_name
-from .data_stack import DataStack
-from .images import huggingface_image, rule_evaluator_image
+from .data_stack import DataStack, SharedData
+from .images import ImageRef, huggingface_image, rule_evaluator_image
 from .training.deployer import DeployerProps, ModelDeployer
 from .training.execution_role import ExecutionRoleProps, TrainingExecutionRole
 from .training.launcher import LauncherProps, TrainingLauncher
@@ -54,6 +56,14 @@ def tuning_job_prefix(config: AppConfig) -> str:
     return f"{name}{suffix}"
 
 
+@dataclass(frozen=True)
+class _Prefixes:
+    """The name prefixes of this app's training jobs and tuning jobs: every right is scoped to them."""
+
+    jobs: str
+    tuning_jobs: str
+
+
 class TrainingStack(cdk.Stack):
     """Wires the training constructs to the Data stack's bucket and key."""
 
@@ -61,9 +71,7 @@ class TrainingStack(cdk.Stack):
         self, scope: Construct, construct_id: str, *, config: AppConfig, data: DataStack, **kwargs: Any
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        prefix = job_name_prefix(config)
-        tuning_prefix = tuning_job_prefix(config)
-        rules = config.training.rules
+        prefixes = _Prefixes(jobs=job_name_prefix(config), tuning_jobs=tuning_job_prefix(config))
         shared = data.shared(self)
         image = huggingface_image(
             self,
@@ -71,9 +79,25 @@ class TrainingStack(cdk.Stack):
             version=config.training.image_version,
             instance_type=config.training.instance_type,
         )
-        # The training source dir (assets.training_source_dir) as SageMaker's sourcedir.tar.gz: byte-identical
-        # for identical sources.
-        self.source_dir = s3_assets.Asset(
+        self.source_dir = self._source_dir()
+        # Only a deployment whose jobs carry rules looks up (and depends on) the rule evaluator image.
+        rule_image = rule_evaluator_image(self) if config.training.rules.any_rules else None
+        self.execution_role = self._execution_role(config, shared, image, rule_image)
+        self.launcher = self._launcher(config, shared, prefixes, image, rule_image)
+        self.stager = self._stager(config, shared)
+        self.registry = ModelRegistry(self, "Registry", props=RegistryProps(group_name=config.name_prefix))
+        self.promoter = self._promoter(config, shared, prefixes)
+        self.registry.grant_notify(self.promoter.handler.role)
+        self.deployer = self._deployer(config, shared)
+        self.operations: TrainingOperations | None = (
+            self._operations(prefixes) if config.operations.failure_alarms else None
+        )
+        self._outputs(config, image)
+
+    def _source_dir(self) -> s3_assets.Asset:
+        """The training source dir (assets.training_source_dir) as SageMaker's sourcedir.tar.gz:
+        byte-identical for identical sources."""
+        return s3_assets.Asset(
             self,
             "SourceDir",
             path=str(ROOT / "training"),
@@ -82,9 +106,12 @@ class TrainingStack(cdk.Stack):
             ),
             asset_hash_type=cdk.AssetHashType.OUTPUT,
         )
-        # Only a deployment whose jobs carry rules looks up (and depends on) the rule evaluator image.
-        rule_image = rule_evaluator_image(self) if rules.any_rules else None
-        self.execution_role = TrainingExecutionRole(
+
+    def _execution_role(
+        self, config: AppConfig, shared: SharedData, image: ImageRef, rule_image: ImageRef | None
+    ) -> iam.Role:
+        rules = config.training.rules
+        return TrainingExecutionRole(
             self,
             "ExecutionRole",
             props=ExecutionRoleProps(
@@ -97,12 +124,21 @@ class TrainingStack(cdk.Stack):
                 profiler_outputs=rules.profiler_enabled,
             ),
         ).role
-        self.launcher = TrainingLauncher(
+
+    def _launcher(
+        self,
+        config: AppConfig,
+        shared: SharedData,
+        prefixes: _Prefixes,
+        image: ImageRef,
+        rule_image: ImageRef | None,
+    ) -> TrainingLauncher:
+        return TrainingLauncher(
             self,
             "Launcher",
             props=LauncherProps(
-                job_name_prefix=prefix,
-                tuning_job_name_prefix=tuning_prefix,
+                job_name_prefix=prefixes.jobs,
+                tuning_job_name_prefix=prefixes.tuning_jobs,
                 execution_role=self.execution_role,
                 image_uri=image.uri,
                 source_dir=self.source_dir.s3_object_url,
@@ -118,7 +154,9 @@ class TrainingStack(cdk.Stack):
                 reserved_concurrency=config.operations.reserved_concurrency or None,
             ),
         )
-        self.stager = DatasetStager(
+
+    def _stager(self, config: AppConfig, shared: SharedData) -> DatasetStager:
+        return DatasetStager(
             self,
             "DatasetStager",
             props=StagerProps(
@@ -128,24 +166,22 @@ class TrainingStack(cdk.Stack):
                 staging=config.staging,
             ),
         )
-        self.registry = ModelRegistry(
-            self,
-            "Registry",
-            props=RegistryProps(group_name=config.name_prefix),
-        )
+
+    def _promoter(self, config: AppConfig, shared: SharedData, prefixes: _Prefixes) -> ModelPromoter:
+        """Gates finished jobs and registers their models, to be served on the configured serving image."""
         serving_image = huggingface_image(
             self,
             kind="inference",
             version=config.serving.image_version,
             instance_type=config.serving.instance_type,
         )
-        self.promoter = ModelPromoter(
+        return ModelPromoter(
             self,
             "Promoter",
             props=PromoterProps(
                 group_name=config.name_prefix,
-                job_name_prefix=prefix,
-                tuning_job_name_prefix=tuning_prefix,
+                job_name_prefix=prefixes.jobs,
+                tuning_job_name_prefix=prefixes.tuning_jobs,
                 quality=config.quality,
                 topic=self.registry.topic,
                 bucket=shared.bucket,
@@ -155,8 +191,9 @@ class TrainingStack(cdk.Stack):
                 reserved_concurrency=config.operations.reserved_concurrency or None,
             ),
         )
-        self.registry.grant_notify(self.promoter.handler.role)
-        self.deployer = ModelDeployer(
+
+    def _deployer(self, config: AppConfig, shared: SharedData) -> ModelDeployer:
+        return ModelDeployer(
             self,
             "Deployer",
             props=DeployerProps(
@@ -169,34 +206,34 @@ class TrainingStack(cdk.Stack):
                 verify=config.operations.verify_deployments,
             ),
         )
-        self.operations: TrainingOperations | None = None
-        if config.operations.failure_alarms:
-            self.operations = TrainingOperations(
-                self,
-                "Operations",
-                props=OperationsProps(
-                    job_name_prefix=prefix,
-                    tuning_job_name_prefix=tuning_prefix,
-                    topic=self.registry.topic,
-                    key=self.registry.key,
-                    functions=[
-                        WatchedFunction("Launcher", "no training job started", self.launcher.handler),
-                        WatchedFunction("Promoter", "a finished job was not gated", self.promoter.handler),
-                    ],
-                    queues=[
-                        WatchedQueue("Schedule", "schedule → launcher", self.launcher.dead_letters),
-                        WatchedQueue("TrainingFinished", "job state → promoter", self.promoter.dead_letters),
-                        WatchedQueue(
-                            "Approval", "approved package → deploy build", self.deployer.dead_letters
-                        ),
-                    ],
-                    builds=[
-                        WatchedBuild("Staging", self.stager.project, self.stager.log_group),
-                        WatchedBuild("Deploy", self.deployer.project, self.deployer.log_group),
-                    ],
-                ),
-            )
 
+    def _operations(self, prefixes: _Prefixes) -> TrainingOperations:
+        """Failure alarms on the functions, dead-letter queues and builds above, and their dashboard."""
+        return TrainingOperations(
+            self,
+            "Operations",
+            props=OperationsProps(
+                job_name_prefix=prefixes.jobs,
+                tuning_job_name_prefix=prefixes.tuning_jobs,
+                topic=self.registry.topic,
+                key=self.registry.key,
+                functions=[
+                    WatchedFunction("Launcher", "no training job started", self.launcher.handler),
+                    WatchedFunction("Promoter", "a finished job was not gated", self.promoter.handler),
+                ],
+                queues=[
+                    WatchedQueue("Schedule", "schedule → launcher", self.launcher.dead_letters),
+                    WatchedQueue("TrainingFinished", "job state → promoter", self.promoter.dead_letters),
+                    WatchedQueue("Approval", "approved package → deploy build", self.deployer.dead_letters),
+                ],
+                builds=[
+                    WatchedBuild("Staging", self.stager.project, self.stager.log_group),
+                    WatchedBuild("Deploy", self.deployer.project, self.deployer.log_group),
+                ],
+            ),
+        )
+
+    def _outputs(self, config: AppConfig, image: ImageRef) -> None:
         cdk.CfnOutput(self, "LauncherFunctionName", value=self.launcher.function.function_name)
         cdk.CfnOutput(self, "StagingProjectName", value=self.stager.project.project_name)
         cdk.CfnOutput(self, "ModelPackageGroupName", value=config.name_prefix)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
 
+import tasks
 from common import contract
 from training.onnx_export import export_model_dir
 from training.train import copy_serving_code
@@ -40,36 +41,48 @@ def build_model_dir(
     window_seconds: float = 1.0,
     onnx: bool = False,
     seed: int = 0,
+    task: str | None = None,
 ) -> Path:
-    """A complete model directory: weights, feature extractor, labels.json, metrics.json, code/."""
+    """A complete model directory: weights, feature extractor, labels.json, metrics.json, code/.
+
+    ``task``: a task of tasks/ whose head and answer the model has (default: the default task's, with
+    labels.json as models from before tasks wrote it: no task named). ``train_steps`` trains classification
+    models only; others keep their random weights.
+    """
     torch.manual_seed(seed)
-    config = AutoConfig.from_pretrained(
-        TINY_CONFIG,
-        num_labels=len(LABELS),
-        id2label=dict(enumerate(LABELS)),
-        label2id={label: i for i, label in enumerate(LABELS)},
-    )
+    chosen = tasks.load(task)
+    config = AutoConfig.from_pretrained(TINY_CONFIG, **chosen.config_fields(LABELS))
     model = AutoModelForAudioClassification.from_config(config)
     extractor = Wav2Vec2FeatureExtractor.from_pretrained(TINY_CONFIG)
-    if train_steps:
+    if train_steps and task is None:
         _train(model, extractor, train_steps, window_seconds, np.random.default_rng(seed))
     model.eval()
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     extractor.save_pretrained(path)
     hop = contract.window_hop(round(window_seconds * SR))  # as train.py records it
-    meta = {"labels": list(LABELS), "sampling_rate": SR, "max_length_seconds": window_seconds}
+    meta: dict[str, object] = {
+        "labels": list(LABELS),
+        "sampling_rate": SR,
+        "max_length_seconds": window_seconds,
+    }
+    if task is not None:
+        meta[contract.TASK_KEY] = task
+        # What the task would choose on a validation split without positives: its defaults.
+        settings = chosen.fit(np.zeros((1, len(LABELS))), np.zeros((1, len(LABELS))), LABELS)
+        if settings:
+            meta[contract.TASK_SETTINGS_KEY] = settings
     (path / contract.LABELS_FILE).write_text(json.dumps({**meta, "window_hop_seconds": hop / SR}))
     (path / contract.METRICS_FILE).write_text(json.dumps({"accuracy": 0.0}))
     if onnx:
         export_model_dir(model, path)
-    copy_code(path)
+    copy_code(path, chosen)
     return path
 
 
-def copy_code(model_dir: Path) -> None:
+def copy_code(model_dir: Path, task: tasks.Task | None = None) -> None:
     """What train.py puts in <model_dir>/code/ (its own function does it)."""
-    copy_serving_code(model_dir / contract.CODE_DIR)
+    copy_serving_code(model_dir / contract.CODE_DIR, task)
 
 
 def _train(model, extractor, steps: int, seconds: float, rng: np.random.Generator) -> None:

@@ -83,10 +83,25 @@ class EndpointScaling(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ScalingProps) -> None:
         super().__init__(scope, construct_id)
+        is_async = props.serving.mode == "async"
+        self.target = self._scalable_target(props, is_async)
+        self.tracking = appscaling.CfnScalingPolicy(
+            self,
+            "Tracking",
+            policy_name="track-backlog" if is_async else "track-invocations",
+            policy_type="TargetTrackingScaling",
+            scaling_target_id=self.target.ref,
+            target_tracking_scaling_policy_configuration=_tracking(props, is_async),
+        )
+        self.from_zero: appscaling.CfnScalingPolicy | None = None
+        if is_async:
+            self.from_zero = self._from_zero(props.serving)
+            self.backlog_alarm = self._backlog_alarm(props.endpoint_name, self.from_zero)
+
+    def _scalable_target(self, props: ScalingProps, is_async: bool) -> appscaling.CfnScalableTarget:
         serving = props.serving
-        is_async = serving.mode == "async"
         # No RoleARN: Application Auto Scaling uses its SageMaker service-linked role.
-        self.target = appscaling.CfnScalableTarget(
+        target = appscaling.CfnScalableTarget(
             self,
             "Target",
             service_namespace="sagemaker",
@@ -96,71 +111,76 @@ class EndpointScaling(Construct):
             max_capacity=serving.autoscaling_max_capacity,
             scheduled_actions=scheduled_actions(serving) or None,
         )
-        self.target.node.add_dependency(props.endpoint)
-        policy = appscaling.CfnScalingPolicy
-        if is_async:
-            target_value = serving.autoscaling_target_backlog
-            predefined = None
-            customized = policy.CustomizedMetricSpecificationProperty(
-                namespace="AWS/SageMaker",
-                metric_name="ApproximateBacklogSizePerInstance",
-                dimensions=[policy.MetricDimensionProperty(name="EndpointName", value=props.endpoint_name)],
-                statistic="Average",
-            )
-        else:
-            target_value = serving.autoscaling_target_invocations
-            predefined = policy.PredefinedMetricSpecificationProperty(
-                predefined_metric_type="SageMakerVariantInvocationsPerInstance"
-            )
-            customized = None
-        tracking = policy.TargetTrackingScalingPolicyConfigurationProperty(
-            target_value=target_value,
-            predefined_metric_specification=predefined,
-            customized_metric_specification=customized,
-            scale_in_cooldown=serving.scale_in_cooldown_seconds,
-            scale_out_cooldown=serving.scale_out_cooldown_seconds,
-        )
-        self.tracking = appscaling.CfnScalingPolicy(
+        target.node.add_dependency(props.endpoint)
+        return target
+
+    def _from_zero(self, serving: ServingConfig) -> appscaling.CfnScalingPolicy:
+        """Adds an instance whenever its alarm fires (see ``_backlog_alarm``)."""
+        return appscaling.CfnScalingPolicy(
             self,
-            "Tracking",
-            policy_name="track-backlog" if is_async else "track-invocations",
-            policy_type="TargetTrackingScaling",
+            "FromZero",
+            policy_name="scale-out-from-zero",
+            policy_type="StepScaling",
             scaling_target_id=self.target.ref,
-            target_tracking_scaling_policy_configuration=tracking,
+            step_scaling_policy_configuration=appscaling.CfnScalingPolicy.StepScalingPolicyConfigurationProperty(
+                adjustment_type="ChangeInCapacity",
+                cooldown=serving.scale_out_cooldown_seconds,
+                metric_aggregation_type="Maximum",
+                step_adjustments=[
+                    appscaling.CfnScalingPolicy.StepAdjustmentProperty(
+                        metric_interval_lower_bound=0, scaling_adjustment=1
+                    )
+                ],
+            ),
         )
-        self.from_zero: appscaling.CfnScalingPolicy | None = None
-        if is_async:
-            self.from_zero = appscaling.CfnScalingPolicy(
-                self,
-                "FromZero",
-                policy_name="scale-out-from-zero",
-                policy_type="StepScaling",
-                scaling_target_id=self.target.ref,
-                step_scaling_policy_configuration=appscaling.CfnScalingPolicy.StepScalingPolicyConfigurationProperty(
-                    adjustment_type="ChangeInCapacity",
-                    cooldown=serving.scale_out_cooldown_seconds,
-                    metric_aggregation_type="Maximum",
-                    step_adjustments=[
-                        appscaling.CfnScalingPolicy.StepAdjustmentProperty(
-                            metric_interval_lower_bound=0, scaling_adjustment=1
-                        )
-                    ],
-                ),
-            )
-            backlog = cloudwatch.Metric(
-                namespace="AWS/SageMaker",
-                metric_name="HasBacklogWithoutCapacity",
-                dimensions_map={"EndpointName": props.endpoint_name},
-                statistic="Maximum",
-                period=cdk.Duration.minutes(1),
-            )
-            self.backlog_alarm = backlog.create_alarm(
-                self,
-                "BacklogWithoutCapacity",
-                alarm_description=f"{props.endpoint_name}: requests wait and no instance runs; starts one.",
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            )
-            self.backlog_alarm.add_alarm_action(_PolicyAction(self.from_zero))
+
+    def _backlog_alarm(self, endpoint_name: str, from_zero: appscaling.CfnScalingPolicy) -> cloudwatch.Alarm:
+        """Requests wait and no instance runs: runs ``from_zero``."""
+        backlog = cloudwatch.Metric(
+            namespace="AWS/SageMaker",
+            metric_name="HasBacklogWithoutCapacity",
+            dimensions_map={"EndpointName": endpoint_name},
+            statistic="Maximum",
+            period=cdk.Duration.minutes(1),
+        )
+        alarm = backlog.create_alarm(
+            self,
+            "BacklogWithoutCapacity",
+            alarm_description=f"{endpoint_name}: requests wait and no instance runs; starts one.",
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(_PolicyAction(from_zero))
+        return alarm
+
+
+def _tracking(
+    props: ScalingProps, is_async: bool
+) -> appscaling.CfnScalingPolicy.TargetTrackingScalingPolicyConfigurationProperty:
+    """Backlog per instance (async, a custom metric) or invocations per instance (realtime, predefined)."""
+    serving = props.serving
+    policy = appscaling.CfnScalingPolicy
+    if is_async:
+        target_value = serving.autoscaling_target_backlog
+        predefined = None
+        customized = policy.CustomizedMetricSpecificationProperty(
+            namespace="AWS/SageMaker",
+            metric_name="ApproximateBacklogSizePerInstance",
+            dimensions=[policy.MetricDimensionProperty(name="EndpointName", value=props.endpoint_name)],
+            statistic="Average",
+        )
+    else:
+        target_value = serving.autoscaling_target_invocations
+        predefined = policy.PredefinedMetricSpecificationProperty(
+            predefined_metric_type="SageMakerVariantInvocationsPerInstance"
+        )
+        customized = None
+    return policy.TargetTrackingScalingPolicyConfigurationProperty(
+        target_value=target_value,
+        predefined_metric_specification=predefined,
+        customized_metric_specification=customized,
+        scale_in_cooldown=serving.scale_in_cooldown_seconds,
+        scale_out_cooldown=serving.scale_out_cooldown_seconds,
+    )

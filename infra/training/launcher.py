@@ -95,7 +95,22 @@ class TrainingLauncher(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, props: LauncherProps) -> None:
         super().__init__(scope, construct_id)
-        self.handler = PythonFunction(
+        self.handler = self._handler(props)
+        self.function = self.handler.function
+        role = self.handler.role
+        job_arn = _sagemaker_arn(f"training-job/{props.job_name_prefix}*")
+        tuning_job_arn = _sagemaker_arn(f"hyper-parameter-tuning-job/{props.tuning_job_name_prefix}*")
+        _grant_jobs(role, props, job_arn=job_arn, tuning_job_arn=tuning_job_arn)
+        _grant_data(role, props)
+        self._acknowledge_job_names(role, job_arn=job_arn, tuning_job_arn=tuning_job_arn)
+
+        # Failed deliveries (after retries) land here instead of vanishing.
+        self.dead_letters = dead_letter_queue(self, target="schedule target")
+        self.schedule = self._schedule(props)
+        self.new_data: events.Rule | None = self._new_data(props) if props.schedule.on_new_data else None
+
+    def _handler(self, props: LauncherProps) -> PythonFunction:
+        return PythonFunction(
             self,
             "Handler",
             props=PythonFunctionProps(
@@ -109,73 +124,8 @@ class TrainingLauncher(Construct):
                 environment=_environment(props),
             ),
         )
-        self.function = self.handler.function
-        role = self.handler.role
-        job_arn = (
-            f"arn:{cdk.Aws.PARTITION}:sagemaker:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}"
-            f":training-job/{props.job_name_prefix}*"
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="StartOwnTrainingJobs",
-                actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:AddTags"],
-                resources=[job_arn],
-            )
-        )
-        tuning_job_arn = (
-            f"arn:{cdk.Aws.PARTITION}:sagemaker:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}"
-            f":hyper-parameter-tuning-job/{props.tuning_job_name_prefix}*"
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="StartOwnTuningJobs",
-                actions=[
-                    "sagemaker:CreateHyperParameterTuningJob",
-                    "sagemaker:DescribeHyperParameterTuningJob",
-                    "sagemaker:AddTags",
-                ],
-                resources=[tuning_job_arn],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="FindRunningJobs",
-                actions=["sagemaker:ListTrainingJobs", "sagemaker:ListHyperParameterTuningJobs"],
-                resources=["*"],
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="PassExecutionRole",
-                actions=["iam:PassRole"],
-                resources=[props.execution_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="FindChannels",
-                actions=["s3:ListBucket"],
-                resources=[props.bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{DATASETS_PREFIX}*"]}},
-            )
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="HoldLaunchLease",
-                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                resources=[props.bucket.arn_for_objects(LAUNCH_LOCK_KEY)],
-            )
-        )
-        props.key.grant(role, "kms:Decrypt", "kms:GenerateDataKey")
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="EncryptJobVolumes",
-                actions=["kms:CreateGrant", "kms:DescribeKey"],
-                resources=[props.key.key_arn],
-                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
-            )
-        )
+
+    def _acknowledge_job_names(self, role: iam.Role, *, job_arn: str, tuning_job_arn: str) -> None:
         acknowledge(
             role,
             f"AwsSolutions-IAM5[Resource::{finding(self, job_arn)}]",
@@ -187,9 +137,8 @@ class TrainingLauncher(Construct):
             "Tuning job names are made per trigger at run time; the prefix confines them to this app.",
         )
 
-        # Failed deliveries (after retries) land here instead of vanishing.
-        self.dead_letters = dead_letter_queue(self, target="schedule target")
-        self.schedule = events.Rule(
+    def _schedule(self, props: LauncherProps) -> events.Rule:
+        return events.Rule(
             self,
             "Schedule",
             description="Retrain the AcousticShield model",
@@ -197,24 +146,24 @@ class TrainingLauncher(Construct):
             enabled=props.schedule.enabled,
             targets=[self._target()],
         )
-        # New data: staging writes datasets/<name>/manifest.jsonl last, so its creation means the whole
-        # dataset is there. The bucket sends its object events to EventBridge (Data stack).
-        self.new_data: events.Rule | None = None
-        if props.schedule.on_new_data:
-            self.new_data = events.Rule(
-                self,
-                "NewData",
-                description="Retrain the AcousticShield model when a dataset is staged",
-                event_pattern=events.EventPattern(
-                    source=["aws.s3"],
-                    detail_type=["Object Created"],
-                    detail={
-                        "bucket": {"name": [props.bucket.bucket_name]},
-                        "object": {"key": events.Match.wildcard(f"{DATASETS_PREFIX}*/{MANIFEST}")},
-                    },
-                ),
-                targets=[self._target()],
-            )
+
+    def _new_data(self, props: LauncherProps) -> events.Rule:
+        """New data: staging writes datasets/<name>/manifest.jsonl last, so its creation means the whole
+        dataset is there. The bucket sends its object events to EventBridge (Data stack)."""
+        return events.Rule(
+            self,
+            "NewData",
+            description="Retrain the AcousticShield model when a dataset is staged",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [props.bucket.bucket_name]},
+                    "object": {"key": events.Match.wildcard(f"{DATASETS_PREFIX}*/{MANIFEST}")},
+                },
+            ),
+            targets=[self._target()],
+        )
 
     def _target(self) -> targets.LambdaFunction:
         return targets.LambdaFunction(
@@ -223,3 +172,74 @@ class TrainingLauncher(Construct):
             retry_attempts=2,
             max_event_age=cdk.Duration.hours(2),
         )
+
+
+def _sagemaker_arn(resource: str) -> str:
+    """The ARN of a SageMaker ``resource`` (``<type>/<name>``) in this stack's account and region."""
+    return f"arn:{cdk.Aws.PARTITION}:sagemaker:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}:{resource}"
+
+
+def _grant_jobs(role: iam.Role, props: LauncherProps, *, job_arn: str, tuning_job_arn: str) -> None:
+    """Start and follow this app's training and tuning jobs, find running ones, pass the jobs their role."""
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="StartOwnTrainingJobs",
+            actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:AddTags"],
+            resources=[job_arn],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="StartOwnTuningJobs",
+            actions=[
+                "sagemaker:CreateHyperParameterTuningJob",
+                "sagemaker:DescribeHyperParameterTuningJob",
+                "sagemaker:AddTags",
+            ],
+            resources=[tuning_job_arn],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="FindRunningJobs",
+            actions=["sagemaker:ListTrainingJobs", "sagemaker:ListHyperParameterTuningJobs"],
+            resources=["*"],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="PassExecutionRole",
+            actions=["iam:PassRole"],
+            resources=[props.execution_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        )
+    )
+
+
+def _grant_data(role: iam.Role, props: LauncherProps) -> None:
+    """Find the dataset's channels, hold the launch lease, use the data key and let SageMaker encrypt the
+    jobs' volumes with it."""
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="FindChannels",
+            actions=["s3:ListBucket"],
+            resources=[props.bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{DATASETS_PREFIX}*"]}},
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="HoldLaunchLease",
+            actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            resources=[props.bucket.arn_for_objects(LAUNCH_LOCK_KEY)],
+        )
+    )
+    props.key.grant(role, "kms:Decrypt", "kms:GenerateDataKey")
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="EncryptJobVolumes",
+            actions=["kms:CreateGrant", "kms:DescribeKey"],
+            resources=[props.key.key_arn],
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        )
+    )

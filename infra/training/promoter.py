@@ -47,8 +47,19 @@ class ModelPromoter(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, props: PromoterProps) -> None:
         super().__init__(scope, construct_id)
+        self.handler = self._handler(props)
+        self.function = self.handler.function
+        resources = _Resources.of(props)
+        for statement in _statements(props, resources):
+            self.handler.role.add_to_policy(statement)
+        self._acknowledge_wildcards(props, resources)
+        self.dead_letters = dead_letter_queue(self, target="rule target")
+        self.rule = self._training_rule(props)
+        self.tuning_rule = self._tuning_rule(props)
+
+    def _handler(self, props: PromoterProps) -> PythonFunction:
         q = props.quality
-        self.handler = PythonFunction(
+        return PythonFunction(
             self,
             "Handler",
             props=PythonFunctionProps(
@@ -74,97 +85,35 @@ class ModelPromoter(Construct):
                 ).variables(),
             ),
         )
-        self.function = self.handler.function
-        role = self.handler.role
-        arn = f"arn:{cdk.Aws.PARTITION}:sagemaker:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}"
-        packages = f"{arn}:model-package/{props.group_name}/*"
-        # A tuning job's trials are named after it: <tuning job>-<NNN>-<suffix>.
-        trials = f"{arn}:training-job/{props.tuning_job_name_prefix}*"
-        tuning_jobs = f"{arn}:hyper-parameter-tuning-job/{props.tuning_job_name_prefix}*"
-        notifications = props.bucket.arn_for_objects(f"{EVALUATION_PREFIX}*/{NOTIFICATIONS}/*")
-        registration_leases = props.bucket.arn_for_objects(f"{EVALUATION_PREFIX}*/{REGISTRATION_LEASE}")
-        statements = [
-            iam.PolicyStatement(
-                sid="ReadOwnTrainingJobs",
-                actions=["sagemaker:DescribeTrainingJob"],
-                resources=[f"{arn}:training-job/{props.job_name_prefix}*", trials],
-            ),
-            iam.PolicyStatement(
-                sid="ReadOwnTuningJobs",
-                actions=["sagemaker:DescribeHyperParameterTuningJob"],
-                resources=[tuning_jobs],
-            ),
-            iam.PolicyStatement(
-                sid="RegisterModels",
-                actions=["sagemaker:CreateModelPackage"],
-                resources=[packages, f"{arn}:model-package-group/{props.group_name}"],
-            ),
-            iam.PolicyStatement(
-                sid="ReadModels", actions=["sagemaker:DescribeModelPackage"], resources=[packages]
-            ),
-            iam.PolicyStatement(sid="FindModels", actions=["sagemaker:ListModelPackages"], resources=["*"]),
-            iam.PolicyStatement(
-                sid="ListJobOutputs",
-                actions=["s3:ListBucket"],
-                resources=[props.bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{MODELS_PREFIX}*"]}},
-            ),
-            iam.PolicyStatement(
-                sid="ReadJobOutputs",
-                actions=["s3:GetObject"],
-                resources=[props.bucket.arn_for_objects(f"{MODELS_PREFIX}*")],
-            ),
-            iam.PolicyStatement(
-                sid="WriteEvaluations",
-                actions=["s3:PutObject"],
-                resources=[props.bucket.arn_for_objects(f"{EVALUATION_PREFIX}*")],
-            ),
-            iam.PolicyStatement(
-                # A message that could not be sent gives up its marker, so that the retry sends it.
-                sid="WithdrawNotificationMarkers",
-                actions=["s3:DeleteObject"],
-                resources=[notifications],
-            ),
-            iam.PolicyStatement(
-                # Takes over an expired registration lease, and gives its own up (lambdas/lease.py).
-                sid="HoldRegistrationLeases",
-                actions=["s3:GetObject", "s3:DeleteObject"],
-                resources=[registration_leases],
-            ),
-            iam.PolicyStatement(
-                sid="UseDataKey",
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=[props.key.key_arn],
-            ),
-            iam.PolicyStatement(sid="Notify", actions=["sns:Publish"], resources=[props.topic.topic_arn]),
-        ]
-        for statement in statements:
-            role.add_to_policy(statement)
+
+    def _acknowledge_wildcards(self, props: PromoterProps, resources: _Resources) -> None:
+        """Why each wildcard of the handler's role stays within this app."""
+        r = resources
         acknowledge_findings(
-            role,
+            self.handler.role,
             "AwsSolutions-IAM5",
             {
-                f"Resource::{finding(self, packages)}": "Model package versions of this app's group only.",
-                f"Resource::{finding(self, arn)}:training-job/{props.job_name_prefix}*": "Training jobs of this "
-                "app only; their names are made per trigger at run time.",
+                f"Resource::{finding(self, r.packages)}": "Model package versions of this app's group only.",
+                f"Resource::{finding(self, r.arn)}:training-job/{props.job_name_prefix}*": "Training jobs of "
+                "this app only; their names are made per trigger at run time.",
                 objects_finding(self, props.bucket, MODELS_PREFIX): "Reads each job's output archive under "
                 "models/<job>/output/; job names are only known at run time.",
                 objects_finding(self, props.bucket, EVALUATION_PREFIX): "Writes one evaluation report per "
                 "job under evaluation/<job>/, and a marker per message sent about the job under "
                 "evaluation/<job>/notifications/.",
-                f"Resource::{finding(self, trials)}": "Trials of this app's tuning jobs, named after the "
+                f"Resource::{finding(self, r.trials)}": "Trials of this app's tuning jobs, named after the "
                 "tuning job by SageMaker: the promoter reads the winner.",
-                f"Resource::{finding(self, tuning_jobs)}": "Tuning jobs of this app only; their names are "
+                f"Resource::{finding(self, r.tuning_jobs)}": "Tuning jobs of this app only; their names are "
                 "made per trigger at run time.",
-                f"Resource::{finding(self, notifications)}": "Removes only its own message markers, under "
+                f"Resource::{finding(self, r.notifications)}": "Removes only its own message markers, under "
                 "evaluation/<job>/notifications/, when the message could not be sent.",
-                f"Resource::{finding(self, registration_leases)}": "Each job's registration lease, "
+                f"Resource::{finding(self, r.registration_leases)}": "Each job's registration lease, "
                 "evaluation/<job>/registration.lease.json; job names are only known at run time.",
             },
         )
 
-        self.dead_letters = dead_letter_queue(self, target="rule target")
-        self.rule = events.Rule(
+    def _training_rule(self, props: PromoterProps) -> events.Rule:
+        return events.Rule(
             self,
             "TrainingFinished",
             description="Gate and register finished AcousticShield training jobs",
@@ -184,7 +133,9 @@ class ModelPromoter(Construct):
             ),
             targets=[self._target()],
         )
-        self.tuning_rule = events.Rule(
+
+    def _tuning_rule(self, props: PromoterProps) -> events.Rule:
+        return events.Rule(
             self,
             "TuningFinished",
             description="Register the best trial of finished AcousticShield tuning jobs",
@@ -206,3 +157,88 @@ class ModelPromoter(Construct):
             retry_attempts=4,
             max_event_age=cdk.Duration.hours(6),
         )
+
+
+@dataclass(frozen=True)
+class _Resources:
+    """The wildcard resources the handler's role is scoped to."""
+
+    arn: str  # this account's and region's SageMaker ARNs, up to the resource type
+    packages: str
+    trials: str
+    tuning_jobs: str
+    notifications: str
+    registration_leases: str
+
+    @classmethod
+    def of(cls, props: PromoterProps) -> _Resources:
+        arn = f"arn:{cdk.Aws.PARTITION}:sagemaker:{cdk.Aws.REGION}:{cdk.Aws.ACCOUNT_ID}"
+        return cls(
+            arn=arn,
+            packages=f"{arn}:model-package/{props.group_name}/*",
+            # A tuning job's trials are named after it: <tuning job>-<NNN>-<suffix>.
+            trials=f"{arn}:training-job/{props.tuning_job_name_prefix}*",
+            tuning_jobs=f"{arn}:hyper-parameter-tuning-job/{props.tuning_job_name_prefix}*",
+            notifications=props.bucket.arn_for_objects(f"{EVALUATION_PREFIX}*/{NOTIFICATIONS}/*"),
+            registration_leases=props.bucket.arn_for_objects(f"{EVALUATION_PREFIX}*/{REGISTRATION_LEASE}"),
+        )
+
+
+def _statements(props: PromoterProps, resources: _Resources) -> list[iam.PolicyStatement]:
+    """The handler's rights, in the order its policy lists them."""
+    r = resources
+    return [
+        iam.PolicyStatement(
+            sid="ReadOwnTrainingJobs",
+            actions=["sagemaker:DescribeTrainingJob"],
+            resources=[f"{r.arn}:training-job/{props.job_name_prefix}*", r.trials],
+        ),
+        iam.PolicyStatement(
+            sid="ReadOwnTuningJobs",
+            actions=["sagemaker:DescribeHyperParameterTuningJob"],
+            resources=[r.tuning_jobs],
+        ),
+        iam.PolicyStatement(
+            sid="RegisterModels",
+            actions=["sagemaker:CreateModelPackage"],
+            resources=[r.packages, f"{r.arn}:model-package-group/{props.group_name}"],
+        ),
+        iam.PolicyStatement(
+            sid="ReadModels", actions=["sagemaker:DescribeModelPackage"], resources=[r.packages]
+        ),
+        iam.PolicyStatement(sid="FindModels", actions=["sagemaker:ListModelPackages"], resources=["*"]),
+        iam.PolicyStatement(
+            sid="ListJobOutputs",
+            actions=["s3:ListBucket"],
+            resources=[props.bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{MODELS_PREFIX}*"]}},
+        ),
+        iam.PolicyStatement(
+            sid="ReadJobOutputs",
+            actions=["s3:GetObject"],
+            resources=[props.bucket.arn_for_objects(f"{MODELS_PREFIX}*")],
+        ),
+        iam.PolicyStatement(
+            sid="WriteEvaluations",
+            actions=["s3:PutObject"],
+            resources=[props.bucket.arn_for_objects(f"{EVALUATION_PREFIX}*")],
+        ),
+        iam.PolicyStatement(
+            # A message that could not be sent gives up its marker, so that the retry sends it.
+            sid="WithdrawNotificationMarkers",
+            actions=["s3:DeleteObject"],
+            resources=[r.notifications],
+        ),
+        iam.PolicyStatement(
+            # Takes over an expired registration lease, and gives its own up (lambdas/lease.py).
+            sid="HoldRegistrationLeases",
+            actions=["s3:GetObject", "s3:DeleteObject"],
+            resources=[r.registration_leases],
+        ),
+        iam.PolicyStatement(
+            sid="UseDataKey",
+            actions=["kms:Decrypt", "kms:GenerateDataKey"],
+            resources=[props.key.key_arn],
+        ),
+        iam.PolicyStatement(sid="Notify", actions=["sns:Publish"], resources=[props.topic.topic_arn]),
+    ]

@@ -135,6 +135,13 @@ def _stop(env: dict[str, str], process: subprocess.Popen, work: Path) -> None:
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
     """The model server on a free 127.0.0.1 port with one worker; stopped after the module's tests."""
+    with serving(model_dir, tmp_path_factory) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def serving(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServer]:
+    """The model server serving ``model_dir`` packed and unpacked as SageMaker does, until the block ends."""
     toolkit_python()
     work = tmp_path_factory.mktemp("mms")
     base = _unpacked_model(model_dir, work)
