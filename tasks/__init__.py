@@ -220,6 +220,12 @@ def _parents(module_name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
+def runtime_suffix(name: str) -> str:
+    """What a deployment of task ``name`` adds to its runtime and stack names, so that tasks run side by side
+    in one account: nothing for the default task (its names predate tasks), ``-<name>`` for any other."""
+    return "" if name == DEFAULT_TASK else f"-{name}"
+
+
 def known() -> list[str]:
     """The tasks this package holds."""
     return sorted(info.name for info in pkgutil.iter_modules(__path__) if not info.name.startswith("_"))
