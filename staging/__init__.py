@@ -11,6 +11,11 @@ from common import contract
 
 SPLITS = contract.DATASET_CHANNELS  # each split folder is the training job channel of that name
 MANIFEST = contract.MANIFEST_FILE
+# What a staged dataset is for: one label per clip, as <split>/<label>/<clip> (the default), or any number
+# of labels per clip, as <split>/<clip> listed with its labels in <split>/METADATA_FILE.
+CLASSIFICATION = "classification"
+MULTILABEL = "multilabel"
+TASKS = (CLASSIFICATION, MULTILABEL)
 
 
 class StagingError(Exception):

@@ -3,10 +3,12 @@
     python -m staging esc50 --to s3://BUCKET/datasets/esc50/
     python -m staging fsd50k --to ./data/fsd50k
     python -m staging folder --source-url ./my-clips --to ./data/mine
+    python -m staging fsd50k --task multilabel --labels leaf --to ./data/fsd50k-whole
 
-Writes ``<split>/<label>/<clip>`` for the splits train, validation and test, and ``manifest.jsonl`` at
-the top, last; only new or changed clips are written, so a rerun is a no-op that says so, and files under
-the split folders that left the dataset are removed. See docs/datasets.md.
+Writes ``<split>/<label>/<clip>`` (``--task multilabel``: ``<split>/<clip>`` with the split's labels in
+``<split>/metadata.csv``) for the splits train, validation and test, and ``manifest.jsonl`` at the top,
+last; only new or changed clips are written, so a rerun is a no-op that says so, and files under the
+split folders that left the dataset are removed. See docs/datasets.md.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from pathlib import Path
 if not __package__:
     sys.exit("run the staging tool as a module from the repository root: python -m staging --help")
 
-from . import StagingError
+from common import contract
+
+from . import CLASSIFICATION, MULTILABEL, TASKS, StagingError
 from .pipeline import Settings, stage
-from .sources import SOURCES, SourceOptions
+from .sources import LABEL_LEVELS, SOURCES, SourceOptions
 from .stores import Destination, LocalDestination, S3Destination, is_s3, s3_client
 from .summary import render
 
@@ -42,6 +46,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("source", choices=sorted(SOURCES), help="which dataset to stage")
     parser.add_argument(
+        "--task",
+        choices=TASKS,
+        default=CLASSIFICATION,
+        help="classification: one label per clip, <split>/<label>/<clip> (default); multilabel: any "
+        f"number of labels per clip, <split>/<clip> listed in <split>/{contract.METADATA_FILE} (fsd50k: "
+        f"every clip; folder: a directory with {contract.METADATA_FILE}; esc50: its one label per clip)",
+    )
+    parser.add_argument(
+        "--labels",
+        choices=LABEL_LEVELS,
+        help="fsd50k --task multilabel: every label of a clip, ancestors in the ontology included (all, "
+        "the default), or only its most specific ones (leaf)",
+    )
+    parser.add_argument(
         "--to", required=True, metavar="DEST", help="s3://BUCKET/datasets/NAME/ or a local directory"
     )
     parser.add_argument(
@@ -49,7 +67,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="URL",
         help="where the source comes from instead of the official location: esc50: the zip (http(s)://, "
         "s3:// or a path); fsd50k: the folder holding its archives (URL base, s3:// prefix or a path); "
-        "folder (required): a directory, s3://bucket/prefix/, or a CSV of path,label[,split]",
+        "folder (required): a directory, s3://bucket/prefix/, or a CSV of path,label[,split]; with --task "
+        f"multilabel, a directory or s3://bucket/prefix/ holding {contract.METADATA_FILE} "
+        f"({contract.FILE_NAME_COLUMN},{contract.LABELS_COLUMN}[,split])",
     )
     parser.add_argument(
         "--cache-dir", type=Path, default=default_cache_dir(), help="download cache (default: %(default)s)"
@@ -110,7 +130,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _check_task(args: argparse.Namespace) -> None:
+    if args.labels is not None and (args.source != "fsd50k" or args.task != MULTILABEL):
+        raise StagingError("--labels applies to the fsd50k source with --task multilabel only")
+    if args.classes and args.task == MULTILABEL:
+        raise StagingError(
+            "--classes picks one class per clip; with --task multilabel every label is kept "
+            "(--labels leaf keeps the most specific ones)"
+        )
+
+
 def _check(args: argparse.Namespace) -> None:
+    _check_task(args)
     only = {"fold": "esc50", "esc10": "esc50", "classes": "fsd50k", "test_fraction": "folder"}
     for option, source in only.items():
         if getattr(args, option) not in (None, False) and args.source != source:
@@ -166,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
         fold=args.fold if args.fold is not None else 5,
         esc10=args.esc10,
         classes=tuple(c.strip() for c in args.classes.split(",") if c.strip()) if args.classes else None,
+        task=args.task,
+        label_level=args.labels or LABEL_LEVELS[0],
     )
     settings = Settings(
         validation_fraction=(
@@ -184,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         keep_duplicates=args.keep_duplicates,
         dry_run=args.dry_run,
         progress=progress,
+        task=args.task,
     )
     report = stage(SOURCES[args.source](options), destination, settings, log)
     print(render(report), flush=True)

@@ -8,7 +8,9 @@ left from an earlier run with other splits would put one clip in two splits.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import sys
 import time
@@ -20,13 +22,14 @@ from pathlib import PurePosixPath
 
 from tqdm import tqdm
 
-from common import audio
+from common import audio, contract
 
-from . import MANIFEST, SPLITS, StagingError
+from . import CLASSIFICATION, MANIFEST, MULTILABEL, SPLITS, StagingError
 from .sources import Candidate, SourceSet
 from .stores import Destination
 
 _SPLIT_PRIORITY = {"test": 0, "validation": 1, "train": 2, None: 3}
+NO_LABEL = "(no label)"  # the summary's row for multi-label clips without any label
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,16 @@ class CheckedClip:
     split: str = ""
     path: str = ""
 
-    def manifest_entry(self) -> dict[str, object]:
+    def manifest_entry(self, task: str = CLASSIFICATION) -> dict[str, object]:
+        # A multi-label clip's labels are a list (maybe empty), under the name of the metadata files' column.
+        labels: dict[str, object] = (
+            {contract.LABELS_COLUMN: list(self.candidate.all_labels)}
+            if task == MULTILABEL
+            else {"label": self.candidate.label}
+        )
         return {
             "path": self.path,
-            "label": self.candidate.label,
+            **labels,
             "split": self.split,
             "sha256": self.sha256,
             "size": self.size,
@@ -64,6 +73,7 @@ class Settings:
     keep_duplicates: bool
     dry_run: bool
     progress: bool
+    task: str = CLASSIFICATION
 
 
 @dataclass
@@ -75,6 +85,7 @@ class Report:
     clips: list[CheckedClip] = field(default_factory=list)
     corrupt: list[tuple[str, str]] = field(default_factory=list)  # (origin, reason)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (origin, reason): unsafe name or link
+    bad_rows: list[tuple[str, str]] = field(default_factory=list)  # (where, reason): unusable table rows
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (skipped origin, kept origin)
     left_out: Counter[tuple[str, str]] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
@@ -91,11 +102,16 @@ class Report:
         return bool(self.written or self.removed or self.manifest_changed)
 
     def counts(self) -> dict[str, Counter[str]]:
-        """Clips per label per split."""
+        """Clips per label per split (a multi-label clip counts under each of its labels)."""
         per_label: dict[str, Counter[str]] = defaultdict(Counter)
         for clip in self.clips:
-            per_label[clip.candidate.label][clip.split] += 1
+            for label in clip.candidate.all_labels or (NO_LABEL,):
+                per_label[label][clip.split] += 1
         return dict(per_label)
+
+    def split_totals(self) -> Counter[str]:
+        """Clips per split."""
+        return Counter(clip.split for clip in self.clips)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -104,6 +120,8 @@ class Report:
             "counts": {label: dict(c) for label, c in sorted(self.counts().items())},
             "corrupt": [{"source": o, "reason": r} for o, r in self.corrupt],
             "refused": [{"source": o, "reason": r} for o, r in self.refused],
+            # Only tables of multi-label sources have rows that are skipped rather than fatal.
+            **({"bad_rows": [{"row": w, "reason": r} for w, r in self.bad_rows]} if self.bad_rows else {}),
             "duplicates": [{"source": o, "same_as": k} for o, k in self.duplicates],
             "left_out": [
                 {"reason": r, "split": s, "clips": n} for (r, s), n in sorted(self.left_out.items())
@@ -254,23 +272,50 @@ def _share(total: int, fraction: float) -> int:
     return min(total - 1, max(1, round(total * fraction)))
 
 
-def place(clips: Sequence[CheckedClip]) -> list[CheckedClip]:
-    """``<split>/<label>/<name>``; names that would collide get a short content hash."""
-    paths = [f"{c.split}/{c.candidate.label}/{c.candidate.name}" for c in clips]
+def _folder(clip: CheckedClip, task: str) -> str:
+    """Where a clip goes: ``<split>/<label>``, or ``<split>`` for a multi-label dataset."""
+    return clip.split if task == MULTILABEL else f"{clip.split}/{clip.candidate.label}"
+
+
+def place(clips: Sequence[CheckedClip], task: str = CLASSIFICATION) -> list[CheckedClip]:
+    """``<split>/<label>/<name>`` (multi-label: ``<split>/<name>``); names that would collide (with each
+    other, or with a split's metadata file) get a short content hash."""
+    paths = [f"{_folder(c, task)}/{c.candidate.name}" for c in clips]
     seen = Counter(paths)
+    if task == MULTILABEL:
+        seen.update(f"{split}/{contract.METADATA_FILE}" for split in SPLITS)
     placed = []
     for clip, path in zip(clips, paths, strict=True):
         if seen[path] > 1:
             name = PurePosixPath(clip.candidate.name)
-            path = f"{clip.split}/{clip.candidate.label}/{name.stem}-{clip.sha256[:12]}{name.suffix}"
+            path = f"{_folder(clip, task)}/{name.stem}-{clip.sha256[:12]}{name.suffix}"
         placed.append(replace(clip, path=path))
     if len({c.path for c in placed}) != len(placed):
         raise StagingError("two different clips have the same name and content hash; rename one")
     return sorted(placed, key=lambda c: c.path)
 
 
-def render_manifest(clips: Sequence[CheckedClip]) -> str:
-    return "".join(json.dumps(clip.manifest_entry()) + "\n" for clip in clips)
+def render_manifest(clips: Sequence[CheckedClip], task: str = CLASSIFICATION) -> str:
+    return "".join(json.dumps(clip.manifest_entry(task)) + "\n" for clip in clips)
+
+
+def render_metadata(clips: Sequence[CheckedClip], task: str) -> dict[str, str]:
+    """Each split's metadata file of a multi-label dataset, by path: one row per clip, sorted by file
+    name (relative to the split folder), its labels joined by the separator (none: an empty cell)."""
+    if task != MULTILABEL:
+        return {}
+    rows: dict[str, list[list[str]]] = defaultdict(list)
+    for clip in clips:
+        name = clip.path.removeprefix(f"{clip.split}/")
+        rows[clip.split].append([name, contract.LABEL_SEPARATOR.join(clip.candidate.all_labels)])
+    tables = {}
+    for split, split_rows in sorted(rows.items()):
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([contract.FILE_NAME_COLUMN, contract.LABELS_COLUMN])
+        writer.writerows(sorted(split_rows))
+        tables[f"{split}/{contract.METADATA_FILE}"] = out.getvalue()
+    return tables
 
 
 def parse_manifest(text: str | None) -> dict[str, str]:
@@ -287,27 +332,52 @@ def parse_manifest(text: str | None) -> dict[str, str]:
     return found
 
 
+def _stale_tables(tables: dict[str, str], existing: dict[str, int], destination: Destination) -> list[str]:
+    """The metadata files that are missing or differ (a link in their place, size -1, always differs)."""
+    return [
+        path
+        for path, text in tables.items()
+        if existing.get(path) != len(text.encode("utf-8")) or destination.read_text(path) != text
+    ]
+
+
 def sync(clips: Sequence[CheckedClip], destination: Destination, settings: Settings, report: Report) -> None:
-    """Removes what left the split folders, writes what is new or changed, then the manifest, last."""
+    """Removes what left the split folders, writes what is new or changed, then the split folders' metadata
+    files (multi-label), then the manifest, last."""
     existing = destination.list()
     old_text = destination.read_text(MANIFEST)
     recorded = parse_manifest(old_text)
     todo = [c for c in clips if not (recorded.get(c.path) == c.sha256 and existing.get(c.path) == c.size)]
     report.unchanged = len(clips) - len(todo)
-    wanted = {c.path for c in clips}
+    tables = render_metadata(clips, settings.task)
+    stale = _stale_tables(tables, existing, destination)
+    wanted = {c.path for c in clips} | set(tables)
     # Everything under a split folder that the new manifest does not list goes, whoever put it there.
     report.removed = sorted(p for p in existing if p.split("/", 1)[0] in SPLITS and p not in wanted)
-    new_text = render_manifest(clips)
+    new_text = render_manifest(clips, settings.task)
     report.manifest_changed = new_text != old_text
     report.dry_run = settings.dry_run
     if settings.dry_run:
-        report.written = [c.path for c in todo]
+        report.written = [c.path for c in todo] + stale
         return
     if report.removed:
         # Before the writes: while a run is under way a clip may be missing, but never in two splits
         # (and a file or link where a new clip's folder goes is out of the way).
         destination.delete(report.removed)
+    _write_clips(todo, destination, settings, report)
+    for path in stale:
+        # After the clips: a metadata file never lists a clip that is not there yet.
+        destination.write(path, tables[path].encode("utf-8"))
+        report.written.append(path)
+    if report.manifest_changed:
+        # Last, after every upload and removal: a reader who sees the new manifest sees exactly its
+        # files, and an interrupted run leaves the old manifest, so the next run redoes the difference.
+        destination.write(MANIFEST, new_text.encode("utf-8"))
 
+
+def _write_clips(
+    todo: Sequence[CheckedClip], destination: Destination, settings: Settings, report: Report
+) -> None:
     def write(clip: CheckedClip) -> str:
         data = clip.candidate.read()
         if hashlib.sha256(data).hexdigest() != clip.sha256:
@@ -322,10 +392,6 @@ def sync(clips: Sequence[CheckedClip], destination: Destination, settings: Setti
         for path in pool.map(write, todo):
             report.written.append(path)
             bar.update(1)
-    if report.manifest_changed:
-        # Last, after every upload and removal: a reader who sees the new manifest sees exactly its
-        # files, and an interrupted run leaves the old manifest, so the next run redoes the difference.
-        destination.write(MANIFEST, new_text.encode("utf-8"))
 
 
 def stage(
@@ -338,14 +404,16 @@ def stage(
     clips, corrupt, seconds = validate(source.candidates, settings)
     report.corrupt = sorted(source.missing + corrupt)
     report.refused = sorted(source.refused)
+    report.bad_rows = list(source.bad_rows)
     report.validated, report.validation_seconds = len(source.candidates), seconds
     pairs: list[tuple[CheckedClip, CheckedClip]] = []
     if not settings.keep_duplicates:
         clips, pairs = deduplicate(clips)
     if not clips:
+        bad = f", {len(report.bad_rows)} bad row(s)" if report.bad_rows else ""
         raise StagingError(
             f"{source.title}: no usable clips ({len(report.corrupt)} corrupt or missing, "
-            f"{len(report.refused)} refused)"
+            f"{len(report.refused)} refused{bad})"
         )
     clips = assign_splits(
         clips,
@@ -362,7 +430,11 @@ def stage(
         )
     pairs += apart
     report.duplicates = sorted((clip.candidate.origin, kept.candidate.origin) for clip, kept in pairs)
-    report.clips = place(clips)
+    report.clips = place(clips, settings.task)
+    if settings.task == MULTILABEL:
+        report.notes.append(
+            f"multi-label layout: <split>/<clip>, each split's labels in <split>/{contract.METADATA_FILE}"
+        )
     log(f"{destination.url}: comparing with what is there")
     sync(report.clips, destination, settings, report)
     return report

@@ -14,6 +14,7 @@ from . import StagingError
 _DELETE_BATCH = 1000
 _DRIVE = re.compile(r"[A-Za-z]:")
 _MAX_NAME_BYTES = 255  # the usual file system limit on one name
+_CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}  # by suffix; clips are octet-stream
 
 
 def unsafe_name(name: str) -> str | None:
@@ -194,7 +195,7 @@ class S3Destination:
 
     def write(self, path: str, data: bytes) -> None:
         check_path(path, self.url)
-        content_type = "application/x-ndjson" if path.endswith(".jsonl") else "application/octet-stream"
+        content_type = _CONTENT_TYPES.get(path.rsplit(".", 1)[-1], "application/octet-stream")
         self.client.put_object(
             Bucket=self.bucket, Key=self.prefix + path, Body=data, ContentType=content_type, **self.put_args
         )

@@ -15,13 +15,13 @@ def render(report: Report) -> str:
     width = max([len("label"), len("total"), *(len(label) for label in counts)])
     header = f"{'label':<{width}}  " + "  ".join(f"{s:>10}" for s in (*SPLITS, "total"))
     lines = [f"{report.title} -> {report.destination}", header, "-" * len(header)]
-    totals: Counter[str] = Counter()
     for label in sorted(counts):
         row = counts[label]
-        totals.update(row)
         cells = [row.get(s, 0) for s in SPLITS]
         lines.append(f"{label:<{width}}  " + "  ".join(f"{n:>10}" for n in (*cells, sum(cells))))
     lines.append("-" * len(header))
+    # Clips, not label rows: a multi-label clip is in the row of each of its labels.
+    totals = report.split_totals()
     cells = [totals.get(s, 0) for s in SPLITS]
     lines.append(f"{'total':<{width}}  " + "  ".join(f"{n:>10}" for n in (*cells, sum(cells))))
     lines.append("")
@@ -31,10 +31,12 @@ def render(report: Report) -> str:
         f"validated {report.validated} clips in {report.validation_seconds:.1f} s ({rate:.0f} clips/s): "
         f"{len(report.clips)} staged, {len(report.corrupt)} corrupt or missing, "
         f"{len(report.refused)} refused, {len(report.duplicates)} duplicate(s) by content"
+        + (f", {len(report.bad_rows)} bad row(s)" if report.bad_rows else "")
     )
     lines += _audio_stats(report)
     lines += _listing("corrupt or missing (skipped)", [f"{o}: {r}" for o, r in report.corrupt])
     lines += _listing("refused (unsafe name or link)", [f"{o}: {r}" for o, r in report.refused])
+    lines += _listing("bad rows (skipped)", [f"{w}: {r}" for w, r in report.bad_rows])
     lines += _listing("duplicates by content", [f"{o} = {k}" for o, k in report.duplicates])
     lines += _listing(
         "left out by the label mapping",

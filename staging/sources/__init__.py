@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .common import Candidate, Reader, SourceOptions, SourceSet
+from .common import LABEL_LEVELS, Candidate, Reader, SourceOptions, SourceSet
 from .esc50 import esc50
 from .folder import folder
-from .fsd50k import fsd50k, leaf_labels, map_labels
+from .fsd50k import fsd50k, label_ancestry, leaf_labels, map_labels, most_specific
 
 SOURCES: dict[str, Callable[[SourceOptions], SourceSet]] = {
     "esc50": esc50,
@@ -19,4 +19,15 @@ SOURCES: dict[str, Callable[[SourceOptions], SourceSet]] = {
     "folder": folder,
 }
 
-__all__ = ["SOURCES", "Candidate", "Reader", "SourceOptions", "SourceSet", "leaf_labels", "map_labels"]
+__all__ = [
+    "LABEL_LEVELS",
+    "SOURCES",
+    "Candidate",
+    "Reader",
+    "SourceOptions",
+    "SourceSet",
+    "label_ancestry",
+    "leaf_labels",
+    "map_labels",
+    "most_specific",
+]

@@ -10,23 +10,39 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import StagingError
+from common import contract
+
+from .. import CLASSIFICATION, StagingError
 from ..fetch import Log, fetch
 from ..stores import unsafe_name
 
 Reader = Callable[[], bytes]
+# --labels (fsd50k, multi-label): every label of a clip, or only its most specific ones.
+ALL_LABELS, LEAF_LABELS = "all", "leaf"
+LABEL_LEVELS = (ALL_LABELS, LEAF_LABELS)
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A clip a source offers: where it is, its label, and its split when the source fixes one."""
+    """A clip a source offers: where it is, its label(s), and its split when the source fixes one.
+
+    A single-label source gives ``label``; a multi-label one gives ``labels`` (possibly empty: a clip
+    without any event) and leaves ``label`` empty. Clips without a fixed split are assigned one per
+    ``label``, so the clips of a multi-label source share one pool.
+    """
 
     origin: str  # relative to the source, so the manifest reads the same on every machine
     label: str
     split: str | None
     group: str  # clips of one group (e.g. one source recording) land in the same split
-    name: str  # file name under <split>/<label>/
+    name: str  # file name under <split>/<label>/ (or <split>/ for a multi-label dataset)
     read: Reader = field(compare=False, repr=False)
+    labels: tuple[str, ...] | None = None
+
+    @property
+    def all_labels(self) -> tuple[str, ...]:
+        """Every label of the clip: ``labels``, or the one ``label`` of a single-label source."""
+        return self.labels if self.labels is not None else (self.label,)
 
 
 @dataclass
@@ -39,6 +55,7 @@ class SourceSet:
     missing: list[tuple[str, str]] = field(default_factory=list)  # (origin, reason)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (origin, reason): unsafe name or link
     notes: list[str] = field(default_factory=list)
+    bad_rows: list[tuple[str, str]] = field(default_factory=list)  # (where, reason): a table's unusable row
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,8 @@ class SourceOptions:
     fold: int = 5
     esc10: bool = False
     classes: tuple[str, ...] | None = None
+    task: str = CLASSIFICATION
+    label_level: str = ALL_LABELS  # fsd50k --task multilabel: see LABEL_LEVELS
 
 
 def read_csv(text: str, where: str, required: Iterable[str], expected: str) -> list[dict[str, str]]:
@@ -90,6 +109,32 @@ def check_label(label: str, where: str) -> str:
     if reason:
         raise StagingError(f"{where}: label {label!r} cannot be a folder name ({reason}); rename it")
     return label
+
+
+def unsafe_label(label: str) -> str | None:
+    """Why a label cannot be one of a clip's labels in a metadata file, or None.
+
+    Labels share one cell, separated by the contract's separator, so none may hold it; and none may be
+    empty or hold a control character (a line break would cut the row).
+    """
+    if not label:
+        return "an empty label"
+    if contract.LABEL_SEPARATOR in label:
+        return f"label {label!r} holds {contract.LABEL_SEPARATOR!r}, which separates labels"
+    if any(ord(c) < 32 or ord(c) == 127 for c in label):
+        return f"label {label!r} holds a control character"
+    if label != label.strip():
+        return f"label {label!r} starts or ends with white space"
+    return None
+
+
+def unsafe_relative_path(path: str, kind: str) -> str | None:
+    """Why a path from a table cannot name a file inside the table's folder, or None."""
+    if path.startswith("/") or "\\" in path or (path[:1].isalpha() and path[1:2] == ":"):
+        return f"{kind} {path!r} is absolute or holds a drive letter or backslash"
+    if ".." in path.split("/"):
+        return f"{kind} {path!r} climbs out of the folder ('..')"
+    return None
 
 
 def unsafe_file_name(name: str, kind: str) -> str | None:

@@ -1,12 +1,13 @@
-"""Your own clips: a label/clip tree (local or S3), or a CSV of path,label[,split]."""
+"""Your own clips: a label/clip tree (local or S3), or a CSV of path,label[,split]; multi-label: a folder
+with a metadata file (see listing)."""
 
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from common import audio
+from common import audio, contract
 
-from .. import SPLITS, StagingError
+from .. import MULTILABEL, SPLITS, StagingError
 from ..stores import LocalTree, S3Tree, Tree, is_s3, s3_client, s3_reader, split_s3
 from .common import (
     Candidate,
@@ -17,6 +18,7 @@ from .common import (
     read_csv,
     unsafe_file_name,
 )
+from .listing import listed_folder
 
 FOLDER_COLUMNS = ("path", "label")  # and an optional "split"
 
@@ -24,6 +26,13 @@ FOLDER_COLUMNS = ("path", "label")  # and an optional "split"
 def folder(options: SourceOptions) -> SourceSet:
     """``label/clip.wav`` or ``split/label/clip.wav`` trees (local or S3), or a CSV of path,label[,split]."""
     url = options.source_url
+    if options.task == MULTILABEL:
+        if not url:
+            raise StagingError(
+                "the folder source with --task multilabel needs --source-url: a directory or "
+                f"s3://bucket/prefix/ holding {contract.METADATA_FILE}"
+            )
+        return listed_folder(url)
     if not url:
         raise StagingError(
             "the folder source needs --source-url: a directory, s3://bucket/prefix/, "

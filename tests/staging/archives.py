@@ -98,14 +98,29 @@ FSD50K_EVAL = [
 ]
 
 
-def fsd50k_ground_truth() -> bytes:
+# vocabulary.csv: index,label,mid (no header), one row per label, as in the real ground truth.
+FSD50K_VOCABULARY = ["Animal", "Bark", "Cat", "Dog", "Guitar", "Meow", "Music", "Piano"]
+FSD50K_MIDS = {label: f"/m/0{index:02d}x" for index, label in enumerate(FSD50K_VOCABULARY)}
+
+
+def _mids(labels: str) -> str:
+    return ",".join(FSD50K_MIDS.get(label, "/m/unknown") for label in labels.split(","))
+
+
+def fsd50k_ground_truth(
+    dev: list[tuple[str, str, str]] | None = None, evaluation: list[tuple[str, str]] | None = None
+) -> bytes:
+    """``FSD50K.ground_truth/{dev,eval,vocabulary}.csv``; ``dev`` and ``evaluation`` replace the rows."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        dev = [[f, labels, "/m/x", split] for f, labels, split in FSD50K_DEV]
-        archive.writestr("FSD50K.ground_truth/dev.csv", _csv(["fname", "labels", "mids", "split"], dev))
-        evaluation = [[f, labels, "/m/x"] for f, labels in FSD50K_EVAL]
-        archive.writestr("FSD50K.ground_truth/eval.csv", _csv(["fname", "labels", "mids"], evaluation))
-        archive.writestr("FSD50K.ground_truth/vocabulary.csv", b"0,Bark,/m/x\n")
+        dev_rows = [[f, labels, _mids(labels), split] for f, labels, split in dev or FSD50K_DEV]
+        archive.writestr("FSD50K.ground_truth/dev.csv", _csv(["fname", "labels", "mids", "split"], dev_rows))
+        eval_rows = [[f, labels, _mids(labels)] for f, labels in evaluation or FSD50K_EVAL]
+        archive.writestr("FSD50K.ground_truth/eval.csv", _csv(["fname", "labels", "mids"], eval_rows))
+        vocabulary = "".join(
+            f"{i},{label},{FSD50K_MIDS[label]}\n" for i, label in enumerate(FSD50K_VOCABULARY)
+        )
+        archive.writestr("FSD50K.ground_truth/vocabulary.csv", vocabulary.encode())
     return out.getvalue()
 
 
@@ -145,12 +160,18 @@ def split_zip(data: bytes, part_size: int) -> list[bytes]:
     return parts
 
 
-def fsd50k_files(part_size: int = 6_000) -> dict[str, bytes]:
-    """Every file of the FSD50K Zenodo record that staging needs, by name."""
-    files = {"FSD50K.ground_truth.zip": fsd50k_ground_truth()}
+def fsd50k_files(
+    part_size: int = 6_000,
+    dev: list[tuple[str, str, str]] | None = None,
+    evaluation: list[tuple[str, str]] | None = None,
+) -> dict[str, bytes]:
+    """Every file of the FSD50K Zenodo record that staging needs, by name (``dev``, ``evaluation``:
+    other ground-truth rows, each with its clip in the audio archives)."""
+    dev, evaluation = dev or FSD50K_DEV, evaluation or FSD50K_EVAL
+    files = {"FSD50K.ground_truth.zip": fsd50k_ground_truth(dev, evaluation)}
     for stem, fnames, seed in (
-        ("FSD50K.dev_audio", [f for f, _, _ in FSD50K_DEV], 1_000),
-        ("FSD50K.eval_audio", [f for f, _ in FSD50K_EVAL], 2_000),
+        ("FSD50K.dev_audio", [f for f, _, _ in dev], 1_000),
+        ("FSD50K.eval_audio", [f for f, _ in evaluation], 2_000),
     ):
         parts = split_zip(audio_zip(stem, fnames, seed), part_size)
         for index, part in enumerate(parts[:-1], start=1):
