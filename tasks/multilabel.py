@@ -111,20 +111,31 @@ def f1_scores(targets: np.ndarray, decisions: np.ndarray) -> tuple[float, float]
 
 
 def best_threshold(targets: np.ndarray, scores: np.ndarray) -> float:
-    """The threshold that maximizes one label's F1 over the clips (ties: the higher), at least the floor."""
+    """The threshold that maximizes one label's F1 over the clips, never below the floor.
+
+    Every threshold between two neighbouring scores decides alike, so the best ones form a stretch: from
+    just above the score below the lowest best candidate up to the highest best candidate. The threshold is
+    its middle, which leaves the most room on unseen clips both ways (the stretch's top, the highest score
+    that still decides best, would miss every positive scoring a little lower).
+    """
     import numpy as np
 
     if not targets.any():
         return DEFAULT_THRESHOLD
-    best, best_f1 = DEFAULT_THRESHOLD, -1.0
-    for candidate in sorted({*np.round(scores, 6).tolist(), DEFAULT_THRESHOLD}):
-        threshold = max(THRESHOLD_FLOOR, float(candidate))
-        decided = scores >= threshold
-        tp = float(np.sum(decided & (targets > 0)))
-        f1 = 2 * tp / (decided.sum() + targets.sum()) if (decided.sum() + targets.sum()) else 0.0
-        if f1 >= best_f1:
-            best, best_f1 = threshold, f1
-    return best
+    candidates = sorted({*np.round(scores, 6).tolist(), DEFAULT_THRESHOLD})
+    f1s = [_f1_at(targets, scores, max(THRESHOLD_FLOOR, c)) for c in candidates]
+    best = max(f1s)
+    winners = [i for i, f1 in enumerate(f1s) if f1 == best]
+    low = candidates[winners[0] - 1] if winners[0] > 0 else THRESHOLD_FLOOR
+    return round(max(THRESHOLD_FLOOR, (low + candidates[winners[-1]]) / 2), 6)
+
+
+def _f1_at(targets: np.ndarray, scores: np.ndarray, threshold: float) -> float:
+    decided = scores >= threshold
+    positives = targets > 0
+    tp = float((decided & positives).sum())
+    total = float(decided.sum() + positives.sum())
+    return 2 * tp / total if total else 0.0
 
 
 def stretches(starts: Sequence[int], window: int, total: int) -> list[tuple[int, int]]:

@@ -9,10 +9,13 @@ with one corrupt file that staging must skip.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from common import contract
 
 CLASSES = ("Normal", "TireSkid", "EmergencyBraking", "CollisionImminent")
 RATES = (8_000, 16_000, 22_050, 44_100)
@@ -69,4 +72,56 @@ def generate(
                 sf.write(folder / label / f"{label}-{i:03d}.wav", clip, rate)
         counts[label] = clips_per_class
     (raw / CLASSES[0] / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    return counts
+
+
+# The multi-label sample: engine rumble throughout, and the other three events laid over it at known times.
+EVENTS = CLASSES[1:]
+BACKGROUND = CLASSES[0]
+MIX_RATE = 16_000
+
+
+def mixture(
+    rng: np.random.Generator, seconds: float, count: int
+) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """``seconds`` of engine rumble with ``count`` distinct events laid over it (they may overlap), and
+    each event's (label, start, end) in seconds."""
+    n = int(MIX_RATE * seconds)
+    mix = 0.35 * synthesize(BACKGROUND, rng, MIX_RATE, seconds)[:n]
+    events = []
+    for label in rng.choice(EVENTS, size=count, replace=False):
+        length = float(rng.uniform(0.8, min(1.6, seconds)))
+        start = float(rng.uniform(0.0, seconds - length))
+        lo = int(start * MIX_RATE)
+        sound = synthesize(str(label), rng, MIX_RATE, length)
+        mix[lo : lo + sound.shape[0]] += 0.8 * sound[: n - lo]
+        events.append((str(label), round(start, 3), round(start + length, 3)))
+    peak = float(np.abs(mix).max()) + 1e-9
+    return (mix / peak * 0.9).astype(np.float32), sorted(events, key=lambda event: event[1])
+
+
+def generate_mixtures(
+    raw: Path, held_back: Path, *, clips: int, held_back_clips: int = 6, seconds: float = 3.0, seed: int = 11
+) -> dict[str, int]:
+    """``raw/metadata.csv`` (``file_name,labels``) and its mixtures to stage, some with no event, some with
+    one, some with two overlapping; ``held_back/`` the same with ``events.json``, each mixture's events with
+    their times, to answer at the end."""
+    rng = np.random.default_rng(seed)
+    counts: dict[str, int] = {label: 0 for label in EVENTS}
+    for folder, count in ((raw, clips), (held_back, held_back_clips)):
+        folder.mkdir(parents=True, exist_ok=True)
+        rows, truth = [f"{contract.FILE_NAME_COLUMN},{contract.LABELS_COLUMN}"], {}
+        for i in range(count):
+            sound, events = mixture(rng, seconds, i % 3)  # 0, 1, 2 events in turn
+            name = f"mix-{i:03d}.wav"
+            sf.write(folder / name, sound, MIX_RATE)
+            labels = sorted({label for label, _, _ in events})
+            rows.append(f"{name},{contract.LABEL_SEPARATOR.join(labels)}")
+            truth[name] = [{"label": label, "start": start, "end": end} for label, start, end in events]
+            if folder == raw:
+                for label in labels:
+                    counts[label] += 1
+        (folder / contract.METADATA_FILE).write_text("\n".join(rows) + "\n")
+        if folder == held_back:
+            (folder / "events.json").write_text(json.dumps(truth, indent=2) + "\n")
     return counts
