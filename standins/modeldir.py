@@ -69,7 +69,8 @@ def build_model_dir(
     if task is not None:
         meta[contract.TASK_KEY] = task
         # What the task would choose on a validation split without positives: its defaults.
-        settings = chosen.fit(np.zeros((1, len(LABELS))), np.zeros((1, len(LABELS))), LABELS)
+        nothing = np.zeros((1, len(LABELS)))
+        settings = chosen.fit(tasks.SplitScores(nothing, nothing, nothing, nothing), LABELS)
         if settings:
             meta[contract.TASK_SETTINGS_KEY] = settings
     (path / contract.LABELS_FILE).write_text(json.dumps({**meta, "window_hop_seconds": hop / SR}))

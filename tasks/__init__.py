@@ -55,6 +55,44 @@ class Metric:
         return "Maximize" if self.higher_is_better else "Minimize"
 
 
+@dataclass(frozen=True)
+class SplitScores:
+    """One evaluated split: each window's scores and target, and each clip's (its windows' scores pooled by
+    the task's rule, the endpoint's) with its target. Rows are windows or clips; targets are what the task's
+    ``target`` returns, stacked."""
+
+    window: np.ndarray
+    window_targets: np.ndarray
+    clip: np.ndarray
+    clip_targets: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        task: Task,
+        logits: np.ndarray,
+        window_targets: np.ndarray,
+        clip_ids: np.ndarray,
+        clip_targets: np.ndarray,
+    ) -> SplitScores:
+        """From the model's window logits, each window's clip (``clip_ids``) and the targets."""
+        window = task.scores(logits)
+        return cls(
+            window, window_targets, clip_scores(task, window, clip_ids, len(clip_targets)), clip_targets
+        )
+
+
+def clip_scores(task: Task, window_scores: np.ndarray, clip_ids: np.ndarray, num_clips: int) -> np.ndarray:
+    """Each clip's scores from its windows' (the task's ``pool``): (n_windows, outputs) -> (num_clips,
+    outputs). A clip without windows (none in practice: every clip has at least one) gets all zeros."""
+    import numpy as np
+
+    clips = np.zeros((num_clips, *window_scores.shape[1:]))
+    for clip in np.unique(clip_ids):
+        clips[clip] = task.pool(window_scores[clip_ids == clip])
+    return clips
+
+
 class Task:
     """The hooks a task implements. Arrays: window logits and scores are (windows, outputs); targets are
     what ``target`` returns, stacked (one row per window or clip)."""
@@ -122,10 +160,9 @@ class Task:
         raise NotImplementedError
 
     # --- what the task learns on validation --------------------------------------------------------------
-    def fit(self, clip_scores: np.ndarray, clip_targets: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
-        """Settings chosen on the validation split's clip scores after training (per-class decision
-        thresholds, say), JSON-ready; the model directory keeps them and the endpoint answers with them.
-        Default: none."""
+    def fit(self, scores: SplitScores, labels: Sequence[str]) -> dict[str, Any]:
+        """Settings chosen on the validation split's scores after training (per-class decision thresholds,
+        say), JSON-ready; the model directory keeps them and the endpoint answers with them. Default: none."""
         return {}
 
     def configured(self, settings: Mapping[str, Any]) -> Task:
@@ -137,25 +174,11 @@ class Task:
         return {}
 
     # --- metrics and report ------------------------------------------------------------------------------
-    def split_metrics(
-        self,
-        window_scores: np.ndarray,
-        window_targets: np.ndarray,
-        clip_scores: np.ndarray,
-        clip_targets: np.ndarray,
-        labels: Sequence[str],
-    ) -> dict[str, float]:
+    def split_metrics(self, scores: SplitScores, labels: Sequence[str]) -> dict[str, float]:
         """Every metric of ``metrics`` for one split (no prefix)."""
         raise NotImplementedError
 
-    def report(
-        self,
-        window_scores: np.ndarray,
-        window_targets: np.ndarray,
-        clip_scores: np.ndarray,
-        clip_targets: np.ndarray,
-        labels: Sequence[str],
-    ) -> dict[str, Any]:
+    def report(self, scores: SplitScores, labels: Sequence[str]) -> dict[str, Any]:
         """One split's full report for evaluation.json (it starts with ``labels``)."""
         raise NotImplementedError
 

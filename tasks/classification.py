@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks import Metric, Task
+from tasks import Metric, SplitScores, Task
 
 if TYPE_CHECKING:
     import numpy as np
@@ -176,31 +176,17 @@ class Classification(Task):
         clip = np.asarray(window_scores, dtype=np.float64).mean(axis=0)
         return clip / clip.sum()
 
-    def split_metrics(
-        self,
-        window_scores: np.ndarray,
-        window_targets: np.ndarray,
-        clip_scores: np.ndarray,
-        clip_targets: np.ndarray,
-        labels: Sequence[str],
-    ) -> dict[str, float]:
-        window = _scores(window_targets, window_scores.argmax(axis=-1))
-        clip = _scores(clip_targets, clip_scores.argmax(axis=-1))
+    def split_metrics(self, scores: SplitScores, labels: Sequence[str]) -> dict[str, float]:
+        window = _scores(scores.window_targets, scores.window.argmax(axis=-1))
+        clip = _scores(scores.clip_targets, scores.clip.argmax(axis=-1))
         return {**window, "clip_accuracy": clip["accuracy"], "clip_f1": clip["f1"]}
 
-    def report(
-        self,
-        window_scores: np.ndarray,
-        window_targets: np.ndarray,
-        clip_scores: np.ndarray,
-        clip_targets: np.ndarray,
-        labels: Sequence[str],
-    ) -> dict[str, Any]:
+    def report(self, scores: SplitScores, labels: Sequence[str]) -> dict[str, Any]:
         """Scores, per-class precision/recall/F1 and confusion matrices, per window and per clip."""
         return {
             "labels": list(labels),
-            "window": _level_report(window_targets, window_scores.argmax(axis=-1), labels),
-            "clip": _level_report(clip_targets, clip_scores.argmax(axis=-1), labels),
+            "window": _level_report(scores.window_targets, scores.window.argmax(axis=-1), labels),
+            "clip": _level_report(scores.clip_targets, scores.clip.argmax(axis=-1), labels),
         }
 
     def plot(self, report: dict[str, Any], directory: Path, split: str) -> Path:

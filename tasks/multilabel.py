@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common import contract
-from tasks import Metric, Task
+from tasks import Metric, SplitScores, Task
 
 if TYPE_CHECKING:
     import numpy as np
@@ -235,8 +235,11 @@ class MultiLabel(Task):
 
         return np.asarray(window_scores, dtype=np.float64).max(axis=0)
 
-    def fit(self, clip_scores: np.ndarray, clip_targets: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
-        thresholds = [best_threshold(clip_targets[:, c], clip_scores[:, c]) for c in range(len(labels))]
+    def fit(self, scores: SplitScores, labels: Sequence[str]) -> dict[str, Any]:
+        """Each label's threshold: the best F1 over the validation clips (``best_threshold``)."""
+        thresholds = [
+            best_threshold(scores.clip_targets[:, c], scores.clip[:, c]) for c in range(len(labels))
+        ]
         return {THRESHOLDS_SETTING: [round(t, 6) for t in thresholds]}
 
     def configured(self, settings: Mapping[str, Any]) -> MultiLabel:
@@ -260,41 +263,27 @@ class MultiLabel(Task):
         return np.asarray(self.thresholds)
 
     # --- metrics and report -------------------------------------------------------------------------------
-    def split_metrics(
-        self,
-        window_scores: np.ndarray,
-        window_targets: np.ndarray,
-        clip_scores: np.ndarray,
-        clip_targets: np.ndarray,
-        labels: Sequence[str],
-    ) -> dict[str, float]:
-        aps = [ap for ap in average_precisions(clip_targets, clip_scores) if ap is not None]
-        decisions = clip_scores >= self.decision_thresholds(len(labels))
-        micro, macro = f1_scores(clip_targets > 0, decisions)
+    def split_metrics(self, scores: SplitScores, labels: Sequence[str]) -> dict[str, float]:
+        aps = [ap for ap in average_precisions(scores.clip_targets, scores.clip) if ap is not None]
+        decisions = scores.clip >= self.decision_thresholds(len(labels))
+        micro, macro = f1_scores(scores.clip_targets > 0, decisions)
         return {
             "map": sum(aps) / len(aps) if aps else 0.0,
             "micro_f1": micro,
             "macro_f1": macro,
-            "lwlrap": lwlrap(clip_targets, clip_scores),
+            "lwlrap": lwlrap(scores.clip_targets, scores.clip),
         }
 
-    def report(
-        self,
-        window_scores: np.ndarray,
-        window_targets: np.ndarray,
-        clip_scores: np.ndarray,
-        clip_targets: np.ndarray,
-        labels: Sequence[str],
-    ) -> dict[str, Any]:
+    def report(self, scores: SplitScores, labels: Sequence[str]) -> dict[str, Any]:
         """The metrics, each label's AP (worst first) and threshold, and the labels left out of the mean."""
-        aps = average_precisions(clip_targets, clip_scores)
+        aps = average_precisions(scores.clip_targets, scores.clip)
         thresholds = self.decision_thresholds(len(labels))
         per_label: list[dict[str, Any]] = [
             {
                 LABEL_KEY: label,
                 "average_precision": ap,
                 "threshold": float(thresholds[i]),
-                "positives": int(clip_targets[:, i].sum()),
+                "positives": int(scores.clip_targets[:, i].sum()),
             }
             for i, (label, ap) in enumerate(zip(labels, aps, strict=True))
             if ap is not None
@@ -302,8 +291,8 @@ class MultiLabel(Task):
         per_label.sort(key=lambda entry: float(entry["average_precision"]))
         return {
             "labels": list(labels),
-            "clips": len(clip_targets),
-            **self.split_metrics(window_scores, window_targets, clip_scores, clip_targets, labels),
+            "clips": len(scores.clip_targets),
+            **self.split_metrics(scores, labels),
             "per_label": per_label,
             "without_positives": [label for label, ap in zip(labels, aps, strict=True) if ap is None],
         }

@@ -48,8 +48,8 @@ from transformers.trainer_utils import get_last_checkpoint
 
 import tasks
 from common import audio, contract
-from tasks import Task, TaskError
-from training import audiofolder, augment, evaluation, health, onnx_export
+from tasks import SplitScores, Task, TaskError
+from training import audiofolder, augment, health, onnx_export
 
 logger = logging.getLogger(__name__)
 
@@ -586,21 +586,19 @@ def _logits(predictions: Any) -> np.ndarray:
     return np.asarray(predictions[0] if isinstance(predictions, tuple) else predictions)
 
 
-def split_scores(task: Task, windows: audiofolder.Windows, predictions: Any) -> evaluation.SplitScores:
+def split_scores(task: Task, windows: audiofolder.Windows, predictions: Any) -> SplitScores:
     """One evaluation set's window and clip scores from the model's window logits."""
     logits = _logits(predictions)
     if logits.shape[0] != len(windows):
         raise RuntimeError(f"got {logits.shape[0]} predictions for {len(windows)} evaluation windows")
-    return evaluation.SplitScores.of(
-        task, logits, windows.window_labels, windows.clip_ids, windows.clip_labels
-    )
+    return SplitScores.of(task, logits, windows.window_labels, windows.clip_ids, windows.clip_labels)
 
 
 def split_metrics(
     task: Task, labels: list[str], windows: audiofolder.Windows, prediction: EvalPrediction
 ) -> dict[str, float]:
     """Trainer ``compute_metrics`` for one evaluation set: the task's window- and clip-level metrics."""
-    return split_scores(task, windows, prediction.predictions).metrics(task, labels)
+    return task.split_metrics(split_scores(task, windows, prediction.predictions), labels)
 
 
 def task_loss(task: Task) -> Callable[..., Any] | None:
@@ -868,7 +866,7 @@ def evaluate_splits(
         prefix: split_scores(task, eval_sets[prefix], out.predictions) for prefix, out in outputs.items()
     }
     validation = scores["eval"]
-    task = task.configured(task.fit(validation.clip, validation.clip_targets, labels))
+    task = task.configured(task.fit(validation, labels))
     metrics: dict[str, float] = {contract.TRAIN_LOSS: training_loss}
     reports: dict[str, Any] = {}
     for prefix, output in outputs.items():
@@ -879,8 +877,8 @@ def evaluate_splits(
                 if k.startswith(f"{prefix}_") and not k.endswith(("_runtime", "_per_second"))
             }
         )
-        metrics.update({f"{prefix}_{k}": v for k, v in scores[prefix].metrics(task, labels).items()})
-        reports[prefix] = scores[prefix].report(task, labels)
+        metrics.update({f"{prefix}_{k}": v for k, v in task.split_metrics(scores[prefix], labels).items()})
+        reports[prefix] = task.report(scores[prefix], labels)
     return metrics, reports, task
 
 

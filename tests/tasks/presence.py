@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks import Metric, Task
+from tasks import Metric, SplitScores, Task
 
 ABSENT = "noise"  # the audiofolder label of clips without a tone (noise alone)
 
@@ -48,30 +48,16 @@ class Presence(Task):
     def pool(self, window_scores: np.ndarray) -> np.ndarray:
         return np.asarray(window_scores, dtype=np.float64).max(axis=0)
 
-    def split_metrics(
-        self,
-        window_scores: np.ndarray,
-        window_targets: np.ndarray,
-        clip_scores: np.ndarray,
-        clip_targets: np.ndarray,
-        labels: Sequence[str],
-    ) -> dict[str, float]:
+    def split_metrics(self, scores: SplitScores, labels: Sequence[str]) -> dict[str, float]:
         return {
-            "error_rate": float(np.mean((window_scores > 0.5) != (window_targets > 0.5))),
-            "clip_error_rate": float(np.mean((clip_scores > 0.5) != (clip_targets > 0.5))),
+            "error_rate": float(np.mean((scores.window > 0.5) != (scores.window_targets > 0.5))),
+            "clip_error_rate": float(np.mean((scores.clip > 0.5) != (scores.clip_targets > 0.5))),
         }
 
-    def report(
-        self,
-        window_scores: np.ndarray,
-        window_targets: np.ndarray,
-        clip_scores: np.ndarray,
-        clip_targets: np.ndarray,
-        labels: Sequence[str],
-    ) -> dict[str, Any]:
+    def report(self, scores: SplitScores, labels: Sequence[str]) -> dict[str, Any]:
         return {
             "labels": list(labels),
-            **self.split_metrics(window_scores, window_targets, clip_scores, clip_targets, labels),
+            **self.split_metrics(scores, labels),
         }
 
     def answer(self, clip_scores: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:

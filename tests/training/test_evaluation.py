@@ -1,4 +1,4 @@
-"""Window-level and clip-level metrics of the classification task, through the shared evaluation."""
+"""Window-level and clip-level metrics of the classification task, on the tasks' shared split scores."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import pytest
 
 import tasks
 from tasks.classification import plot_confusion_matrix
-from training import evaluation
 
 TASK = tasks.load("classification")
 
 
-def _scores(logits: np.ndarray, clip_ids: np.ndarray, clip_labels: np.ndarray) -> evaluation.SplitScores:
-    return evaluation.SplitScores.of(TASK, logits, clip_labels[clip_ids], clip_ids, clip_labels)
+def _scores(logits: np.ndarray, clip_ids: np.ndarray, clip_labels: np.ndarray) -> tasks.SplitScores:
+    return tasks.SplitScores.of(TASK, logits, clip_labels[clip_ids], clip_ids, clip_labels)
 
 
 def test_clip_level_averages_window_probabilities_per_clip():
@@ -32,7 +31,7 @@ def test_clip_level_averages_window_probabilities_per_clip():
     clip_labels = np.array([0, 1])
     # When scored
     scores = _scores(logits, clip_ids, clip_labels)
-    metrics = scores.metrics(TASK, ["a", "b"])
+    metrics = TASK.split_metrics(scores, ["a", "b"])
     # Then the window level counts the wrong window, the clip level does not
     assert metrics["accuracy"] == pytest.approx(0.75)
     assert metrics["clip_accuracy"] == 1.0
@@ -49,7 +48,7 @@ def test_report_lists_every_label_even_one_absent_from_the_split():
     clip_ids = np.arange(3)
     labels = np.array([0, 1, 0])
     # When the report is made
-    report = _scores(logits, clip_ids, labels).report(TASK, ["a", "b", "c"])
+    report = TASK.report(_scores(logits, clip_ids, labels), ["a", "b", "c"])
     # Then label c is there with zero support and the matrix is 3x3 in label order
     assert report["clip"]["per_class"]["c"]["support"] == 0
     assert report["clip"]["confusion_matrix"] == [[1, 1, 0], [0, 1, 0], [0, 0, 0]]
@@ -65,7 +64,7 @@ def test_confusion_matrix_png_is_written(tmp_path):
 
 def test_the_task_draws_each_splits_confusion_matrix_under_its_name(tmp_path):
     # Given a split's report
-    report = _scores(np.eye(2)[[0, 1]] * 3, np.arange(2), np.array([0, 1])).report(TASK, ["a", "b"])
+    report = TASK.report(_scores(np.eye(2)[[0, 1]] * 3, np.arange(2), np.array([0, 1])), ["a", "b"])
     # When the task draws it for the validation split / Then the file is named after the split
     assert TASK.plot(report, tmp_path, "validation") == tmp_path / "confusion_matrix_validation.png"
     assert (tmp_path / "confusion_matrix_validation.png").read_bytes()[:4] == b"\x89PNG"

@@ -45,7 +45,7 @@ def test_a_label_without_positives_is_left_out_of_the_mean_and_named():
     targets = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0]], dtype=np.float32)
     scores = np.array([[0.9, 0.2, 0.4], [0.1, 0.8, 0.3], [0.7, 0.6, 0.2]])
     # When the split is scored
-    report = TASK.report(scores, targets, scores, targets, ["a", "b", "c"])
+    report = TASK.report(tasks.SplitScores(scores, targets, scores, targets), ["a", "b", "c"])
     # Then mAP averages a and b only (both ranked perfectly), and c is named
     assert report["map"] == pytest.approx(1.0)
     assert report["without_positives"] == ["c"]
@@ -57,7 +57,7 @@ def test_thresholds_maximize_each_labels_f1_on_validation_and_never_go_below_the
     targets = np.array([[1, 0], [1, 0], [0, 0], [0, 1]], dtype=np.float32)
     scores = np.array([[0.30, 0.01], [0.35, 0.02], [0.10, 0.03], [0.32, 0.01]])
     # When the thresholds are fitted
-    fitted = TASK.fit(scores, targets, ["a", "b"])
+    fitted = TASK.fit(tasks.SplitScores(scores, targets, scores, targets), ["a", "b"])
     # Then a's decides as 0.30 does (both positives, one false positive: the best F1, 0.8), from the middle
     # of the stretch that decides so (above 0.10 up to 0.30); b's positive scores below the floor, where no
     # threshold may go, so every threshold decides alike (F1 0) and b's is the middle of them all
