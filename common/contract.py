@@ -14,6 +14,8 @@ Lambda packages) at the same path, ``common/contract.py``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 # --- Files ---------------------------------------------------------------------------------------------
 # Hugging Face files (written by save_pretrained): config.json (with id2label/label2id),
 # model.safetensors, preprocessor_config.json.
@@ -92,6 +94,9 @@ PROFILER_PREFIX = "profiler/"
 # --- The training job ------------------------------------------------------------------------------------
 # The launcher passes this entry point to the training toolkit, which runs it from the source dir.
 ENTRY_POINT = "train.py"
+# train.py's argument that names the task a job trains (``--task``): a deployment of a task other than the
+# default one sets it among the jobs' static hyperparameters.
+TASK_ARGUMENT = "task"
 # Input channels: a staged dataset's split folders, each sent as the channel of the same name (train is
 # required, validation and test are used when present), and the optional background-noise channel.
 TRAIN_CHANNEL = "train"
@@ -142,6 +147,8 @@ METRIC_SPLITS = ("eval", "test")  # validation; test when the dataset has a test
 # After the split's prefix: the loss and the default task's metrics (tasks/classification.py; a test keeps
 # the two equal). What other tasks print is theirs.
 METRIC_LINE_NAMES = ("loss", "accuracy", "f1", "clip_accuracy", "clip_f1")
+# Every task's first metric line on each split: its loss (train.py prints the loss, then the task's metrics).
+LOSS_LINE = METRIC_LINE_NAMES[0]
 TRAIN_LOSS = "train_loss"  # the training loss of the whole run, printed once at the end
 METRIC_NAMES = (TRAIN_LOSS, *(f"{split}_{name}" for split in METRIC_SPLITS for name in METRIC_LINE_NAMES))
 VALIDATION_LOSS = f"{METRIC_SPLITS[0]}_loss"  # logged after every evaluation; the overfit rule reads it
@@ -213,9 +220,18 @@ def metric_regex(name: str) -> str:
     return f"{name}=({_NUMBER})"
 
 
-def metric_definitions() -> list[dict[str, str]]:
-    """``MetricDefinitions`` of the training job (and of a tuning job's training definition)."""
-    return [{"Name": name, "Regex": metric_regex(name)} for name in JOB_METRIC_NAMES]
+def job_metric_names(line_names: Sequence[str] = METRIC_LINE_NAMES) -> tuple[str, ...]:
+    """Everything a training job of a task prints for its metric definitions, when the task's metric lines
+    (after the split's prefix) are ``line_names``: the training loss, each split's lines, then health. The
+    default task's are JOB_METRIC_NAMES."""
+    splits = tuple(f"{split}_{name}" for split in METRIC_SPLITS for name in line_names)
+    return (TRAIN_LOSS, *splits, *HEALTH_METRIC_NAMES)
+
+
+def metric_definitions(line_names: Sequence[str] = METRIC_LINE_NAMES) -> list[dict[str, str]]:
+    """``MetricDefinitions`` of the training job (and of a tuning job's training definition), for a task whose
+    metric lines are ``line_names`` (default: the default task's)."""
+    return [{"Name": name, "Regex": metric_regex(name)} for name in job_metric_names(line_names)]
 
 
 # --- Requests and responses ------------------------------------------------------------------------------

@@ -52,6 +52,10 @@ ENV_PROFILER_RULES = "PROFILER_RULES"
 ENV_PROFILING_INTERVAL_MS = "PROFILING_INTERVAL_MS"
 ENV_PROFILER_PREFIX = "PROFILER_PREFIX"
 ENV_RULE_EVALUATOR_IMAGE = "RULE_EVALUATOR_IMAGE"
+# The task's metric lines after the split's prefix ("loss" and the task's metrics), a JSON list: what the
+# jobs' metric definitions scrape and what a tuning job may optimize. Set for a task other than the default
+# one; unset, the default task's (contract.METRIC_LINE_NAMES).
+ENV_METRIC_NAMES = "METRIC_NAMES"
 # The promoter's.
 ENV_MODEL_PACKAGE_GROUP = "MODEL_PACKAGE_GROUP"
 ENV_GATE_RULES = "GATE_RULES"  # the quality gate's rules: a JSON list of GateRule objects
@@ -72,6 +76,11 @@ TUNING_FIELDS = (
     "max_parallel_jobs",
     "early_stopping",
 )
+# TUNING's optional field: the objective's direction, one of TUNING_OBJECTIVE_TYPES, from the task's metric
+# (Minimize for the loss). The default task's TUNING leaves it out where TUNING_OBJECTIVES (that task's
+# objectives, which predate the field) gives the same direction; without it, the launcher reads it there.
+TUNING_OBJECTIVE_TYPE = "objective_type"
+TUNING_OBJECTIVE_TYPES = ("Maximize", "Minimize")
 
 
 def _variable(name: str, *, optional: bool = False) -> Any:
@@ -188,6 +197,41 @@ def gate_rules_from_json(value: Any) -> tuple[GateRule, ...]:
     return check_gate_rules([GateRule.from_json(item) for item in value])
 
 
+# --- The task's metric lines ------------------------------------------------------------------------------
+# METRIC_NAMES: the names a task's metric lines carry after the split's prefix. The launcher scrapes
+# contract.job_metric_names(names) (``MetricDefinitions``), within SageMaker's limit.
+METRIC_NAMES_EXPECTED = (
+    f"a JSON list of different metric names (lowercase letters, digits and '_'), {contract.LOSS_LINE!r} "
+    f"among them, whose metric definitions fit SageMaker's {contract.MAX_METRIC_DEFINITIONS}"
+)
+
+
+class MetricNamesError(ValueError):
+    """A task's metric line names cannot be scraped; the message says why."""
+
+
+def check_metric_names(names: Any) -> tuple[str, ...]:
+    """The metric line names of a task, when a training job can scrape them: a list of different names, the
+    loss among them (every split prints it, and a tuning job may minimize it), and all of the job's metric
+    definitions within SageMaker's limit (CreateTrainingJob, AlgorithmSpecification.MetricDefinitions: at
+    most 40 items)."""
+    if not isinstance(names, list | tuple) or not all(
+        isinstance(name, str) and _GATE_METRIC.fullmatch(name) for name in names
+    ):
+        raise MetricNamesError(f"not a list of metric names (lowercase letters, digits and '_'): {names!r}")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise MetricNamesError(f"each metric once: {', '.join(twice)} is named more than once")
+    if contract.LOSS_LINE not in names:
+        raise MetricNamesError(f"{contract.LOSS_LINE!r} is not among the metric names {list(names)}")
+    count = len(contract.job_metric_names(names))
+    if count > contract.MAX_METRIC_DEFINITIONS:
+        raise MetricNamesError(
+            f"{count} metric definitions, SageMaker allows {contract.MAX_METRIC_DEFINITIONS} per job"
+        )
+    return tuple(names)
+
+
 class _Environment:
     """A function's environment as a record: one field per variable, in the order the stack sets them."""
 
@@ -238,6 +282,21 @@ class LauncherEnvironment(_Environment):
     profiling_interval_ms: int | None = _variable(ENV_PROFILING_INTERVAL_MS, optional=True)
     profiler_prefix: str | None = _variable(ENV_PROFILER_PREFIX, optional=True)
     rule_evaluator_image: str | None = _variable(ENV_RULE_EVALUATOR_IMAGE, optional=True)
+    # The task's metric lines; None (unset) for the default task's.
+    metric_names: Sequence[str] | None = _variable(ENV_METRIC_NAMES, optional=True)
+
+    def __post_init__(self) -> None:
+        # The checks the launcher's settings run on METRIC_NAMES and TUNING at cold start, here at synthesis.
+        names: tuple[str, ...] = contract.METRIC_LINE_NAMES
+        if self.metric_names is not None:
+            try:
+                names = check_metric_names(self.metric_names)
+            except MetricNamesError as error:
+                raise MetricNamesError(f"{ENV_METRIC_NAMES} is invalid: {error}") from None
+        try:
+            tuning_objective_type(self.tuning.get("objective"), self.tuning.get(TUNING_OBJECTIVE_TYPE), names)
+        except TuningObjectiveError as error:
+            raise TuningObjectiveError(f"{ENV_TUNING} is invalid: {error}") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -335,9 +394,14 @@ def unknown_rules(names: Sequence[str], known: Sequence[str]) -> list[str]:
 # SageMaker's limit on tuning job names, and the characters of the trigger's digest that end each one.
 TUNING_NAME_LIMIT = 32
 TUNING_SUFFIX_LENGTH = 8
+# SageMaker's limit on training job names, and what the launcher adds to its prefix for each: a timestamp
+# (YYYYmmdd-HHMMSS, or "manual"), "-" and 8 characters of the trigger's digest.
+JOB_NAME_LIMIT = 63
+JOB_SUFFIX_LENGTH = 24
 TUNING_STRATEGIES = ("Bayesian", "Random", "Hyperband")
 TUNING_EARLY_STOPPING = ("Auto", "Off")
-# Metrics train.py prints after every evaluation (validation split), and which way is better.
+# Metrics train.py prints after every evaluation (validation split), and which way is better: the default
+# task's, which a TUNING without objective_type may name.
 TUNING_OBJECTIVES = contract.TUNING_OBJECTIVES
 TUNING_SCALINGS = {
     "auto": "Auto",
@@ -353,6 +417,36 @@ _MAX_TUNING_VALUES = 30
 
 class RangeError(ValueError):
     """A tuning range cannot be used; the message names it and says what is allowed."""
+
+
+class TuningObjectiveError(ValueError):
+    """A tuning objective, or its direction, cannot be used; the message says what is allowed."""
+
+
+def tuning_objectives(line_names: Sequence[str]) -> tuple[str, ...]:
+    """What a tuning job may optimize for a task whose metric lines are ``line_names``: each of them on the
+    validation split (``eval_<name>``), which train.py prints after every evaluation."""
+    return tuple(f"{contract.METRIC_SPLITS[0]}_{name}" for name in line_names)
+
+
+def tuning_objective_type(objective: Any, objective_type: Any, line_names: Sequence[str]) -> str:
+    """The direction a tuning job optimizes ``objective`` in: ``objective_type`` (TUNING's field), else what
+    TUNING_OBJECTIVES says. The objective must be one of ``tuning_objectives(line_names)``."""
+    allowed = tuning_objectives(line_names)
+    if objective not in allowed:
+        raise TuningObjectiveError(f"objective {objective!r} is not one of {', '.join(allowed)}")
+    if objective_type is None:
+        if objective not in TUNING_OBJECTIVES:
+            raise TuningObjectiveError(
+                f"objective {objective!r} needs an {TUNING_OBJECTIVE_TYPE}: "
+                f"{' or '.join(TUNING_OBJECTIVE_TYPES)}"
+            )
+        return TUNING_OBJECTIVES[objective]
+    if objective_type not in TUNING_OBJECTIVE_TYPES:
+        raise TuningObjectiveError(
+            f"{TUNING_OBJECTIVE_TYPE} {objective_type!r} is not {' or '.join(TUNING_OBJECTIVE_TYPES)}"
+        )
+    return str(objective_type)
 
 
 def _number(name: str, text: str, kind: str) -> float:

@@ -187,9 +187,10 @@ class TuningConfig:
     )
     objective: str = setting(
         "tuning_objective",
-        contract.DEFAULT_TUNING_OBJECTIVE,
-        "Validation metric the tuning job optimizes: eval_f1, eval_accuracy (maximized) or eval_loss (minimized).",
-        _one_of(*lambda_contract.TUNING_OBJECTIVES),
+        "",
+        "Validation metric the tuning job optimizes: eval_loss (minimized) or eval_<metric> of the task's metrics "
+        "(in the metric's direction); empty: eval_<the task's objective> (eval_f1 for classification).",
+        _pattern(r"[a-z0-9_]*", "a metric name such as 'eval_f1' or 'eval_loss'"),
     )
     ranges: str = setting(
         "tuning_ranges",
@@ -311,12 +312,25 @@ def _health_rules(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class QualityGate:
-    """What a trained model must reach before it is registered as Approved."""
+    """What a trained model must reach before it is registered as Approved: ``min_<metric>`` (or
+    ``max_<metric>``) for each metric a task gates."""
 
     min_accuracy: float = setting("min_accuracy", 0.5, "Minimum test (else validation) accuracy.", _fraction)
     min_f1: float = setting("min_f1", 0.5, "Minimum macro-F1.", _fraction)
     min_clip_accuracy: float = setting(
         "min_clip_accuracy", 0.5, "Minimum clip-level accuracy (windows aggregated per clip).", _fraction
+    )
+    min_map: float = setting(
+        "min_map",
+        0.3,
+        "Multilabel task: minimum test (else validation) mAP (average precision per label, averaged).",
+        _fraction,
+    )
+    min_micro_f1: float = setting(
+        "min_micro_f1",
+        0.3,
+        "Multilabel task: minimum micro-F1 over every (clip, label) decision at the label thresholds.",
+        _fraction,
     )
     max_regression: float = setting(
         "max_regression",
@@ -345,10 +359,40 @@ def gate_rules(quality: QualityGate, task: Task | None = None) -> tuple[lambda_c
     for name in task.gated:
         higher = task.metric(name).higher_is_better
         key = f"{'min' if higher else 'max'}_{name}"
+        if not hasattr(quality, key):
+            raise ConfigError(f"task {task.name!r} gates {name}, but the quality gate has no key '{key}'")
         rules.append(
             lambda_contract.GateRule(metric=name, higher_is_better=higher, threshold=getattr(quality, key))
         )
     return tuple(rules)
+
+
+def metric_line_names(task: Task) -> tuple[str, ...]:
+    """What each evaluated split of the task's jobs prints as metric lines (after the split's prefix): the
+    loss, then the task's metrics."""
+    return (contract.LOSS_LINE, *task.metric_names)
+
+
+def tuning_objective(tuning: TuningConfig, task: Task) -> tuple[str, str]:
+    """The metric a tuning job of ``task`` optimizes and its direction (Maximize or Minimize): the configured
+    ``tuning_objective`` (empty: the task's objective on the validation split), the loss (minimized) or one of
+    the task's metrics (in its direction) on the validation split."""
+    directions = dict(
+        zip(
+            lambda_contract.tuning_objectives(metric_line_names(task)),
+            ("Minimize", *(metric.direction for metric in task.metrics)),
+            strict=True,
+        )
+    )
+    (default,) = lambda_contract.tuning_objectives((task.objective,))
+    name = tuning.objective or default
+    if name not in directions:
+        raise ConfigError(
+            f"config key 'tuning_objective' = {name!r} is invalid: expected one of "
+            + ", ".join(repr(objective) for objective in directions)
+            + f" (the {task.name} task's validation metrics), or empty for {default!r}"
+        )
+    return name, directions[name]
 
 
 @dataclass(frozen=True)
@@ -553,6 +597,13 @@ class AppConfig:
         "Prefix of runtime names (training jobs, model package group, endpoint).",
         _pattern(r"[a-z][a-z0-9-]{1,26}[a-z0-9]", "3-28 characters: lowercase letters, digits and '-'"),
     )
+    task: str = setting(
+        "task",
+        tasks.DEFAULT_TASK,
+        "What the deployment's models learn and answer (a task of tasks/): its jobs' --task, the metrics they "
+        "scrape, tune and gate; another task than the default one adds -<task> to runtime and stack names.",
+        _one_of(*tasks.known()),
+    )
     dataset_prefix: str = setting(
         "dataset_prefix",
         f"{contract.DATASETS_PREFIX}esc50/",
@@ -602,11 +653,39 @@ class AppConfig:
                 f"data_capture_percent ({s.data_capture_percent}) must be 0 with serving_mode 'serverless': "
                 "serverless endpoints do not support data capture"
             )
+        self._check_task()
+
+    def _check_task(self) -> None:
+        """What the task decides: its runtime names, its gated metrics' keys and its tuning objective."""
+        name = runtime_name(self)
+        if not _RUNTIME_NAME.fullmatch(name):
+            raise ConfigError(
+                f"config key 'task' = {self.task!r} makes the runtime name {name!r}: SageMaker names take up "
+                f"to {_RUNTIME_NAME_LIMIT} lowercase letters, digits and '-'"
+            )
+        task = tasks.load(self.task)
+        gate_rules(self.quality, task)
+        tuning_objective(self.training.tuning, task)
+
+
+# A model package group's name (the longest runtime name as is): letters, digits and '-', 63 characters.
+_RUNTIME_NAME_LIMIT = 63
+_RUNTIME_NAME = re.compile(rf"[a-z0-9](-*[a-z0-9]){{0,{_RUNTIME_NAME_LIMIT - 1}}}")
+# The stacks of one task; the Data stack (key and bucket) is shared by every task of an environment.
+TASK_STACKS = ("Training", "Serving")
+
+
+def runtime_name(config: AppConfig) -> str:
+    """``<name_prefix>`` and the task's suffix (``-<task>`` for a task other than the default one): what the
+    deployment's runtime names start with (jobs, model package group, endpoint), so tasks run side by side."""
+    return f"{config.name_prefix}{tasks.runtime_suffix(config.task)}"
 
 
 def stack_name(config: AppConfig, lifecycle: str) -> str:
-    """``AcousticShield-<env>-<lifecycle>``: the stack names people and the deploy project use."""
-    return contract.stack_name(config.env_name, lifecycle)
+    """``AcousticShield-<env>-<lifecycle>``: the stack names people and the deploy project use; the Training
+    and Serving stacks of a task other than the default one end in ``-<task>``."""
+    suffix = tasks.runtime_suffix(config.task) if lifecycle in TASK_STACKS else ""
+    return contract.stack_name(config.env_name, lifecycle) + suffix
 
 
 # --- building it from context -------------------------------------------------------------------

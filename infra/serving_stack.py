@@ -11,7 +11,7 @@ from constructs import Construct
 from common import contract
 from common.contract import ASYNC_INPUT_PREFIX
 
-from .config import AppConfig, ServingConfig
+from .config import AppConfig, ServingConfig, runtime_name
 from .data_stack import DataStack, SharedData
 from .images import ImageRef, huggingface_image
 from .serving.endpoint import EndpointProps, ServingEndpoint
@@ -32,7 +32,7 @@ class ServingStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         serving = config.serving
         check_serving(serving)
-        name = endpoint_name(config.name_prefix, serving)
+        name = endpoint_name(runtime_name(config), serving)
         shared = data.shared(self)
         image = huggingface_image(
             self, kind="inference", version=serving.image_version, instance_type=image_instance_type(serving)

@@ -17,7 +17,7 @@ from common.contract import DEBUG_PREFIX, PROFILER_PREFIX
 
 from .assets import ROOT, training_source_dir
 from .bundling import TarGzBundler, bundling
-from .config import AppConfig, stack_name
+from .config import AppConfig, runtime_name, stack_name
 from .data_stack import DataStack, SharedData
 from .images import ImageRef, huggingface_image, rule_evaluator_image
 from .training.deployer import DeployerProps, ModelDeployer
@@ -35,25 +35,38 @@ from .training.registry import ModelRegistry, RegistryProps
 from .training.stager import DatasetStager, StagerProps
 
 
+def _fitted(name: str, room: int) -> str:
+    """``name``, or, when it is longer than ``room``, its first characters and 4 of its digest: a prefix that
+    fits and stays unique to this app."""
+    if len(name) <= room:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:4]
+    return f"{name[: room - len(digest)]}{digest}"
+
+
 def job_name_prefix(config: AppConfig) -> str:
-    """Training jobs are named ``<name_prefix>-train-<trigger>``; every right is scoped to this."""
-    return f"{config.name_prefix}-train-"
+    """Training jobs are named ``<runtime name>-train-<trigger>`` (``runtime_name``: the name prefix and the
+    task's suffix); every right is scoped to this.
+
+    A runtime name too long for that (over 32 characters: only a task's suffix makes one) keeps its first
+    characters and a digest of the whole, so the prefix still fits and stays unique to this app.
+    """
+    suffix = "-train-"
+    # SageMaker allows 63 characters; the launcher ends each name with a timestamp and the trigger's digest.
+    room = lambda_contract.JOB_NAME_LIMIT - lambda_contract.JOB_SUFFIX_LENGTH - len(suffix)
+    return f"{_fitted(runtime_name(config), room)}{suffix}"
 
 
 def tuning_job_prefix(config: AppConfig) -> str:
-    """Tuning jobs are named ``<name_prefix>-hpo-<8 characters>`` and their trials after them.
+    """Tuning jobs are named ``<runtime name>-hpo-<8 characters>`` and their trials after them.
 
-    A name prefix too long for that (over 19 characters) keeps its first characters and a digest of the
+    A runtime name too long for that (over 19 characters) keeps its first characters and a digest of the
     whole, so the prefix still fits and stays unique to this app.
     """
     suffix = "-hpo-"
     # SageMaker allows 32 characters; the launcher ends each name with 8 of the trigger's digest.
     room = lambda_contract.TUNING_NAME_LIMIT - lambda_contract.TUNING_SUFFIX_LENGTH - len(suffix)
-    name = config.name_prefix
-    if len(name) > room:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:4]
-        name = f"{name[: room - len(digest)]}{digest}"
-    return f"{name}{suffix}"
+    return f"{_fitted(runtime_name(config), room)}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -85,7 +98,7 @@ class TrainingStack(cdk.Stack):
         self.execution_role = self._execution_role(config, shared, image, rule_image)
         self.launcher = self._launcher(config, shared, prefixes, image, rule_image)
         self.stager = self._stager(config, shared)
-        self.registry = ModelRegistry(self, "Registry", props=RegistryProps(group_name=config.name_prefix))
+        self.registry = ModelRegistry(self, "Registry", props=RegistryProps(group_name=runtime_name(config)))
         self.promoter = self._promoter(config, shared, prefixes)
         self.registry.grant_notify(self.promoter.handler.role)
         self.deployer = self._deployer(config, shared)
@@ -152,6 +165,7 @@ class TrainingStack(cdk.Stack):
                 debug_prefix=DEBUG_PREFIX,
                 profiler_prefix=PROFILER_PREFIX,
                 reserved_concurrency=config.operations.reserved_concurrency or None,
+                task=config.task,
             ),
         )
 
@@ -179,7 +193,7 @@ class TrainingStack(cdk.Stack):
             self,
             "Promoter",
             props=PromoterProps(
-                group_name=config.name_prefix,
+                group_name=runtime_name(config),
                 job_name_prefix=prefixes.jobs,
                 tuning_job_name_prefix=prefixes.tuning_jobs,
                 quality=config.quality,
@@ -189,6 +203,7 @@ class TrainingStack(cdk.Stack):
                 inference_image=serving_image.uri,
                 serving_instance_type=config.serving.instance_type,
                 reserved_concurrency=config.operations.reserved_concurrency or None,
+                task=config.task,
             ),
         )
 
@@ -199,11 +214,12 @@ class TrainingStack(cdk.Stack):
             props=DeployerProps(
                 env_name=config.env_name,
                 stack_name=stack_name(config, "Serving"),
-                group_name=config.name_prefix,
+                group_name=runtime_name(config),
                 key=shared.key,
                 bucket=shared.bucket,
-                endpoint_name_prefix=f"{config.name_prefix}-",
+                endpoint_name_prefix=f"{runtime_name(config)}-",
                 verify=config.operations.verify_deployments,
+                task=config.task,
             ),
         )
 
@@ -236,7 +252,7 @@ class TrainingStack(cdk.Stack):
     def _outputs(self, config: AppConfig, image: ImageRef) -> None:
         cdk.CfnOutput(self, "LauncherFunctionName", value=self.launcher.function.function_name)
         cdk.CfnOutput(self, "StagingProjectName", value=self.stager.project.project_name)
-        cdk.CfnOutput(self, "ModelPackageGroupName", value=config.name_prefix)
+        cdk.CfnOutput(self, "ModelPackageGroupName", value=runtime_name(config))
         cdk.CfnOutput(self, "NotificationsTopicArn", value=self.registry.topic.topic_arn)
         cdk.CfnOutput(self, "TrainingImage", value=image.uri)
         cdk.CfnOutput(self, "DeployProjectName", value=self.deployer.project.project_name)

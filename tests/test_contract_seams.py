@@ -19,7 +19,14 @@ import pytest
 
 import tasks
 from common import contract, lambda_contract
-from infra.config import QualityGate, ServingConfig, TuningConfig, gate_rules
+from infra.config import (
+    QualityGate,
+    ServingConfig,
+    TuningConfig,
+    gate_rules,
+    metric_line_names,
+    tuning_objective,
+)
 from infra.serving.model import container_environment
 from lambdas.launcher.settings import LaunchSettings
 from lambdas.promoter import logic as promoter
@@ -140,14 +147,63 @@ def test_the_serving_stacks_container_environment_is_what_the_handler_reads(serv
 
 
 def test_tuning_objectives_are_validation_metrics_the_job_reports() -> None:
-    # Given the objectives a tuning job may optimize, and the default the config offers
+    # Given the objectives a tuning job may optimize without naming their direction (the default task's)
     # Then each is a metric train.py prints after every evaluation of the validation split
     assert set(lambda_contract.TUNING_OBJECTIVES) <= {
         name for name in contract.METRIC_NAMES if name.startswith("eval_")
     }
-    assert set(lambda_contract.TUNING_OBJECTIVES.values()) <= {"Maximize", "Minimize"}
+    assert set(lambda_contract.TUNING_OBJECTIVES.values()) <= set(lambda_contract.TUNING_OBJECTIVE_TYPES)
+    # And the config's default objective is the default task's, in the direction the table gives it
     (objective,) = (f for f in dataclasses.fields(TuningConfig) if f.name == "objective")
-    assert objective.default in lambda_contract.TUNING_OBJECTIVES
+    default, direction = tuning_objective(TuningConfig(), tasks.load(None))
+    assert objective.default == "" and default == contract.DEFAULT_TUNING_OBJECTIVE
+    assert lambda_contract.TUNING_OBJECTIVES[default] == direction
+
+
+@pytest.mark.parametrize("name", tasks.known())
+def test_every_tasks_tuning_objective_is_a_validation_metric_its_jobs_print_and_scrape(name: str) -> None:
+    # Given a task, the metric lines train.py prints for it and the objectives the config allows for it
+    task = tasks.load(name)
+    printed = train.metric_line_names(task)
+    allowed = lambda_contract.tuning_objectives(metric_line_names(task))
+    # Then the stack's lines are train.py's, the loss first, and the launcher's check accepts them
+    assert metric_line_names(task) == printed and printed[0] == contract.LOSS_LINE
+    assert lambda_contract.check_metric_names(list(printed)) == printed
+    # And the default objective is the task's own on the validation split, in its direction, and the job's
+    # metric definitions scrape it
+    objective, direction = tuning_objective(TuningConfig(), task)
+    assert objective == f"{contract.METRIC_SPLITS[0]}_{task.objective}" and objective in allowed
+    assert direction == task.metric(task.objective).direction
+    assert objective in {d["Name"] for d in contract.metric_definitions(printed)}
+    # And the launcher reads the direction the stack writes
+    assert lambda_contract.tuning_objective_type(objective, direction, printed) == direction
+
+
+def test_a_task_other_than_the_default_reaches_train_py_as_the_argument_it_takes() -> None:
+    # Given the static hyperparameter a deployment of another task sets (as the toolkit passes it)
+    argv = [f"--{contract.TASK_ARGUMENT}", "multilabel"]
+    # When train.py parses it / Then the job trains that task, with that task's best-model metric
+    model, _, training, _ = train.parse_arguments(argv)
+    assert model.task == "multilabel"
+    assert training.metric_for_best_model == tasks.load("multilabel").objective
+
+
+@pytest.mark.parametrize("name", tasks.known())
+def test_every_tasks_gated_metrics_reach_the_gate_from_the_jobs_report(name: str) -> None:
+    # Given a task's gate rules as the stack writes them, and a report with each split's gated metrics
+    task = tasks.load(name)
+    rules = gate_rules(QualityGate(), task)
+    report = {split: {rule.metric: 0.75 for rule in rules} for split in contract.GATE_SPLITS}
+    # When the promoter reads the report with its rules
+    metrics = promoter.metrics_from_report(report, [rule.metric for rule in rules])
+    # Then each split's value of each gated metric is there, in the task's direction
+    assert [(r.metric, r.higher_is_better) for r in rules] == [
+        (metric, task.metric(metric).higher_is_better) for metric in task.gated
+    ]
+    assert {f"{split}_{rule.metric}" for split in contract.GATE_SPLITS for rule in rules} <= metrics.keys()
+    # And the job's metric definitions scrape each of them too
+    scraped = {d["Name"] for d in contract.metric_definitions(metric_line_names(task))}
+    assert {f"{split}_{rule.metric}" for split in contract.GATE_SPLITS for rule in rules} <= scraped
 
 
 def test_every_gated_metric_is_a_reported_metric_on_every_split_the_gate_reads() -> None:
@@ -246,7 +302,8 @@ def test_each_lambdas_typed_environment_is_read_back_by_its_own_settings() -> No
         tuning={
             "enabled": True,
             "strategy": "Bayesian",
-            "objective": "eval_f1",
+            "objective": "eval_map",
+            "objective_type": "Maximize",
             "ranges": lambda_contract.DEFAULT_TUNING_RANGES,
             "max_jobs": 4,
             "max_parallel_jobs": 2,
@@ -259,6 +316,7 @@ def test_each_lambdas_typed_environment_is_read_back_by_its_own_settings() -> No
         profiling_interval_ms=500,
         profiler_prefix=contract.PROFILER_PREFIX,
         rule_evaluator_image="929884845733.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-debugger-rules:latest",
+        metric_names=metric_line_names(tasks.load("multilabel")),
     )
     promoter = lambda_contract.PromoterEnvironment(
         model_package_group="acoustic-shield-dev",
@@ -282,6 +340,8 @@ def test_each_lambdas_typed_environment_is_read_back_by_its_own_settings() -> No
     assert (launch.use_spot, launch.instance_count, launch.debounce_minutes) == (True, 1, 30)
     assert (launch.hyperparameters, launch.tags) == (launcher.hyperparameters, launcher.tags)
     assert launch.tuning is not None and launch.tuning.max_parallel_jobs == 2 and launch.tuning.enabled
+    assert (launch.tuning.objective, launch.tuning.objective_type) == ("eval_map", "Maximize")
+    assert launch.metric_names == launcher.metric_names
     assert launch.rules.debugger_rules == ("Overfit",) and launch.rules.profiling_interval_ms == 500
     assert launch.checkpoints_prefix == contract.CHECKPOINTS_PREFIX
     assert settings.thresholds == Thresholds(gate_rules=promoter.gate_rules, max_regression=0.05)

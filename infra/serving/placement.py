@@ -37,9 +37,13 @@ def image_instance_type(serving: ServingConfig) -> str:
     return "ml.m5.large" if serving.mode == "serverless" else serving.instance_type
 
 
+# SageMaker's limit on endpoint names.
+ENDPOINT_NAME_LIMIT = 63
+
+
 def endpoint_name(name_prefix: str, serving: ServingConfig) -> str:
     """``<name_prefix>-<placement>``: placement is the instance type (``m5-xlarge``), ``async-...`` or
-    ``serverless``.
+    ``serverless``; ``name_prefix`` is the deployment's runtime name (the name prefix and the task's suffix).
 
     The name is known before the endpoint exists, so that the rollback alarms can watch it, and it
     changes exactly when an in-place update is impossible: a new instance type while the variant is
@@ -52,7 +56,13 @@ def endpoint_name(name_prefix: str, serving: ServingConfig) -> str:
         placement = serving.instance_type.removeprefix("ml.").replace(".", "-")
         if serving.mode == "async":
             placement = f"async-{placement}"
-    return f"{name_prefix}-{placement}"
+    name = f"{name_prefix}-{placement}"
+    if len(name) > ENDPOINT_NAME_LIMIT:
+        raise ConfigError(
+            f"the endpoint name {name!r} is longer than SageMaker's {ENDPOINT_NAME_LIMIT} characters; "
+            "shorten name_prefix"
+        )
+    return name
 
 
 def check_serving(serving: ServingConfig) -> None:

@@ -16,6 +16,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from common.contract import EVALUATION_PREFIX
+from tasks import DEFAULT_TASK
 
 from ..assets import ROOT, app_source
 from ..codebuild_project import IN_PLACE, CodeBuildProject, CodeBuildProjectProps
@@ -28,9 +29,9 @@ BOOTSTRAP_ROLES = "cdk-hnb659fds-*-role"
 OUTPUTS_FILE = "serving-outputs.json"
 
 
-def build_spec(*, env_name: str, stack_name: str, verify: bool) -> dict[str, Any]:
-    """Installs the pinned toolchain, deploys the Serving stack (nothing else) with the given package and,
-    with ``verify``, checks that the endpoint serves it: ``python -m tools.invoke --verify``.
+def build_spec(*, env_name: str, stack_name: str, verify: bool, task: str = DEFAULT_TASK) -> dict[str, Any]:
+    """Installs the pinned toolchain, deploys the Serving stack (nothing else) of ``task`` with the given
+    package and, with ``verify``, checks that the endpoint serves it: ``python -m tools.invoke --verify``.
 
     After the build, successful or not, the log ends with the Serving stack's CloudFormation status.
     """
@@ -39,11 +40,13 @@ def build_spec(*, env_name: str, stack_name: str, verify: bool) -> dict[str, Any
         return f"$(jq -r '.\"{stack_name}\".{key}' {OUTPUTS_FILE})"
 
     install = ["python -m pip install --quiet -r requirements.txt", "npm ci --no-audit --no-fund"]
+    # The task decides the Serving stack's name and the endpoint's; the default task needs no word.
+    task_context = f" -c task={task}" if task != DEFAULT_TASK else ""
     build = [
         'test -n "$MODEL_PACKAGE_ARN" || '
         '{ echo "start the build with MODEL_PACKAGE_ARN=<approved model package ARN>"; exit 1; }',
         # --exclusively: the Data stack (a dependency) is never touched from here.
-        f"npx cdk deploy {stack_name} --exclusively -c env={env_name}"
+        f"npx cdk deploy {stack_name} --exclusively -c env={env_name}{task_context}"
         ' -c model_package_arn="$MODEL_PACKAGE_ARN" --require-approval never --no-notices'
         f" --outputs-file {OUTPUTS_FILE}",
     ]
@@ -87,6 +90,7 @@ class DeployerProps:
     bucket: s3.IBucket
     endpoint_name_prefix: str
     verify: bool = True
+    task: str = DEFAULT_TASK  # the task whose Serving stack the build deploys
 
 
 class ModelDeployer(Construct):
@@ -155,7 +159,7 @@ class ModelDeployer(Construct):
                 sources=app_source(),
                 source_dir=ROOT / "infra",
                 build_spec=build_spec(
-                    env_name=props.env_name, stack_name=props.stack_name, verify=props.verify
+                    env_name=props.env_name, stack_name=props.stack_name, verify=props.verify, task=props.task
                 ),
                 environment_variables={"MODEL_PACKAGE_ARN": ""},
                 key=props.key,

@@ -7,6 +7,7 @@ tuning jobs; every SageMaker right is scoped to this app's training-job or tunin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
@@ -16,11 +17,13 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from common.contract import CHECKPOINTS_PREFIX, DATASETS_PREFIX, LOCKS_PREFIX, MODELS_PREFIX
+import tasks
+from common import lambda_contract
+from common.contract import CHECKPOINTS_PREFIX, DATASETS_PREFIX, LOCKS_PREFIX, MODELS_PREFIX, TASK_ARGUMENT
 from common.contract import MANIFEST_FILE as MANIFEST
 from common.lambda_contract import TUNING_FIELDS, LauncherEnvironment
 
-from ..config import ScheduleConfig, TrainingConfig
+from ..config import ScheduleConfig, TrainingConfig, metric_line_names, tuning_objective
 from ..nag import acknowledge, finding
 from ..python_function import PythonFunction, PythonFunctionProps
 from ..queues import dead_letter_queue
@@ -30,7 +33,8 @@ from ..queues import dead_letter_queue
 class LauncherProps:
     """``job_name_prefix`` and ``tuning_job_name_prefix`` scope every SageMaker right; ``source_dir`` is
     the sourcedir.tar.gz URL; ``rule_image_uri`` the Debugger rule evaluator image, needed when
-    ``training.rules`` has rules (default none); ``debug_prefix`` / ``profiler_prefix`` where rules write."""
+    ``training.rules`` has rules (default none); ``debug_prefix`` / ``profiler_prefix`` where rules write;
+    ``task`` the task the jobs train (a task of tasks/)."""
 
     job_name_prefix: str
     tuning_job_name_prefix: str
@@ -47,15 +51,46 @@ class LauncherProps:
     debug_prefix: str = ""
     profiler_prefix: str = ""
     reserved_concurrency: int | None = None  # None: the account's unreserved pool
+    task: str = tasks.DEFAULT_TASK
 
 
-# The launcher's lease: one launch at a time (lambdas/lease.py).
-LAUNCH_LOCK_KEY = f"{LOCKS_PREFIX}launcher.json"
+def launch_lock_key(task: str) -> str:
+    """The launcher's lease, one launch at a time (lambdas/lease.py), per task: ``locks/launcher.json`` for
+    the default task, ``locks/launcher-<task>.json`` for another, so that the launchers of two tasks never
+    skip each other's launches."""
+    return f"{LOCKS_PREFIX}launcher{tasks.runtime_suffix(task)}.json"
+
+
+LAUNCH_LOCK_KEY = launch_lock_key(tasks.DEFAULT_TASK)  # the default task's
+
+
+def _hyperparameters(props: LauncherProps) -> dict[str, str]:
+    """The jobs' static hyperparameters: the configured ones, and ``task`` for a task other than the default
+    one (train.py's default is the default task)."""
+    arguments = props.training.hyperparameters.as_arguments()
+    if props.task != tasks.DEFAULT_TASK:
+        arguments[TASK_ARGUMENT] = props.task
+    return arguments
+
+
+def _tuning(props: LauncherProps) -> dict[str, Any]:
+    """TUNING: the configured search, its objective resolved for the task and the objective's direction,
+    which the default task's TUNING leaves out where TUNING_OBJECTIVES (its objectives, which predate the
+    field) gives it: that TUNING stays as it always was."""
+    tuning = props.training.tuning
+    objective, direction = tuning_objective(tuning, tasks.load(props.task))
+    fields = {name: getattr(tuning, name) for name in TUNING_FIELDS} | {"objective": objective}
+    predates = (
+        props.task == tasks.DEFAULT_TASK and lambda_contract.TUNING_OBJECTIVES.get(objective) == direction
+    )
+    if not predates:
+        fields[lambda_contract.TUNING_OBJECTIVE_TYPE] = direction
+    return fields
 
 
 def _environment(props: LauncherProps) -> dict[str, str]:
     """What the handler validates at cold start (lambdas/launcher/settings.py, LaunchSettings)."""
-    t, tuning, rules = props.training, props.training.tuning, props.training.rules
+    t, rules = props.training, props.training.rules
     if rules.any_rules and not props.rule_image_uri:
         raise ValueError("training jobs carry rules: LauncherProps.rule_image_uri is required")
     return LauncherEnvironment(
@@ -67,7 +102,7 @@ def _environment(props: LauncherProps) -> dict[str, str]:
         dataset_prefix=props.dataset_prefix,
         models_prefix=MODELS_PREFIX,
         checkpoints_prefix=CHECKPOINTS_PREFIX,
-        launch_lock_key=LAUNCH_LOCK_KEY,
+        launch_lock_key=launch_lock_key(props.task),
         kms_key_arn=props.key.key_arn,
         instance_type=t.instance_type,
         instance_count=t.instance_count,
@@ -75,11 +110,11 @@ def _environment(props: LauncherProps) -> dict[str, str]:
         use_spot=t.use_spot,
         max_runtime_seconds=t.max_runtime_seconds,
         max_wait_seconds=t.max_wait_seconds,
-        hyperparameters=t.hyperparameters.as_arguments(),
+        hyperparameters=_hyperparameters(props),
         tags=props.tags,
         retrain_debounce_minutes=props.schedule.debounce_minutes,
         tuning_job_prefix=props.tuning_job_name_prefix,
-        tuning={name: getattr(tuning, name) for name in TUNING_FIELDS},
+        tuning=_tuning(props),
         profiler_enabled=rules.profiler_enabled,
         debugger_rules=list(rules.debugger_rules) if rules.debugger_rules else None,
         debug_prefix=props.debug_prefix if rules.debugger_rules else None,
@@ -87,6 +122,9 @@ def _environment(props: LauncherProps) -> dict[str, str]:
         profiling_interval_ms=rules.profiling_interval_ms if rules.profiler_enabled else None,
         profiler_prefix=props.profiler_prefix if rules.profiler_enabled else None,
         rule_evaluator_image=props.rule_image_uri if rules.any_rules else None,
+        metric_names=(
+            list(metric_line_names(tasks.load(props.task))) if props.task != tasks.DEFAULT_TASK else None
+        ),
     ).variables()
 
 
@@ -231,7 +269,7 @@ def _grant_data(role: iam.Role, props: LauncherProps) -> None:
         iam.PolicyStatement(
             sid="HoldLaunchLease",
             actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-            resources=[props.bucket.arn_for_objects(LAUNCH_LOCK_KEY)],
+            resources=[props.bucket.arn_for_objects(launch_lock_key(props.task))],
         )
     )
     props.key.grant(role, "kms:Decrypt", "kms:GenerateDataKey")

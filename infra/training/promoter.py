@@ -14,6 +14,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+import tasks
 from common.contract import EVALUATION_PREFIX, MODELS_PREFIX
 from common.lambda_contract import NOTIFICATIONS, REGISTRATION_LEASE, PromoterEnvironment
 
@@ -26,7 +27,8 @@ from ..queues import dead_letter_queue
 @dataclass(frozen=True, kw_only=True)
 class PromoterProps:
     """``inference_image`` and ``serving_instance_type`` describe how registered models are served;
-    ``tuning_job_name_prefix`` names this app's tuning jobs (and so their trials)."""
+    ``tuning_job_name_prefix`` names this app's tuning jobs (and so their trials); ``task`` (a task of tasks/)
+    decides the metrics the gate checks, each at ``quality``'s threshold for it."""
 
     group_name: str
     job_name_prefix: str
@@ -38,6 +40,7 @@ class PromoterProps:
     inference_image: str
     serving_instance_type: str
     reserved_concurrency: int | None = None  # None: the account's unreserved pool
+    task: str = tasks.DEFAULT_TASK
 
 
 class ModelPromoter(Construct):
@@ -73,7 +76,7 @@ class ModelPromoter(Construct):
                     model_package_group=props.group_name,
                     job_name_prefix=props.job_name_prefix,
                     tuning_job_prefix=props.tuning_job_name_prefix,
-                    gate_rules=gate_rules(q),
+                    gate_rules=gate_rules(q, tasks.load(props.task)),
                     max_regression=q.max_regression,
                     manual_approval=q.manual_approval,
                     health_blocking_rules=list(q.health_blocking_rules),

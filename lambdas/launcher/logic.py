@@ -32,6 +32,7 @@ _DATASET_PREFIX = re.compile(re.escape(contract.DATASETS_PREFIX) + r"([A-Za-z0-9
 # A Hugging Face id (org/name) or a relative folder inside the source dir; never absolute, never "..".
 _MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95}){0,3}")
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+JOB_NAME_LIMIT = lambda_contract.JOB_NAME_LIMIT
 TUNING_NAME_LIMIT, TUNING_SUFFIX_LENGTH = (
     lambda_contract.TUNING_NAME_LIMIT,
     lambda_contract.TUNING_SUFFIX_LENGTH,
@@ -173,8 +174,10 @@ def job_name(prefix: str, request: LaunchRequest) -> str:
     digest = hashlib.sha256(request.trigger_id.encode()).hexdigest()[:8]
     stamp = request.time.strftime("%Y%m%d-%H%M%S") if request.time else "manual"
     name = f"{prefix}{stamp}-{digest}"
-    if len(name) > 63:
-        raise SettingsError(f"job name {name!r} is longer than SageMaker's 63 characters; shorten the prefix")
+    if len(name) > JOB_NAME_LIMIT:
+        raise SettingsError(
+            f"job name {name!r} is longer than SageMaker's {JOB_NAME_LIMIT} characters; shorten the prefix"
+        )
     return name
 
 
@@ -240,7 +243,7 @@ def build_training_job_request(
         "AlgorithmSpecification": {
             "TrainingImage": settings.image_uri,
             "TrainingInputMode": "File",
-            "MetricDefinitions": contract.metric_definitions(),
+            "MetricDefinitions": contract.metric_definitions(settings.metric_names),
             "EnableSageMakerMetricsTimeSeries": True,
         },
         "HyperParameters": encoded,
@@ -337,7 +340,7 @@ def build_tuning_job_request(
     config: dict[str, Any] = {
         "Strategy": t.strategy,
         "HyperParameterTuningJobObjective": {
-            "Type": lambda_contract.TUNING_OBJECTIVES[t.objective],
+            "Type": t.objective_type,
             "MetricName": t.objective,
         },
         "ResourceLimits": {

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from common import lambda_contract
+from common import contract, lambda_contract
 from lambdas import environment
 
 T = TypeVar("T")
@@ -43,14 +43,18 @@ class TuningSettings:
     max_jobs: int
     max_parallel_jobs: int
     early_stopping: str
+    objective_type: str = ""  # Maximize or Minimize: TUNING's objective_type, else TUNING_OBJECTIVES'
 
     @classmethod
-    def from_json(cls, prefix: str, text: str) -> TuningSettings:
-        """``TUNING_JOB_PREFIX`` and ``TUNING`` as the stack sets them; a SettingsError names every problem."""
+    def from_json(
+        cls, prefix: str, text: str, metric_names: Sequence[str] = contract.METRIC_LINE_NAMES
+    ) -> TuningSettings:
+        """``TUNING_JOB_PREFIX`` and ``TUNING`` as the stack sets them, for a task whose metric lines are
+        ``metric_names``; a SettingsError names every problem."""
         reader = environment.Reader(
             {lambda_contract.ENV_TUNING_JOB_PREFIX: prefix, lambda_contract.ENV_TUNING: text}
         )
-        settings = _tuning(reader)
+        settings = _tuning(reader, tuple(metric_names))
         reader.raise_problems(SettingsError, "launcher tuning")
         return settings
 
@@ -94,11 +98,21 @@ class LaunchSettings:
     tuning: TuningSettings | None = None  # None: this launcher starts no tuning jobs
     rules: RuleSettings = field(default_factory=RuleSettings)
     debounce_minutes: int = 0  # new-data events within this many minutes of a job start none
+    # The task's metric lines after the split's prefix (METRIC_NAMES): what the jobs scrape.
+    metric_names: tuple[str, ...] = contract.METRIC_LINE_NAMES
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str]) -> LaunchSettings:
         """Reads and validates every variable; reports all problems at once."""
         reader = environment.Reader(env)
+        default_names: tuple[str, ...] = contract.METRIC_LINE_NAMES
+        metric_names = reader.json_value(
+            lambda_contract.ENV_METRIC_NAMES,
+            _metric_names,
+            lambda_contract.METRIC_NAMES_EXPECTED,
+            default_names,
+            required=False,
+        )
         settings = cls(
             job_name_prefix=reader.text(
                 lambda_contract.ENV_JOB_NAME_PREFIX,
@@ -153,8 +167,13 @@ class LaunchSettings:
                 lambda_contract.ENV_TAGS, _strings, "a JSON object of strings (the jobs' tags)", {}
             ),
             # Optional: a launcher deployed without them starts single training jobs without rules.
-            tuning=_tuning(reader) if env.get(lambda_contract.ENV_TUNING_JOB_PREFIX, "").strip() else None,
+            tuning=(
+                _tuning(reader, metric_names)
+                if env.get(lambda_contract.ENV_TUNING_JOB_PREFIX, "").strip()
+                else None
+            ),
             rules=_rules(reader),
+            metric_names=metric_names,
         )
         reader.raise_problems(SettingsError, "launcher")
         return settings
@@ -164,6 +183,14 @@ def _strings(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise ValueError
     return value
+
+
+def _metric_names(value: Any) -> tuple[str, ...]:
+    """METRIC_NAMES, checked as the stack checked it at synthesis."""
+    try:
+        return lambda_contract.check_metric_names(value)
+    except lambda_contract.MetricNamesError as error:
+        raise environment.Invalid(str(error)) from None
 
 
 def _tuning_prefix(raw: str) -> str:
@@ -200,8 +227,25 @@ class _Fields:
         return self.get(key, str, f"one of {', '.join(allowed)}", allowed)
 
 
-def _tuning(reader: environment.Reader) -> TuningSettings:
-    """Both variables are required here; a field with a problem is left at a placeholder."""
+def _objective(fields: _Fields, metric_names: tuple[str, ...]) -> tuple[str, str]:
+    """TUNING's objective, one of the task's validation metrics, and its direction: the optional
+    objective_type, else what TUNING_OBJECTIVES says (the default task's objectives predate the field)."""
+    objective = fields.choice("objective", lambda_contract.tuning_objectives(metric_names))
+    if objective is None:
+        return "", ""
+    given = fields.value.get(lambda_contract.TUNING_OBJECTIVE_TYPE)
+    try:
+        return objective, lambda_contract.tuning_objective_type(objective, given, metric_names)
+    except lambda_contract.TuningObjectiveError as error:
+        expected = " or ".join(lambda_contract.TUNING_OBJECTIVE_TYPES)
+        field_name = f"{fields.name}.{lambda_contract.TUNING_OBJECTIVE_TYPE}"
+        fields.reader.invalid(field_name, given, expected, str(error))
+        return objective, ""
+
+
+def _tuning(reader: environment.Reader, metric_names: tuple[str, ...]) -> TuningSettings:
+    """Both variables are required here; a field with a problem is left at a placeholder. The objective is
+    one of the validation metrics of the task whose metric lines are ``metric_names``."""
     prefix = reader.read(lambda_contract.ENV_TUNING_JOB_PREFIX, _tuning_prefix, _TUNING_PREFIX_EXPECTED, "")
     raw = reader.json_value(
         lambda_contract.ENV_TUNING,
@@ -214,7 +258,7 @@ def _tuning(reader: environment.Reader) -> TuningSettings:
     fields = _Fields(reader, lambda_contract.ENV_TUNING, raw)
     enabled = fields.get("enabled", bool, "true or false")
     strategy = fields.choice("strategy", lambda_contract.TUNING_STRATEGIES)
-    objective = fields.choice("objective", tuple(lambda_contract.TUNING_OBJECTIVES))
+    objective, objective_type = _objective(fields, metric_names)
     spec = fields.get("ranges", str, f"a string: {lambda_contract.TUNING_GRAMMAR}")
     max_jobs = fields.get("max_jobs", int, "an integer")
     max_parallel_jobs = fields.get("max_parallel_jobs", int, "an integer")
@@ -235,11 +279,12 @@ def _tuning(reader: environment.Reader) -> TuningSettings:
         job_name_prefix=prefix,
         enabled=bool(enabled),
         strategy=strategy or "",
-        objective=objective or "",
+        objective=objective,
         ranges=ranges,
         max_jobs=max_jobs or 0,
         max_parallel_jobs=max_parallel_jobs or 0,
         early_stopping=early_stopping or "",
+        objective_type=objective_type,
     )
 
 

@@ -81,8 +81,9 @@ def _listed(s3: Any, bucket: str, key: str) -> bool:
     return any(item["Key"] == key for item in listed.get("Contents", []))
 
 
-def read_output_archive(s3: Any, uri: str) -> OutputArchive:
-    """``metrics.json`` and ``evaluation.json`` from the archive root, streamed without unpacking the rest.
+def read_output_archive(s3: Any, uri: str, gated: Sequence[str] = ()) -> OutputArchive:
+    """``metrics.json`` and ``evaluation.json`` from the archive root, streamed without unpacking the rest;
+    their metrics as ``metrics_from_report`` reads them (``gated``: the gate rules' metric names).
 
     A missing or unreadable archive is reported as a problem (the gate then rejects for missing
     metrics); access errors propagate.
@@ -129,7 +130,7 @@ def read_output_archive(s3: Any, uri: str) -> OutputArchive:
         except ValueError as error:
             problems.append(f"{name} in {uri} is not valid JSON: {error}")
             continue
-        for metric, value in metrics_from_report(report).items():
+        for metric, value in metrics_from_report(report, gated).items():
             metrics.setdefault(metric, value)
     return OutputArchive(
         metrics=metrics, evaluation=found.get(contract.EVALUATION_FILE), problems=tuple(problems)

@@ -265,14 +265,22 @@ def metrics_from_final_metric_data(items: Iterable[Mapping[str, Any]]) -> dict[s
     return found
 
 
-def metrics_from_report(report: Any) -> dict[str, float]:
-    """Known metric names (quality and training health) from a flat ``metrics.json`` or a nested
-    ``evaluation.json``.
+def reported_metrics(gated: Sequence[str] = ()) -> frozenset[str]:
+    """The metric names a report may give: the default task's quality metrics, the training-health flags and
+    values, and each split's value of the ``gated`` metrics (the gate rules' names: ``map`` gives
+    ``eval_map`` and ``test_map``), whatever the task."""
+    return _REPORTED_METRICS | {f"{split}_{name}" for split in contract.METRIC_SPLITS for name in gated}
+
+
+def metrics_from_report(report: Any, gated: Sequence[str] = ()) -> dict[str, float]:
+    """Known metric names (quality and training health, and each split's value of the ``gated`` metrics:
+    ``reported_metrics``) from a flat ``metrics.json`` or a nested ``evaluation.json``.
 
     A nested report may spell ``test_f1`` as ``{"test": {"f1": ...}}`` or keep flat names under any key;
     both are found. The first occurrence of a name wins. An ``evaluation.json`` health section gives each
     evaluated rule's flag and value too (``health_<rule>``: 1 fired, 0 silent; ``health_<rule>_value``).
     """
+    known = reported_metrics(gated)
     found: dict[str, float] = {}
 
     def walk(node: Any, parent: str) -> None:
@@ -286,7 +294,7 @@ def metrics_from_report(report: Any) -> dict[str, float]:
                 walk(value, key)
                 continue
             for name in (key, f"{parent}_{key}"):
-                if name in _REPORTED_METRICS and name not in found:
+                if name in known and name not in found:
                     found[name] = number
                     break
 
@@ -661,12 +669,17 @@ def _metadata_value(text: str) -> str:
 
 
 def customer_metadata(
-    job_name: str, decision: Decision, metrics: Mapping[str, float], tuning: TuningResult | None = None
+    job_name: str,
+    decision: Decision,
+    metrics: Mapping[str, float],
+    tuning: TuningResult | None = None,
+    gated: Sequence[str] = (),
 ) -> dict[str, str]:
     """Job name, gated values (under each gate rule's metric name: ``accuracy``, ``f1``, ...), every known
-    raw metric, the training-health flags (``health_<rule>``) and the blocking rules that fired
-    (``health_blocking``), what the model was compared with (``comparison``) and, for a tuning job's winner,
-    the tuning job, its objective and the values it chose (``tuned_<name>``)."""
+    raw metric (the default task's, and each split's value of the ``gated`` metrics: the gate rules'), the
+    training-health flags (``health_<rule>``) and the blocking rules that fired (``health_blocking``), what
+    the model was compared with (``comparison``) and, for a tuning job's winner, the tuning job, its
+    objective and the values it chose (``tuned_<name>``)."""
     properties = {META_JOB: job_name}
     if tuning is not None:
         properties[META_TUNING_JOB] = tuning.name
@@ -676,9 +689,10 @@ def customer_metadata(
     if decision.split:
         properties[META_SPLIT] = decision.split
     properties.update({name: _format_metric(value) for name, value in decision.gated.items()})
-    properties.update(
-        {name: _format_metric(metrics[name]) for name in contract.METRIC_NAMES if name in metrics}
+    raw = dict.fromkeys(
+        [*contract.METRIC_NAMES, *(f"{split}_{name}" for split in contract.METRIC_SPLITS for name in gated)]
     )
+    properties.update({name: _format_metric(metrics[name]) for name in raw if name in metrics})
     # The flags of the rules the run evaluated (their values are in the evaluation report); within the
     # API's 50 properties.
     flags = [contract.health_metric(rule) for rule in contract.HEALTH_RULES]
@@ -730,7 +744,9 @@ def model_package_request(
                 "Statistics": {"ContentType": contract.JSON_CONTENT_TYPE, "S3Uri": evaluation_uri}
             }
         },
-        "CustomerMetadataProperties": customer_metadata(job_name, decision, metrics, tuning),
+        "CustomerMetadataProperties": customer_metadata(
+            job_name, decision, metrics, tuning, gated=settings.thresholds.metrics
+        ),
         "ModelApprovalStatus": decision.status,
         "ClientToken": client_token(job_name),
     }

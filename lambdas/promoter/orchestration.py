@@ -205,7 +205,7 @@ def _register_once(
 
     archive_uri = logic.output_archive_uri(job)
     archive = (
-        aws.read_output_archive(clients.s3, archive_uri)
+        aws.read_output_archive(clients.s3, archive_uri, settings.thresholds.metrics)
         if archive_uri
         else aws.OutputArchive(metrics={}, evaluation=None, problems=("the job has no S3 output path",))
     )

@@ -129,13 +129,16 @@ PARSERS: dict[str, tuple[str, Callable[[Mapping[str, str]], Any]]] = {
     "launcher": ("lambdas.launcher.handler.handler", LaunchSettings.from_environment),
     "promoter": ("lambdas.promoter.handler.handler", Settings.from_environment),
 }
-# dev and prod as cdk.json has them, and every optional feature on (Debugger rules and profiling, tuning,
-# reserved concurrency), so that the stack sets every variable a parser can read.
+# dev and prod as cdk.json has them, every optional feature on (Debugger rules and profiling, tuning,
+# reserved concurrency) and a task other than the default one (its metric lines), so that together they set
+# every variable a parser can read.
 VARIANTS: dict[str, dict[str, str]] = {
     "dev": {},
     "prod": {"env": "prod"},
     "every-feature": EVERY_FEATURE,
+    "multilabel": {"task": "multilabel", "tuning_enabled": "true"},
 }
+EVERYTHING = ("every-feature", "multilabel")
 
 
 def parsed(synth_app: Any, variant: str, function: str) -> tuple[Any, set[str], set[str]]:
@@ -161,17 +164,19 @@ def test_every_synthesized_variable_is_read_and_accepted_by_the_functions_own_pa
 
 @pytest.mark.parametrize("function", sorted(PARSERS))
 def test_every_variable_the_parser_reads_is_one_the_stack_sets(synth_app: Any, function: str) -> None:
-    # Given the function's environment with every optional feature on, and as dev and prod have it
-    _, every, read_by_every = parsed(synth_app, "every-feature", function)
+    # Given the function's environment with every optional feature on, for the default task and another
+    # one, and as dev and prod have it
+    every = set().union(*(parsed(synth_app, variant, function)[1] for variant in EVERYTHING))
+    read_by_every = set().union(*(parsed(synth_app, variant, function)[2] for variant in EVERYTHING))
     # When the parser has read each
     # Then with every feature on, it reads nothing the stack leaves unset: no missing variable
     assert read_by_every <= every, (
         f"{function}: reads variables the stack never sets: {read_by_every - every}"
     )
-    for variant in ("dev", "prod"):
+    for variant in sorted(VARIANTS):
         _, synthesized, read = parsed(synth_app, variant, function)
-        # And what dev and prod leave unset is an optional variable the parser defaults, named as the
-        # stack names it when the feature is on
+        # And what a variant leaves unset is an optional variable the parser defaults, named as the
+        # stack names it when the feature (or the task) is on
         assert read - synthesized <= every, f"{function} ({variant}): {sorted(read - synthesized - every)}"
 
 
@@ -213,7 +218,7 @@ def test_gate_rules_the_promoter_would_refuse_stop_synthesis(
     monkeypatch.setattr(
         promoter_construct,
         "gate_rules",
-        lambda quality: tuple(GateRule.from_json(item) for item in json.loads(value)),
+        lambda quality, task=None: tuple(GateRule.from_json(item) for item in json.loads(value)),
     )
     # When the app is synthesized / Then the stack stops, refusing them for the promoter's own reason
     with pytest.raises(GateRuleError) as refused:

@@ -781,7 +781,10 @@ def test_promoter_is_told_the_tuning_prefix(training_template: Template) -> None
             {"tuning_strategy": "Grid"},
             "'tuning_strategy' = 'Grid' is invalid: expected one of 'Bayesian', 'Random'",
         ),
-        ({"tuning_objective": "test_f1"}, "expected one of 'eval_f1', 'eval_accuracy', 'eval_loss'"),
+        (
+            {"tuning_objective": "test_f1"},
+            "'tuning_objective' = 'test_f1' is invalid: expected one of 'eval_loss', 'eval_accuracy', 'eval_f1'",
+        ),
         ({"tuning_max_jobs": "0"}, "'tuning_max_jobs' = '0' is invalid: expected an integer from 1 to 500"),
         (
             {"tuning_max_parallel_jobs": "9"},

@@ -1,7 +1,8 @@
 """The configurations whose templates the service-rule tests walk: every stack of each, as CloudFormation has it.
 
 dev and prod as cdk.json has them (prod with an endpoint), every optional feature on, each serving variant of
-the suite, and a fleet of at least two instances that the schedule scales down at night.
+the suite, a fleet of at least two instances that the schedule scales down at night, and a multilabel
+deployment (another task's stacks).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ TEMPLATE_VARIANTS: dict[str, dict[str, str]] = {
         "scale_down_schedule": "true",
     },
     **{f"serving-{name}": overrides for name, overrides in SERVING_VARIANTS.items()},
+    # Another task than the default one, side by side with it: its own Training and Serving stacks.
+    "multilabel": {"task": "multilabel", "model_data_url": MODEL_A, "tuning_enabled": "true"},
 }
 
 

@@ -1157,3 +1157,163 @@ def test_a_live_lease_skips_the_launch(aws: Any, settings: LaunchSettings) -> No
     result = launch({}, settings, sagemaker=sagemaker, s3=s3, request_id="r-2")
     assert result == {"status": "skipped", "reason": "another launch is under way: schedule e-1"}
     assert jobs(sagemaker) == []
+
+
+# --- another task than the default one ---------------------------------------------------------------------
+
+# The metric lines of the multilabel task (tasks/multilabel.py), as the stack writes them in METRIC_NAMES.
+MULTILABEL_LINES = ["loss", "map", "micro_f1", "macro_f1", "lwlrap"]
+MULTILABEL_TUNING = {**TUNING, "objective": "eval_map", "objective_type": "Maximize"}
+# What the Training stack gives a multilabel deployment's launcher, tuning on.
+MULTILABEL_ENV = {
+    **ENV,
+    "HYPERPARAMETERS": json.dumps({"num_train_epochs": "4", "task": "multilabel"}),
+    "METRIC_NAMES": json.dumps(MULTILABEL_LINES),
+    "TUNING_JOB_PREFIX": "acoustic-shield0a1b-hpo-",
+    "TUNING": json.dumps(MULTILABEL_TUNING),
+}
+
+
+def test_a_multilabel_launcher_scrapes_and_tunes_the_tasks_metrics(aws: Any) -> None:
+    # Given a multilabel deployment's launcher and staged data
+    sagemaker, s3 = aws
+    stage(s3, "train", "validation")
+    settings = LaunchSettings.from_environment(MULTILABEL_ENV)
+    request = parse_event(SCHEDULED, "r-1")
+    # When it builds a training job's request, and starts a tuning job (moto's client validates it against
+    # botocore's model)
+    single = build_training_job_request(settings, job_name(PREFIX, request), request, ["train"])
+    tuned = launch({"tune": True}, settings, sagemaker=sagemaker, s3=s3, request_id="r-2")
+    # Then the training job scrapes the task's lines on each split (eval_map's regex reads its line), the
+    # training loss and the health metrics, and trains the task
+    scraped = single["AlgorithmSpecification"]["MetricDefinitions"]
+    definitions = {d["Name"]: d["Regex"] for d in scraped}
+    assert set(definitions) == set(contract.job_metric_names(MULTILABEL_LINES))
+    assert {"eval_map", "test_micro_f1", "eval_lwlrap", "train_loss"} <= set(definitions)
+    assert not {"eval_f1", "test_accuracy"} & set(definitions)
+    assert re.search(definitions["eval_map"], "eval_micro_f1=0.5\neval_map=0.7312").group(1) == "0.7312"
+    assert json.loads(single["HyperParameters"]["task"]) == "multilabel"
+    # And the tuning job maximizes validation mAP, its trials scraping and training the same
+    assert tuned["status"] == "started" and tuned["kind"] == "tuning"
+    described = sagemaker.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=tuned["job"])
+    objective = described["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
+    assert objective == {"Type": "Maximize", "MetricName": "eval_map"}
+    definition = build_tuning_job_request(settings, tuned["job"], request, ["train"])["TrainingJobDefinition"]
+    assert definition["AlgorithmSpecification"]["MetricDefinitions"] == scraped
+    assert json.loads(definition["StaticHyperParameters"]["task"]) == "multilabel"
+
+
+@pytest.mark.parametrize(
+    ("objective", "objective_type", "expected"),
+    [
+        ("eval_f1", None, "Maximize"),  # the default task's TUNING, which predates objective_type
+        ("eval_loss", None, "Minimize"),
+        ("eval_f1", "Minimize", "Minimize"),  # given, it decides
+        ("eval_clip_f1", "Maximize", "Maximize"),  # not in the table: it must be given
+    ],
+)
+def test_the_objectives_direction_is_tunings_objective_type_else_the_default_tasks_table(
+    objective: str, objective_type: str | None, expected: str
+) -> None:
+    # Given the default task's launcher with TUNING naming an objective, with or without its direction
+    given = {"objective_type": objective_type} if objective_type else {}
+    settings = tuning_settings(objective=objective, **given)
+    request = parse_event({"tune": True}, "r-1")
+    # When the tuning job's request is built / Then it optimizes the objective in that direction
+    body = build_tuning_job_request(settings, tuning_job_name(TUNING_PREFIX, request), request, ["train"])
+    assert body["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"] == {
+        "Type": expected,
+        "MetricName": objective,
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"METRIC_NAMES": json.dumps(["map", "micro_f1"])},
+            'METRIC_NAMES=\'["map", "micro_f1"]\' is invalid: expected a JSON list of different metric '
+            "names (lowercase letters, digits and '_'), 'loss' among them",
+        ),
+        (
+            {"METRIC_NAMES": json.dumps(["loss", "map", "map"])},
+            "each metric once: map is named more than once",
+        ),
+        ({"METRIC_NAMES": json.dumps(["loss", "Test-mAP"])}, "not a list of metric names"),
+        ({"METRIC_NAMES": "loss,map"}, "METRIC_NAMES='loss,map' is invalid"),
+        (
+            # 1 training loss + 2 splits x 11 lines + 18 health metrics: 41, one over SageMaker's 40
+            {"METRIC_NAMES": json.dumps(["loss", *(f"m{i}" for i in range(10))])},
+            "41 metric definitions, SageMaker allows 40 per job",
+        ),
+        (
+            {"TUNING": json.dumps({**MULTILABEL_TUNING, "objective": "eval_f1"})},
+            "TUNING.objective='eval_f1' is invalid: expected one of eval_loss, eval_map, eval_micro_f1",
+        ),
+        (
+            {"TUNING": json.dumps({**MULTILABEL_TUNING, "objective_type": "Up"})},
+            "TUNING.objective_type='Up' is invalid: expected Maximize or Minimize",
+        ),
+        (
+            {"TUNING": json.dumps({k: v for k, v in MULTILABEL_TUNING.items() if k != "objective_type"})},
+            "TUNING.objective_type=None is invalid: expected Maximize or Minimize (objective 'eval_map' "
+            "needs an objective_type: Maximize or Minimize)",
+        ),
+    ],
+)
+def test_misconfigured_metric_lines_or_objective_name_the_variable(
+    change: dict[str, str], message: str
+) -> None:
+    # Given a multilabel launcher's environment with one bad metric-line or objective setting
+    # When the launcher reads it at cold start / Then it refuses, naming the variable and what is allowed
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        LaunchSettings.from_environment({**MULTILABEL_ENV, **change})
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("metric_names", ("map",), "METRIC_NAMES is invalid: 'loss' is not among the metric names"),
+        ("metric_names", ("loss", *(f"m{i}" for i in range(10))), "METRIC_NAMES is invalid: 41 metric"),
+        ("tuning", {**MULTILABEL_TUNING, "objective": "eval_f1"}, "TUNING is invalid: objective 'eval_f1'"),
+        ("tuning", {**MULTILABEL_TUNING, "objective_type": "Up"}, "TUNING is invalid: objective_type 'Up'"),
+    ],
+)
+def test_the_stack_refuses_at_synthesis_what_the_launcher_would_refuse(
+    field: str, value: Any, message: str
+) -> None:
+    # Given the launcher's environment record as the stack fills it for the multilabel task
+    settings = LaunchSettings.from_environment(MULTILABEL_ENV)
+    assert settings.tuning is not None
+    record = {
+        "job_name_prefix": settings.job_name_prefix,
+        "execution_role_arn": settings.role_arn,
+        "training_image": settings.image_uri,
+        "source_dir": settings.source_dir,
+        "data_bucket": settings.bucket,
+        "dataset_prefix": settings.dataset_prefix,
+        "models_prefix": settings.models_prefix,
+        "checkpoints_prefix": settings.checkpoints_prefix,
+        "launch_lock_key": settings.lock_key,
+        "kms_key_arn": settings.kms_key_arn,
+        "instance_type": settings.instance_type,
+        "instance_count": settings.instance_count,
+        "volume_size_gb": settings.volume_size_gb,
+        "use_spot": settings.use_spot,
+        "max_runtime_seconds": settings.max_runtime_seconds,
+        "max_wait_seconds": settings.max_wait_seconds,
+        "hyperparameters": settings.hyperparameters,
+        "tags": settings.tags,
+        "retrain_debounce_minutes": 0,
+        "tuning_job_prefix": settings.tuning.job_name_prefix,
+        "tuning": MULTILABEL_TUNING,
+        "profiler_enabled": False,
+        "metric_names": MULTILABEL_LINES,
+    }
+    assert lambda_contract.LauncherEnvironment(**record).variables()["METRIC_NAMES"] == json.dumps(
+        MULTILABEL_LINES
+    )
+    # When one field holds a value the launcher refuses at cold start
+    # Then the record refuses it too, naming the variable
+    with pytest.raises(ValueError, match=re.escape(message)):
+        lambda_contract.LauncherEnvironment(**{**record, field: value})

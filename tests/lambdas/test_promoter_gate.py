@@ -3,6 +3,7 @@ approved models, pure and through the handler against emulated AWS."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -625,3 +626,93 @@ def test_an_approved_package_without_stored_metrics_cannot_be_compared(
     assert "cannot compare" in package["ModelPackageDescription"]
     assert package["CustomerMetadataProperties"]["comparison"].startswith("cannot compare")
     assert "cannot compare" in world.messages()[-1]["Message"]
+
+
+# --- another task's gated metrics ---------------------------------------------------------------------------
+
+# The multilabel task's gate (tasks/multilabel.py gates mAP and micro-F1), as the stack writes GATE_RULES.
+MULTILABEL_RULES = (GateRule("map", True, 0.3), GateRule("micro_f1", True, 0.3))
+MULTILABEL_GOOD = {"test_map": 0.62, "test_micro_f1": 0.55, "test_loss": 0.2, "train_loss": 0.3}
+
+
+def test_a_report_keeps_the_gated_metrics_of_the_rules_whatever_the_task() -> None:
+    # Given a multilabel job's nested evaluation report and flat metrics file
+    nested = {"test": {"map": 0.62, "micro_f1": 0.55, "lwlrap": 0.7}, "eval": {"map": 0.6}}
+    flat = {"test_map": 0.5, "eval_micro_f1": 0.4, "train_loss": 0.1}
+    gated = [rule.metric for rule in MULTILABEL_RULES]
+    # When they are read with the multilabel gate's metrics
+    # Then each split's gated metric is kept (and a metric nobody gates or scrapes, lwlrap, is not)
+    assert logic.metrics_from_report(nested, gated) == {
+        "test_map": 0.62,
+        "test_micro_f1": 0.55,
+        "eval_map": 0.6,
+    }
+    assert logic.metrics_from_report(flat, gated) == {
+        "test_map": 0.5,
+        "eval_micro_f1": 0.4,
+        "train_loss": 0.1,
+    }
+    # And without the rules only the default task's metrics are known, as before
+    assert logic.metrics_from_report(nested) == {}
+
+
+@pytest.fixture
+def multilabel_world(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
+    """The emulated account, with the promoter of a multilabel deployment."""
+    monkeypatch.setenv("GATE_RULES", json.dumps([rule.to_json() for rule in MULTILABEL_RULES]))
+    return world
+
+
+@pytest.mark.parametrize("report", ["flat", "nested"])
+def test_a_multilabel_job_above_its_minimums_is_approved_on_its_own_metrics(
+    multilabel_world: World, lambda_context: Any, report: str
+) -> None:
+    # Given a completed multilabel job whose output reports mAP and micro-F1 above the minimums
+    evaluation = {"test": {"map": 0.62, "micro_f1": 0.55, "loss": 0.2}, "train_loss": 0.3}
+    output = (
+        promoter_world.archive({"metrics.json": MULTILABEL_GOOD, "evaluation.json": evaluation})
+        if report == "flat"
+        else promoter_world.archive({"evaluation.json": evaluation})
+    )
+    event = training_job(multilabel_world, PREFIX + "1", output=output)
+    # When the promoter handles its event
+    result = handler(event, lambda_context)
+    # Then the gate read test_map and test_micro_f1 and approved the model on them
+    assert result["decision"] == "Approved", result["reasons"]
+    assert "test_map 0.6200 is at or above the minimum 0.3000" in result["reasons"]
+    assert "test_micro_f1 0.5500 is at or above the minimum 0.3000" in result["reasons"]
+    # And the package keeps the gated values (what the next gate compares with) and the raw metrics
+    (package,) = multilabel_world.packages()
+    properties = package["CustomerMetadataProperties"]
+    assert (properties["map"], properties["micro_f1"]) == ("0.62", "0.55")
+    assert (properties["test_map"], properties["test_micro_f1"]) == ("0.62", "0.55")
+    assert properties["metrics_split"] == "test"
+
+
+def test_a_multilabel_job_below_its_map_minimum_is_rejected(
+    multilabel_world: World, lambda_context: Any
+) -> None:
+    # Given a completed multilabel job whose mAP is below the minimum
+    event = training_job(multilabel_world, PREFIX + "1", metrics={**MULTILABEL_GOOD, "test_map": 0.2})
+    # When the promoter handles its event
+    result = handler(event, lambda_context)
+    # Then the package is registered as Rejected, saying why
+    assert result["decision"] == "Rejected"
+    assert result["reasons"] == ["test_map 0.2000 is below the minimum 0.3000"]
+    (package,) = multilabel_world.packages()
+    assert package["ModelApprovalStatus"] == "Rejected"
+    assert package["CustomerMetadataProperties"]["test_map"] == "0.2"
+
+
+def test_a_multilabel_job_is_rejected_when_its_report_lacks_the_gated_metrics(
+    multilabel_world: World, lambda_context: Any
+) -> None:
+    # Given a completed job of the multilabel deployment that reports the classification metrics only
+    event = training_job(multilabel_world, PREFIX + "1", metrics=GOOD)
+    # When the promoter handles its event / Then it is rejected, naming each missing gated metric
+    result = handler(event, lambda_context)
+    assert result["decision"] == "Rejected"
+    assert result["reasons"][:2] == [
+        "eval_map is missing from the job's metrics",
+        "eval_micro_f1 is missing from the job's metrics",
+    ]

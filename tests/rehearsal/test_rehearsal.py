@@ -19,8 +19,8 @@ import pytest
 from common import contract
 from common.contract import JOB_METRIC_NAMES
 from tools.rehearse.emulator import Emulator, environment
-from tools.rehearse.loop import DATASET, STACKS, rehearse
-from tools.rehearse.sounds import CLASSES
+from tools.rehearse.loop import DATASET, EVENTS_DATASET, EVENTS_TASK, STACKS, rehearse
+from tools.rehearse.sounds import CLASSES, EVENTS
 
 pytestmark = pytest.mark.slow
 
@@ -51,12 +51,19 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Any:
                 o["Key"]
                 for o in s3.list_objects_v2(Bucket=bucket, Prefix="", MaxKeys=1000).get("Contents", [])
             ]
-            (job,) = sagemaker.list_training_jobs()["TrainingJobSummaries"]
-            state["job"] = sagemaker.describe_training_job(TrainingJobName=job["TrainingJobName"])
-            (group,) = sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]
-            state["packages"] = sagemaker.list_model_packages(
-                ModelPackageGroupName=group["ModelPackageGroupName"]
-            )["ModelPackageSummaryList"]
+            jobs = [j["TrainingJobName"] for j in sagemaker.list_training_jobs()["TrainingJobSummaries"]]
+            (job,) = [name for name in jobs if EVENTS_TASK not in name]
+            (events_job,) = [name for name in jobs if EVENTS_TASK in name]
+            state["job"] = sagemaker.describe_training_job(TrainingJobName=job)
+            state["events_job"] = sagemaker.describe_training_job(TrainingJobName=events_job)
+            groups = [
+                g["ModelPackageGroupName"]
+                for g in sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]
+            ]
+            state["packages"], state["events_packages"] = (
+                sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+                for group in sorted(groups, key=lambda group: EVENTS_TASK in group)
+            )
             state["endpoints"] = [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
             state["emulator"] = emulator.url
 
@@ -69,7 +76,9 @@ def test_every_step_succeeds_and_is_recorded(loop) -> None:
     written = json.loads((loop["out"] / "rehearsal.json").read_text())
     # Then every step ran, in order, and took measurable time
     names = [s["name"] for s in written["steps"]]
-    assert names == ["emulator", "deploy", "stage", "launch", "train", "promote", "serve-deploy", "serve"]
+    loop_steps = ["launch", "train", "promote", "serve-deploy", "serve"]
+    events = [f"{EVENTS_TASK}-{name}" for name in ("deploy", "stage", *loop_steps)]
+    assert names == ["emulator", "deploy", "stage", *loop_steps, *events]
     assert all(s["status"] == "ok" for s in written["steps"]), written
 
 
@@ -147,6 +156,52 @@ def test_held_back_clips_get_predictions_and_a_broken_payload_a_4xx(loop) -> Non
         assert set(prediction["probs"]) == set(CLASSES)
     assert served["correct"] >= served["total"] // 2
     assert 400 <= served["broken_payload_status"] < 500
+
+
+# --- the multi-label loop beside it ---------------------------------------------------------------------
+
+
+def test_the_multilabel_loop_runs_beside_the_classification_one(loop) -> None:
+    # Then the multi-label deployment has its own Training and Serving stacks beside the classification ones
+    stacks = loop["state"]["stacks"]
+    assert {name for name, status in stacks.items() if status == "CREATE_COMPLETE"} >= {
+        loop["steps"][f"{EVENTS_TASK}-deploy"]["produced"]["stack"],
+        *STACKS.values(),
+    }
+    assert sum(EVENTS_TASK in name for name in stacks) == 2
+    # And its dataset was staged multi-label: a metadata.csv per split, and its manifest
+    objects = loop["state"]["objects"]
+    assert f"{EVENTS_DATASET}train/{contract.METADATA_FILE}" in objects
+    assert f"{EVENTS_DATASET}manifest.jsonl" in objects
+
+
+def test_the_multilabel_job_trains_the_task_and_scrapes_its_metrics(loop) -> None:
+    # Then the job ran the multi-label task, and its metric definitions read the task's lines
+    job = loop["state"]["events_job"]
+    assert job["TrainingJobStatus"] == "Completed"
+    assert json.loads(job["HyperParameters"][contract.TASK_ARGUMENT]) == EVENTS_TASK
+    definitions = {m["Name"] for m in job["AlgorithmSpecification"]["MetricDefinitions"]}
+    assert {"eval_map", "test_map", "test_micro_f1", "test_lwlrap"} <= definitions
+    assert "test_map" in {m["MetricName"] for m in job["FinalMetricDataList"]}
+
+
+def test_the_multilabel_model_is_gated_on_map_and_answers_labels_and_event_times(loop) -> None:
+    # Then its own group holds one Approved package, gated on mAP
+    (package,) = loop["state"]["events_packages"]
+    assert package["ModelApprovalStatus"] == "Approved"
+    reasons = " ".join(loop["steps"][f"{EVENTS_TASK}-promote"]["produced"]["reasons"])
+    assert "test_map" in reasons
+    # And every held-back mixture was answered with labels, scores and events with times
+    served = loop["steps"][f"{EVENTS_TASK}-serve"]["produced"]
+    for answer in served["answers"]:
+        assert answer["status"] == 200
+        assert set(answer["scores"]) == set(EVENTS)
+        assert all(
+            {"label", "start", "end", "score"} == set(event) for event in answer[contract.SEGMENTS_KEY]
+        )
+    # And the report records the job's test mAP and the answers' event-based F1
+    assert 0.0 <= served["event_f1"] <= 1.0
+    assert 0.0 <= served["job_metrics"]["test_map"] <= 1.0
 
 
 def test_nothing_is_left_listening(loop) -> None:

@@ -11,7 +11,7 @@ compared with ours.
 The launcher's settings are its environment as the Training stack synthesizes it, for dev and prod
 (``cdk.json``), varied over the GPU families the training image runs on, an EBS-only one (so that a volume key
 that should be sent is compared too), spot and on-demand, one and two instances, a single job and a tuning
-job. ``tools/batch.py``'s CreateTransformJob request is compared with the SDK's ``Transformer`` over the
+job; and a multilabel deployment's (another task: its metric definitions and tuning objective). ``tools/batch.py``'s CreateTransformJob request is compared with the SDK's ``Transformer`` over the
 serving instance types.
 
 Every difference is fixed in our code or explained in ``ALLOWED``, the one reviewed list: path → reason.
@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from common import contract, lambda_contract
+from common import contract
 from lambdas.launcher import logic
 from lambdas.launcher.settings import LaunchSettings
 from tests.inference.parity import pins
@@ -112,6 +112,8 @@ ABSENT = "<absent>"
 
 # The launcher's matrix: configurations x instance types x spot x instances x job kind.
 VARIANTS = {"dev": {}, "prod": {"env": "prod"}}
+# And a deployment of another task than the default one (its metric definitions, its tuning objective).
+TASK_VARIANTS = {"multilabel": {"task": "multilabel"}}
 GPU_INSTANCE_TYPES = ("ml.g4dn.xlarge", "ml.g5.xlarge", "ml.g6.xlarge", "ml.p4d.24xlarge")
 EBS_ONLY = "ml.p3.2xlarge"  # no local storage: the volume key is sent, and compared
 EVENT = {
@@ -161,6 +163,9 @@ LAUNCHER_CASES = [
     for count in (1, 2)
     for kind in ("training", "tuning")
 ] + [Case("dev", "ml.g5.xlarge", kind="tuning", tuning={"strategy": "Hyperband", "early_stopping": "Off"})]
+LAUNCHER_CASES += [
+    Case(variant, "ml.g5.xlarge", kind=kind) for variant in TASK_VARIANTS for kind in ("training", "tuning")
+]
 # The serving instance types (dev, prod, and a GPU one), as batch.py's --instance-type.
 TRANSFORM_TYPES = (CONTEXT["dev"]["serving_instance_type"], CONTEXT["prod"]["serving_instance_type"])
 TRANSFORM_CASES = [
@@ -172,7 +177,7 @@ KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-123456789
 
 def launcher_environment(tmp: Path, variant: str) -> dict[str, str]:
     """The launcher's environment as the Training stack synthesizes it (tests/infra/test_lambda_environments.py)."""
-    app = synth(tmp / variant, **VARIANTS[variant])
+    app = synth(tmp / variant, **{**VARIANTS, **TASK_VARIANTS}[variant])
     env = environment(Template.from_stack(app.training), "lambdas.launcher.handler.handler")
     # The role as IAM names it (the synthesized stand-in has no "/", so the SDK would look the name up in IAM).
     return {**env, "EXECUTION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/acoustic-shield-training"}
@@ -221,7 +226,7 @@ def launcher_request(env: dict[str, str], case: Case) -> tuple[dict[str, Any], d
         "checkpoint_s3_uri": f"s3://{bucket}/{settings.checkpoints_prefix}{name}/",
         "checkpoint_local_path": logic.CHECKPOINT_LOCAL_PATH,
         "hyperparameters": {**settings.hyperparameters, **request.hyperparameters},
-        "metric_definitions": contract.metric_definitions(),
+        "metric_definitions": contract.metric_definitions(settings.metric_names),
         # Our choice: traffic between instances is encrypted when there are several.
         "encrypt_inter_container_traffic": settings.instance_count > 1,
         "tags": {**settings.tags, "trigger": request.trigger},
@@ -233,7 +238,7 @@ def launcher_request(env: dict[str, str], case: Case) -> tuple[dict[str, Any], d
         job["tuning"] = {
             "strategy": t.strategy,
             "objective_metric_name": t.objective,
-            "objective_type": lambda_contract.TUNING_OBJECTIVES[t.objective],
+            "objective_type": t.objective_type,
             "ranges": t.ranges,
             "max_jobs": t.max_jobs,
             "max_parallel_jobs": t.max_parallel_jobs,
@@ -362,7 +367,7 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Comparison]:
     """Every case of both matrices, built by us and by the SDK (one driver run), compared."""
     python = sdk_python()
     work = tmp_path_factory.mktemp("sdk-reference")
-    environments = {variant: launcher_environment(work, variant) for variant in VARIANTS}
+    environments = {variant: launcher_environment(work, variant) for variant in {**VARIANTS, **TASK_VARIANTS}}
     built = {case.name: launcher_request(environments[case.variant], case) for case in LAUNCHER_CASES}
     built |= {case.name: transform_request(case) for case in TRANSFORM_CASES}
     (work / "cases.json").write_text(json.dumps([job for _, job in built.values()]))

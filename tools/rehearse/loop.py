@@ -3,7 +3,10 @@
 deploy (the real CDK CLI) → stage a dataset (the staging tool) → the schedule's event reaches the deployed
 launcher handler → the training job runs in the real training toolkit (``tools.local_job``) → the deployed
 promoter handler gates it into a model package → ``cdk deploy`` of the Serving stack with that package → the
-packed model answers held-back clips on the SageMaker container contract.
+packed model answers held-back clips on the SageMaker container contract. Then the same for multi-label
+event detection, beside it on the same emulator and Data stack: generated vehicle-event mixtures staged from a
+metadata.csv folder, its own Training stack, job, gate (mAP) and Serving stack, and held-back mixtures
+answered with their labels and event times (event-based F1 in the report).
 
 Real: the CDK CLI and the synthesized templates, both Lambda handlers (loaded from the code the emulator
 holds for the deployed functions, with their deployed environments), the staging tool, the SageMaker training
@@ -14,7 +17,9 @@ toolkit with the training image's libraries, ``train.py``, the inference handler
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
+import dataclasses
 import importlib
 import io
 import json
@@ -35,16 +40,20 @@ from types import FrameType, ModuleType
 from typing import Any
 
 from common import contract
-from tasks import classification
+from tasks import classification, multilabel
 
 from .emulator import ACCOUNT, REGION, Emulator, environment, free_port
-from .sounds import generate
+from .sounds import generate, generate_mixtures
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "build" / "demo"
 DATASET = f"{contract.DATASETS_PREFIX}vehicle-events/"
 ENV_NAME = "dev"
-STACKS = {name: contract.stack_name(ENV_NAME, name) for name in ("Data", "Training", "Serving")}
+LIFECYCLES = ("Data", "Training", "Serving")
+STACKS = {name: contract.stack_name(ENV_NAME, name) for name in LIFECYCLES}
+# The multi-label loop: its own Training and Serving stacks (the Data stack is shared), dataset and task.
+EVENTS_TASK = "multilabel"
+EVENTS_DATASET = f"{contract.DATASETS_PREFIX}vehicle-mixtures/"
 CDK = ["npx", "--no-install", "cdk", "--no-notices", "--no-version-reporting"]
 # Direct deployments: moto's change sets register no stack outputs or exports, so Fn::ImportValue fails.
 DEPLOY = [*CDK, "deploy", "--method=direct", "--require-approval", "never"]
@@ -235,10 +244,15 @@ def rehearse(
     epochs: int = 15,
     clips_per_class: int = 30,
     inspect: Callable[[Emulator], None] | None = None,
+    events: bool = True,
+    mixtures: int = 60,
 ) -> dict[str, Any]:
     """Runs the loop; returns the report. Raises StepFailed (with the step's name) when a step fails.
 
-    ``inspect`` is called with the emulator after the last step, before it stops (tests read its state).
+    With ``events`` the multi-label loop follows on the same emulator and Data stack: ``mixtures`` generated
+    vehicle-event mixtures, trained, gated on mAP, deployed, and held-back mixtures answered with their
+    labels and event times. ``inspect`` is called with the emulator after the last step, before it stops
+    (tests read its state).
     """
     _start_afresh(out)
     report = Report(out / "rehearsal.json")
@@ -257,6 +271,15 @@ def rehearse(
             package_arn, package = loop.promote(job_name, described, status)
             loop.deploy_serving(package_arn)
             loop.serve(package, held_back)
+            if events:
+                events_loop = loop.for_task(EVENTS_TASK, EVENTS_DATASET)
+                events_training = events_loop.deploy_training()
+                events_held_back = events_loop.stage_mixtures(data, clips=mixtures)
+                events_job = events_loop.launch(events_training)
+                events_described, events_status = events_loop.train(events_job)
+                events_arn, events_package = events_loop.promote(events_job, events_described, events_status)
+                events_loop.deploy_serving(events_arn)
+                events_loop.serve_events(events_package, events_held_back)
             if inspect is not None:
                 inspect(emulator)
     finally:
@@ -267,7 +290,8 @@ def rehearse(
 
 def _start_afresh(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for previous in ("raw", "held-back", "work", contract.MODEL_ARCHIVE, "rehearsal.json"):
+    previous_runs = ("raw", "held-back", "mixtures", "held-back-mixtures", "work", "rehearsal.json")
+    for previous in (*previous_runs, contract.MODEL_ARCHIVE, f"{EVENTS_TASK}-{contract.MODEL_ARCHIVE}"):
         path = out / previous
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
@@ -280,10 +304,27 @@ class _Loop:
     report: Report
     emulator: Emulator
     env: dict[str, str]
-    cdk_args: list[str]  # the output folder and the context, for every cdk command
+    context: dict[str, str]  # the app's context (-c), for every cdk command
     cloudformation: Any
     s3: Any
     sagemaker: Any
+    stacks: dict[str, str] = field(default_factory=lambda: dict(STACKS))
+    dataset: str = DATASET
+    step_prefix: str = ""  # before each step's name in the report ("events-" for the multi-label loop)
+
+    def for_task(self, task: str, dataset: str) -> _Loop:
+        """The same emulator, clients and CLI for a deployment of ``task`` reading ``dataset``: its own
+        Training and Serving stacks (named as the app names them), the shared Data stack."""
+        from infra.config import AppConfig, stack_name
+
+        config = AppConfig(env_name=ENV_NAME, task=task)
+        return dataclasses.replace(
+            self,
+            context={**self.context, "task": task, "dataset_prefix": dataset},
+            stacks={name: stack_name(config, name) for name in LIFECYCLES},
+            dataset=dataset,
+            step_prefix=f"{task}-",
+        )
 
     @classmethod
     def create(cls, out: Path, report: Report, emulator: Emulator, *, epochs: int) -> _Loop:
@@ -294,21 +335,22 @@ class _Loop:
         env["PATH"] = os.pathsep.join(
             [str(Path(sys.executable).parent), str(ROOT / "node_modules" / ".bin"), env["PATH"]]
         )
-        context = [
-            arg
-            for key, value in {**CONTEXT, "num_train_epochs": str(epochs)}.items()
-            for arg in ("-c", f"{key}={value}")
-        ]
         return cls(
             out=out,
             report=report,
             emulator=emulator,
             env=env,
-            cdk_args=["--output", str(out / "cdk.out"), *context],
+            context={**CONTEXT, "num_train_epochs": str(epochs)},
             cloudformation=boto3.client("cloudformation"),
             s3=boto3.client("s3"),
             sagemaker=boto3.client("sagemaker"),
         )
+
+    @property
+    def cdk_args(self) -> list[str]:
+        """The output folder and the context, for every cdk command."""
+        pairs = [arg for key, value in self.context.items() for arg in ("-c", f"{key}={value}")]
+        return ["--output", str(self.out / "cdk.out"), *pairs]
 
     @property
     def work(self) -> Path:
@@ -327,6 +369,31 @@ class _Loop:
             produced.update(stacks=statuses, bucket=data["DataBucketName"], outputs=training)
             print(json.dumps(statuses))
         return data, training
+
+    def deploy_training(self) -> dict[str, str]:
+        """cdk deploy of this task's Training stack beside the others (the Data stack is deployed); returns
+        its outputs."""
+        title = f"cdk deploy of {self.stacks['Training']} beside the other task's"
+        with self.report.step(f"{self.step_prefix}deploy", title) as produced:
+            run([*DEPLOY, self.stacks["Training"], "--exclusively", *self.cdk_args], self.env, cwd=ROOT)
+            training = stack_outputs(self.cloudformation, self.stacks["Training"])
+            produced.update(stack=self.stacks["Training"], outputs=training)
+        return training
+
+    def stage_mixtures(self, data: dict[str, str], *, clips: int) -> Path:
+        """Generates the vehicle-event mixtures (metadata.csv) and stages them multi-label into the data
+        bucket; returns the held-back mixtures' folder (with events.json, their events' times)."""
+        bucket, key_arn = data["DataBucketName"], data["KeyArn"]
+        destination = f"s3://{bucket}/{self.dataset}"
+        title = f"generate vehicle-event mixtures and stage them (multi-label) into {destination}"
+        with self.report.step(f"{self.step_prefix}stage", title) as produced:
+            raw, held_back = self.out / "mixtures", self.out / "held-back-mixtures"
+            counts = generate_mixtures(raw, held_back, clips=clips)
+            command = [*STAGE, "--task", EVENTS_TASK, "--source-url", str(raw), "--to", destination]
+            run([*command, "--kms-key-id", key_arn], self.env, cwd=ROOT)
+            listed = self.s3.list_objects_v2(Bucket=bucket, Prefix=self.dataset).get("Contents", [])
+            produced.update(destination=destination, objects=len(listed), clips_per_event=counts)
+        return held_back
 
     def stage(self, data: dict[str, str], *, clips_per_class: int) -> Path:
         """Generates the clips and stages them into the data bucket; returns the held-back clips' folder."""
@@ -350,7 +417,7 @@ class _Loop:
     def launch(self, training: dict[str, str]) -> str:
         """The schedule's event through the deployed launcher handler; returns the started job's name."""
         with self.report.step(
-            "launch", "the schedule's event reaches the deployed launcher handler"
+            f"{self.step_prefix}launch", "the schedule's event reaches the deployed launcher handler"
         ) as produced:
             event = {
                 "version": "0",
@@ -374,7 +441,7 @@ class _Loop:
     def train(self, job_name: str) -> tuple[dict[str, Any], str]:
         """Runs the job in the training toolkit; returns its description and final status."""
         with self.report.step(
-            "train", f"run {job_name} with the training toolkit (tools.local_job)"
+            f"{self.step_prefix}train", f"run {job_name} with the training toolkit (tools.local_job)"
         ) as produced:
             from tools import local_job
 
@@ -397,9 +464,9 @@ class _Loop:
     def promote(self, job_name: str, described: dict[str, Any], status: str) -> tuple[str, dict[str, Any]]:
         """The job's state change through the deployed promoter handler; returns the approved package."""
         with self.report.step(
-            "promote", "the job's state change reaches the deployed promoter handler"
+            f"{self.step_prefix}promote", "the job's state change reaches the deployed promoter handler"
         ) as produced:
-            promoter_name = _promoter_function(self.cloudformation)
+            promoter_name = _promoter_function(self.cloudformation, self.stacks["Training"])
             change = {
                 "version": "0",
                 "id": f"rehearsal-change-{job_name}",
@@ -427,12 +494,13 @@ class _Loop:
     def deploy_serving(self, package_arn: str) -> None:
         """cdk deploy of the Serving stack with the approved package."""
         with self.report.step(
-            "serve-deploy", "cdk deploy of the Serving stack with the approved package"
+            f"{self.step_prefix}serve-deploy",
+            f"cdk deploy of {self.stacks['Serving']} with the approved package",
         ) as produced:
             run(
                 [
                     *DEPLOY,
-                    STACKS["Serving"],
+                    self.stacks["Serving"],
                     "--exclusively",
                     *self.cdk_args,
                     "-c",
@@ -441,14 +509,33 @@ class _Loop:
                 self.env,
                 cwd=ROOT,
             )
-            serving = stack_outputs(self.cloudformation, STACKS["Serving"])
+            serving = stack_outputs(self.cloudformation, self.stacks["Serving"])
             endpoint = self.sagemaker.describe_endpoint(EndpointName=serving["EndpointName"])
-            stack = self.cloudformation.describe_stacks(StackName=STACKS["Serving"])["Stacks"][0]
+            stack = self.cloudformation.describe_stacks(StackName=self.stacks["Serving"])["Stacks"][0]
             produced.update(
                 stack=stack["StackStatus"],
                 endpoint=serving["EndpointName"],
                 endpoint_status=endpoint["EndpointStatus"],
             )
+
+    def serve_events(self, package: dict[str, Any], held_back: Path) -> None:
+        """Serves the packed multi-label model and answers the held-back mixtures with labels and event
+        times; records the job's test mAP and the answers' event-based F1."""
+        with self.report.step(
+            f"{self.step_prefix}serve",
+            "serve the multi-label model, answer held-back mixtures with event times",
+        ) as produced:
+            model_url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+            archive = self.out / f"{self.step_prefix}{contract.MODEL_ARCHIVE}"
+            model_bucket, _, model_key = model_url.removeprefix("s3://").partition("/")
+            self.s3.download_file(model_bucket, model_key, str(archive))
+            server_env = {k: v for k, v in self.env.items() if not k.startswith("AWS_")}
+            with local_server(archive, server_env) as base:
+                answers = _detect(base, held_back)
+            scores = detection_scores(answers)
+            metrics = {k: v for k, v in _package_metrics(package).items() if k.endswith("_map")}
+            print(f"held-back mixtures: {json.dumps(scores)}; the job's {json.dumps(metrics)}")
+            produced.update(model=model_url, **scores, job_metrics=metrics, answers=answers, server=base)
 
     def serve(self, package: dict[str, Any], held_back: Path) -> None:
         """Serves the packed model on the container contract and classifies the held-back clips."""
@@ -476,6 +563,45 @@ class _Loop:
                 predictions=predictions,
                 server=base,
             )
+
+
+def _detect(base: str, held_back: Path) -> list[dict[str, Any]]:
+    """Each held-back mixture's answer (labels, scores, events with times) beside its true events."""
+    truth = json.loads((held_back / "events.json").read_text())
+    answers = []
+    for name, events in sorted(truth.items()):
+        body = {
+            "base64": base64.b64encode((held_back / name).read_bytes()).decode(),
+            contract.SEGMENTS_KEY: True,
+        }
+        status_code, answer = post(
+            f"{base}/invocations", json.dumps(body).encode(), contract.JSON_CONTENT_TYPE
+        )
+        found = [(e["label"], e["start"], e["end"]) for e in answer.get(contract.SEGMENTS_KEY, [])]
+        print(
+            f"{name:16s} -> {status_code} labels {[e['label'] for e in answer.get('labels', [])]} events {found}"
+        )
+        answers.append({"clip": name, "expected": events, "status": status_code, **answer})
+    return answers
+
+
+def detection_scores(answers: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The held-back mixtures' clip-level exact matches and event-based F1 (200 ms onset collar)."""
+    reference = [(name, e["label"], e["start"]) for name, a in enumerate(answers) for e in a["expected"]]
+    estimated = [
+        (name, e["label"], e["start"])
+        for name, a in enumerate(answers)
+        for e in a.get(contract.SEGMENTS_KEY, [])
+    ]
+    # Events of different clips never match: the clip's index is part of the label.
+    f1 = multilabel.event_f1(
+        [(f"{clip}:{label}", start, start) for clip, label, start in reference],
+        [(f"{clip}:{label}", start, start) for clip, label, start in estimated],
+    )
+    exact = sum(
+        {e["label"] for e in a.get("labels", [])} == {e["label"] for e in a["expected"]} for a in answers
+    )
+    return {"event_f1": round(f1, 4), "exact_label_sets": exact, "clips": len(answers)}
 
 
 def _classify(base: str, held_back: Path) -> list[dict[str, Any]]:
@@ -515,8 +641,17 @@ def health_lines(rules: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _promoter_function(cloudformation: Any) -> str:
-    resources = cloudformation.list_stack_resources(StackName=STACKS["Training"])["StackResourceSummaries"]
+def _package_metrics(package: dict[str, Any]) -> dict[str, float]:
+    """The metrics a model package was registered with (its customer metadata), as numbers."""
+    found = {}
+    for key, value in (package.get("CustomerMetadataProperties") or {}).items():
+        with contextlib.suppress(ValueError):
+            found[key] = float(value)
+    return found
+
+
+def _promoter_function(cloudformation: Any, stack: str) -> str:
+    resources = cloudformation.list_stack_resources(StackName=stack)["StackResourceSummaries"]
     names = [
         r["PhysicalResourceId"]
         for r in resources
@@ -524,7 +659,7 @@ def _promoter_function(cloudformation: Any) -> str:
         and r["LogicalResourceId"].startswith("PromoterHandler")
     ]
     if len(names) != 1:
-        raise StepFailed(f"expected one promoter function in {STACKS['Training']}, found {names}")
+        raise StepFailed(f"expected one promoter function in {stack}, found {names}")
     return names[0]
 
 
