@@ -178,6 +178,7 @@ class TrainingStack(cdk.Stack):
                 key=shared.key,
                 dataset_prefix=config.dataset_prefix,
                 staging=config.staging,
+                task=config.task,
             ),
         )
 

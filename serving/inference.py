@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import functools
 import json
 import logging
@@ -37,7 +38,7 @@ import numpy as np
 
 import tasks
 from common import audio, contract
-from tasks import Task
+from tasks import OptionError, Task
 
 if TYPE_CHECKING:
     _ToolkitError = Exception
@@ -158,6 +159,7 @@ class AudioRequest:
     samples: np.ndarray
     segments: bool = False
     notes: tuple[str, ...] = ()  # what the handler ignored in the request, returned with the answer
+    options: Mapping[str, str] = field(default_factory=dict)  # the other custom attributes, for the task
 
 
 def _media_type(header: str | None) -> tuple[str, dict[str, str]]:
@@ -335,14 +337,15 @@ class AudioModel:
     def predict(self, request: AudioRequest) -> Prediction:
         """The task's answer for the clip; its segments from the same windows, or (asked for, when the task
         reads segments at a hop of its own) from windows at that hop."""
+        task = self.task.for_request(request.options)
         starts, scores = self.window_scores(request.samples)
-        answer = self.task.answer(self.task.pool(scores), self.labels)
-        if request.segments and self.task.segment_hop_seconds:
+        answer = task.answer(task.pool(scores), self.labels)
+        if request.segments and task.segment_hop_seconds:
             starts, scores = self.window_scores(
-                request.samples, max(1, round(self.task.segment_hop_seconds * self.sampling_rate))
+                request.samples, max(1, round(task.segment_hop_seconds * self.sampling_rate))
             )
         total = request.samples.shape[0]
-        segments = self.task.segments(starts, scores, self.window, total, self.sampling_rate, self.labels)
+        segments = task.segments(starts, scores, self.window, total, self.sampling_rate, self.labels)
         return Prediction(
             answer=answer, segments=segments, segments_requested=request.segments, notes=request.notes
         )
@@ -518,16 +521,19 @@ def model_fn(model_dir: str) -> AudioModel:
 def input_fn(body: bytes | str, content_type: str | None, context: Any = None) -> AudioRequest:
     """Decodes the body; ``segments=true`` in the custom-attributes header asks for per-window labels."""
     attributes = _attributes(_request_header(context, CUSTOM_ATTRIBUTES_HEADER))
-    return parse_request(
-        body, content_type, current_settings(), segments=_true(attributes.get(contract.SEGMENTS_KEY))
-    )
+    segments = _true(attributes.pop(contract.SEGMENTS_KEY, None))
+    request = parse_request(body, content_type, current_settings(), segments=segments)
+    return dataclasses.replace(request, options=attributes) if attributes else request
 
 
 def predict_fn(data: AudioRequest, model: AudioModel) -> Prediction:
     """The task's answer for the whole clip (windowed) and, when asked, for each window."""
     if not isinstance(data, AudioRequest):
         raise BadRequest("the request was not decoded by this handler's input_fn")
-    return model.predict(data)
+    try:
+        return model.predict(data)
+    except OptionError as err:
+        raise BadRequest(str(err)) from err
 
 
 def output_fn(prediction: Prediction, accept: str | None) -> str:

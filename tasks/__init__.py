@@ -41,6 +41,10 @@ class TaskError(ValueError):
     """An unknown task, or a dataset the task cannot use; the message says which and what to do."""
 
 
+class OptionError(TaskError):
+    """A request's option (a custom attribute) the task cannot take; the message says what it takes."""
+
+
 @dataclass(frozen=True)
 class Metric:
     """A metric every evaluated split reports (``<split>_<name>``), with its direction."""
@@ -146,6 +150,11 @@ class Task:
         task's (audio classification heads always use cross-entropy); None: the model's own."""
         return None
 
+    def prepared(self, train_targets: np.ndarray) -> Task:
+        """This task ready to train on clips with these targets (stacked): what it derives from them, such as
+        per-label weights; default: itself."""
+        return self
+
     def outputs(self, labels: Sequence[str]) -> int:
         """How many numbers the model answers per window."""
         return len(labels)
@@ -172,6 +181,12 @@ class Task:
     def settings(self) -> dict[str, Any]:
         """The settings this task answers with (what ``configured`` was given), JSON-ready."""
         return {}
+
+    def for_request(self, options: Mapping[str, str]) -> Task:
+        """This task answering one request with ``options`` (the request's custom attributes, lowercase keys);
+        default: itself. A task ignores the options it does not take (a caller's trace id, say) and raises
+        ``OptionError`` for a value it cannot use."""
+        return self
 
     # --- metrics and report ------------------------------------------------------------------------------
     def split_metrics(self, scores: SplitScores, labels: Sequence[str]) -> dict[str, float]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common import contract
-from tasks import Metric, SplitScores, Task
+from tasks import Metric, OptionError, SplitScores, Task, TaskError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,7 +44,12 @@ DEFAULT_THRESHOLD = 0.5
 THRESHOLD_FLOOR = 0.05  # a tuned threshold never goes below this: a label is not answered on noise alone
 # The answer's keys.
 LABELS_KEY, SCORES_KEY, LABEL_KEY, SCORE_KEY = "labels", "scores", "label", "score"
-THRESHOLDS_SETTING = "thresholds"
+THRESHOLDS_SETTING, POOLING_SETTING, WEIGHTING_SETTING = "thresholds", "pooling", "positive_weighting"
+SETTINGS = (THRESHOLDS_SETTING, POOLING_SETTING, WEIGHTING_SETTING)
+POOLINGS = ("max", "mean")
+MAX_POSITIVE_WEIGHT = 100.0
+# A request's custom attributes the answer takes (``threshold=0.3; top_k=2``).
+THRESHOLD_OPTION, TOP_K_OPTION = "threshold", "top_k"
 
 
 def split_labels(cell: str) -> list[str]:
@@ -191,6 +196,11 @@ class MultiLabel(Task):
     """The multi-label task; ``thresholds``: each label's decision threshold (None: 0.5 each)."""
 
     thresholds: tuple[float, ...] | None = None
+    pooling: str = "max"  # how a clip's windows pool (POOLINGS)
+    positive_weighting: bool = False  # weight each label's positives by its rarity in the training clips
+    positive_weights: tuple[float, ...] | None = None  # set from the training targets (``prepared``)
+    threshold_override: float | None = None  # one request's threshold for every label
+    top_k: int | None = None  # one request's most labels answered
 
     name = "multilabel"
     metrics = (
@@ -221,19 +231,46 @@ class MultiLabel(Task):
         return {**super().config_fields(labels), "problem_type": "multi_label_classification"}
 
     def loss(self) -> Callable[[Any, Any], Any]:
+        """Binary cross-entropy per label; with positive weighting each label's positives count
+        ``negatives / positives`` times (from the training clips, at most MAX_POSITIVE_WEIGHT)."""
+        import functools
+
         import torch
 
-        return torch.nn.functional.binary_cross_entropy_with_logits
+        if self.positive_weights is None:
+            return torch.nn.functional.binary_cross_entropy_with_logits
+        weights = torch.tensor(self.positive_weights, dtype=torch.float32)
+
+        def weighted(logits: Any, targets: Any) -> Any:
+            loss = functools.partial(
+                torch.nn.functional.binary_cross_entropy_with_logits, pos_weight=weights.to(logits.device)
+            )
+            return loss(logits, targets)
+
+        return weighted
+
+    def prepared(self, train_targets: np.ndarray) -> MultiLabel:
+        """With positive weighting: each label's weight, ``negatives / positives`` over the training clips."""
+        import numpy as np
+
+        if not self.positive_weighting:
+            return self
+        positives = np.asarray(train_targets).sum(axis=0)
+        negatives = len(train_targets) - positives
+        weights = np.clip(negatives / np.maximum(positives, 1), 1.0, MAX_POSITIVE_WEIGHT)
+        return dataclasses.replace(self, positive_weights=tuple(round(float(w), 4) for w in weights))
 
     # --- outputs and settings ------------------------------------------------------------------------------
     def scores(self, logits: np.ndarray) -> np.ndarray:
         return sigmoid(logits)
 
     def pool(self, window_scores: np.ndarray) -> np.ndarray:
-        """The loudest window decides: an event anywhere in the clip is in the clip."""
+        """By default the loudest window decides (an event anywhere in the clip is in the clip); with
+        ``pooling`` "mean", the windows' mean."""
         import numpy as np
 
-        return np.asarray(window_scores, dtype=np.float64).max(axis=0)
+        windows = np.asarray(window_scores, dtype=np.float64)
+        return windows.mean(axis=0) if self.pooling == "mean" else windows.max(axis=0)
 
     def fit(self, scores: SplitScores, labels: Sequence[str]) -> dict[str, Any]:
         """Each label's threshold: the best F1 over the validation clips (``best_threshold``)."""
@@ -243,19 +280,69 @@ class MultiLabel(Task):
         return {THRESHOLDS_SETTING: [round(t, 6) for t in thresholds]}
 
     def configured(self, settings: Mapping[str, Any]) -> MultiLabel:
+        """``thresholds`` (one per label, from ``fit``), ``pooling`` (max or mean) and ``positive_weighting``
+        (true or false); anything else is refused, naming what is taken."""
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise TaskError(
+                f"the multilabel task takes the settings {', '.join(SETTINGS)}; not {', '.join(unknown)}"
+            )
+        changes: dict[str, Any] = {}
         thresholds = settings.get(THRESHOLDS_SETTING)
-        if thresholds is None:
-            return self
-        if not all(isinstance(t, int | float) and 0 < t < 1 for t in thresholds):
-            raise ValueError(f"{THRESHOLDS_SETTING} must be numbers between 0 and 1, got {thresholds!r}")
-        return dataclasses.replace(self, thresholds=tuple(float(t) for t in thresholds))
+        if thresholds is not None:
+            if not (isinstance(thresholds, list | tuple) and all(_fraction(t) for t in thresholds)):
+                raise TaskError(f"{THRESHOLDS_SETTING} must be numbers between 0 and 1, got {thresholds!r}")
+            changes["thresholds"] = tuple(float(t) for t in thresholds)
+        if POOLING_SETTING in settings:
+            if settings[POOLING_SETTING] not in POOLINGS:
+                raise TaskError(
+                    f"{POOLING_SETTING} must be one of {', '.join(POOLINGS)}, got {settings[POOLING_SETTING]!r}"
+                )
+            changes["pooling"] = settings[POOLING_SETTING]
+        if WEIGHTING_SETTING in settings:
+            if not isinstance(settings[WEIGHTING_SETTING], bool):
+                raise TaskError(
+                    f"{WEIGHTING_SETTING} must be true or false, got {settings[WEIGHTING_SETTING]!r}"
+                )
+            changes["positive_weighting"] = settings[WEIGHTING_SETTING]
+        return dataclasses.replace(self, **changes) if changes else self
 
     def settings(self) -> dict[str, Any]:
-        return {THRESHOLDS_SETTING: list(self.thresholds)} if self.thresholds is not None else {}
+        """What the endpoint answers with: the thresholds and a pooling other than max (the weighting only
+        trains)."""
+        chosen: dict[str, Any] = {}
+        if self.thresholds is not None:
+            chosen[THRESHOLDS_SETTING] = list(self.thresholds)
+        if self.pooling != POOLINGS[0]:
+            chosen[POOLING_SETTING] = self.pooling
+        return chosen
+
+    def for_request(self, options: Mapping[str, str]) -> MultiLabel:
+        """``threshold`` (one for every label, instead of the tuned ones) and ``top_k`` (at most that many
+        labels answered) from a request's custom attributes."""
+        changes: dict[str, Any] = {}
+        if THRESHOLD_OPTION in options:
+            raw = options[THRESHOLD_OPTION]
+            value = _number(raw)
+            if value is None or not 0 < value < 1:
+                raise OptionError(
+                    f"custom attribute {THRESHOLD_OPTION}={raw!r} must be a number between 0 and 1"
+                )
+            changes["threshold_override"] = value
+        if TOP_K_OPTION in options:
+            raw = options[TOP_K_OPTION]
+            if not raw.isdigit() or int(raw) < 1:
+                raise OptionError(
+                    f"custom attribute {TOP_K_OPTION}={raw!r} must be a whole number of at least 1"
+                )
+            changes["top_k"] = int(raw)
+        return dataclasses.replace(self, **changes) if changes else self
 
     def decision_thresholds(self, count: int) -> np.ndarray:
         import numpy as np
 
+        if self.threshold_override is not None:
+            return np.full(count, self.threshold_override)
         if self.thresholds is None:
             return np.full(count, DEFAULT_THRESHOLD)
         if len(self.thresholds) != count:
@@ -325,7 +412,7 @@ class MultiLabel(Task):
         ]
         present.sort(key=lambda entry: -float(entry[SCORE_KEY]))
         return {
-            LABELS_KEY: present,
+            LABELS_KEY: present[: self.top_k],
             SCORES_KEY: {label: float(s) for label, s in zip(labels, clip_scores, strict=True)},
         }
 
@@ -372,6 +459,18 @@ class MultiLabel(Task):
         if [e[SCORE_KEY] for e in present] != sorted((e[SCORE_KEY] for e in present), reverse=True):
             problems.append(f"'{LABELS_KEY}' is not ordered by score, highest first")
         return problems
+
+
+def _fraction(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _probability(value: Any) -> bool:

@@ -82,6 +82,13 @@ class ModelArguments:
             + ") or a task module's dotted path."
         },
     )
+    task_settings: str = field(
+        default="",
+        metadata={
+            "help": "The task's own settings, a JSON object (multilabel: "
+            '{"pooling": "mean", "positive_weighting": true}); see the task module.'
+        },
+    )
     model_name_or_path: str = field(
         default="facebook/wav2vec2-base",
         metadata={
@@ -267,6 +274,7 @@ def parse_arguments(
     task = load_task(_named_task(args))
     parser.set_defaults(**training_defaults(task))
     model_args, data_args, training_args, health_args = parser.parse_args_into_dataclasses(args=args)
+    load_task(model_args.task, model_args.task_settings)  # a bad setting stops here, before any data is read
     if "--greater_is_better" not in args:
         training_args.greater_is_better = _greater_is_better(task, training_args.metric_for_best_model)
     problem = health_args.problem()
@@ -292,12 +300,25 @@ def _named_task(args: Sequence[str]) -> str | None:
     return None
 
 
-def load_task(name: str | None) -> Task:
-    """The task called ``name`` (default ``tasks.DEFAULT_TASK``); an unknown one is the user's mistake."""
+def load_task(name: str | None, settings: str = "") -> Task:
+    """The task called ``name`` (default ``tasks.DEFAULT_TASK``) with ``settings`` (a JSON object, see
+    ``--task_settings``); an unknown task or a bad setting is the user's mistake."""
     try:
-        return tasks.load(name)
+        task = tasks.load(name)
     except TaskError as err:
         raise TrainingInputError(f"--task: {err}") from None
+    try:
+        chosen = json.loads(settings) if settings.strip() else {}
+    except json.JSONDecodeError as err:
+        raise TrainingInputError(
+            f"--task_settings is not JSON ({err}): give an object, e.g. '{{}}'"
+        ) from None
+    if not isinstance(chosen, dict):
+        raise TrainingInputError(f"--task_settings must be a JSON object, got {settings!r}")
+    try:
+        return task.configured(chosen)
+    except TaskError as err:
+        raise TrainingInputError(f"--task_settings: {err}") from None
 
 
 def _greater_is_better(task: Task, metric: str | None) -> bool:
@@ -926,13 +947,14 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
     set_seed(training_args.seed)
 
     cache = audiofolder.DecodeCache(int(data_args.decoded_cache_gb * 2**30))
-    task = load_task(model_args.task)
+    task = load_task(model_args.task, model_args.task_settings)
     train, validation, test = load_splits(paths, data_args, training_args.seed, cache, task)
     background = load_background(paths, data_args, cache)
     labels = task.labels(train.labels)
 
     loaded = load_model(model_args, labels, task)
     inputs = build_inputs(loaded, data_args, labels, (train, validation, test), background, task)
+    task = task.prepared(np.stack([np.asarray(task.target(clip.label, labels)) for clip in train.clips]))
 
     temporary = paths.checkpoints is None
     checkpoint_dir = paths.checkpoints or Path(tempfile.mkdtemp(prefix="checkpoints-"))

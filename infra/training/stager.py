@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_codebuild as codebuild
@@ -12,6 +13,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+import tasks
 from common.contract import DATASETS_PREFIX, RAW_PREFIX
 
 from ..assets import ROOT, staging_source
@@ -19,21 +21,30 @@ from ..codebuild_project import IN_PLACE, CodeBuildProject, CodeBuildProjectProp
 from ..config import StagingConfig
 from ..nag import objects_finding
 
-BUILD_SPEC = {
-    "version": "0.2",
-    "phases": {
-        "install": {
-            "runtime-versions": {"python": "3.12"},
-            "commands": ["python -m pip install --quiet -r staging/requirements.txt"],
+
+def build_spec(task: str = tasks.DEFAULT_TASK) -> dict[str, Any]:
+    """Installs the staging tool's pins and stages the dataset; for a task other than the default one, in
+    that task's layout (``--task``: multi-label datasets as metadata.csv splits)."""
+    task_argument = "" if task == tasks.DEFAULT_TASK else f" --task {task}"
+    return {
+        "version": "0.2",
+        "phases": {
+            "install": {
+                "runtime-versions": {"python": "3.12"},
+                "commands": ["python -m pip install --quiet -r staging/requirements.txt"],
+            },
+            "build": {
+                "commands": [
+                    'python -m staging "$DATASET_SOURCE" --to "s3://$DATA_BUCKET/$DATASET_PREFIX"'
+                    f"{task_argument}"
+                    ' ${SOURCE_URL:+--source-url "$SOURCE_URL"}'
+                ]
+            },
         },
-        "build": {
-            "commands": [
-                'python -m staging "$DATASET_SOURCE" --to "s3://$DATA_BUCKET/$DATASET_PREFIX"'
-                ' ${SOURCE_URL:+--source-url "$SOURCE_URL"}'
-            ]
-        },
-    },
-}
+    }
+
+
+BUILD_SPEC = build_spec()  # the default task's
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +55,7 @@ class StagerProps:
     key: kms.IKey
     dataset_prefix: str
     staging: StagingConfig
+    task: str = tasks.DEFAULT_TASK
 
 
 class DatasetStager(Construct):
@@ -61,7 +73,7 @@ class DatasetStager(Construct):
                 role_description="AcousticShield dataset staging builds",
                 sources=staging_source(),
                 source_dir=ROOT / "staging",
-                build_spec=BUILD_SPEC,
+                build_spec=build_spec(props.task),
                 environment_variables={
                     "DATA_BUCKET": bucket.bucket_name,
                     "DATASET_PREFIX": props.dataset_prefix,

@@ -30,6 +30,7 @@ from infra.config import (
 )
 from infra.serving.placement import endpoint_name
 from infra.training.deployer import build_spec
+from infra.training.stager import build_spec as stager_build_spec
 from infra.training_stack import job_name_prefix, tuning_job_prefix
 from lambdas.launcher import logic
 from lambdas.launcher.settings import LaunchSettings
@@ -121,6 +122,26 @@ def test_the_task_s_deploy_project_deploys_the_task_s_serving_stack(multilabel: 
         " -c task="
         not in build_spec(env_name="dev", stack_name="S", verify=True)["phases"]["build"]["commands"][1]
     )
+
+
+def test_the_task_s_staging_build_stages_in_the_task_s_layout(multilabel: AcousticShieldApp) -> None:
+    # Given the multilabel deployment's staging build
+    (project,) = [
+        p
+        for key, p in Template.from_stack(multilabel.training)
+        .find_resources("AWS::CodeBuild::Project")
+        .items()
+        if key.startswith("DatasetStager")
+    ]
+    (command,) = json.loads(project["Properties"]["Source"]["BuildSpec"])["phases"]["build"]["commands"]
+    # Then it stages multi-label (metadata.csv splits), and the staging tool takes that option
+    assert " --task multilabel " in command
+    from staging import cli
+
+    assert cli.parse_args(["folder", "--task", "multilabel", "--to", "out"]).task == "multilabel"
+    # And the default task's command says no task: it is what it always was
+    (default,) = stager_build_spec()["phases"]["build"]["commands"]
+    assert "--task" not in default
 
 
 def test_a_multilabel_launcher_is_told_its_task_metric_lines_and_tuning_objective(

@@ -240,3 +240,84 @@ def test_the_endpoint_answers_events_with_times_when_asked(trained, monkeypatch)
         )
         or low
     )
+
+
+# --- settings and request options ----------------------------------------------------------------------
+
+
+def test_a_request_may_set_one_threshold_for_every_label_and_ask_for_the_top_k():
+    # Given a configured task (tuned thresholds 0.6 and 0.7) and a clip's scores
+    task = TASK.configured({"thresholds": [0.6, 0.7, 0.8]})
+    scores = np.array([0.65, 0.5, 0.4])
+    # When a request asks for threshold 0.45, then also top_k 1
+    lowered = task.for_request({"threshold": "0.45"}).answer(scores, ["a", "b", "c"])
+    top = task.for_request({"threshold": "0.45", "top_k": "1"}).answer(scores, ["a", "b", "c"])
+    # Then the tuned thresholds answer only a; the lowered one a and b; top_k keeps the best one
+    assert [e["label"] for e in task.answer(scores, ["a", "b", "c"])["labels"]] == ["a"]
+    assert [e["label"] for e in lowered["labels"]] == ["a", "b"]
+    assert [e["label"] for e in top["labels"]] == ["a"]
+    # And other custom attributes (a caller's trace id) are left alone
+    assert task.for_request({"trace": "1"}) is task
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"threshold": "1.5"}, "threshold='1.5' must be a number between 0 and 1"),
+        ({"threshold": "nan"}, "must be a number between 0 and 1"),
+        ({"top_k": "0"}, "top_k='0' must be a whole number of at least 1"),
+        ({"top_k": "two"}, "must be a whole number"),
+    ],
+)
+def test_a_bad_request_option_is_a_clear_400(trained, monkeypatch, options, message):
+    # Given the endpoint, and a request carrying a bad option in its custom attributes
+    monkeypatch.setenv(contract.ENV_THREADS, "1")
+    model = inference.model_fn(str(trained.model_dir))
+    header = "; ".join(f"{key}={value}" for key, value in options.items())
+
+    class Context:
+        class _Processor:
+            def get_request_properties(self):
+                return {contract.CUSTOM_ATTRIBUTES_HEADER.lower(): header}
+
+        request_processor = [_Processor()]
+
+    request = inference.input_fn(_silence_wav(), "audio/wav", Context())
+    # When it is predicted / Then the handler answers a 400 naming the option and what it takes
+    with pytest.raises(inference.BadRequest, match=message) as refused:
+        inference.predict_fn(request, model)
+    assert refused.value.status_code == 400
+
+
+def _silence_wav() -> bytes:
+    import io
+
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(16_000, dtype=np.float32), 16_000, format="WAV")
+    return buffer.getvalue()
+
+
+def test_settings_choose_the_pooling_and_weight_rare_labels():
+    # Given mean pooling and positive weighting, and training targets where label b is rare
+    task = TASK.configured({"pooling": "mean", "positive_weighting": True})
+    targets = np.array([[1, 0], [1, 1], [1, 0], [0, 0]], dtype=np.float32)
+    prepared = task.prepared(targets)
+    # Then a clip pools its windows' mean, and b's positives weigh 3 (3 negatives / 1 positive), a's 1
+    assert task.pool(np.array([[0.2, 0.1], [0.6, 0.3]])).tolist() == pytest.approx([0.4, 0.2])
+    assert prepared.positive_weights == (1.0, 3.0)
+    # And the endpoint keeps the pooling, not the weighting (it only trains)
+    assert task.settings() == {"pooling": "mean"}
+
+
+def test_unknown_or_bad_settings_stop_training_before_any_data_is_read():
+    # When the settings are misspelt, or a value is wrong / Then one clear error names what is taken
+    with pytest.raises(
+        train.TrainingInputError, match="takes the settings thresholds, pooling, positive_weighting"
+    ):
+        train.parse_arguments(["--task", "multilabel", "--task_settings", '{"pool": "mean"}'])
+    with pytest.raises(train.TrainingInputError, match="pooling must be one of max, mean"):
+        train.parse_arguments(["--task", "multilabel", "--task_settings", '{"pooling": "median"}'])
+    with pytest.raises(train.TrainingInputError, match="--task_settings is not JSON"):
+        train.parse_arguments(["--task", "multilabel", "--task_settings", "{pooling: mean}"])
