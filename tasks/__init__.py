@@ -155,6 +155,11 @@ class Task:
         per-label weights; default: itself."""
         return self
 
+    def mix(self, target: Any, other: Any) -> Any | None:
+        """The target of two clips laid over each other (training's ``--mix_probability``); None: this task's
+        targets have no union (one label per clip), so it does not mix."""
+        return None
+
     def outputs(self, labels: Sequence[str]) -> int:
         """How many numbers the model answers per window."""
         return len(labels)

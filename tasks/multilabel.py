@@ -227,6 +227,12 @@ class MultiLabel(Task):
             target[index[name]] = 1.0
         return target
 
+    def mix(self, target: Any, other: Any) -> Any:
+        """Two clips laid over each other hold both clips' labels."""
+        import numpy as np
+
+        return np.maximum(target, other)
+
     def config_fields(self, labels: Sequence[str]) -> dict[str, Any]:
         return {**super().config_fields(labels), "problem_type": "multi_label_classification"}
 

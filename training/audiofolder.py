@@ -310,6 +310,15 @@ def stratified_split(train: Split, fraction: float, seed: int) -> tuple[Split, S
     )
 
 
+@dataclass(frozen=True)
+class Mixing:
+    """Laying another training clip's crop over a crop with ``probability``, at a random level; the target is
+    ``union`` of both targets (the task's ``mix``)."""
+
+    union: Callable[[Any, Any], Any]
+    probability: float
+
+
 class RandomCrops(torch.utils.data.Dataset):
     """Training examples: a fresh random crop of each clip per epoch, augmented when ``augment`` is given.
 
@@ -327,9 +336,10 @@ class RandomCrops(torch.utils.data.Dataset):
         length: int,
         featurize: Featurize,
         augment: Augment | None = None,
+        mixing: Mixing | None = None,
     ):
         self.clips, self.target, self.length = clips, target, length
-        self.featurize, self.augment = featurize, augment
+        self.featurize, self.augment, self.mixing = featurize, augment, mixing
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -339,9 +349,25 @@ class RandomCrops(torch.utils.data.Dataset):
         # torch's generator is seeded by the Trainer and differs per dataloader worker.
         rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
         crop = audio.random_crop(clip.load(), self.length, rng)
+        target = self.target(clip.label)
+        if self.mixing is not None and rng.random() < self.mixing.probability:
+            other = self.clips[int(rng.integers(len(self.clips)))]
+            crop = overlay(crop, audio.random_crop(other.load(), self.length, rng), rng)
+            target = self.mixing.union(target, self.target(other.label))
         if self.augment is not None:
             crop = self.augment(crop, rng)
-        return {"input_values": self.featurize(crop), "labels": self.target(clip.label)}
+        return {"input_values": self.featurize(crop), "labels": target}
+
+
+def overlay(crop: np.ndarray, other: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``other`` laid over ``crop`` at a random offset (when shorter) and a level between 0.3 and 1 of its own,
+    the sum kept within [-1, 1]."""
+    mixed = crop.astype(np.float32, copy=True)
+    length = min(other.shape[0], mixed.shape[0])
+    start = int(rng.integers(0, mixed.shape[0] - length + 1))
+    mixed[start : start + length] += float(rng.uniform(0.3, 1.0)) * other[:length]
+    peak = float(np.abs(mixed).max())
+    return mixed / peak if peak > 1.0 else mixed
 
 
 class Windows(torch.utils.data.Dataset):

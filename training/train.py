@@ -196,6 +196,13 @@ class DataArguments:
     background_probability: float = field(
         default=0.5, metadata={"help": "Chance of a --noise_dir clip mixed into a crop at a random SNR."}
     )
+    mix_probability: float = field(
+        default=0.0,
+        metadata={
+            "help": "Chance of another training clip's crop laid over a crop, the target the task's union of "
+            "both (tasks that can mix: multilabel)."
+        },
+    )
     min_snr_db: float = field(default=10.0, metadata={"help": "Lowest SNR of added noise, dB."})
     max_snr_db: float = field(default=40.0, metadata={"help": "Highest SNR of added noise, dB."})
     time_shift_seconds: float = field(
@@ -343,7 +350,7 @@ def _check_data_arguments(data_args: DataArguments) -> None:
             f"--min_clip_seconds must be at least 0 and below --max_clip_seconds "
             f"({data_args.max_clip_seconds}), got {data_args.min_clip_seconds}"
         )
-    for name in ("noise_probability", "background_probability"):
+    for name in ("noise_probability", "background_probability", "mix_probability"):
         if not 0 <= getattr(data_args, name) <= 1:
             raise TrainingInputError(f"--{name} must be between 0 and 1, got {getattr(data_args, name)}")
     for name in ("gain_db", "time_shift_seconds"):
@@ -835,11 +842,26 @@ def build_inputs(
     augmentation = build_augmentation(data, normalizes, background)
     length = round(data.max_length_seconds * audio.TARGET_SAMPLE_RATE)
     hop = contract.window_hop(length)
-    train_set = audiofolder.RandomCrops(train.clips, target, length, features, augmentation)
+    mix = _mixing(task, data, target(train.clips[0].label))
+    train_set = audiofolder.RandomCrops(train.clips, target, length, features, augmentation, mix)
     eval_sets = {"eval": audiofolder.Windows(validation.clips, target, length, hop, features)}
     if test is not None:
         eval_sets["test"] = audiofolder.Windows(test.clips, target, length, hop, features)
     return Inputs(train_set, eval_sets, collator, padding, augmentation, hop)
+
+
+def _mixing(task: Task, data: DataArguments, example: Any) -> audiofolder.Mixing | None:
+    """How training crops mix with other clips' (``--mix_probability``), when asked; a task whose targets
+    cannot be united (``Task.mix`` returns None) cannot mix."""
+    if not data.mix_probability:
+        return None
+    if task.mix(example, example) is None:
+        raise TrainingInputError(
+            f"--mix_probability: the {task.name} task cannot mix clips (its targets have no union); "
+            "leave it at 0, or train a task that can (multilabel)"
+        )
+    logger.info("mixing a crop with another clip's with probability %g", data.mix_probability)
+    return audiofolder.Mixing(task.mix, data.mix_probability)
 
 
 def _log_environment(training: TrainingArguments) -> None:
@@ -926,6 +948,7 @@ def describe_run(
         "padding": f"to the longest input of a batch, {inputs.padding}",
         "clip_seconds": {"min": data_args.min_clip_seconds, "max": data_args.max_clip_seconds},
         "augmentation": inputs.augmentation.describe() if inputs.augmentation else None,
+        "mix_probability": data_args.mix_probability,
         "early_stopping": {
             "patience": model_args.early_stopping_patience,
             "stopped_early": stopped_early,

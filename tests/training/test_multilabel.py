@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from pathlib import Path
@@ -9,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import label_ranking_average_precision_score
 
 import tasks
@@ -321,3 +323,37 @@ def test_unknown_or_bad_settings_stop_training_before_any_data_is_read():
         train.parse_arguments(["--task", "multilabel", "--task_settings", '{"pooling": "median"}'])
     with pytest.raises(train.TrainingInputError, match="--task_settings is not JSON"):
         train.parse_arguments(["--task", "multilabel", "--task_settings", "{pooling: mean}"])
+
+
+# --- mixing clips ------------------------------------------------------------------------------------
+
+
+def test_mixed_crops_carry_the_union_of_both_clips_labels(tmp_path):
+    # Given two listed clips, one with the low tone, one with the high tone, and mixing every crop
+    folder = tmp_path / "train"
+    make_multilabel_folder(folder, 6, seed=4)
+    split = audiofolder.scan("train", folder, audiofolder.DecodeCache(2**26))
+    labels = TASK.labels([clip.label for clip in split.clips])
+    target = functools.partial(TASK.target, labels=labels)
+    mixing = audiofolder.Mixing(TASK.mix, probability=1.0)
+    crops = audiofolder.RandomCrops(split.clips, target, 16_000, featurize=lambda x: x, mixing=mixing)
+    # When crops are drawn
+    torch.manual_seed(0)
+    items = [crops[i % len(crops)] for i in range(12)]
+    # Then each target holds at least its own clip's labels, and the sum of two clips stays within [-1, 1]
+    for i, item in enumerate(items):
+        own = target(split.clips[i % len(crops)].label)
+        assert (item["labels"] >= own).all()
+        assert np.abs(item["input_values"]).max() <= 1.0 + 1e-6
+    # And some draw brought labels its own clip lacks
+    assert any(
+        (item["labels"] > target(split.clips[i % len(crops)].label)).any() for i, item in enumerate(items)
+    )
+
+
+def test_a_task_whose_targets_have_no_union_cannot_mix():
+    # Given classification (one label per clip) and --mix_probability
+    args = train.parse_arguments(["--mix_probability", "0.5"])[1]
+    # When the training crops are built / Then one clear error says so
+    with pytest.raises(train.TrainingInputError, match="the classification task cannot mix clips"):
+        train._mixing(tasks.load("classification"), args, 0)
