@@ -43,3 +43,19 @@ def test_fast_path_agrees_with_fp32_on_at_least_99_percent_of_clips(
     agreement = np.mean([a == b for a, b in zip(reference, fast, strict=True)])
     assert agreement >= 0.99, f"{fast_path}: top-1 agreement {agreement:.3f}"
     assert len(set(reference)) == len(LABELS)  # the model did learn: every class is predicted
+
+
+@pytest.mark.slow
+def test_a_multilabel_model_answers_alike_on_the_onnx_fast_path(tmp_path, test_set):
+    # Given a multi-label model directory with its ONNX export
+    from standins.modeldir import build_model_dir
+
+    model_dir = build_model_dir(tmp_path / "model", task="multilabel", onnx=True)
+    eager = inference.load_model(model_dir, inference.Settings(fast_path="off", threads=1))
+    fast = inference.load_model(model_dir, inference.Settings(fast_path="onnx", threads=1))
+    # When both answer the same clips / Then their scores agree within float tolerance, label by label
+    for samples in test_set[:20]:
+        expected = eager.predict(inference.AudioRequest(samples)).answer["scores"]
+        assert fast.predict(inference.AudioRequest(samples)).answer["scores"] == pytest.approx(
+            expected, abs=1e-4
+        )
