@@ -716,3 +716,18 @@ def test_a_multilabel_job_is_rejected_when_its_report_lacks_the_gated_metrics(
         "eval_map is missing from the job's metrics",
         "eval_micro_f1 is missing from the job's metrics",
     ]
+
+
+def test_a_multilabel_model_whose_map_is_worse_than_the_approved_ones_is_rejected(
+    multilabel_world: World, lambda_context: Any
+) -> None:
+    # Given an approved multilabel model with test mAP 0.62
+    first = handler(training_job(multilabel_world, PREFIX + "1", metrics=MULTILABEL_GOOD), lambda_context)
+    assert first["decision"] == "Approved", first["reasons"]
+    # When a later job reaches mAP 0.50 on the same split, above the minimum but worse than the approved one
+    worse = {**MULTILABEL_GOOD, "test_map": 0.5}
+    second = handler(training_job(multilabel_world, PREFIX + "2", metrics=worse), lambda_context)
+    # Then it is rejected, the reason naming mAP and the approved model it falls behind
+    assert second["decision"] == "Rejected"
+    (reason,) = [r for r in second["reasons"] if r.startswith("map ")]
+    assert "below the best approved model's 0.6200" in reason

@@ -199,7 +199,8 @@ def test_the_multilabel_model_is_gated_on_map_and_answers_labels_and_event_times
         assert all(
             {"label", "start", "end", "score"} == set(event) for event in answer[contract.SEGMENTS_KEY]
         )
-    # And the report records the job's test mAP and the answers' event-based F1
+    # And the report records the held-back mixtures' mAP, the job's test mAP and the answers' event-based F1
+    assert 0.0 <= served["map"] <= 1.0
     assert 0.0 <= served["event_f1"] <= 1.0
     assert 0.0 <= served["job_metrics"]["test_map"] <= 1.0
 

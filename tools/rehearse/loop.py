@@ -601,7 +601,26 @@ def detection_scores(answers: Sequence[dict[str, Any]]) -> dict[str, float]:
     exact = sum(
         {e["label"] for e in a.get("labels", [])} == {e["label"] for e in a["expected"]} for a in answers
     )
-    return {"event_f1": round(f1, 4), "exact_label_sets": exact, "clips": len(answers)}
+    return {
+        "map": held_back_map(answers),
+        "event_f1": round(f1, 4),
+        "exact_label_sets": exact,
+        "clips": len(answers),
+    }
+
+
+def held_back_map(answers: Sequence[dict[str, Any]]) -> float:
+    """The held-back mixtures' macro mAP: each label's average precision over the answers' scores, over the
+    labels some mixture holds."""
+    import numpy as np
+
+    labels = sorted(answers[0]["scores"]) if answers else []
+    targets = np.array(
+        [[any(e["label"] == label for e in a["expected"]) for label in labels] for a in answers]
+    )
+    scores = np.array([[a["scores"][label] for label in labels] for a in answers])
+    aps = [ap for ap in multilabel.average_precisions(targets, scores) if ap is not None] if answers else []
+    return round(sum(aps) / len(aps), 4) if aps else 0.0
 
 
 def _classify(base: str, held_back: Path) -> list[dict[str, Any]]:
