@@ -199,14 +199,14 @@ def test_active_stretches_merge_into_events_across_short_gaps_and_short_ones_dro
     assert events == [(0.0, 1.0, 0.9)]
 
 
-def test_each_window_speaks_for_the_stretch_around_its_centre():
+def test_each_window_speaks_for_its_newest_audio():
     # Given 1 s windows every 0.25 s over 2 s (starts 0, 0.25, 0.5, 0.75, 1.0 s)
     starts = [0, 4_000, 8_000, 12_000, 16_000]
-    # Then the stretches tile the recording, each around its window's centre
+    # Then the stretches tile the recording, each from the previous window's end to its own (the first from 0)
     spans = multilabel.stretches(starts, 16_000, 32_000)
-    assert spans[0][0] == 0 and spans[-1][1] == 32_000
+    assert spans[0] == (0, 16_000) and spans[-1][1] == 32_000
     assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
-    assert spans[1] == (10_000, 14_000)  # centre 12,000 (0.75 s), halfway to 0.5 s and 1.0 s
+    assert spans[1] == (16_000, 20_000)  # the window at 0.25 s heard 1.0-1.25 s last
 
 
 def test_event_f1_matches_onsets_within_the_collar_once_per_reference_event():
