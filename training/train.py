@@ -16,6 +16,7 @@ deploys as ``model.tar.gz`` unchanged. Works with transformers 4.56 and 5.x.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import json
 import logging
@@ -280,6 +281,9 @@ def parse_arguments(
     args = _portable(sys.argv[1:] if argv is None else argv)
     task = load_task(_named_task(args))
     parser.set_defaults(**training_defaults(task))
+    unknown = _unknown_flags(parser, args)
+    if unknown:
+        raise TrainingInputError(unknown)
     model_args, data_args, training_args, health_args = parser.parse_args_into_dataclasses(args=args)
     load_task(model_args.task, model_args.task_settings)  # a bad setting stops here, before any data is read
     if "--greater_is_better" not in args:
@@ -294,6 +298,21 @@ def parse_arguments(
             f"--validation_split_fraction must be between 0 and 1, got {data_args.validation_split_fraction}"
         )
     return model_args, data_args, training_args, health_args
+
+
+def _unknown_flags(parser: HfArgumentParser, args: Sequence[str]) -> str | None:
+    """One line naming the first argument no dataclass takes, with the closest one that exists; None when
+    every argument is known (the parser's own errors, a value of the wrong type say, are its one line)."""
+    _, rest = parser.parse_known_args(args=list(args))
+    flags = [arg.split("=", 1)[0] for arg in rest if arg.startswith("--")]
+    if not flags:
+        return (
+            None if not rest else f"unexpected argument(s) {' '.join(rest)}: every argument is --name value"
+        )
+    known = sorted({option for action in parser._actions for option in action.option_strings})
+    close = difflib.get_close_matches(flags[0], known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"unknown argument {flags[0]}{hint} (python train.py --help lists every argument)"
 
 
 def _named_task(args: Sequence[str]) -> str | None:
@@ -556,8 +575,17 @@ def decide_freeze(requested: bool | None, pretrained: bool) -> tuple[bool, str]:
 def load_model(args: ModelArguments, labels: list[str], task: Task) -> LoadedModel:
     """The model with a fresh head for the task's ``labels``, its feature extractor, frozen or not."""
     source = args.model_name_or_path
-    config = AutoConfig.from_pretrained(source, **task.config_fields(labels))
-    extractor = AutoFeatureExtractor.from_pretrained(source)
+    try:
+        config = AutoConfig.from_pretrained(source, **task.config_fields(labels))
+        extractor = AutoFeatureExtractor.from_pretrained(source)
+    except OSError as err:  # no such folder or Hub repository, or the Hub cannot be reached
+        reason = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__
+        if source.startswith(("/", "./", "../", "~")) and not Path(source).expanduser().exists():
+            reason = "there is no such folder"
+        raise TrainingInputError(
+            f"--model_name_or_path {source!r} cannot be loaded: {reason}. Give a Hugging Face model id "
+            "(e.g. facebook/wav2vec2-base) or a local folder with config.json and preprocessor_config.json"
+        ) from None
     rate = getattr(extractor, "sampling_rate", None)
     if rate != audio.TARGET_SAMPLE_RATE:
         raise TrainingInputError(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import tasks
 from common import contract
 from training import health, train
 
@@ -183,3 +184,24 @@ def test_the_noise_channel_comes_from_the_sagemaker_environment():
     # Then the background clips come from it; without the channel there are none
     assert paths.noise == Path("/opt/ml/input/data/noise")
     assert train.resolve_paths(data, training, SM_ENV).noise is None
+
+
+def test_a_misspelt_argument_is_one_line_naming_the_closest_one() -> None:
+    # When an argument no dataclass takes is given / Then one line names it and the closest real one
+    with pytest.raises(
+        train.TrainingInputError, match=r"^unknown argument --num_epochs; did you mean --num_train_epochs\?"
+    ):
+        train.parse_arguments(["--num_epochs", "3"])
+    # And an argument nothing resembles is named without a guess
+    with pytest.raises(train.TrainingInputError, match=r"^unknown argument --zzz \(python train.py --help"):
+        train.parse_arguments(["--zzz", "1"])
+
+
+def test_a_model_that_cannot_be_loaded_is_one_line_saying_what_to_give(tmp_path) -> None:
+    # Given arguments naming a folder that does not exist
+    model_args = train.parse_arguments(["--model_name_or_path", str(tmp_path / "missing")])[0]
+    # When the model is loaded / Then one error says so and what to give instead
+    with pytest.raises(
+        train.TrainingInputError, match=r"there is no such folder\. Give a Hugging Face model id"
+    ):
+        train.load_model(model_args, ["a", "b"], tasks.load(None))
