@@ -345,20 +345,29 @@ class AudioModel:
                 request.samples, max(1, round(task.segment_hop_seconds * self.sampling_rate))
             )
         total = request.samples.shape[0]
-        segments = task.segments(starts, scores, self.window, total, self.sampling_rate, self.labels)
+        # The model's work is done here (the server runs predict_fn alone); the segments themselves are only
+        # read from the scores when an answer asks for them.
+        segments = functools.partial(
+            task.segments, starts, scores, self.window, total, self.sampling_rate, self.labels
+        )
         return Prediction(
-            answer=answer, segments=segments, segments_requested=request.segments, notes=request.notes
+            answer=answer, read_segments=segments, segments_requested=request.segments, notes=request.notes
         )
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """The task's answer for one clip, with every window's answer (returned only when asked for)."""
+    """The task's answer for one clip, with every window's answer (read, and returned, only when asked for)."""
 
     answer: dict[str, Any]
-    segments: list[dict[str, Any]]
+    read_segments: Callable[[], list[dict[str, Any]]]
     segments_requested: bool = False
     notes: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def segments(self) -> list[dict[str, Any]]:
+        """The answer's segments, read from the windows' scores on first use."""
+        return self.read_segments()
 
     def to_json(self, *, segments: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = dict(self.answer)

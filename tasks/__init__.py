@@ -22,6 +22,7 @@ that need them, so the infrastructure can read a task's facts without them.
 from __future__ import annotations
 
 import importlib
+import math
 import pkgutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -240,6 +241,16 @@ class Task:
         """What is wrong with an endpoint's answer (``labels``: the model's, when known); empty when nothing
         is. The deployment's verification (tools/verify.py) asks this of a live endpoint."""
         return []
+
+
+def is_probability(value: Any) -> bool:
+    """A finite number in [0, 1] (not a bool): what every answer's scores must be."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= 1
+    )
 
 
 def load(name: str | None) -> Task:

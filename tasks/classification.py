@@ -8,12 +8,11 @@ accuracy. Answer: ``{"label", "confidence", "probs"}``; a window's: ``{"label", 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks import Metric, SplitScores, Task
+from tasks import Metric, SplitScores, Task, is_probability
 
 if TYPE_CHECKING:
     import numpy as np
@@ -101,9 +100,9 @@ def check_answer(response: dict[str, Any], labels: Sequence[str] | None) -> list
     label, confidence, probs = response.get(LABEL_KEY), response.get(CONFIDENCE_KEY), response.get(PROBS_KEY)
     if not isinstance(label, str):
         problems.append(f"'label' is {label!r}, not a string")
-    if not _probability(confidence):
+    if not is_probability(confidence):
         problems.append(f"'confidence' is {confidence!r}, not a probability")
-    if not (isinstance(probs, dict) and probs and all(_probability(p) for p in probs.values())):
+    if not (isinstance(probs, dict) and probs and all(is_probability(p) for p in probs.values())):
         problems.append(f"'probs' is {probs!r}, not an object of label probabilities")
         return problems
     if abs(sum(probs.values()) - 1.0) > _SUM_TOLERANCE:
@@ -137,15 +136,6 @@ def _against_model_labels(label: Any, probs: dict[str, Any], labels: Sequence[st
             "the endpoint serves another model"
         )
     return problems
-
-
-def _probability(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and 0 <= value <= 1
-    )
 
 
 class Classification(Task):

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common import contract
-from tasks import Metric, OptionError, SplitScores, Task, TaskError
+from tasks import Metric, OptionError, SplitScores, Task, TaskError, is_probability
 
 if TYPE_CHECKING:
     import numpy as np
@@ -449,12 +449,12 @@ class MultiLabel(Task):
     def check_answer(self, answer: dict[str, Any], labels: Sequence[str] | None) -> list[str]:
         """The answer's shape: present labels above their scores' order, every score a probability."""
         scores, present = answer.get(SCORES_KEY), answer.get(LABELS_KEY)
-        if not (isinstance(scores, dict) and all(_probability(s) for s in scores.values())):
+        if not (isinstance(scores, dict) and all(is_probability(s) for s in scores.values())):
             return [f"'{SCORES_KEY}' is {scores!r}, not an object of label probabilities"]
         if not (
             isinstance(present, list)
             and all(
-                isinstance(e, dict) and e.get(LABEL_KEY) in scores and _probability(e.get(SCORE_KEY))
+                isinstance(e, dict) and e.get(LABEL_KEY) in scores and is_probability(e.get(SCORE_KEY))
                 for e in present
             )
         ):
@@ -477,15 +477,6 @@ def _number(text: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
-
-
-def _probability(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and 0 <= value <= 1
-    )
 
 
 TASK = MultiLabel()
