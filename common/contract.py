@@ -30,6 +30,10 @@ METADATA_FILE = "metadata.csv"
 FILE_NAME_COLUMN = "file_name"
 LABELS_COLUMN = "labels"
 LABEL_SEPARATOR = ";"
+# A speech split's metadata.csv: each clip's transcription, and (optional) its speaker, which keeps a
+# folder's own split speaker-disjoint and gives the report its per-speaker error rates.
+TRANSCRIPTION_COLUMN = "transcription"
+SPEAKER_COLUMN = "speaker"
 # {"task": "classification", "labels": [...id order...], "sampling_rate": 16000, "max_length_seconds": 5.0,
 #  "window_hop_seconds": 2.5}: written by training, read by serving, with these keys. A model without "task"
 # is a classification model (it predates tasks).

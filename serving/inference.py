@@ -330,7 +330,9 @@ class AudioModel:
 
     def _scores(self, batch: np.ndarray) -> np.ndarray:
         logits = np.asarray(self.backend(self.normalize(batch)), dtype=np.float64)
-        if logits.shape != (batch.shape[0], self.task.outputs(self.labels)) or not np.isfinite(logits).all():
+        # (windows, outputs), or (windows, frames, outputs) for a model that answers per frame (CTC)
+        shape = (batch.shape[0], self.task.outputs(self.labels))
+        if (logits.shape[0], logits.shape[-1]) != shape or logits.ndim > 3 or not np.isfinite(logits).all():
             raise RuntimeError(f"the model returned unusable logits of shape {logits.shape}")
         return self.task.scores(logits)
 
@@ -339,12 +341,13 @@ class AudioModel:
         reads segments at a hop of its own) from windows at that hop."""
         task = self.task.for_request(request.options)
         starts, scores = self.window_scores(request.samples)
-        answer = task.answer(task.pool(scores), self.labels)
+        total = request.samples.shape[0]
+        windows = tasks.Windows(starts, scores, self.window, total, self.sampling_rate)
+        answer = task.clip_answer(windows, self.labels)
         if request.segments and task.segment_hop_seconds:
             starts, scores = self.window_scores(
                 request.samples, max(1, round(task.segment_hop_seconds * self.sampling_rate))
             )
-        total = request.samples.shape[0]
         # The model's work is done here (the server runs predict_fn alone); the segments themselves are only
         # read from the scores when an answer asks for them.
         segments = functools.partial(

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
+import transformers
+from transformers import AutoConfig, Wav2Vec2FeatureExtractor
 
 import tasks
 from common import contract
@@ -16,6 +17,8 @@ from training.train import copy_serving_code
 
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "training" / "configs" / "tiny-wav2vec2"
 LABELS = ("tone", "noise", "pulses")
+# What a speech model's labels (its vocabulary) are built from.
+TRANSCRIPTS = ("turn left", "stop now", "go back", "three seven")
 SR = 16_000
 
 
@@ -51,8 +54,9 @@ def build_model_dir(
     """
     torch.manual_seed(seed)
     chosen = tasks.load(task)
-    config = AutoConfig.from_pretrained(TINY_CONFIG, **chosen.config_fields(LABELS))
-    model = AutoModelForAudioClassification.from_config(config)
+    labels = chosen.labels(TRANSCRIPTS) if chosen.whole_clips else list(LABELS)
+    config = AutoConfig.from_pretrained(TINY_CONFIG, **chosen.config_fields(labels))
+    model = getattr(transformers, chosen.auto_model).from_config(config)
     extractor = Wav2Vec2FeatureExtractor.from_pretrained(TINY_CONFIG)
     if train_steps and task is None:
         _train(model, extractor, train_steps, window_seconds, np.random.default_rng(seed))
@@ -60,21 +64,23 @@ def build_model_dir(
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     extractor.save_pretrained(path)
-    hop = contract.window_hop(round(window_seconds * SR))  # as train.py records it
+    hop = chosen.hop(round(window_seconds * SR))  # as train.py records it
     meta: dict[str, object] = {
-        "labels": list(LABELS),
+        "labels": labels,
         "sampling_rate": SR,
         "max_length_seconds": window_seconds,
     }
     if task is not None:
         meta[contract.TASK_KEY] = task
         # What the task would choose on a validation split without positives: its defaults.
-        nothing = np.zeros((1, len(LABELS)))
-        settings = chosen.fit(tasks.SplitScores(nothing, nothing, nothing, nothing), LABELS)
+        nothing = np.zeros((1, len(labels)))
+        settings = chosen.fit(tasks.SplitScores(nothing, nothing, nothing, nothing), labels)
         if settings:
             meta[contract.TASK_SETTINGS_KEY] = settings
     (path / contract.LABELS_FILE).write_text(json.dumps({**meta, "window_hop_seconds": hop / SR}))
     (path / contract.METRICS_FILE).write_text(json.dumps({"accuracy": 0.0}))
+    for name, text in chosen.model_files(labels).items():
+        (path / name).write_text(text + "\n", encoding="utf-8")
     if onnx:
         export_model_dir(model, path)
     copy_code(path, chosen)

@@ -87,6 +87,19 @@ class SplitScores:
         )
 
 
+@dataclass(frozen=True)
+class Windows:
+    """The windows the endpoint ran over one clip: their start offsets and scores (the task's ``scores``),
+    each ``window`` samples long (the last one flush with the clip's end; a shorter clip is one window of its
+    own length), the clip ``total`` samples long at ``rate``."""
+
+    starts: Sequence[int]
+    scores: np.ndarray
+    window: int
+    total: int
+    rate: int
+
+
 def clip_scores(task: Task, window_scores: np.ndarray, clip_ids: np.ndarray, num_clips: int) -> np.ndarray:
     """Each clip's scores from its windows' (the task's ``pool``): (n_windows, outputs) -> (num_clips,
     outputs). A clip without windows (none in practice: every clip has at least one) gets all zeros."""
@@ -115,6 +128,10 @@ class Task:
     # The hop (seconds) of the windows that ``segments`` reads when a request asks for them; None: the
     # model's own windows, those the clip's answer comes from.
     segment_hop_seconds: ClassVar[float | None] = None
+    # A target that describes its clip in time order (a transcript): training reads whole clips, never a
+    # crop, a rotation or a repetition of one (each would cut words off their transcript or repeat them),
+    # and evaluation runs each clip whole.
+    whole_clips: ClassVar[bool] = False
 
     def metric(self, name: str) -> Metric:
         """The metric called ``name`` (no split prefix)."""
@@ -136,6 +153,42 @@ class Task:
         """A clip's training target from its label: what the model's loss compares its output with."""
         raise NotImplementedError
 
+    def usable(self, label: str, labels: Sequence[str]) -> str | None:
+        """Why a clip with ``label`` cannot be trained or evaluated on (training skips and counts it like a
+        corrupt clip), or None when it can. Default: every clip can."""
+        return None
+
+    def unknown_labels(self, split_labels: Sequence[str], train_labels: Sequence[str]) -> list[str]:
+        """An evaluation split's labels that the model trained on ``train_labels`` cannot answer (training
+        stops on any); default: those outside the training clips' vocabulary (``labels``)."""
+        return sorted(set(self.labels(split_labels)) - set(self.labels(train_labels)))
+
+    def checkpoint_labels(self, source: str) -> list[str] | None:
+        """The outputs a pretrained checkpoint (a Hub id or a folder) already has and keeps, in id order, or
+        None when the task gives every model a fresh head from the training clips' ``labels``."""
+        return None
+
+    def describe_targets(self, clip_labels: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+        """What turning one split's labels into targets changed, for the report (JSON-ready); default: none."""
+        return {}
+
+    def batch_targets(self, targets: Sequence[Any], labels: Sequence[str]) -> Any:
+        """One batch's targets as the tensor the model's loss takes: by default the targets stacked (class
+        indices as int64, label vectors as float32)."""
+        import numpy as np
+        import torch
+
+        return torch.from_numpy(np.stack([np.asarray(target) for target in targets]))
+
+    def argument_defaults(self) -> dict[str, Any]:
+        """train.py's defaults this task changes (any argument's name: the checkpoint, the window...)."""
+        return {}
+
+    def hop(self, window: int) -> int:
+        """Samples between the starts of consecutive windows of ``window`` samples (training's evaluation
+        windows and the endpoint's)."""
+        return contract.window_hop(window)
+
     # --- model head --------------------------------------------------------------------------------------
     def config_fields(self, labels: Sequence[str]) -> dict[str, Any]:
         """The model configuration's task fields (num_labels, label maps, problem_type...)."""
@@ -145,6 +198,11 @@ class Task:
             "id2label": dict(enumerate(labels)),
             "finetuning_task": self.finetuning_task,
         }
+
+    def model_files(self, labels: Sequence[str]) -> dict[str, str]:
+        """Files the model directory gets besides the weights and labels.json (name -> text), such as a
+        tokenizer's; default: none."""
+        return {}
 
     def loss(self) -> Callable[[Any, Any], Any] | None:
         """The training loss, ``loss(logits, targets) -> scalar tensor``, when the model's own is not the
@@ -209,6 +267,11 @@ class Task:
         return None
 
     # --- the handler's answer ---------------------------------------------------------------------------
+    def clip_answer(self, windows: Windows, labels: Sequence[str]) -> dict[str, Any]:
+        """The endpoint's answer for a whole clip from its windows: by default ``answer`` of their pooled
+        scores."""
+        return self.answer(self.pool(windows.scores), labels)
+
     def answer(self, clip_scores: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
         """The endpoint's JSON answer for a clip."""
         raise NotImplementedError

@@ -40,6 +40,7 @@ Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 # Why a file was skipped: Skipped.kind
 CORRUPT, TOO_SHORT, TOO_LONG, TOO_LARGE = "corrupt", "too_short", "too_long", "too_large"
 UNLISTABLE = "bad_row"  # a metadata.csv row that names no usable file
+NO_TARGET = "no_target"  # a clip whose label gives the task no target (Task.usable)
 
 
 class DatasetLayoutError(ValueError):
@@ -299,6 +300,12 @@ def stratified_split(train: Split, fraction: float, seed: int) -> tuple[Split, S
             )
         held_out += [clips[i] for i in order[:n_held]]
         kept += [clips[i] for i in order[n_held:]]
+    if not held_out and len(train.clips) > 1:
+        # Every label has one clip (transcripts, say): a random share of all the clips instead.
+        order = rng.permutation(len(train.clips))
+        n_held = min(max(1, round(fraction * len(train.clips))), len(train.clips) - 1)
+        held_out = [train.clips[i] for i in sorted(order[:n_held])]
+        kept = [train.clips[i] for i in sorted(order[n_held:])]
     if not held_out:
         raise DatasetLayoutError(
             f"too few clips in {train.root} to hold out a validation split; "
@@ -343,6 +350,11 @@ class RandomCrops(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.clips)
+
+    @property
+    def lengths(self) -> list[int]:
+        """Each example's length in samples (at most the crop length): what length-grouped batches read."""
+        return [min(clip.num_samples, self.length) for clip in self.clips]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         clip = self.clips[i]
@@ -424,6 +436,8 @@ class PadBatch:
     padding_value: float = 0.0
     attention_mask: bool = False
     wrap: bool = False  # pad by repeating the input instead of padding_value
+    # The batch's targets as the model's loss takes them (the task's ``batch_targets``); default: stacked.
+    targets: Callable[[list[Any]], torch.Tensor] | None = None
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         lengths = [int(np.shape(example["input_values"])[-1]) for example in examples]
@@ -437,8 +451,8 @@ class PadBatch:
                 values[row, :length] = example["input_values"]
         batch = {
             "input_values": torch.from_numpy(values),
-            # The task's targets as they are: class indices (int64) or float vectors (float32).
-            "labels": torch.from_numpy(np.stack([np.asarray(example["labels"]) for example in examples])),
+            # The task's targets: class indices (int64), float vectors (float32), padded token ids...
+            "labels": self._targets([example["labels"] for example in examples]),
             INPUT_LENGTHS: torch.tensor(lengths, dtype=torch.long),
         }
         if self.attention_mask:
@@ -446,6 +460,11 @@ class PadBatch:
                 torch.arange(values.shape[1])[None, :] < batch[INPUT_LENGTHS][:, None]
             ).long()
         return batch
+
+    def _targets(self, targets: list[Any]) -> torch.Tensor:
+        if self.targets is not None:
+            return self.targets(targets)
+        return torch.from_numpy(np.stack([np.asarray(target) for target in targets]))
 
 
 class AudioTrainer(Trainer):
@@ -455,6 +474,22 @@ class AudioTrainer(Trainer):
     of windows of one clip all have one length). So evaluation runs each length of a padded batch as its
     own unpadded batch and puts the logits back in order: the scores are those of the endpoint.
     """
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """Batches of clips of similar length (``--train_sampling_strategy group_by_length``) from the
+        clips' known lengths, without reading any of them."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        grouped = getattr(self.args, "train_sampling_strategy", None) == "group_by_length" or getattr(
+            self.args, "group_by_length", False
+        )
+        lengths = getattr(dataset, "lengths", None)
+        if not grouped or lengths is None:
+            return super()._get_train_sampler(*(() if train_dataset is None else (train_dataset,)))
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        return LengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=list(lengths)
+        )
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         inputs = {key: value for key, value in inputs.items() if key != INPUT_LENGTHS}
@@ -495,6 +530,15 @@ class AudioTrainer(Trainer):
                 return None
             if isinstance(parts[0], tuple):  # several model outputs: merge each
                 return tuple(merge([part[i] for part in parts]) for i in range(len(parts[0])))
+            if parts[0].dim() > 2:  # per-frame outputs: shorter inputs have fewer frames, padded as the
+                # Trainer pads across batches (-100)
+                frames = max(part.shape[1] for part in parts)
+                parts = [
+                    torch.nn.functional.pad(
+                        part, (0, 0) * (part.dim() - 2) + (0, frames - part.shape[1]), value=-100
+                    )
+                    for part in parts
+                ]
             return torch.cat(parts)[inverse.to(parts[0].device)]
 
         return total_loss, merge(logits), merge(labels)

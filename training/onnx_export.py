@@ -1,7 +1,8 @@
 """Writes ``model.onnx`` (and ``model.int8.onnx``) in the form the inference fast path reads.
 
 Input ``input_values`` float32 [batch, samples] (normalized by the feature extractor), output ``logits``
-[batch, labels]; batch and length are dynamic axes. See ``contract.ONNX_FILE`` and ``contract.ONNX_INT8_FILE``.
+[batch, labels], or [batch, frames, labels] for a model that answers per frame (CTC); batch, samples and
+frames are dynamic axes. See ``contract.ONNX_FILE`` and ``contract.ONNX_INT8_FILE``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ def export_onnx(model: torch.nn.Module, path: str | Path, *, example_seconds: fl
     path = Path(path)
     model = model.eval().to("cpu")
     example = torch.zeros(2, int(example_seconds * 16_000), dtype=torch.float32)
+    with torch.no_grad():
+        per_frame = model(input_values=example).logits.dim() == 3
+    logits_axes = {0: "batch", 1: "frames"} if per_frame else {0: "batch"}
     with warnings.catch_warnings(), torch.no_grad():
         # The TorchScript exporter is deprecated but needs no extra packages (the dynamo one needs
         # onnxscript) and traces wav2vec2 with dynamic axes correctly.
@@ -38,7 +42,7 @@ def export_onnx(model: torch.nn.Module, path: str | Path, *, example_seconds: fl
             str(path),
             input_names=["input_values"],
             output_names=["logits"],
-            dynamic_axes={"input_values": {0: "batch", 1: "samples"}, "logits": {0: "batch"}},
+            dynamic_axes={"input_values": {0: "batch", 1: "samples"}, "logits": logits_axes},
             opset_version=ONNX_OPSET,
             dynamo=False,
         )

@@ -262,6 +262,11 @@ def training_defaults(task: Task | None = None) -> dict[str, Any]:
     }
     # transformers 5 folded warmup_ratio into warmup_steps (a value below 1 is a ratio).
     defaults["warmup_ratio" if "warmup_ratio" in TRAINING_FIELDS else "warmup_steps"] = 0.1
+    for name, value in task.argument_defaults().items():
+        if name == "train_sampling_strategy" and name not in TRAINING_FIELDS:  # before transformers 5
+            defaults["group_by_length"] = value == "group_by_length"
+        else:
+            defaults[name] = value
     return defaults
 
 
@@ -481,7 +486,7 @@ def load_splits(
         )
     if paths.validation is not None:
         validation = scan(contract.VALIDATION_CHANNEL, paths.validation)
-        audiofolder.check_labels(validation, train.labels, task.labels)
+        _check_labels(task, validation, train)
     else:
         logger.info(
             "no validation data: holding out %.0f%% of each label's training clips",
@@ -491,11 +496,49 @@ def load_splits(
     test = None
     if paths.test is not None:
         test = scan(contract.TEST_CHANNEL, paths.test)
-        audiofolder.check_labels(test, train.labels, task.labels)
+        _check_labels(task, test, train)
     for split in (train, validation, test):
         if split is not None:
             _log_split(split)
     return train, validation, test
+
+
+def _check_labels(task: Task, split: audiofolder.Split, train: audiofolder.Split) -> None:
+    """Every label of an evaluation split is one the model trained on can answer (``Task.unknown_labels``)."""
+    unknown = task.unknown_labels(split.labels, train.labels)
+    if unknown:
+        raise audiofolder.DatasetLayoutError(
+            f"the {split.name} data folder {split.root} has labels the training data lacks: "
+            f"{', '.join(unknown)}; the model can only predict {', '.join(task.labels(train.labels))}"
+        )
+
+
+def usable_splits(
+    task: Task, labels: list[str], splits: Sequence[audiofolder.Split | None]
+) -> list[audiofolder.Split | None]:
+    """Each split without the clips whose label gives no target (``Task.usable``: a transcript that keeps
+    nothing of the vocabulary, say), which are skipped and counted like corrupt ones."""
+    kept: list[audiofolder.Split | None] = []
+    for split in splits:
+        if split is None:
+            kept.append(None)
+            continue
+        clips, skipped = [], list(split.skipped)
+        for clip in split.clips:
+            reason = task.usable(clip.label, labels)
+            if reason is None:
+                clips.append(clip)
+            else:
+                skipped.append(
+                    audiofolder.Skipped(str(clip.path.relative_to(split.root)), reason, audiofolder.NO_TARGET)
+                )
+                logger.info("  skipped %s (%s): %s", skipped[-1].path, audiofolder.NO_TARGET, reason)
+        if not clips:
+            raise audiofolder.DatasetLayoutError(
+                f"the {split.name} data folder {split.root} has no usable clip"
+            )
+        kept.append(dataclasses.replace(split, clips=clips, skipped=skipped))
+    return kept
 
 
 def _log_split(split: audiofolder.Split) -> None:
@@ -572,6 +615,16 @@ def decide_freeze(requested: bool | None, pretrained: bool) -> tuple[bool, str]:
     return False, "the model starts from random weights (the default for a config-only model)"
 
 
+def model_labels(task: Task, source: str, train: audiofolder.Split) -> list[str]:
+    """The model's outputs: those the checkpoint already has when the task keeps them (a speech checkpoint's
+    tokenizer vocabulary), else the task's from the training clips."""
+    kept = task.checkpoint_labels(source)
+    if kept:
+        logger.info("the model keeps %s's %d outputs (its head is kept)", source, len(kept))
+        return kept
+    return task.labels(train.labels)
+
+
 def load_model(args: ModelArguments, labels: list[str], task: Task) -> LoadedModel:
     """The model with a fresh head for the task's ``labels``, its feature extractor, frozen or not."""
     source = args.model_name_or_path
@@ -616,7 +669,9 @@ def featurize(extractor: Any, samples: np.ndarray) -> np.ndarray:
     return np.asarray(values[0], dtype=np.float32)
 
 
-def model_inputs(extractor: Any, config: Any) -> tuple[audiofolder.Featurize, audiofolder.PadBatch, str]:
+def model_inputs(
+    extractor: Any, config: Any, task: Task | None = None, labels: Sequence[str] = ()
+) -> tuple[audiofolder.Featurize, audiofolder.PadBatch, str]:
     """How crops and windows become model inputs and batches, and a line saying how padding is done.
 
     A ``Wav2Vec2FeatureExtractor`` is ``audio.Features``, the very code the endpoint runs. Batches pad to
@@ -633,8 +688,22 @@ def model_inputs(extractor: Any, config: Any) -> tuple[audiofolder.Featurize, au
     if mask and getattr(config, "feat_extract_norm", None) == "group":
         mask, why = False, "the feature encoder is group-normalized (feat_extract_norm=group)"
     padding = float(getattr(extractor, "padding_value", 0.0))
-    collator = audiofolder.PadBatch(padding_value=padding, attention_mask=mask, wrap=not mask)
-    how = f"with {padding:g} and an attention mask" if mask else "by repeating shorter inputs, without a mask"
+    task = task or tasks.load(None)
+    # A whole-clip task's input is never repeated: its target would not repeat with it.
+    wrap = not mask and not task.whole_clips
+    collator = audiofolder.PadBatch(
+        padding_value=padding,
+        attention_mask=mask,
+        wrap=wrap,
+        targets=functools.partial(task.batch_targets, labels=list(labels)),
+    )
+    how = (
+        f"with {padding:g} and an attention mask"
+        if mask
+        else "by repeating shorter inputs, without a mask"
+        if wrap
+        else f"with {padding:g}, without a mask (the task's targets follow the audio in time)"
+    )
     return featurize_fn, collator, f"{how} ({why})"
 
 
@@ -802,6 +871,8 @@ def write_model_files(
         },
     )
     write_json(model_dir / contract.METRICS_FILE, metrics)
+    for name, text in task.model_files(labels).items():
+        (model_dir / name).write_text(text + "\n", encoding="utf-8")
     copy_serving_code(model_dir / contract.CODE_DIR, task)
 
 
@@ -864,17 +935,26 @@ def build_inputs(
     the task's target."""
     train, validation, test = splits
     target = functools.partial(task.target, labels=labels)
-    features, collator, padding = model_inputs(loaded.extractor, loaded.model.config)
+    features, collator, padding = model_inputs(loaded.extractor, loaded.model.config, task, labels)
     logger.info("batches are padded to their longest input, %s", padding)
     normalizes = bool(getattr(loaded.extractor, "do_normalize", False))
     augmentation = build_augmentation(data, normalizes, background)
     length = round(data.max_length_seconds * audio.TARGET_SAMPLE_RATE)
-    hop = contract.window_hop(length)
+    hop = task.hop(length)
     mix = _mixing(task, data, target(train.clips[0].label))
-    train_set = audiofolder.RandomCrops(train.clips, target, length, features, augmentation, mix)
-    eval_sets = {"eval": audiofolder.Windows(validation.clips, target, length, hop, features)}
+
+    def window(split: audiofolder.Split) -> int:  # a whole-clip task's crops and windows are whole clips
+        return max(clip.num_samples for clip in split.clips) if task.whole_clips else length
+
+    train_set = audiofolder.RandomCrops(train.clips, target, window(train), features, augmentation, mix)
+    eval_sets = {"eval": audiofolder.Windows(validation.clips, target, window(validation), hop, features)}
     if test is not None:
-        eval_sets["test"] = audiofolder.Windows(test.clips, target, length, hop, features)
+        eval_sets["test"] = audiofolder.Windows(test.clips, target, window(test), hop, features)
+    if task.whole_clips:
+        logger.info(
+            "the %s task reads whole clips: no crops in training, one window per clip in evaluation",
+            task.name,
+        )
     return Inputs(train_set, eval_sets, collator, padding, augmentation, hop)
 
 
@@ -963,6 +1043,7 @@ def describe_run(
     rules: health.HealthRules,
     stopped_early: bool,
     resume: str | None,
+    targets: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """evaluation.json's account of the run: the task, the model, the inputs, early stopping, health,
     checkpoints."""
@@ -975,6 +1056,7 @@ def describe_run(
         "window_hop_seconds": inputs.hop / audio.TARGET_SAMPLE_RATE,
         "padding": f"to the longest input of a batch, {inputs.padding}",
         "clip_seconds": {"min": data_args.min_clip_seconds, "max": data_args.max_clip_seconds},
+        **({"targets": dict(targets)} if targets else {}),
         "augmentation": inputs.augmentation.describe() if inputs.augmentation else None,
         "mix_probability": data_args.mix_probability,
         "early_stopping": {
@@ -1001,7 +1083,16 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
     task = load_task(model_args.task, model_args.task_settings)
     train, validation, test = load_splits(paths, data_args, training_args.seed, cache, task)
     background = load_background(paths, data_args, cache)
-    labels = task.labels(train.labels)
+    labels = model_labels(task, model_args.model_name_or_path, train)
+    targets = {
+        split.name: described
+        for split in (train, validation, test)
+        if split is not None and (described := task.describe_targets([c.label for c in split.clips], labels))
+    }
+    for name, described in targets.items():
+        logger.info("%s targets: %s", name, json.dumps(described, ensure_ascii=False))
+    train, validation, test = usable_splits(task, labels, (train, validation, test))  # type: ignore[assignment]
+    assert train is not None and validation is not None
 
     loaded = load_model(model_args, labels, task)
     inputs = build_inputs(loaded, data_args, labels, (train, validation, test), background, task)
@@ -1055,6 +1146,7 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
                 rules=rules,
                 stopped_early=stopped_early,
                 resume=resume,
+                targets=targets,
             )
             splits = {
                 contract.TRAIN_CHANNEL: train,
