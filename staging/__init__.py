@@ -11,11 +11,15 @@ from common import contract
 
 SPLITS = contract.DATASET_CHANNELS  # each split folder is the training job channel of that name
 MANIFEST = contract.MANIFEST_FILE
-# What a staged dataset is for: one label per clip, as <split>/<label>/<clip> (the default), or any number
-# of labels per clip, as <split>/<clip> listed with its labels in <split>/METADATA_FILE.
+# What a staged dataset is for: one label per clip, as <split>/<label>/<clip> (the default); any number of
+# labels per clip, as <split>/<clip> listed with its labels in <split>/METADATA_FILE; or speech recognition,
+# as <split>/<clip> listed with its transcription (and speaker, when known) in <split>/METADATA_FILE.
 CLASSIFICATION = "classification"
 MULTILABEL = "multilabel"
-TASKS = (CLASSIFICATION, MULTILABEL)
+ASR = "asr"
+TASKS = (CLASSIFICATION, MULTILABEL, ASR)
+# The tasks whose split folders hold their clips directly, listed in a metadata file.
+LISTED_TASKS = (MULTILABEL, ASR)
 
 
 class StagingError(Exception):

@@ -4,11 +4,15 @@
     python -m staging fsd50k --to ./data/fsd50k
     python -m staging folder --source-url ./my-clips --to ./data/mine
     python -m staging fsd50k --task multilabel --labels leaf --to ./data/fsd50k-whole
+    python -m staging librispeech --to ./data/librispeech          # speech: --task asr is implied
+    python -m staging commonvoice --source-url ./cv-corpus-17.0-2024-03-15-en.tar.gz --to ./data/cv-en
+    python -m staging folder --task asr --source-url ./recordings --to ./data/speech
 
 Writes ``<split>/<label>/<clip>`` (``--task multilabel``: ``<split>/<clip>`` with the split's labels in
-``<split>/metadata.csv``) for the splits train, validation and test, and ``manifest.jsonl`` at the top,
-last; only new or changed clips are written, so a rerun is a no-op that says so, and files under the
-split folders that left the dataset are removed. See docs/datasets.md.
+``<split>/metadata.csv``; ``--task asr``: ``<split>/<clip>`` with each clip's transcription and speaker
+there) for the splits train, validation and test, and ``manifest.jsonl`` at the top, last; only new or
+changed clips are written, so a rerun is a no-op that says so, and files under the split folders that
+left the dataset are removed. See docs/datasets.md.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ if not __package__:
 
 from common import contract
 
-from . import CLASSIFICATION, MULTILABEL, TASKS, StagingError
+from . import ASR, CLASSIFICATION, MULTILABEL, TASKS, StagingError
 from .pipeline import Settings, stage
-from .sources import LABEL_LEVELS, SOURCES, SourceOptions
+from .sources import LABEL_LEVELS, LIBRISPEECH_SUBSETS, SOURCES, SPEECH_SOURCES, SourceOptions
 from .stores import Destination, LocalDestination, S3Destination, is_s3, s3_client
 from .summary import render
 
@@ -41,17 +45,27 @@ def default_cache_dir() -> Path:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m staging",
-        description="Stage ESC-50, FSD50K or your own folder into train/validation/test label folders "
-        "with a manifest, locally or in S3. Reruns write only what changed.",
+        description="Stage ESC-50, FSD50K or your own folder into train/validation/test label folders, "
+        "or speech (--task asr: LibriSpeech, Common Voice or your folder) into split folders with "
+        f"transcriptions in {contract.METADATA_FILE}, with a manifest, locally or in S3. Reruns write only "
+        "what changed.",
     )
-    parser.add_argument("source", choices=sorted(SOURCES), help="which dataset to stage")
+    parser.add_argument(
+        "source",
+        choices=sorted(SOURCES),
+        help="which dataset to stage: esc50, fsd50k (--task classification or multilabel), folder (any "
+        "--task, asr included), commonvoice, librispeech (speech: --task asr, the default for them)",
+    )
     parser.add_argument(
         "--task",
         choices=TASKS,
-        default=CLASSIFICATION,
-        help="classification: one label per clip, <split>/<label>/<clip> (default); multilabel: any "
-        f"number of labels per clip, <split>/<clip> listed in <split>/{contract.METADATA_FILE} (fsd50k: "
-        f"every clip; folder: a directory with {contract.METADATA_FILE}; esc50: its one label per clip)",
+        help="classification: one label per clip, <split>/<label>/<clip> (the default of esc50, fsd50k "
+        "and folder); multilabel: any number of labels per clip, <split>/<clip> listed in "
+        f"<split>/{contract.METADATA_FILE} (fsd50k: every clip; folder: a directory with "
+        f"{contract.METADATA_FILE}; esc50: its one label per clip); asr: speech recognition, <split>/<clip> "
+        f"listed with its {contract.TRANSCRIPTION_COLUMN} (and {contract.SPEAKER_COLUMN}) in "
+        f"<split>/{contract.METADATA_FILE} (the only task of commonvoice and librispeech; folder: a "
+        f"directory with {contract.METADATA_FILE})",
     )
     parser.add_argument(
         "--labels",
@@ -69,7 +83,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "s3:// or a path); fsd50k: the folder holding its archives (URL base, s3:// prefix or a path); "
         "folder (required): a directory, s3://bucket/prefix/, or a CSV of path,label[,split]; with --task "
         f"multilabel, a directory or s3://bucket/prefix/ holding {contract.METADATA_FILE} "
-        f"({contract.FILE_NAME_COLUMN},{contract.LABELS_COLUMN}[,split])",
+        f"({contract.FILE_NAME_COLUMN},{contract.LABELS_COLUMN}[,split]), with --task asr the same with "
+        f"{contract.FILE_NAME_COLUMN},{contract.TRANSCRIPTION_COLUMN}[,{contract.SPEAKER_COLUMN}][,split]; "
+        "commonvoice (required): a release's folder (clips/, train.tsv, dev.tsv, test.tsv) or its .tar.gz "
+        "(http(s)://, s3:// or a path); librispeech: a folder holding LibriSpeech/<subset>/, one "
+        "<subset>.tar.gz, or the folder (URL base, s3:// prefix or path) holding the <subset>.tar.gz "
+        "archives (default: openslr.org)",
     )
     parser.add_argument(
         "--cache-dir", type=Path, default=default_cache_dir(), help="download cache (default: %(default)s)"
@@ -89,15 +108,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "is among them (default: every leaf label)",
     )
     parser.add_argument(
+        "--subsets",
+        help="librispeech: comma-separated subsets to stage, of "
+        f"{', '.join(LIBRISPEECH_SUBSETS)} (train-* -> train, dev-* -> validation, test-* -> test; default: "
+        "train-clean-100,dev-clean,test-clean when downloading, every train-* subset, dev-clean and "
+        "test-clean that a folder or archive holds; dev-other and test-other only when named here)",
+    )
+    parser.add_argument(
         "--validation-fraction",
         type=float,
         help=f"esc50, folder: share of each class without a fixed split that goes to validation "
-        f"(default {DEFAULT_VALIDATION_FRACTION})",
+        f"(default {DEFAULT_VALIDATION_FRACTION}); folder --task asr: of the clips without one, in whole "
+        "speakers",
     )
     parser.add_argument(
         "--test-fraction",
         type=float,
-        help="folder: share of each class without a fixed split for test (default 0)",
+        help="folder: share of each class without a fixed split for test (default 0); with --task asr, of "
+        "the clips without one, in whole speakers",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the validation/test assignment (default 0)"
@@ -130,7 +158,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _resolve_task(args: argparse.Namespace) -> None:
+    """``--task`` given, or the source's own: asr for the speech datasets, classification otherwise."""
+    if args.task is None:
+        args.task = ASR if args.source in SPEECH_SOURCES else CLASSIFICATION
+
+
 def _check_task(args: argparse.Namespace) -> None:
+    _resolve_task(args)
+    if args.source in SPEECH_SOURCES and args.task != ASR:
+        raise StagingError(
+            f"{args.source} is a speech dataset: it stages for --task asr only (transcriptions, no labels)"
+        )
+    if args.task == ASR and args.source not in (*SPEECH_SOURCES, "folder"):
+        raise StagingError(
+            f"--task asr applies to the folder, {' and '.join(sorted(SPEECH_SOURCES))} sources: "
+            f"{args.source} has labels, not transcriptions"
+        )
     if args.labels is not None and (args.source != "fsd50k" or args.task != MULTILABEL):
         raise StagingError("--labels applies to the fsd50k source with --task multilabel only")
     if args.classes and args.task == MULTILABEL:
@@ -142,7 +186,13 @@ def _check_task(args: argparse.Namespace) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     _check_task(args)
-    only = {"fold": "esc50", "esc10": "esc50", "classes": "fsd50k", "test_fraction": "folder"}
+    only = {
+        "fold": "esc50",
+        "esc10": "esc50",
+        "classes": "fsd50k",
+        "test_fraction": "folder",
+        "subsets": "librispeech",
+    }
     for option, source in only.items():
         if getattr(args, option) not in (None, False) and args.source != source:
             raise StagingError(f"--{option.replace('_', '-')} applies to the {source} source only")
@@ -151,6 +201,11 @@ def _check(args: argparse.Namespace) -> None:
     if args.source == "fsd50k" and args.validation_fraction is not None:
         raise StagingError(
             "--validation-fraction does not apply to fsd50k: its ground truth fixes the splits"
+        )
+    if args.source in SPEECH_SOURCES and args.validation_fraction is not None:
+        raise StagingError(
+            f"--validation-fraction does not apply to {args.source}: its release fixes the splits "
+            "(speaker-disjoint)"
         )
     for name in ("validation_fraction", "test_fraction"):
         value = getattr(args, name)
@@ -199,11 +254,12 @@ def run(args: argparse.Namespace) -> int:
         classes=tuple(c.strip() for c in args.classes.split(",") if c.strip()) if args.classes else None,
         task=args.task,
         label_level=args.labels or LABEL_LEVELS[0],
+        subsets=tuple(s.strip() for s in args.subsets.split(",") if s.strip()) if args.subsets else None,
     )
     settings = Settings(
         validation_fraction=(
             0.0
-            if args.source == "fsd50k"
+            if args.source == "fsd50k" or args.source in SPEECH_SOURCES
             else (
                 args.validation_fraction
                 if args.validation_fraction is not None

@@ -24,12 +24,13 @@ from tqdm import tqdm
 
 from common import audio, contract
 
-from . import CLASSIFICATION, MANIFEST, MULTILABEL, SPLITS, StagingError
+from . import ASR, CLASSIFICATION, LISTED_TASKS, MANIFEST, MULTILABEL, SPLITS, StagingError
 from .sources import Candidate, SourceSet
 from .stores import Destination
 
 _SPLIT_PRIORITY = {"test": 0, "validation": 1, "train": 2, None: 3}
 NO_LABEL = "(no label)"  # the summary's row for multi-label clips without any label
+UTTERANCES, SPEAKERS = "(utterances)", "(speakers)"  # the summary's rows of a speech dataset
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,17 @@ class CheckedClip:
     path: str = ""
 
     def manifest_entry(self, task: str = CLASSIFICATION) -> dict[str, object]:
-        # A multi-label clip's labels are a list (maybe empty), under the name of the metadata files' column.
-        labels: dict[str, object] = (
-            {contract.LABELS_COLUMN: list(self.candidate.all_labels)}
-            if task == MULTILABEL
-            else {"label": self.candidate.label}
-        )
+        # A multi-label clip's labels are a list (maybe empty), a speech clip's transcription (and speaker,
+        # when known) a string, under the names of the metadata files' columns.
+        labels: dict[str, object]
+        if task == MULTILABEL:
+            labels = {contract.LABELS_COLUMN: list(self.candidate.all_labels)}
+        elif task == ASR:
+            labels = {contract.TRANSCRIPTION_COLUMN: self.candidate.transcription or ""}
+            if self.candidate.speaker:
+                labels[contract.SPEAKER_COLUMN] = self.candidate.speaker
+        else:
+            labels = {"label": self.candidate.label}
         return {
             "path": self.path,
             **labels,
@@ -96,13 +102,21 @@ class Report:
     removed: list[str] = field(default_factory=list)  # or, in a dry run, what would be
     manifest_changed: bool = False
     dry_run: bool = False
+    task: str = CLASSIFICATION
 
     @property
     def changed(self) -> bool:
         return bool(self.written or self.removed or self.manifest_changed)
 
     def counts(self) -> dict[str, Counter[str]]:
-        """Clips per label per split (a multi-label clip counts under each of its labels)."""
+        """Clips per label per split (a multi-label clip counts under each of its labels); a speech dataset,
+        with no labels: its utterances, and its speakers when it names them, per split."""
+        if self.task == ASR:
+            rows = {UTTERANCES: self.split_totals()}
+            speakers = {(c.split, c.candidate.speaker) for c in self.clips if c.candidate.speaker}
+            if speakers:
+                rows[SPEAKERS] = Counter(split for split, _ in speakers)
+            return rows
         per_label: dict[str, Counter[str]] = defaultdict(Counter)
         for clip in self.clips:
             for label in clip.candidate.all_labels or (NO_LABEL,):
@@ -120,7 +134,7 @@ class Report:
             "counts": {label: dict(c) for label, c in sorted(self.counts().items())},
             "corrupt": [{"source": o, "reason": r} for o, r in self.corrupt],
             "refused": [{"source": o, "reason": r} for o, r in self.refused],
-            # Only tables of multi-label sources have rows that are skipped rather than fatal.
+            # Only the tables of multi-label and speech sources have rows that are skipped, not fatal.
             **({"bad_rows": [{"row": w, "reason": r} for w, r in self.bad_rows]} if self.bad_rows else {}),
             "duplicates": [{"source": o, "same_as": k} for o, k in self.duplicates],
             "left_out": [
@@ -265,6 +279,75 @@ def assign_splits(
     return [replace(clip, split=clip.candidate.split or chosen[id(clip)]) for clip in clips]
 
 
+def assign_speaker_splits(
+    clips: Sequence[CheckedClip], *, validation_fraction: float, test_fraction: float, seed: int
+) -> tuple[list[CheckedClip], list[str]]:
+    """Speech clips without a fixed split go to train, validation or test, whole groups (speakers) at a time.
+
+    A speech source groups each speaker's clips (a clip without a speaker is a group of its own), so no
+    speaker is heard in two splits: a model scored on voices it trained on looks better than it is. A
+    group's clips without a split follow its clips with one (its most common fixed split), so a split
+    column naming some of a speaker's clips keeps the rest with them. The other groups are ordered by a
+    hash of (seed, group), as ``assign_splits`` does, and fill the validation quota, then the test quota
+    (whole groups, so a split may overshoot its share by part of one group); train always keeps at least
+    one group, so with one speaker everything is train and the notes say that no held-out split could be
+    made. Returns the clips with their splits and notes for the summary.
+    """
+    fixed: dict[str, Counter[str]] = defaultdict(Counter)
+    for clip in clips:
+        if clip.candidate.split is not None:
+            fixed[clip.candidate.group][clip.candidate.split] += 1
+    open_groups: dict[str, list[CheckedClip]] = defaultdict(list)
+    for clip in clips:
+        if clip.candidate.split is None and clip.candidate.group not in fixed:
+            open_groups[clip.candidate.group].append(clip)
+    chosen = {
+        group: min(splits, key=lambda s: (-splits[s], SPLITS.index(s))) for group, splits in fixed.items()
+    }
+    total = sum(len(members) for members in open_groups.values())
+    want = {"validation": _share(total, validation_fraction), "test": _share(total, test_fraction)}
+    have = Counter[str]()
+    train_is_fixed = "train" in chosen.values()  # a group the split column put in train
+    ranked = sorted(open_groups, key=lambda g: _rank(seed, g))
+    for index, group in enumerate(ranked):
+        last_for_train = index == len(ranked) - 1 and not have["train"] and not train_is_fixed
+        split = next((s for s in want if have[s] < want[s]), "train") if not last_for_train else "train"
+        have[split] += len(open_groups[group])
+        chosen[group] = split
+    assigned = [replace(clip, split=clip.candidate.split or chosen[clip.candidate.group]) for clip in clips]
+    return assigned, _speaker_notes(assigned, want, have, len(ranked))
+
+
+def _speaker_notes(
+    clips: Sequence[CheckedClip], want: dict[str, int], have: Counter[str], open_groups: int
+) -> list[str]:
+    """What the summary says about the speakers: why a held-out split asked for stayed empty, how many
+    speakers each split has, and whether one is in two splits."""
+    notes = [
+        f"no {split} split: {open_groups} speaker(s) (or clips without one) had no split, and train keeps "
+        "at least one; add speakers, or a split column"
+        for split in ("validation", "test")
+        if want[split] and not have[split]
+    ]
+    by_speaker: dict[str, set[str]] = defaultdict(set)
+    for clip in clips:
+        if clip.candidate.speaker:
+            by_speaker[clip.candidate.speaker].add(clip.split)
+    if by_speaker:
+        per_split = Counter(split for splits in by_speaker.values() for split in splits)
+        shared = sorted(speaker for speaker, splits in by_speaker.items() if len(splits) > 1)
+        notes.append(
+            f"{len(by_speaker)} speaker(s): "
+            + ", ".join(f"{per_split[s]} in {s}" for s in SPLITS if per_split[s])
+            + (
+                f"; {len(shared)} in more than one split by the source's own splits (e.g. {shared[0]})"
+                if shared
+                else "; no speaker is in two splits"
+            )
+        )
+    return notes
+
+
 def _share(total: int, fraction: float) -> int:
     """round(total * fraction), but at least one clip when the fraction is positive and two clips exist."""
     if fraction <= 0 or total < 2:
@@ -273,16 +356,16 @@ def _share(total: int, fraction: float) -> int:
 
 
 def _folder(clip: CheckedClip, task: str) -> str:
-    """Where a clip goes: ``<split>/<label>``, or ``<split>`` for a multi-label dataset."""
-    return clip.split if task == MULTILABEL else f"{clip.split}/{clip.candidate.label}"
+    """Where a clip goes: ``<split>/<label>``, or ``<split>`` for a multi-label or speech dataset."""
+    return clip.split if task in LISTED_TASKS else f"{clip.split}/{clip.candidate.label}"
 
 
 def place(clips: Sequence[CheckedClip], task: str = CLASSIFICATION) -> list[CheckedClip]:
-    """``<split>/<label>/<name>`` (multi-label: ``<split>/<name>``); names that would collide (with each
-    other, or with a split's metadata file) get a short content hash."""
+    """``<split>/<label>/<name>`` (multi-label, speech: ``<split>/<name>``); names that would collide (with
+    each other, or with a split's metadata file) get a short content hash."""
     paths = [f"{_folder(c, task)}/{c.candidate.name}" for c in clips]
     seen = Counter(paths)
-    if task == MULTILABEL:
+    if task in LISTED_TASKS:
         seen.update(f"{split}/{contract.METADATA_FILE}" for split in SPLITS)
     placed = []
     for clip, path in zip(clips, paths, strict=True):
@@ -300,19 +383,30 @@ def render_manifest(clips: Sequence[CheckedClip], task: str = CLASSIFICATION) ->
 
 
 def render_metadata(clips: Sequence[CheckedClip], task: str) -> dict[str, str]:
-    """Each split's metadata file of a multi-label dataset, by path: one row per clip, sorted by file
-    name (relative to the split folder), its labels joined by the separator (none: an empty cell)."""
-    if task != MULTILABEL:
+    """Each split's metadata file of a multi-label or speech dataset, by path: one row per clip, sorted by
+    file name (relative to the split folder), with its labels joined by the separator (none: an empty
+    cell), or its transcription and, when the dataset names any speaker, its speaker (unknown: empty)."""
+    if task not in LISTED_TASKS:
         return {}
+    header = [contract.FILE_NAME_COLUMN, contract.LABELS_COLUMN]
+    with_speaker = task == ASR and any(clip.candidate.speaker for clip in clips)
+    if task == ASR:
+        header = [contract.FILE_NAME_COLUMN, contract.TRANSCRIPTION_COLUMN]
+        header += [contract.SPEAKER_COLUMN] if with_speaker else []
     rows: dict[str, list[list[str]]] = defaultdict(list)
     for clip in clips:
         name = clip.path.removeprefix(f"{clip.split}/")
-        rows[clip.split].append([name, contract.LABEL_SEPARATOR.join(clip.candidate.all_labels)])
+        if task == ASR:
+            row = [name, clip.candidate.transcription or ""]
+            row += [clip.candidate.speaker or ""] if with_speaker else []
+        else:
+            row = [name, contract.LABEL_SEPARATOR.join(clip.candidate.all_labels)]
+        rows[clip.split].append(row)
     tables = {}
     for split, split_rows in sorted(rows.items()):
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow([contract.FILE_NAME_COLUMN, contract.LABELS_COLUMN])
+        writer.writerow(header)
         writer.writerows(sorted(split_rows))
         tables[f"{split}/{contract.METADATA_FILE}"] = out.getvalue()
     return tables
@@ -343,7 +437,7 @@ def _stale_tables(tables: dict[str, str], existing: dict[str, int], destination:
 
 def sync(clips: Sequence[CheckedClip], destination: Destination, settings: Settings, report: Report) -> None:
     """Removes what left the split folders, writes what is new or changed, then the split folders' metadata
-    files (multi-label), then the manifest, last."""
+    files (multi-label, speech), then the manifest, last."""
     existing = destination.list()
     old_text = destination.read_text(MANIFEST)
     recorded = parse_manifest(old_text)
@@ -398,7 +492,9 @@ def stage(
     source: SourceSet, destination: Destination, settings: Settings, log: Callable[[str], None]
 ) -> Report:
     """The whole flow for one source: validate, de-duplicate, split, place, sync."""
-    report = Report(title=source.title, destination=destination.url, notes=list(source.notes))
+    report = Report(
+        title=source.title, destination=destination.url, notes=list(source.notes), task=settings.task
+    )
     report.left_out = source.left_out
     log(f"{source.title}: validating {len(source.candidates)} clips")
     clips, corrupt, seconds = validate(source.candidates, settings)
@@ -415,12 +511,12 @@ def stage(
             f"{source.title}: no usable clips ({len(report.corrupt)} corrupt or missing, "
             f"{len(report.refused)} refused{bad})"
         )
-    clips = assign_splits(
-        clips,
-        validation_fraction=settings.validation_fraction,
-        test_fraction=settings.test_fraction,
-        seed=settings.seed,
-    )
+    fractions = {"validation_fraction": settings.validation_fraction, "test_fraction": settings.test_fraction}
+    if settings.task == ASR:
+        clips, speaker_notes = assign_speaker_splits(clips, **fractions, seed=settings.seed)
+        report.notes += speaker_notes
+    else:
+        clips = assign_splits(clips, **fractions, seed=settings.seed)
     clips, apart = one_split_per_content(clips)
     if settings.keep_duplicates:
         pairs = duplicate_groups(clips)
@@ -434,6 +530,14 @@ def stage(
     if settings.task == MULTILABEL:
         report.notes.append(
             f"multi-label layout: <split>/<clip>, each split's labels in <split>/{contract.METADATA_FILE}"
+        )
+    if settings.task == ASR:
+        hours: defaultdict[str, float] = defaultdict(float)
+        for clip in report.clips:
+            hours[clip.split] += clip.info.duration / 3600
+        report.notes.append(
+            f"speech layout: <split>/<clip>, each split's transcriptions in <split>/{contract.METADATA_FILE}; "
+            + ", ".join(f"{split} {hours[split]:.2f} h" for split in SPLITS if split in hours)
         )
     log(f"{destination.url}: comparing with what is there")
     sync(report.clips, destination, settings, report)

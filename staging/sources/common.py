@@ -28,16 +28,21 @@ class Candidate:
 
     A single-label source gives ``label``; a multi-label one gives ``labels`` (possibly empty: a clip
     without any event) and leaves ``label`` empty. Clips without a fixed split are assigned one per
-    ``label``, so the clips of a multi-label source share one pool.
+    ``label``, so the clips of a multi-label source share one pool. A speech source (``--task asr``) gives
+    ``transcription`` (never empty: a CTC target cannot be) and ``speaker`` when it knows it, leaves
+    ``label`` empty, and groups a speaker's clips (``group``) so that an assigned split keeps each
+    speaker in one split.
     """
 
     origin: str  # relative to the source, so the manifest reads the same on every machine
     label: str
     split: str | None
     group: str  # clips of one group (e.g. one source recording) land in the same split
-    name: str  # file name under <split>/<label>/ (or <split>/ for a multi-label dataset)
+    name: str  # file name under <split>/<label>/ (or <split>/ for a multi-label or speech dataset)
     read: Reader = field(compare=False, repr=False)
     labels: tuple[str, ...] | None = None
+    transcription: str | None = None
+    speaker: str | None = None
 
     @property
     def all_labels(self) -> tuple[str, ...]:
@@ -70,6 +75,7 @@ class SourceOptions:
     classes: tuple[str, ...] | None = None
     task: str = CLASSIFICATION
     label_level: str = ALL_LABELS  # fsd50k --task multilabel: see LABEL_LEVELS
+    subsets: tuple[str, ...] | None = None  # librispeech: the subsets to stage (None: its default)
 
 
 def read_csv(text: str, where: str, required: Iterable[str], expected: str) -> list[dict[str, str]]:
@@ -126,6 +132,30 @@ def unsafe_label(label: str) -> str | None:
     if label != label.strip():
         return f"label {label!r} starts or ends with white space"
     return None
+
+
+def transcription_of(text: str) -> tuple[str, str]:
+    """A transcription as staged: its words joined by single spaces (a line break or tab would only cut a
+    metadata row); or "" and why it cannot be a CTC target (empty, or holding a control character)."""
+    words = " ".join(text.split())
+    if not words:
+        return "", "an empty transcription (a CTC target cannot be empty)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in words):
+        return "", "the transcription holds a control character"
+    return words, ""
+
+
+def speaker_of(cell: str) -> tuple[str | None, str]:
+    """A speaker cell as staged (empty: None, an unknown speaker); or None and why it is unusable."""
+    speaker = " ".join(cell.split())
+    if any(ord(c) < 32 or ord(c) == 127 for c in speaker):
+        return None, f"speaker {cell!r} holds a control character"
+    return speaker or None, ""
+
+
+def speaker_group(speaker: str | None, origin: str) -> str:
+    """A clip's split group: its speaker (so a speaker's clips share one split), else the clip alone."""
+    return f"speaker\0{speaker}" if speaker else origin
 
 
 def unsafe_relative_path(path: str, kind: str) -> str | None:

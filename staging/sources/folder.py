@@ -1,5 +1,5 @@
-"""Your own clips: a label/clip tree (local or S3), or a CSV of path,label[,split]; multi-label: a folder
-with a metadata file (see listing)."""
+"""Your own clips: a label/clip tree (local or S3), or a CSV of path,label[,split]; multi-label and speech
+(``--task asr``): a folder with a metadata file (see listing)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path, PurePosixPath
 
 from common import audio, contract
 
-from .. import MULTILABEL, SPLITS, StagingError
+from .. import LISTED_TASKS, SPLITS, StagingError
 from ..stores import LocalTree, S3Tree, Tree, is_s3, s3_client, s3_reader, split_s3
 from .common import (
     Candidate,
@@ -24,15 +24,16 @@ FOLDER_COLUMNS = ("path", "label")  # and an optional "split"
 
 
 def folder(options: SourceOptions) -> SourceSet:
-    """``label/clip.wav`` or ``split/label/clip.wav`` trees (local or S3), or a CSV of path,label[,split]."""
+    """``label/clip.wav`` or ``split/label/clip.wav`` trees (local or S3), or a CSV of path,label[,split];
+    with ``--task multilabel`` or ``--task asr``, a folder whose metadata file lists the clips."""
     url = options.source_url
-    if options.task == MULTILABEL:
+    if options.task in LISTED_TASKS:
         if not url:
             raise StagingError(
-                "the folder source with --task multilabel needs --source-url: a directory or "
+                f"the folder source with --task {options.task} needs --source-url: a directory or "
                 f"s3://bucket/prefix/ holding {contract.METADATA_FILE}"
             )
-        return listed_folder(url)
+        return listed_folder(url, options.task)
     if not url:
         raise StagingError(
             "the folder source needs --source-url: a directory, s3://bucket/prefix/, "
