@@ -57,6 +57,11 @@ DEFAULT_MAX_REQUEST_BYTES = 128 * 1024 * 1024
 WINDOWS_PER_BATCH = 8  # bounds peak memory on long clips; larger batches bring no speed-up on CPU
 
 JSON_FIELDS = ("base64", "sample_rate", "channels", contract.SEGMENTS_KEY)
+# Where a recording too long for a real-time invocation (6 MB, 60 s) goes instead, said in the 413.
+LONG_AUDIO_HINT = {
+    "max_seconds": "; a long recording (up to an hour) goes to an asynchronous endpoint (serving_mode async, "
+    "1 GB and an hour per request) or a batch transform job"
+}
 # The setting behind each of audio.Limits' fields, named in the 413 that the limit causes.
 LIMIT_SETTINGS = {
     "max_seconds": contract.ENV_MAX_AUDIO_SECONDS,
@@ -225,7 +230,10 @@ def parse_request(
         raw = body.encode() if isinstance(body, str) else bytes(body)
         return AudioRequest(audio.decode(raw, limits=settings.limits), segments=segments)
     except audio.AudioTooLargeError as err:
-        raise BadRequest(f"{err}, or raise the endpoint's {LIMIT_SETTINGS[err.limit]}", 413) from err
+        raise BadRequest(
+            f"{err}, or raise the endpoint's {LIMIT_SETTINGS[err.limit]}{LONG_AUDIO_HINT.get(err.limit, '')}",
+            413,
+        ) from err
     except audio.AudioDecodeError as err:
         raise BadRequest(str(err)) from err
 

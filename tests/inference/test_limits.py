@@ -233,3 +233,18 @@ def test_sniffing_finds_mp3_by_two_consecutive_frames():
     # Then only the real MP3 is a file
     assert audio.sniff(mp3) == "MP3"
     assert audio.sniff(one_header) is None
+
+
+def test_a_recording_too_long_for_the_endpoint_is_a_413_that_names_the_asynchronous_path():
+    # Given a handler limited to 2 s and a 3 s recording
+    from serving import inference
+
+    settings = inference.Settings.from_env({contract.ENV_MAX_AUDIO_SECONDS: "2"})
+    wav = encode(np.zeros((16_000 * 3, 1), np.float32), 16_000, "WAV", "PCM_16")
+    # When it is sent
+    with pytest.raises(inference.BadRequest) as refused:
+        inference.parse_request(wav, "audio/wav", settings)
+    # Then the answer is a 413 saying where a long recording goes instead
+    assert refused.value.status_code == 413
+    assert "asynchronous endpoint (serving_mode async" in str(refused.value)
+    assert "batch transform" in str(refused.value)
