@@ -111,15 +111,23 @@ def _json_record(value: object) -> Any:
 
 # --- The quality gate's rules -----------------------------------------------------------------------------
 # One rule per gated metric: its name after the split's prefix ("accuracy" of "test_accuracy"), which way
-# is better, and the threshold a model must reach (at least it when higher is better, at most it otherwise).
-# The stack writes them as GATE_RULES, a JSON list of objects with these keys (sorted), and the promoter
-# reads them back at cold start; both validate them here, with GateRule and check_gate_rules.
+# is better, the threshold a model must reach (at least it when higher is better, at most it otherwise) and
+# the values the metric takes: a fraction in 0..1 (accuracy, F1, mAP), or any number >= 0 (an error rate
+# such as WER, which insertions push above 1). The stack writes them as GATE_RULES, a JSON list of objects
+# with these keys (sorted), and the promoter reads them back at cold start; both validate them here, with
+# GateRule and check_gate_rules.
 GATE_RULE_FIELDS = ("higher_is_better", "metric", "threshold")
+# The optional key: "fraction" (true or false), written only where it is not the direction's default
+# (higher is better: a fraction; lower is better: an error rate, >= 0 and unbounded), so the rules of the
+# tasks that predate it are written, and read, exactly as before.
+GATE_RULE_FRACTION = "fraction"
 GATE_RULES_EXPECTED = (
-    'a JSON list of {"higher_is_better": true|false, "metric": "<name>", "threshold": <number>} objects, '
-    "one per metric"
+    'a JSON list of {"higher_is_better": true|false, "metric": "<name>", "threshold": <number>} objects '
+    '(with "fraction": true|false where the metric\'s values are not what its direction says), one per metric'
 )
 _GATE_METRIC = re.compile(r"[a-z0-9_]+")
+FRACTION_VALUES = "a fraction between 0 and 1"
+NON_NEGATIVE_VALUES = "a number >= 0"
 
 
 class GateRuleError(ValueError):
@@ -130,11 +138,16 @@ class GateRuleError(ValueError):
 class GateRule:
     """One metric of the quality gate. ``metric``: the name after the split's prefix (``accuracy``,
     ``wer``); ``higher_is_better``: the direction, which makes ``threshold`` a minimum (True) or a maximum
-    (False), and decides which way a regression against the approved models counts."""
+    (False), and decides which way a regression against the approved models counts; ``fraction``: whether
+    the metric's values lie in 0..1 (True) or are any number >= 0 (False: an error rate such as WER, which
+    insertions push above 1). Left at None, it is the direction's: higher-is-better metrics are fractions,
+    lower-is-better ones error rates. A job's value outside the metric's values is a broken report, never a
+    score. (The configuration keeps each threshold within its metric's values at synthesis.)"""
 
     metric: str
     higher_is_better: bool
     threshold: float
+    fraction: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not _GATE_METRIC.fullmatch(self.metric):
@@ -145,6 +158,10 @@ class GateRule:
             raise GateRuleError(
                 f"gate rule {self.metric!r}: higher_is_better {self.higher_is_better!r} is not true or false"
             )
+        if self.fraction is None:
+            object.__setattr__(self, "fraction", self.higher_is_better)
+        elif not isinstance(self.fraction, bool):
+            raise GateRuleError(f"gate rule {self.metric!r}: fraction {self.fraction!r} is not true or false")
         threshold = self.threshold
         if (
             isinstance(threshold, bool)
@@ -159,19 +176,41 @@ class GateRule:
         """What the threshold is: ``minimum`` (higher is better) or ``maximum``."""
         return "minimum" if self.higher_is_better else "maximum"
 
+    @property
+    def values(self) -> str:
+        """The values the metric takes, in words (``a fraction between 0 and 1``, ``a number >= 0``)."""
+        return FRACTION_VALUES if self.fraction else NON_NEGATIVE_VALUES
+
+    def accepts(self, value: float) -> bool:
+        """Whether ``value`` is one the metric can take: finite and >= 0, and at most 1 for a fraction."""
+        return math.isfinite(value) and value >= 0.0 and (not self.fraction or value <= 1.0)
+
     def to_json(self) -> dict[str, Any]:
-        """The rule as one object of GATE_RULES."""
-        return {"higher_is_better": self.higher_is_better, "metric": self.metric, "threshold": self.threshold}
+        """The rule as one object of GATE_RULES; ``fraction`` only where it is not the direction's."""
+        written: dict[str, Any] = {
+            "higher_is_better": self.higher_is_better,
+            "metric": self.metric,
+            "threshold": self.threshold,
+        }
+        if self.fraction != self.higher_is_better:
+            written[GATE_RULE_FRACTION] = self.fraction
+        return written
 
     @classmethod
     def from_json(cls, value: Any) -> GateRule:
-        """One object of GATE_RULES, with exactly the keys in GATE_RULE_FIELDS."""
-        if not isinstance(value, dict) or sorted(value) != sorted(GATE_RULE_FIELDS):
+        """One object of GATE_RULES, with exactly the keys in GATE_RULE_FIELDS, and GATE_RULE_FRACTION where
+        it is given."""
+        keys = sorted(value) if isinstance(value, dict) else None
+        if keys not in (sorted(GATE_RULE_FIELDS), sorted((*GATE_RULE_FIELDS, GATE_RULE_FRACTION))):
             raise GateRuleError(
-                f"a gate rule is an object with the keys {', '.join(GATE_RULE_FIELDS)}, not {value!r}"
+                f"a gate rule is an object with the keys {', '.join(GATE_RULE_FIELDS)} "
+                f"(and optionally {GATE_RULE_FRACTION}), not {value!r}"
             )
         return cls(
-            metric=value["metric"], higher_is_better=value["higher_is_better"], threshold=value["threshold"]
+            metric=value["metric"],
+            higher_is_better=value["higher_is_better"],
+            threshold=value["threshold"],
+            fraction=value.get(GATE_RULE_FRACTION),
         )
 
 
@@ -195,6 +234,13 @@ def gate_rules_from_json(value: Any) -> tuple[GateRule, ...]:
     if not isinstance(value, list):
         raise GateRuleError(f"not a list of gate rules: {value!r}")
     return check_gate_rules([GateRule.from_json(item) for item in value])
+
+
+# --- The task --------------------------------------------------------------------------------------------
+# The task a deployment of no ``task`` trains (tasks.DEFAULT_TASK; a test keeps the two equal): its jobs name
+# no task (no ``contract.TASK_ARGUMENT`` hyperparameter), as they predate tasks. The promoter, which carries
+# no task modules, records it on the model packages of such jobs.
+DEFAULT_TASK = "classification"
 
 
 # --- The task's metric lines ------------------------------------------------------------------------------

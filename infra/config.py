@@ -1,7 +1,7 @@
 """The app's one typed configuration, built once in app.py from cdk.json context.
 
 Resolution order for every key (later wins):
-  1. the default declared here,
+  1. the default declared here, or the task's own for a train.py argument it sets (``task_defaults``),
   2. ``cdk.json`` → ``context.acoustic_shield.<env>`` (``env`` is ``-c env=dev|prod``; default ``dev``),
   3. ``-c <key>=<value>`` on the command line.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import zoneinfo
 from collections.abc import Callable, Mapping
@@ -41,6 +42,15 @@ def setting(key: str, default: Any, help: str, check: Check | None = None) -> An
     return field(default=default, metadata={"key": key, "help": help, "check": check})
 
 
+def gate_threshold(key: str, default: float, help: str, *, fraction: bool = True) -> Any:
+    """A quality gate threshold (``min_<metric>`` or ``max_<metric>``), within the values of its metric,
+    which the promoter checks a job's value against too (``GateRule.fraction``): a fraction in 0..1
+    (accuracy, F1, mAP) or, with ``fraction=False``, any finite number >= 0 (an error rate such as WER, which
+    insertions push above 1)."""
+    check = _fraction if fraction else _non_negative
+    return field(default=default, metadata={"key": key, "help": help, "check": check, "fraction": fraction})
+
+
 # --- validators: each returns None when the value is fine, else what is allowed ---------------
 
 
@@ -54,6 +64,10 @@ def _at_least(minimum: int) -> Check:
 
 def _fraction(value: Any) -> str | None:
     return None if 0.0 <= value <= 1.0 else "a number between 0 and 1"
+
+
+def _non_negative(value: Any) -> str | None:
+    return None if math.isfinite(value) and value >= 0.0 else "a finite number >= 0"
 
 
 def _pattern(regex: str, allowed: str) -> Check:
@@ -315,27 +329,40 @@ class QualityGate:
     """What a trained model must reach before it is registered as Approved: ``min_<metric>`` (or
     ``max_<metric>``) for each metric a task gates."""
 
-    min_accuracy: float = setting("min_accuracy", 0.5, "Minimum test (else validation) accuracy.", _fraction)
-    min_f1: float = setting("min_f1", 0.5, "Minimum macro-F1.", _fraction)
-    min_clip_accuracy: float = setting(
-        "min_clip_accuracy", 0.5, "Minimum clip-level accuracy (windows aggregated per clip).", _fraction
+    min_accuracy: float = gate_threshold("min_accuracy", 0.5, "Minimum test (else validation) accuracy.")
+    min_f1: float = gate_threshold("min_f1", 0.5, "Minimum macro-F1.")
+    min_clip_accuracy: float = gate_threshold(
+        "min_clip_accuracy", 0.5, "Minimum clip-level accuracy (windows aggregated per clip)."
     )
-    min_map: float = setting(
+    min_map: float = gate_threshold(
         "min_map",
         0.3,
         "Multilabel task: minimum test (else validation) mAP (average precision per label, averaged).",
-        _fraction,
     )
-    min_micro_f1: float = setting(
+    min_micro_f1: float = gate_threshold(
         "min_micro_f1",
         0.3,
         "Multilabel task: minimum micro-F1 over every (clip, label) decision at the label thresholds.",
-        _fraction,
+    )
+    max_wer: float = gate_threshold(
+        "max_wer",
+        0.3,
+        "Speech recognition task: maximum test (else validation) word error rate (word substitutions, "
+        "deletions and insertions per reference word; insertions can take it above 1).",
+        fraction=False,
+    )
+    max_cer: float = gate_threshold(
+        "max_cer",
+        0.15,
+        "Speech recognition task: maximum test (else validation) character error rate (the same over "
+        "characters).",
+        fraction=False,
     )
     max_regression: float = setting(
         "max_regression",
         0.01,
-        "How far below the best approved model (per metric, same split) a new one may be; quality cannot decline step by step.",
+        "How far worse than the best approved model (per metric, same split: below it, or above it for an error "
+        "rate) a new one may be; quality cannot decline step by step.",
         _fraction,
     )
     manual_approval: bool = setting(
@@ -353,16 +380,23 @@ class QualityGate:
 def gate_rules(quality: QualityGate, task: Task | None = None) -> tuple[lambda_contract.GateRule, ...]:
     """The promoter's gate rules: each metric the task gates (default: the default task's), in the task's
     order and direction, at the configuration's ``min_<metric>`` (higher is better) or ``max_<metric>``
-    (lower is better)."""
+    (lower is better), with the values the metric takes as that key declares them (``gate_threshold``: a
+    fraction, or an error rate that may exceed 1), which the promoter holds a job's value to."""
     task = task or tasks.load(None)
+    thresholds = {f.name: f for f in dataclasses.fields(quality) if "fraction" in f.metadata}
     rules = []
     for name in task.gated:
         higher = task.metric(name).higher_is_better
         key = f"{'min' if higher else 'max'}_{name}"
-        if not hasattr(quality, key):
+        if key not in thresholds:
             raise ConfigError(f"task {task.name!r} gates {name}, but the quality gate has no key '{key}'")
         rules.append(
-            lambda_contract.GateRule(metric=name, higher_is_better=higher, threshold=getattr(quality, key))
+            lambda_contract.GateRule(
+                metric=name,
+                higher_is_better=higher,
+                threshold=getattr(quality, key),
+                fraction=thresholds[key].metadata["fraction"],
+            )
         )
     return tuple(rules)
 
@@ -395,12 +429,19 @@ def tuning_objective(tuning: TuningConfig, task: Task) -> tuple[str, str]:
     return name, directions[name]
 
 
+STAGING_SOURCES = ("esc50", "fsd50k", "folder", "commonvoice", "librispeech")
+
+
 @dataclass(frozen=True)
 class StagingConfig:
     """What the CodeBuild staging project stages when started without overrides."""
 
     source: str = setting(
-        "staging_source", "esc50", "Dataset source to stage.", _one_of("esc50", "fsd50k", "folder")
+        "staging_source",
+        "esc50",
+        "Dataset source to stage: esc50, fsd50k or folder (classification), fsd50k or folder (multilabel), "
+        "librispeech, commonvoice or folder (asr); default: the task's first.",
+        _one_of(*STAGING_SOURCES),
     )
     source_url: str = setting(
         "staging_source_url", "", "Where to download the source from (empty: the official location)."
@@ -664,6 +705,11 @@ class AppConfig:
                 f"to {_RUNTIME_NAME_LIMIT} lowercase letters, digits and '-'"
             )
         task = tasks.load(self.task)
+        if self.staging.source not in task.staging_sources:
+            raise ConfigError(
+                f"config key 'staging_source' = {self.staging.source!r} cannot stage datasets for the {task.name} "
+                f"task; its sources are {', '.join(task.staging_sources)}"
+            )
         gate_rules(self.quality, task)
         tuning_objective(self.training.tuning, task)
 
@@ -807,7 +853,23 @@ def load_config(context: Callable[[str], Any]) -> AppConfig:
         override = context(key)
         if override is not None:
             env_values[key] = override
+    for key, value in task_defaults(env_values.get("task", tasks.DEFAULT_TASK)).items():
+        env_values.setdefault(key, value)
     return _build(AppConfig, env_values, env_name)
+
+
+def task_defaults(task: Any) -> dict[str, Any]:
+    """The task's own defaults of the train.py arguments the configuration sends (``Task.argument_defaults``
+    that are Hyperparameters keys: asr's checkpoint with its CTC vocabulary and its endpoint window): they
+    replace the defaults declared here, because every job is sent every Hyperparameters value and so would
+    otherwise never get the task's. cdk.json and ``-c`` still win. Empty for a task that is not one of
+    tasks/ (synthesis then stops on the key 'task'). The task's first staging source is its default too."""
+    if task not in tasks.known():
+        return {}
+    chosen = tasks.load(task)
+    keys = {f.metadata["key"] for f in dataclasses.fields(Hyperparameters)}
+    defaults = {key: value for key, value in chosen.argument_defaults().items() if key in keys}
+    return {**defaults, "staging_source": chosen.staging_sources[0]}
 
 
 def load_image_table() -> dict[str, Any]:

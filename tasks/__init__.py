@@ -132,6 +132,9 @@ class Task:
     # crop, a rotation or a repetition of one (each would cut words off their transcript or repeat them),
     # and evaluation runs each clip whole.
     whole_clips: ClassVar[bool] = False
+    # The staging tool's sources that stage datasets for this task (``python -m staging <source>``); the
+    # first is a deployment's default.
+    staging_sources: ClassVar[tuple[str, ...]] = ("esc50", "fsd50k", "folder")
 
     def metric(self, name: str) -> Metric:
         """The metric called ``name`` (no split prefix)."""

@@ -248,6 +248,7 @@ class SpeechRecognition(Task):
     label_column = contract.TRANSCRIPTION_COLUMN
     auto_model = "AutoModelForCTC"
     whole_clips = True
+    staging_sources = ("librispeech", "commonvoice", "folder")
 
     # --- dataset ---------------------------------------------------------------------------------------------
     def labels(self, clip_labels: Sequence[str]) -> list[str]:

@@ -211,6 +211,7 @@ class MultiLabel(Task):
     )
     objective = "map"
     gated = ("map", "micro_f1")
+    staging_sources = ("fsd50k", "folder")
     finetuning_task = "audio-multi-label-classification"
     segment_hop_seconds = EVENT_HOP_SECONDS
 

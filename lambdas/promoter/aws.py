@@ -12,6 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from common import contract
+from common.lambda_contract import GateRule
 
 from .logic import META_JOB, ApprovedModel, approved_model_from_package, metrics_from_report, split_s3_uri
 
@@ -168,8 +169,8 @@ def find_package_for_job(
     return None
 
 
-def approved_models(sagemaker: Any, group: str, names: Sequence[str]) -> list[ApprovedModel]:
-    """Every Approved package of the group, all pages, with the values of the gated metrics ``names`` it was
+def approved_models(sagemaker: Any, group: str, rules: Sequence[GateRule]) -> list[ApprovedModel]:
+    """Every Approved package of the group, all pages, with the values of the gate ``rules``' metrics it was
     registered with.
 
     The gate compares with the best of them, so none may be left out; one DescribeModelPackage each,
@@ -185,7 +186,7 @@ def approved_models(sagemaker: Any, group: str, names: Sequence[str]) -> list[Ap
     for page in pages:
         for summary in page.get("ModelPackageSummaryList", []):
             package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
-            models.append(approved_model_from_package(package, names))
+            models.append(approved_model_from_package(package, rules))
     return models
 
 

@@ -29,6 +29,9 @@ FINISHED_WITHOUT_MODEL = ("Failed", "Stopped")
 
 # Keys of CustomerMetadataProperties; the next gate reads the same keys back from the approved packages.
 META_JOB = "training_job"
+# The task the job trained (its --task; the default task when it names none): the package says what it is,
+# beside its group's name, for whoever deploys or audits it.
+META_TASK = "task"
 META_SPLIT = "metrics_split"
 META_COMPARISON = "comparison"  # what the new model was compared with, or why it could not be
 # A tuning job's winner also records the tuning job, its objective and the values it chose.
@@ -93,7 +96,8 @@ class ApprovedModel:
     """An Approved package of the group, with the split and gated metrics it was registered with.
 
     ``unreadable`` names what its CustomerMetadataProperties lack for a comparison (``metrics_split``, or a
-    gated metric that is absent or not a fraction); the gate cannot compare against such a package.
+    gated metric that is absent or not a value its rule's metric takes); the gate cannot compare against such
+    a package.
     """
 
     arn: str
@@ -238,6 +242,20 @@ def tuning_job_of(job: Mapping[str, Any]) -> str | None:
     """The ``TuningJobArn`` of a hyperparameter tuning job's trial (event detail or described job), else None."""
     arn = job.get("TuningJobArn")
     return arn if isinstance(arn, str) and arn else None
+
+
+def job_task(job: Mapping[str, Any]) -> str:
+    """The task a described training job trained: its ``task`` hyperparameter (JSON-encoded, as the launcher
+    and the SageMaker Python SDK send every value; a bare name is taken as it is), else the default task,
+    whose jobs name none."""
+    raw = (job.get("HyperParameters") or {}).get(contract.TASK_ARGUMENT)
+    if not isinstance(raw, str) or not raw.strip():
+        return lambda_contract.DEFAULT_TASK
+    try:
+        decoded = json.loads(raw)
+    except ValueError:
+        return raw.strip()
+    return decoded if isinstance(decoded, str) and decoded else raw.strip()
 
 
 def ignored_trial_reason(tuning_job_arn: str) -> str:
@@ -466,8 +484,9 @@ def _against_thresholds(
         if value is None or not math.isfinite(value):
             failures.append(f"{key} is missing from the job's metrics")
             continue
-        if not 0.0 <= value <= 1.0:
-            failures.append(f"{key} = {value:g} is not a fraction between 0 and 1")
+        if not rule.accepts(value):
+            # A percentage for a fraction, a negative error rate: a broken report, never compared.
+            failures.append(f"{key} = {value:g} is not {rule.values}")
             continue
         gated[rule.metric] = value
         passed, reason = _against_threshold(key, value, rule)
@@ -507,7 +526,7 @@ def compare_with_approved(
     before stops once it is ``max_regression`` worse than the best (below it, or above it for a metric where
     lower is better). Packages of the other split are never compared; a package whose metrics cannot be
     read blocks the comparison instead of being skipped, because it may be the best one. ``approved`` are
-    read with the rules' metrics (``approved_model_from_package(package, thresholds.metrics)``).
+    read with the rules (``approved_model_from_package(package, thresholds.gate_rules)``).
     """
     if not approved:
         return Comparison(
@@ -587,12 +606,13 @@ def rejected_without_metrics(reason: str) -> Decision:
     return Decision(status=REJECTED, reasons=(reason,))
 
 
-def approved_model_from_package(package: Mapping[str, Any], names: Sequence[str]) -> ApprovedModel:
-    """An approved package's split and gated metrics (``names``: the gate rules' metrics), read back from
+def approved_model_from_package(package: Mapping[str, Any], rules: Sequence[GateRule]) -> ApprovedModel:
+    """An approved package's split and gated metrics (each of the gate ``rules``' metrics), read back from
     its CustomerMetadataProperties.
 
     What the promoter writes on every package is the record the gate trusts; a value that is absent or
-    not a fraction in 0..1 is listed in ``unreadable``.
+    not one its rule's metric takes (a fraction in 0..1, or a number >= 0 for an error rate such as WER) is
+    listed in ``unreadable``.
     """
     properties = package.get("CustomerMetadataProperties") or {}
     unreadable: list[str] = []
@@ -600,13 +620,14 @@ def approved_model_from_package(package: Mapping[str, Any], names: Sequence[str]
     if split not in contract.GATE_SPLITS:
         unreadable.append(META_SPLIT)
     metrics: dict[str, float] = {}
-    for name in names:
+    for rule in rules:
+        name = rule.metric
         try:
             value = float(properties[name])
         except (KeyError, TypeError, ValueError):
             unreadable.append(name)
             continue
-        if math.isfinite(value) and 0.0 <= value <= 1.0:
+        if rule.accepts(value):
             metrics[name] = value
         else:
             unreadable.append(name)
@@ -674,13 +695,16 @@ def customer_metadata(
     metrics: Mapping[str, float],
     tuning: TuningResult | None = None,
     gated: Sequence[str] = (),
+    task: str | None = None,
 ) -> dict[str, str]:
-    """Job name, gated values (under each gate rule's metric name: ``accuracy``, ``f1``, ...), every known
-    raw metric (the default task's, and each split's value of the ``gated`` metrics: the gate rules'), the
-    training-health flags (``health_<rule>``) and the blocking rules that fired (``health_blocking``), what
+    """Job name, the task it trained (``task``, when given), gated values (under each gate rule's metric
+    name: ``accuracy``, ``wer``, ...), every known raw metric (the default task's, and each split's value of
+    the ``gated`` metrics: the gate rules'), the training-health flags (``health_<rule>``) and the blocking rules that fired (``health_blocking``), what
     the model was compared with (``comparison``) and, for a tuning job's winner, the tuning job, its
     objective and the values it chose (``tuned_<name>``)."""
     properties = {META_JOB: job_name}
+    if task:
+        properties[META_TASK] = task
     if tuning is not None:
         properties[META_TUNING_JOB] = tuning.name
         if tuning.objective and tuning.objective_value is not None:
@@ -722,8 +746,10 @@ def model_package_request(
     decision: Decision,
     metrics: Mapping[str, float],
     tuning: TuningResult | None = None,
+    task: str | None = None,
 ) -> dict[str, Any]:
-    """The CreateModelPackage request for a completed job (a tuning job's winner carries its tuning)."""
+    """The CreateModelPackage request for a completed job (a tuning job's winner carries its tuning); its
+    metadata names the job's ``task`` (``job_task``) when given."""
     container: dict[str, Any] = {
         "Image": settings.inference_image,
         "Environment": dict(contract.HANDLER_ENVIRONMENT),
@@ -745,7 +771,7 @@ def model_package_request(
             }
         },
         "CustomerMetadataProperties": customer_metadata(
-            job_name, decision, metrics, tuning, gated=settings.thresholds.metrics
+            job_name, decision, metrics, tuning, gated=settings.thresholds.metrics, task=task
         ),
         "ModelApprovalStatus": decision.status,
         "ClientToken": client_token(job_name),

@@ -223,7 +223,7 @@ def _register_once(
             metrics,
             thresholds=settings.thresholds,
             approved=aws.approved_models(
-                clients.sagemaker, settings.model_package_group, settings.thresholds.metrics
+                clients.sagemaker, settings.model_package_group, settings.thresholds.gate_rules
             ),
             manual_approval=settings.manual_approval,
             health=health,
@@ -253,6 +253,7 @@ def _register_once(
         decision=decision,
         metrics=metrics,
         tuning=tuning,
+        task=logic.job_task(job),
     )
     arn = aws.create_model_package(clients.sagemaker, request)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import botocore.session
@@ -41,8 +42,38 @@ from .conftest import MODEL_A, cdk_context
 from .test_lambda_environments import ACCOUNT, environment
 
 LAUNCHER, PROMOTER = "lambdas.launcher.handler.handler", "lambdas.promoter.handler.handler"
-# A multilabel deployment with an endpoint and tuning on: every name and variable the task changes.
-MULTILABEL = {"task": "multilabel", "model_data_url": MODEL_A, "tuning_enabled": "true"}
+# A deployment of each task other than the default one, with an endpoint and tuning on: every name and
+# variable the task changes.
+DEPLOYMENTS = {
+    task: {"task": task, "model_data_url": MODEL_A, "tuning_enabled": "true"}
+    for task in ("multilabel", "asr")
+}
+MULTILABEL = DEPLOYMENTS["multilabel"]
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a task's deployment scrapes, tunes and gates at the defaults, written out (not read from the
+    task) so that a change to a task's facts shows here."""
+
+    metric_lines: tuple[str, ...]
+    objective: tuple[str, str]
+    rules: tuple[GateRule, ...]
+
+
+EXPECTED = {
+    "multilabel": Expected(
+        metric_lines=("loss", "map", "micro_f1", "macro_f1", "lwlrap"),
+        objective=("eval_map", "Maximize"),
+        rules=(GateRule("map", True, 0.3), GateRule("micro_f1", True, 0.3)),
+    ),
+    # Error rates: lower is better, and a number >= 0 that insertions can take above 1 (fraction False).
+    "asr": Expected(
+        metric_lines=("loss", "wer", "cer"),
+        objective=("eval_wer", "Minimize"),
+        rules=(GateRule("wer", False, 0.3, fraction=False), GateRule("cer", False, 0.15, fraction=False)),
+    ),
+}
 SCHEDULED = {
     "version": "0",
     "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
@@ -64,48 +95,56 @@ def multilabel(synth_app: Callable[..., AcousticShieldApp]) -> AcousticShieldApp
     return synth_app(**MULTILABEL)
 
 
+@pytest.fixture(scope="module", params=sorted(DEPLOYMENTS))
+def deployment(
+    request: pytest.FixtureRequest, synth_app: Callable[..., AcousticShieldApp]
+) -> AcousticShieldApp:
+    """The app synthesized for each task other than the default one (its ``config.task``)."""
+    return synth_app(**DEPLOYMENTS[request.param])
+
+
 def variables(app: AcousticShieldApp, handler: str) -> dict[str, str]:
     return environment(Template.from_stack(app.training), handler)
 
 
-def test_a_multilabel_deployment_names_its_stacks_and_runtime_names_after_its_task(
-    multilabel: AcousticShieldApp,
+def test_a_tasks_deployment_names_its_stacks_and_runtime_names_after_its_task(
+    deployment: AcousticShieldApp,
 ) -> None:
-    # Given the app synthesized with -c task=multilabel (and a model, so that it has an endpoint)
-    serving = multilabel.serving
+    # Given the app synthesized with -c task=<task> (and a model, so that it has an endpoint)
+    task = deployment.config.task
+    serving = deployment.serving
     assert serving is not None
     # Then the Data stack is the environment's shared one, and the Training and Serving stacks are the task's
-    assert multilabel.data.stack_name == "AcousticShield-dev-Data"
-    assert multilabel.training.stack_name == "AcousticShield-dev-Training-multilabel"
-    assert serving.stack_name == "AcousticShield-dev-Serving-multilabel"
+    assert deployment.data.stack_name == "AcousticShield-dev-Data"
+    assert deployment.training.stack_name == f"AcousticShield-dev-Training-{task}"
+    assert serving.stack_name == f"AcousticShield-dev-Serving-{task}"
     # And every runtime name carries the task: jobs, tuning jobs, model package group, endpoint, lease
-    launcher, promoter = variables(multilabel, LAUNCHER), variables(multilabel, PROMOTER)
-    assert (
-        launcher["JOB_NAME_PREFIX"] == promoter["JOB_NAME_PREFIX"] == "acoustic-shield-dev-multilabel-train-"
-    )
+    launcher, promoter = variables(deployment, LAUNCHER), variables(deployment, PROMOTER)
+    assert launcher["JOB_NAME_PREFIX"] == promoter["JOB_NAME_PREFIX"] == f"acoustic-shield-dev-{task}-train-"
     assert launcher["TUNING_JOB_PREFIX"] == promoter["TUNING_JOB_PREFIX"]
     assert launcher["TUNING_JOB_PREFIX"].endswith("-hpo-") and len(launcher["TUNING_JOB_PREFIX"]) <= 24
-    assert launcher["LAUNCH_LOCK_KEY"] == "locks/launcher-multilabel.json"
-    assert promoter["MODEL_PACKAGE_GROUP"] == "acoustic-shield-dev-multilabel"
-    training = Template.from_stack(multilabel.training)
+    assert launcher["LAUNCH_LOCK_KEY"] == f"locks/launcher-{task}.json"
+    assert promoter["MODEL_PACKAGE_GROUP"] == f"acoustic-shield-dev-{task}"
+    training = Template.from_stack(deployment.training)
     training.has_resource_properties(
-        "AWS::SageMaker::ModelPackageGroup", {"ModelPackageGroupName": "acoustic-shield-dev-multilabel"}
+        "AWS::SageMaker::ModelPackageGroup", {"ModelPackageGroupName": f"acoustic-shield-dev-{task}"}
     )
     Template.from_stack(serving).has_resource_properties(
-        "AWS::SageMaker::Endpoint", {"EndpointName": "acoustic-shield-dev-multilabel-m5-xlarge"}
+        "AWS::SageMaker::Endpoint", {"EndpointName": f"acoustic-shield-dev-{task}-m5-xlarge"}
     )
     # And the launcher may start only the task's jobs
     policies = json.dumps(training.find_resources("AWS::IAM::Policy"))
-    assert ":training-job/acoustic-shield-dev-multilabel-train-*" in policies
+    assert f":training-job/acoustic-shield-dev-{task}-train-*" in policies
     assert ":training-job/acoustic-shield-dev-train-*" not in policies
-    assert "/locks/launcher-multilabel.json" in policies
+    assert f"/locks/launcher-{task}.json" in policies
 
 
-def test_the_task_s_deploy_project_deploys_the_task_s_serving_stack(multilabel: AcousticShieldApp) -> None:
-    # Given the multilabel deployment's deploy project
+def test_the_task_s_deploy_project_deploys_the_task_s_serving_stack(deployment: AcousticShieldApp) -> None:
+    # Given the task's deployment's deploy project
+    task = deployment.config.task
     (project,) = [
         p
-        for key, p in Template.from_stack(multilabel.training)
+        for key, p in Template.from_stack(deployment.training)
         .find_resources("AWS::CodeBuild::Project")
         .items()
         if key.startswith("Deployer")
@@ -114,9 +153,9 @@ def test_the_task_s_deploy_project_deploys_the_task_s_serving_stack(multilabel: 
     # Then it deploys the task's Serving stack, synthesized for the task, and reports that stack's status
     deploy = spec["phases"]["build"]["commands"][1]
     assert deploy.startswith(
-        "npx cdk deploy AcousticShield-dev-Serving-multilabel --exclusively -c env=dev -c task=multilabel "
+        f"npx cdk deploy AcousticShield-dev-Serving-{task} --exclusively -c env=dev -c task={task} "
     )
-    assert "AcousticShield-dev-Serving-multilabel " in spec["phases"]["post_build"]["commands"][0]
+    assert f"AcousticShield-dev-Serving-{task} " in spec["phases"]["post_build"]["commands"][0]
     # And the default task's build spec says no task: it is what it always was
     assert (
         " -c task="
@@ -124,36 +163,39 @@ def test_the_task_s_deploy_project_deploys_the_task_s_serving_stack(multilabel: 
     )
 
 
-def test_the_task_s_staging_build_stages_in_the_task_s_layout(multilabel: AcousticShieldApp) -> None:
-    # Given the multilabel deployment's staging build
+def test_the_task_s_staging_build_stages_in_the_task_s_layout(deployment: AcousticShieldApp) -> None:
+    # Given the task's deployment's staging build
+    task = deployment.config.task
     (project,) = [
         p
-        for key, p in Template.from_stack(multilabel.training)
+        for key, p in Template.from_stack(deployment.training)
         .find_resources("AWS::CodeBuild::Project")
         .items()
         if key.startswith("DatasetStager")
     ]
     (command,) = json.loads(project["Properties"]["Source"]["BuildSpec"])["phases"]["build"]["commands"]
-    # Then it stages multi-label (metadata.csv splits), and the staging tool takes that option
-    assert " --task multilabel " in command
+    # Then it stages in the task's layout (metadata.csv splits), and the staging tool takes that option
+    assert f" --task {task} " in command
     from staging import cli
 
-    assert cli.parse_args(["folder", "--task", "multilabel", "--to", "out"]).task == "multilabel"
+    assert cli.parse_args(["folder", "--task", task, "--to", "out"]).task == task
     # And the default task's command says no task: it is what it always was
     (default,) = stager_build_spec()["phases"]["build"]["commands"]
     assert "--task" not in default
 
 
-def test_a_multilabel_launcher_is_told_its_task_metric_lines_and_tuning_objective(
-    multilabel: AcousticShieldApp,
+def test_a_tasks_launcher_is_told_its_task_metric_lines_and_tuning_objective(
+    deployment: AcousticShieldApp,
 ) -> None:
-    # Given the multilabel launcher's environment
-    launcher = variables(multilabel, LAUNCHER)
-    # Then its jobs train the task, scrape the task's metric lines and tune mAP upwards
-    assert json.loads(launcher["HYPERPARAMETERS"])[contract.TASK_ARGUMENT] == "multilabel"
-    assert json.loads(launcher["METRIC_NAMES"]) == ["loss", "map", "micro_f1", "macro_f1", "lwlrap"]
+    # Given the task's launcher's environment
+    task = deployment.config.task
+    launcher = variables(deployment, LAUNCHER)
+    # Then its jobs train the task, scrape the task's metric lines and tune its objective in its direction
+    # (multilabel: mAP upwards; asr: WER downwards)
+    assert json.loads(launcher["HYPERPARAMETERS"])[contract.TASK_ARGUMENT] == task
+    assert tuple(json.loads(launcher["METRIC_NAMES"])) == EXPECTED[task].metric_lines
     tuning = json.loads(launcher["TUNING"])
-    assert (tuning["objective"], tuning["objective_type"]) == ("eval_map", "Maximize")
+    assert (tuning["objective"], tuning["objective_type"]) == EXPECTED[task].objective
 
 
 def test_a_multilabel_promoter_gates_map_and_micro_f1() -> None:
@@ -165,24 +207,93 @@ def test_a_multilabel_promoter_gates_map_and_micro_f1() -> None:
     assert rules == (GateRule("map", True, 0.45), GateRule("micro_f1", True, 0.4))
 
 
-def test_the_promoter_reading_the_multilabel_environment_gates_map_and_micro_f1(
-    multilabel: AcousticShieldApp,
+def test_an_asr_promoter_gates_wer_and_cer_at_maximums_that_may_exceed_one() -> None:
+    # Given an asr deployment whose maximum WER is above 1 (insertions can take WER there)
+    config = load_config(cdk_context(task="asr", max_wer="1.2", max_cer="0.5").get)
+    # When the gate's rules are made for the task
+    rules = gate_rules(config.quality, tasks.load(config.task))
+    # Then they gate WER and CER, lower is better, at the configured maximums, as error rates (>= 0, unbounded)
+    assert rules == (GateRule("wer", False, 1.2, fraction=False), GateRule("cer", False, 0.5, fraction=False))
+    # And the defaults are 0.3 and 0.15
+    assert (QualityGate().max_wer, QualityGate().max_cer) == (0.3, 0.15)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("max_wer", "-0.1", "a finite number >= 0"),
+        ("max_wer", "inf", "a finite number >= 0"),
+        ("max_cer", "nan", "a finite number >= 0"),
+        ("max_wer", "much", "a number"),
+        # A fraction's threshold stays within 0..1
+        ("min_map", "1.5", "a number between 0 and 1"),
+    ],
+)
+def test_an_error_rate_maximum_is_any_finite_number_from_zero(key: str, value: str, allowed: str) -> None:
+    # Given a gate threshold that its metric cannot reach (negative, infinite, not a number; a fraction above 1)
+    context = cdk_context(task="asr", **{key: value})
+    # When the configuration is loaded / Then synthesis stops, naming the key, the value and what is allowed
+    with pytest.raises(
+        ConfigError, match=re.escape(f"config key '{key}' = {value!r} is invalid: expected {allowed}")
+    ):
+        load_config(context.get)
+
+
+def test_an_asr_deployment_trains_from_the_tasks_checkpoint_and_window_unless_configured() -> None:
+    # Given the asr task's own train.py defaults (its CTC checkpoint, its endpoint window)
+    own = tasks.load("asr").argument_defaults()
+    # When an asr deployment's configuration is loaded, and one that sets them
+    default = load_config(cdk_context(task="asr").get).training.hyperparameters
+    chosen = load_config(
+        cdk_context(task="asr", model_name_or_path="my/ctc-model", max_length_seconds="12").get
+    ).training.hyperparameters
+    # Then its jobs are sent the task's checkpoint and window (every job is sent every Hyperparameters value,
+    # so the config's classification defaults would otherwise replace them), and -c still wins
+    assert (default.model_name_or_path, default.max_length_seconds) == (
+        own["model_name_or_path"],
+        own["max_length_seconds"],
+    )
+    assert (chosen.model_name_or_path, chosen.max_length_seconds) == ("my/ctc-model", 12.0)
+    # And the other tasks keep the configuration's defaults
+    for task in ("classification", "multilabel"):
+        hyperparameters = load_config(cdk_context(task=task).get).training.hyperparameters
+        assert (hyperparameters.model_name_or_path, hyperparameters.max_length_seconds) == (
+            "facebook/wav2vec2-base",
+            5.0,
+        )
+
+
+def test_the_promoter_reading_the_tasks_environment_gates_the_tasks_metrics(
+    deployment: AcousticShieldApp,
 ) -> None:
-    # Given the multilabel promoter's environment as synthesized
+    # Given the task's promoter's environment as synthesized
+    task = deployment.config.task
+    promoter = variables(deployment, PROMOTER)
     # When the promoter's settings read it at cold start
-    settings = Settings.from_environment(variables(multilabel, PROMOTER))
-    # Then its gate checks mAP and micro-F1 at the defaults, higher is better
-    assert settings.thresholds.gate_rules == (GateRule("map", True, 0.3), GateRule("micro_f1", True, 0.3))
-    assert settings.model_package_group == "acoustic-shield-dev-multilabel"
+    settings = Settings.from_environment(promoter)
+    # Then its gate checks the task's metrics at the defaults, in their direction and over their values
+    # (multilabel: mAP and micro-F1, minimums, fractions; asr: WER and CER, maximums, error rates >= 0)
+    assert settings.thresholds.gate_rules == EXPECTED[task].rules
+    assert settings.model_package_group == f"acoustic-shield-dev-{task}"
+    # And GATE_RULES is written as before "fraction" existed: each metric's values are its direction's
+    assert all(lambda_contract.GATE_RULE_FRACTION not in rule for rule in json.loads(promoter["GATE_RULES"]))
 
 
-def test_the_launcher_reading_the_multilabel_environment_scrapes_and_tunes_the_tasks_metrics(
-    multilabel: AcousticShieldApp,
+def test_the_launcher_reading_the_tasks_environment_scrapes_and_tunes_the_tasks_metrics(
+    deployment: AcousticShieldApp,
 ) -> None:
-    # Given the multilabel launcher's settings, read from its synthesized environment
+    """SageMaker's rules for what the requests carry (Amazon SageMaker API Reference): CreateTrainingJob,
+    AlgorithmSpecification.MetricDefinitions: "Maximum number of 40 items"; MetricDefinition: Name "Length
+    Constraints: Minimum length of 1. Maximum length of 255", Regex "Minimum length of 1. Maximum length of
+    500", each "A regular expression that searches the output of a training job and gets the value of the
+    metric"; HyperParameterTuningJobObjective: Type "Valid Values: Maximize | Minimize", MetricName one of
+    the training job definition's metric definitions. botocore's request model carries the lengths, the
+    enum and the patterns, which ``request_violations`` checks."""
+    # Given the task's launcher's settings, read from its synthesized environment
     # (the role as IAM names it: the synthesized stand-in is not a role ARN)
+    task = deployment.config.task
     role = {"EXECUTION_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/acoustic-shield-training"}
-    settings = LaunchSettings.from_environment({**variables(multilabel, LAUNCHER), **role})
+    settings = LaunchSettings.from_environment({**variables(deployment, LAUNCHER), **role})
     request = logic.parse_event(SCHEDULED, "r-1")
     # When it builds a training job and a tuning job for a scheduled event
     single = logic.build_training_job_request(
@@ -192,21 +303,40 @@ def test_the_launcher_reading_the_multilabel_environment_scrapes_and_tunes_the_t
     tuning = logic.build_tuning_job_request(
         settings, logic.tuning_job_name(settings.tuning.job_name_prefix, request), request, ["train"]
     )
-    # Then both scrape the task's lines (eval_map with its regex), the training loss and the health metrics
-    expected = contract.metric_definitions(metric_line_names(tasks.load("multilabel")))
+    # Then both scrape the task's lines (eval_<objective> with its regex), the training loss and the health
+    # metrics, and none of the default task's
+    expected = contract.metric_definitions(metric_line_names(tasks.load(task)))
     definitions = single["AlgorithmSpecification"]["MetricDefinitions"]
     assert (
         definitions
         == expected
         == tuning["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]
     )
-    assert {"Name": "eval_map", "Regex": contract.metric_regex("eval_map")} in definitions
+    objective_name, direction = EXPECTED[task].objective
+    assert {"Name": objective_name, "Regex": contract.metric_regex(objective_name)} in definitions
     assert not {d["Name"] for d in definitions} & {"eval_accuracy", "test_f1"}
-    # And the trials train the task, towards the highest validation mAP
-    assert json.loads(single["HyperParameters"]["task"]) == "multilabel"
-    assert json.loads(tuning["TrainingJobDefinition"]["StaticHyperParameters"]["task"]) == "multilabel"
+    assert len(definitions) <= contract.MAX_METRIC_DEFINITIONS == 40
+    # And the trials train the task, towards the best validation value in the metric's direction
+    assert json.loads(single["HyperParameters"]["task"]) == task
+    assert json.loads(tuning["TrainingJobDefinition"]["StaticHyperParameters"]["task"]) == task
     objective = tuning["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
-    assert objective == {"Type": "Maximize", "MetricName": "eval_map"}
+    assert objective == {"Type": direction, "MetricName": objective_name}
+    assert objective["Type"] in ("Maximize", "Minimize")
+    # And every line the job prints (common/contract.metric_line, an error rate above 1 included) is read by
+    # its own definition's regex, and by no other
+    for name in contract.job_metric_names(EXPECTED[task].metric_lines):
+        line = contract.metric_line(name, 1.25)
+        readers = [d["Name"] for d in definitions if re.search(d["Regex"], line)]
+        assert readers == [name], line
+        (match,) = [re.search(d["Regex"], line) for d in definitions if d["Name"] == name]
+        assert match is not None and float(match.group(1)) == 1.25
+    # And the trials search the shared default ranges: a log-scale learning rate and a few batch sizes
+    assert tuning["HyperParameterTuningJobConfig"]["ParameterRanges"] == {
+        "ContinuousParameterRanges": [
+            {"Name": "learning_rate", "MinValue": "1e-5", "MaxValue": "1e-3", "ScalingType": "Logarithmic"}
+        ],
+        "CategoricalParameterRanges": [{"Name": "per_device_train_batch_size", "Values": ["4", "8", "16"]}],
+    }
     # And SageMaker's request models accept both
     for operation, built in (("CreateTrainingJob", single), ("CreateHyperParameterTuningJob", tuning)):
         shape = (
@@ -258,6 +388,9 @@ def test_a_task_that_is_not_one_of_tasks_is_a_config_error_naming_the_choices(ta
         ("multilabel", "eval_micro_f1", ("eval_micro_f1", "Maximize")),
         ("multilabel", "eval_lwlrap", ("eval_lwlrap", "Maximize")),
         ("multilabel", "eval_loss", ("eval_loss", "Minimize")),
+        ("asr", "", ("eval_wer", "Minimize")),
+        ("asr", "eval_cer", ("eval_cer", "Minimize")),
+        ("asr", "eval_loss", ("eval_loss", "Minimize")),
         ("classification", "", ("eval_f1", "Maximize")),
         ("classification", "eval_loss", ("eval_loss", "Minimize")),
         ("classification", "eval_clip_f1", ("eval_clip_f1", "Maximize")),
@@ -302,6 +435,8 @@ def test_tuning_names_the_objectives_direction_unless_the_default_tasks_table_gi
         ("multilabel", "eval_f1", "'eval_loss', 'eval_map', 'eval_micro_f1', 'eval_macro_f1', 'eval_lwlrap'"),
         ("multilabel", "test_map", "'eval_loss', 'eval_map'"),
         ("classification", "eval_map", "'eval_loss', 'eval_accuracy', 'eval_f1'"),
+        ("asr", "eval_accuracy", "'eval_loss', 'eval_wer', 'eval_cer'"),
+        ("asr", "test_wer", "'eval_loss', 'eval_wer', 'eval_cer'"),
     ],
 )
 def test_a_tuning_objective_the_task_does_not_report_is_a_config_error(
@@ -389,15 +524,35 @@ def test_every_tasks_job_metric_definitions_fit_sagemakers_limit() -> None:
         assert lambda_contract.check_metric_names(list(lines)) == lines
 
 
-def test_a_multilabel_deployment_is_nag_clean_and_its_stacks_cfn_lint_clean(
-    multilabel: AcousticShieldApp,
-) -> None:
-    # Given the multilabel app, synthesized with the cdk-nag gate
-    serving = multilabel.serving
+def test_a_tasks_deployment_is_nag_clean_and_its_stacks_cfn_lint_clean(deployment: AcousticShieldApp) -> None:
+    # Given the task's app, synthesized with the cdk-nag gate
+    serving = deployment.serving
     assert serving is not None
-    outdir = Path(multilabel.training.node.root.outdir)  # type: ignore[attr-defined]
+    outdir = Path(deployment.training.node.root.outdir)  # type: ignore[attr-defined]
     # Then cdk-nag reports nothing unacknowledged, and cfn-lint finds no error in the task's stacks
     assert json.loads((outdir / "validation-report.json").read_text())["pluginReports"] == []
-    for stack in (multilabel.training, serving):
+    for stack in (deployment.training, serving):
         matches = cfnlint.api.lint_file(outdir / stack.template_file)
         assert [str(m) for m in matches if m.rule.id.startswith("E")] == [], stack.stack_name
+
+
+def test_the_promoter_names_the_default_task_as_tasks_does() -> None:
+    # Given the default task's name the promoter records on packages of jobs that name no task (it carries no
+    # task modules) / Then it is tasks'
+    assert lambda_contract.DEFAULT_TASK == tasks.DEFAULT_TASK
+
+
+@pytest.mark.parametrize(
+    ("task", "source"), [("classification", "esc50"), ("multilabel", "fsd50k"), ("asr", "librispeech")]
+)
+def test_each_task_stages_from_a_source_of_its_own_by_default_and_refuses_one_that_cannot(task, source):
+    # Given a deployment of each task that names no staging source
+    config = load_config(cdk_context(task=task).get)
+    # Then its staging build stages the task's first source (ESC-50 holds one label per clip and no speech)
+    assert config.staging.source == source
+    # And a source that cannot stage the task's datasets stops synthesis, naming the ones that can
+    wrong = "librispeech" if task != "asr" else "esc50"
+    with pytest.raises(
+        ConfigError, match=f"'staging_source' = '{wrong}' cannot stage datasets for the {task}"
+    ):
+        load_config(cdk_context(task=task, staging_source=wrong).get)

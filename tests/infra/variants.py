@@ -1,8 +1,8 @@
 """The configurations whose templates the service-rule tests walk: every stack of each, as CloudFormation has it.
 
 dev and prod as cdk.json has them (prod with an endpoint), every optional feature on, each serving variant of
-the suite, a fleet of at least two instances that the schedule scales down at night, and a multilabel
-deployment (another task's stacks).
+the suite, a fleet of at least two instances that the schedule scales down at night, and a multilabel and
+an asr deployment (other tasks' stacks).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ TEMPLATE_VARIANTS: dict[str, dict[str, str]] = {
     **{f"serving-{name}": overrides for name, overrides in SERVING_VARIANTS.items()},
     # Another task than the default one, side by side with it: its own Training and Serving stacks.
     "multilabel": {"task": "multilabel", "model_data_url": MODEL_A, "tuning_enabled": "true"},
+    "asr": {"task": "asr", "model_data_url": MODEL_A, "tuning_enabled": "true"},
 }
 
 

@@ -75,6 +75,8 @@ BAD_GATE_RULES = {
     "bad-name": '[{"higher_is_better": true, "metric": "Test-F1", "threshold": 0.75}]',
     "missing-direction": '[{"metric": "f1", "threshold": 0.75}]',
     "infinite-threshold": '[{"higher_is_better": true, "metric": "f1", "threshold": Infinity}]',
+    "bad-fraction": '[{"fraction": "no", "higher_is_better": false, "metric": "wer", "threshold": 0.3}]',
+    "unknown-key": '[{"higher_is_better": false, "maximum": 1, "metric": "wer", "threshold": 0.3}]',
 }
 # What each of them is refused for, in the error that names the variable.
 BAD_GATE_RULES_REASONS = {
@@ -85,6 +87,9 @@ BAD_GATE_RULES_REASONS = {
     "bad-name": "gate rule metric 'Test-F1' is not a metric name",
     "missing-direction": "a gate rule is an object with the keys higher_is_better, metric, threshold",
     "infinite-threshold": "gate rule 'f1': threshold inf is not a finite number",
+    "bad-fraction": "gate rule 'wer': fraction 'no' is not true or false",
+    "unknown-key": "a gate rule is an object with the keys higher_is_better, metric, threshold (and optionally "
+    "fraction)",
 }
 GOOD = {"test_accuracy": 0.91, "test_f1": 0.88, "test_clip_accuracy": 0.93, "test_loss": 0.3}
 
@@ -111,7 +116,7 @@ def approved_model(
                 **{name: str(value) for name, value in metrics.items()},
             },
         },
-        thresholds.metrics,
+        thresholds.gate_rules,
     )
 
 
@@ -200,8 +205,12 @@ def training_job(
     status: str = "Completed",
     failure_reason: str | None = None,
     output: bytes | None = None,
+    hyperparameters: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Creates a training job and its output; returns the EventBridge event SageMaker would send.
+
+    ``hyperparameters``: the job's, as the launcher encodes them (``{"task": '"asr"'}`` for a job of the asr
+    task); none by default, as the default task's jobs have no ``task``.
 
     moto marks every job Completed with a fixed FinalMetricDataList, so the status, failure reason and
     final metrics of the emulated job are set in moto's backend.
@@ -216,6 +225,7 @@ def training_job(
         OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/models"},
         ResourceConfig={"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50},
         StoppingCondition={"MaxRuntimeInSeconds": 3600},
+        **({"HyperParameters": dict(hyperparameters)} if hyperparameters else {}),
     )
     job = sagemaker_backends[ACCOUNT][REGION].training_jobs[name]
     job.training_job_status = status

@@ -397,7 +397,7 @@ def test_approved_metrics_are_read_back_from_package_metadata() -> None:
     }
 
     # When it is read as an approved model
-    approved = logic.approved_model_from_package(package, THRESHOLDS.metrics)
+    approved = logic.approved_model_from_package(package, THRESHOLDS.gate_rules)
 
     # Then only the valid gated metrics are kept, and the others are named as unreadable
     assert approved == logic.ApprovedModel(
@@ -731,3 +731,200 @@ def test_a_multilabel_model_whose_map_is_worse_than_the_approved_ones_is_rejecte
     assert second["decision"] == "Rejected"
     (reason,) = [r for r in second["reasons"] if r.startswith("map ")]
     assert "below the best approved model's 0.6200" in reason
+
+
+# --- the speech recognition task's gate --------------------------------------------------------------------
+
+# The asr task's gate (tasks/asr.py gates WER and CER, lower is better), as the stack writes GATE_RULES at the
+# defaults max_wer and max_cer (tests/infra/test_tasks.py checks that it does).
+ASR_RULES = (GateRule("wer", False, 0.3), GateRule("cer", False, 0.15))
+ASR = Thresholds(gate_rules=ASR_RULES, max_regression=0.01)
+ASR_GOOD = {"test_wer": 0.21, "test_cer": 0.08, "test_loss": 0.9, "train_loss": 1.1}
+# A job of the asr deployment names its task (the launcher JSON-encodes every hyperparameter).
+ASR_JOB = {"task": '"asr"'}
+
+
+@pytest.mark.parametrize(
+    ("wer", "reason"),
+    [
+        # Insertions take WER above 1: a legitimate, terrible score, rejected against the maximum
+        (1.25, "test_wer 1.2500 is above the maximum 0.3000"),
+        # A negative error rate is no score at all
+        (-0.1, "test_wer = -0.1 is not a number >= 0"),
+        (float("inf"), "test_wer is missing from the job's metrics"),
+    ],
+)
+def test_an_error_rate_is_gated_as_a_number_that_may_exceed_one(wer: float, reason: str) -> None:
+    # Given the asr gate and a job whose WER is above 1, negative or not finite
+    # When the gate decides
+    decision = gate({**ASR_GOOD, "test_wer": wer}, thresholds=ASR)
+    # Then it is rejected for what the value is: above the maximum, or not a value WER takes
+    assert decision.status == logic.REJECTED
+    assert decision.reasons[0] == reason
+    assert "fraction" not in " ".join(decision.reasons)
+
+
+def test_approved_error_rates_above_one_are_read_back_and_negative_ones_are_not() -> None:
+    # Given approved asr packages: one with a WER above 1 (registered before a stricter maximum), one whose
+    # CER is negative, one whose WER is a percentage-like 30
+    def package(version: int, **metadata: str) -> dict[str, Any]:
+        return {
+            "ModelPackageArn": f"arn:p/{version}",
+            "ModelPackageVersion": version,
+            "CustomerMetadataProperties": {"metrics_split": "test", **metadata},
+        }
+
+    # When they are read with the asr rules
+    above_one = logic.approved_model_from_package(package(1, wer="1.2", cer="0.4"), ASR_RULES)
+    negative = logic.approved_model_from_package(package(2, wer="0.2", cer="-0.1"), ASR_RULES)
+    # Then a WER above 1 is a value WER takes, and a negative CER is unreadable
+    assert (above_one.metrics, above_one.unreadable) == ({"wer": 1.2, "cer": 0.4}, ())
+    assert (negative.metrics, negative.unreadable) == ({"wer": 0.2}, ("cer",))
+    # And a classification package's accuracy above 1 still is (a fraction's values end at 1)
+    assert logic.approved_model_from_package(
+        package(3, accuracy="1.2"), THRESHOLDS.gate_rules
+    ).unreadable == (
+        "accuracy",
+        "f1",
+        "clip_accuracy",
+    )
+
+
+@pytest.mark.parametrize(
+    ("candidate", "status", "reasons"),
+    [
+        # WER 0.025 above the best (0.20, not the latest 0.24): rejected, though under the maximum
+        (
+            {"test_wer": 0.225, "test_cer": 0.08},
+            logic.REJECTED,
+            [
+                "wer 0.2250 is 0.0250 above the best approved model's 0.2000 (version 1, max_regression 0.0100)"
+            ],
+        ),
+        # CER rises too far above its best while WER improves: rejected on CER alone
+        (
+            {"test_wer": 0.18, "test_cer": 0.1},
+            logic.REJECTED,
+            [
+                "cer 0.1000 is 0.0300 above the best approved model's 0.0700 (version 2, max_regression 0.0100)"
+            ],
+        ),
+        # Lower error rates are better: approved against both bests
+        (
+            {"test_wer": 0.19, "test_cer": 0.075},
+            logic.APPROVED,
+            [
+                "wer 0.1900 vs best approved 0.2000 (version 1): within max_regression 0.0100",
+                "cer 0.0750 vs best approved 0.0700 (version 2): within max_regression 0.0100",
+            ],
+        ),
+    ],
+)
+def test_an_asr_model_may_not_be_worse_than_the_best_approved_on_either_error_rate(
+    candidate: dict[str, float], status: str, reasons: list[str]
+) -> None:
+    # Given two approved asr models: the lowest WER is version 1's, the lowest CER version 2's
+    approved = [
+        approved_model(1, thresholds=ASR, wer=0.20, cer=0.09),
+        approved_model(2, thresholds=ASR, wer=0.24, cer=0.07),
+    ]
+    # When the gate decides on a candidate under both maximums
+    decision = gate(candidate, approved, thresholds=ASR)
+    # Then each error rate is compared with its own best (the lowest), a rise beyond max_regression rejected
+    assert decision.status == status
+    comparisons = [r for r in decision.reasons if r.startswith(("wer ", "cer "))]
+    assert comparisons == reasons
+    assert decision.comparison == "best of 2 approved test packages: wer 0.2000 cer 0.0700"
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "task"),
+    [
+        ({}, "classification"),  # the default task's jobs name none
+        ({"task": '"asr"'}, "asr"),  # as the launcher (and the SDK) encode it
+        ({"task": '"multilabel"', "learning_rate": "3e-05"}, "multilabel"),
+        ({"task": "asr"}, "asr"),  # a bare name, as another client might send it
+    ],
+)
+def test_the_task_of_a_job_is_read_from_its_hyperparameters(
+    hyperparameters: dict[str, str], task: str
+) -> None:
+    # Given a described training job / When its task is read / Then it is the job's --task, else the default
+    assert logic.job_task({"TrainingJobName": "j", "HyperParameters": hyperparameters}) == task
+
+
+@pytest.fixture
+def asr_world(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
+    """The emulated account, with the promoter of an asr deployment."""
+    monkeypatch.setenv("GATE_RULES", json.dumps([rule.to_json() for rule in ASR_RULES]))
+    return world
+
+
+def test_an_asr_job_under_its_maximums_is_approved_and_its_package_names_the_task(
+    asr_world: World, lambda_context: Any
+) -> None:
+    # Given a completed job of the asr task whose evaluation reports WER and CER under the maximums
+    evaluation = {"test": {"wer": 0.21, "cer": 0.08, "loss": 0.9}, "eval": {"wer": 0.23, "cer": 0.09}}
+    output = promoter_world.archive({"evaluation.json": evaluation})
+    event = training_job(asr_world, PREFIX + "1", output=output, hyperparameters=ASR_JOB)
+    # When the promoter handles its event
+    result = handler(event, lambda_context)
+    # Then the gate read test_wer and test_cer and approved the model on them, each at or below its maximum
+    assert result["decision"] == "Approved", result["reasons"]
+    assert "test_wer 0.2100 is at or below the maximum 0.3000" in result["reasons"]
+    assert "test_cer 0.0800 is at or below the maximum 0.1500" in result["reasons"]
+    # And the package says which task it is, and keeps the gated values and each split's raw error rates
+    (package,) = asr_world.packages()
+    properties = package["CustomerMetadataProperties"]
+    assert properties["task"] == "asr"
+    assert (properties["wer"], properties["cer"], properties["metrics_split"]) == ("0.21", "0.08", "test")
+    assert (properties["test_wer"], properties["eval_wer"], properties["eval_cer"]) == (
+        "0.21",
+        "0.23",
+        "0.09",
+    )
+    assert "accuracy" not in properties
+
+
+def test_an_asr_job_whose_wer_exceeds_one_is_rejected_against_the_maximum(
+    asr_world: World, lambda_context: Any
+) -> None:
+    # Given a completed asr job that inserts so many words that its WER is above 1
+    event = training_job(
+        asr_world, PREFIX + "1", metrics={**ASR_GOOD, "test_wer": 1.4}, hyperparameters=ASR_JOB
+    )
+    # When the promoter handles its event
+    result = handler(event, lambda_context)
+    # Then it is registered as Rejected for being above the maximum, not as a broken report
+    assert result["decision"] == "Rejected"
+    assert result["reasons"] == ["test_wer 1.4000 is above the maximum 0.3000"]
+    (package,) = asr_world.packages()
+    assert package["CustomerMetadataProperties"]["wer"] == "1.4"
+
+
+def test_an_asr_model_whose_wer_is_worse_than_the_approved_ones_is_rejected(
+    asr_world: World, lambda_context: Any
+) -> None:
+    # Given an approved asr model with test WER 0.21
+    first = handler(
+        training_job(asr_world, PREFIX + "1", metrics=ASR_GOOD, hyperparameters=ASR_JOB), lambda_context
+    )
+    assert first["decision"] == "Approved", first["reasons"]
+    # When a later job reaches WER 0.25 on the same split, under the maximum but higher than the approved one
+    worse = {**ASR_GOOD, "test_wer": 0.25}
+    second = handler(
+        training_job(asr_world, PREFIX + "2", metrics=worse, hyperparameters=ASR_JOB), lambda_context
+    )
+    # Then it is rejected, the reason naming WER and the approved model it is above
+    assert second["decision"] == "Rejected"
+    (reason,) = [r for r in second["reasons"] if r.startswith("wer ")]
+    assert (
+        reason
+        == "wer 0.2500 is 0.0400 above the best approved model's 0.2100 (version 1, max_regression 0.0100)"
+    )
+    # And a job with a lower WER is approved against it
+    better = {**ASR_GOOD, "test_wer": 0.19}
+    third = handler(
+        training_job(asr_world, PREFIX + "3", metrics=better, hyperparameters=ASR_JOB), lambda_context
+    )
+    assert third["decision"] == "Approved", third["reasons"]

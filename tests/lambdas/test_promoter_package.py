@@ -159,6 +159,7 @@ def test_passing_job_is_registered_as_approved(world: World, lambda_context: Any
     assert package["InferenceSpecification"]["SupportedRealtimeInferenceInstanceTypes"] == ["ml.m5.xlarge"]
     assert package["CustomerMetadataProperties"] == {
         "training_job": PREFIX + "1",
+        "task": "classification",  # the job names no task: the default one's, as jobs before tasks
         "metrics_split": "test",
         "accuracy": "0.91",
         "f1": "0.88",

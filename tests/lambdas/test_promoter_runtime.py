@@ -86,6 +86,56 @@ def test_settings_read_the_gate_rules_in_their_order_and_direction() -> None:
     # Then each rule keeps its direction and threshold, in the order given
     assert settings.thresholds.gate_rules == (GateRule("map", True, 0.5), GateRule("wer", False, 0.3))
     assert settings.thresholds.metrics == ("map", "wer")
+    # And, without a "fraction" key, the values its direction gives: mAP a fraction, WER an error rate >= 0
+    assert [rule.fraction for rule in settings.thresholds.gate_rules] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("rule", "written"),
+    [
+        # The rules of the tasks that predate "fraction": written exactly as before, without it
+        (GateRule("accuracy", True, 0.5), {"higher_is_better": True, "metric": "accuracy", "threshold": 0.5}),
+        (
+            GateRule("wer", False, 0.3, fraction=False),
+            {"higher_is_better": False, "metric": "wer", "threshold": 0.3},
+        ),
+        # A metric whose values are not what its direction says names them
+        (
+            GateRule("eer", False, 0.1, fraction=True),
+            {"fraction": True, "higher_is_better": False, "metric": "eer", "threshold": 0.1},
+        ),
+        (
+            GateRule("bleu", True, 20.0, fraction=False),
+            {"fraction": False, "higher_is_better": True, "metric": "bleu", "threshold": 20.0},
+        ),
+    ],
+)
+def test_a_gate_rule_writes_fraction_only_where_its_direction_does_not_say_it(
+    rule: GateRule, written: dict[str, object]
+) -> None:
+    # Given a gate rule / When it is written as one object of GATE_RULES and read back
+    # Then "fraction" appears only where it differs from the direction's default, and the rule is unchanged
+    assert rule.to_json() == written
+    assert GateRule.from_json(written) == rule
+
+
+@pytest.mark.parametrize(
+    ("rule", "value", "accepted"),
+    [
+        (GateRule("accuracy", True, 0.5), 0.91, True),
+        (GateRule("accuracy", True, 0.5), 91.0, False),  # a percentage is not a fraction
+        (GateRule("wer", False, 0.3), 1.25, True),  # insertions take WER above 1
+        (GateRule("wer", False, 0.3), 0.0, True),
+        (GateRule("wer", False, 0.3), -0.01, False),
+        (GateRule("wer", False, 0.3), float("inf"), False),
+        (GateRule("eer", False, 0.1, fraction=True), 1.5, False),
+    ],
+)
+def test_a_gate_rule_accepts_the_values_its_metric_takes(
+    rule: GateRule, value: float, accepted: bool
+) -> None:
+    # Given a rule and a job's value of its metric / Then it is one the metric takes, or a broken report
+    assert rule.accepts(value) is accepted
 
 
 @pytest.mark.parametrize("case", sorted(BAD_GATE_RULES))
