@@ -491,6 +491,16 @@ class AudioTrainer(Trainer):
             self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths=list(lengths)
         )
 
+    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        """Evaluation in the dataset's order, always. With ``group_by_length`` the Trainer would also group
+        evaluation sets by length (a shuffled order), and its predictions would come back out of the order of
+        the windows' clips and targets they are scored against."""
+        if getattr(self.args, "train_sampling_strategy", None) != "group_by_length":
+            return super()._get_eval_sampler(eval_dataset)
+        from torch.utils.data import SequentialSampler
+
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
     def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         inputs = {key: value for key, value in inputs.items() if key != INPUT_LENGTHS}
         return super().compute_loss(model, inputs, *args, **kwargs)

@@ -307,3 +307,38 @@ def test_evaluation_scores_padded_batches_as_the_endpoint_runs_each_input_unpadd
     np.testing.assert_allclose(logits, torch.stack(alone).numpy(), atol=1e-5)
     # (which a padded batch run as is would not give)
     assert not np.allclose(padded.numpy(), logits[:4], atol=1e-3)
+
+
+def test_evaluation_keeps_the_datasets_order_when_training_batches_are_grouped_by_length(tmp_path):
+    # Given length-grouped training batches (speech recognition's default), which the Trainer would also apply
+    # to evaluation sets, shuffled by length: predictions would no longer line up with the clips' targets
+    from transformers import AutoConfig, AutoModelForAudioClassification, TrainingArguments
+
+    torch.manual_seed(0)
+    config = AutoConfig.from_pretrained(
+        Path(audiofolder.__file__).parent / "configs" / "tiny-wav2vec2", num_labels=3
+    )
+    model = AutoModelForAudioClassification.from_config(config).eval()
+    rng = np.random.default_rng(1)
+    lengths = [int(n) for n in rng.permutation(np.arange(12)) * 1_500 + 2_000]
+    clips = [_clip(rng.standard_normal(n).astype(np.float32)) for n in lengths]
+    windows = audiofolder.Windows(clips, {"a": 0}.__getitem__, 40_000, 20_000, featurize=audio.normalize)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_eval_batch_size=4,
+        train_sampling_strategy="group_by_length",
+        report_to="none",
+        dataloader_pin_memory=False,
+    )
+    trainer = audiofolder.AudioTrainer(model=model, args=args, data_collator=audiofolder.PadBatch(wrap=False))
+
+    # When the Trainer predicts them
+    logits = trainer.predict(windows).predictions
+
+    # Then the i-th prediction is the i-th window's
+    with torch.no_grad():
+        alone = [
+            model(input_values=torch.from_numpy(windows[i]["input_values"][None])).logits[0]
+            for i in range(len(windows))
+        ]
+    np.testing.assert_allclose(logits, torch.stack(alone).numpy(), atol=1e-5)
