@@ -18,7 +18,7 @@ SDK_VENV ?= .venv-sdk
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed node_modules/.installed $(TOOLKIT_VENV)/.installed $(TRAIN_VENV)/.installed $(SDK_VENV)/.installed ## Create .venv, node_modules, .venv-toolkit, .venv-train and .venv-sdk (idempotent)
+install: $(VENV)/.installed node_modules/.installed $(TOOLKIT_VENV)/.installed $(TRAIN_VENV)/.installed $(SDK_VENV)/.installed | espeak ## Create .venv, node_modules, .venv-toolkit, .venv-train and .venv-sdk (idempotent), and install espeak-ng
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt training/requirements.txt staging/requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -45,6 +45,12 @@ $(TOOLKIT_VENV)/.installed: tests/inference/requirements-toolkit.txt serving/req
 	$(TOOLKIT_VENV)/bin/python -m pip install --disable-pip-version-check -q -r serving/requirements.txt
 	$(TOOLKIT_VENV)/bin/python scripts/torch_cpu.py check
 	touch $@
+
+# The speech loop's sample utterances are spoken by espeak-ng (a formant synthesizer), from Debian when missing.
+.PHONY: espeak
+espeak:
+	@command -v espeak-ng >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends espeak-ng; }
 
 jre:
 	@command -v java >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \

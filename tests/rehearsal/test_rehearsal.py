@@ -19,7 +19,16 @@ import pytest
 from common import contract
 from common.contract import JOB_METRIC_NAMES
 from tools.rehearse.emulator import Emulator, environment
-from tools.rehearse.loop import DATASET, EVENTS_DATASET, EVENTS_TASK, STACKS, rehearse
+from tools.rehearse.loop import (
+    DATASET,
+    EVENTS_DATASET,
+    EVENTS_TASK,
+    SPEECH_DATASET,
+    SPEECH_MAX_WER,
+    SPEECH_TASK,
+    STACKS,
+    rehearse,
+)
 from tools.rehearse.sounds import CLASSES, EVENTS
 
 pytestmark = pytest.mark.slow
@@ -52,18 +61,29 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> Any:
                 for o in s3.list_objects_v2(Bucket=bucket, Prefix="", MaxKeys=1000).get("Contents", [])
             ]
             jobs = [j["TrainingJobName"] for j in sagemaker.list_training_jobs()["TrainingJobSummaries"]]
-            (job,) = [name for name in jobs if EVENTS_TASK not in name]
+            (job,) = [name for name in jobs if EVENTS_TASK not in name and SPEECH_TASK not in name]
             (events_job,) = [name for name in jobs if EVENTS_TASK in name]
+            (speech_job,) = [name for name in jobs if SPEECH_TASK in name]
             state["job"] = sagemaker.describe_training_job(TrainingJobName=job)
             state["events_job"] = sagemaker.describe_training_job(TrainingJobName=events_job)
+            state["speech_job"] = sagemaker.describe_training_job(TrainingJobName=speech_job)
             groups = [
                 g["ModelPackageGroupName"]
                 for g in sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]
             ]
-            state["packages"], state["events_packages"] = (
-                sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
-                for group in sorted(groups, key=lambda group: EVENTS_TASK in group)
-            )
+            for key, task in (
+                ("packages", None),
+                ("events_packages", EVENTS_TASK),
+                ("speech_packages", SPEECH_TASK),
+            ):
+                (group,) = [
+                    g
+                    for g in groups
+                    if (task in g if task else EVENTS_TASK not in g and SPEECH_TASK not in g)
+                ]
+                state[key] = sagemaker.list_model_packages(ModelPackageGroupName=group)[
+                    "ModelPackageSummaryList"
+                ]
             state["endpoints"] = [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
             state["emulator"] = emulator.url
 
@@ -78,7 +98,8 @@ def test_every_step_succeeds_and_is_recorded(loop) -> None:
     names = [s["name"] for s in written["steps"]]
     loop_steps = ["launch", "train", "promote", "serve-deploy", "serve"]
     events = [f"{EVENTS_TASK}-{name}" for name in ("deploy", "stage", *loop_steps)]
-    assert names == ["emulator", "deploy", "stage", *loop_steps, *events]
+    speech = [f"{SPEECH_TASK}-{name}" for name in ("deploy", "stage", *loop_steps)]
+    assert names == ["emulator", "deploy", "stage", *loop_steps, *events, *speech]
     assert all(s["status"] == "ok" for s in written["steps"]), written
 
 
@@ -203,6 +224,58 @@ def test_the_multilabel_model_is_gated_on_map_and_answers_labels_and_event_times
     assert 0.0 <= served["map"] <= 1.0
     assert 0.0 <= served["event_f1"] <= 1.0
     assert 0.0 <= served["job_metrics"]["test_map"] <= 1.0
+
+
+# --- the speech loop beside them ---------------------------------------------------------------------------
+
+
+def test_the_speech_loop_stages_transcribed_utterances_with_their_splits(loop) -> None:
+    # Then the speech deployment has its own Training and Serving stacks
+    stacks = loop["state"]["stacks"]
+    assert sum(SPEECH_TASK in name for name in stacks) == 2
+    # And its utterances were staged for speech recognition: a metadata.csv per split, and its manifest
+    objects = loop["state"]["objects"]
+    for split in ("train", "validation", "test"):
+        assert f"{SPEECH_DATASET}{split}/{contract.METADATA_FILE}" in objects
+    assert f"{SPEECH_DATASET}manifest.jsonl" in objects
+    generated = loop["steps"][f"{SPEECH_TASK}-stage"]["produced"]["generated"]
+    assert generated["train"]["utterances"] > generated["test"]["utterances"] > 0
+
+
+def test_the_speech_job_trains_ctc_and_scrapes_wer_and_cer(loop) -> None:
+    # Then the job ran the speech recognition task from the shipped tiny config, and its metric definitions
+    # read the task's lines
+    job = loop["state"]["speech_job"]
+    assert job["TrainingJobStatus"] == "Completed"
+    assert json.loads(job["HyperParameters"][contract.TASK_ARGUMENT]) == SPEECH_TASK
+    definitions = {m["Name"] for m in job["AlgorithmSpecification"]["MetricDefinitions"]}
+    assert {"eval_wer", "eval_cer", "test_wer", "test_cer"} <= definitions
+    final = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
+    assert 0.0 <= final["test_wer"] <= SPEECH_MAX_WER
+
+
+def test_the_speech_model_is_gated_on_wer_and_transcribes_held_back_utterances(loop) -> None:
+    # Then its own group holds one Approved package, gated on WER and CER at their documented defaults
+    (package,) = loop["state"]["speech_packages"]
+    assert package["ModelApprovalStatus"] == "Approved"
+    reasons = " ".join(loop["steps"][f"{SPEECH_TASK}-promote"]["produced"]["reasons"])
+    assert "test_wer" in reasons and "test_cer" in reasons
+    # And every held-back utterance (sentences training never heard) got a transcript with timed words
+    served = loop["steps"][f"{SPEECH_TASK}-serve"]["produced"]
+    assert served["utterances"] == len(served["answers"]) > 0
+    for answer in served["answers"]:
+        assert answer["status"] == 200
+        assert all({"word", "start", "end"} == set(word) for word in answer["words"])
+        assert [word["word"] for word in answer["words"]] == answer["text"].split()
+    # And the held-back WER is at most the gate's default (not loosened for the rehearsal), recorded beside
+    # the job's own
+    from infra.config import QualityGate
+
+    assert QualityGate().max_wer == SPEECH_MAX_WER
+    assert served["held_back_wer"] <= SPEECH_MAX_WER
+    assert 0.0 <= served["held_back_cer"] <= 1.0
+    assert "test_wer" in served["job_metrics"]
+    assert 400 <= served["broken_payload_status"] < 500
 
 
 def test_nothing_is_left_listening(loop) -> None:
