@@ -93,6 +93,9 @@ BATCH_OUTPUT_PREFIX = "batch-output/"  # batch transform answers: <prefix>/<file
 # The Debugger hook's tensors and the Profiler's system metrics, each with the reports of the rules that read
 # them: <prefix><job>/{debug-output,profiler-output,rule-output}/.
 DEBUG_PREFIX = "debug/"
+# TensorBoard event files: the launcher's TensorBoardOutputConfig.S3OutputPath, under which SageMaker writes
+# <job>/tensorboard-output/; the training role may write there.
+TENSORBOARD_PREFIX = "tensorboard/"
 PROFILER_PREFIX = "profiler/"
 
 # --- The training job ------------------------------------------------------------------------------------
@@ -101,6 +104,16 @@ ENTRY_POINT = "train.py"
 # train.py's argument that names the task a job trains (``--task``): a deployment of a task other than the
 # default one sets it among the jobs' static hyperparameters.
 TASK_ARGUMENT = "task"
+# The training data's name, from the dataset prefix (datasets/<name>/): the model card names the data and, for
+# a known source (esc50, fsd50k, ...), its license.
+DATASET_NAME_ARGUMENT = "dataset_name"
+
+
+def dataset_name(dataset_prefix: str) -> str:
+    """``esc50`` for ``datasets/esc50/``: the last part of a dataset prefix."""
+    return dataset_prefix.rstrip("/").rsplit("/", 1)[-1]
+
+
 # Input channels: a staged dataset's split folders, each sent as the channel of the same name (train is
 # required, validation and test are used when present), and the optional background-noise channel.
 TRAIN_CHANNEL = "train"

@@ -28,8 +28,14 @@ def build_app(app: cdk.App) -> AcousticShieldApp:
     """Adds every stack of the configured environment to ``app``."""
     config = load_config(app.node.try_get_context)
     env = cdk.Environment(account=config.account or None, region=config.region or None)
+    # Stack tags (CloudFormation tags the stack and what it creates) are given to each stack: with the
+    # @aws-cdk/core:explicitStackTags flag, Tags.of(stack) below tags the template's resources only.
     data = DataStack(
-        app, stack_name(config, "Data"), env=env, description="AcousticShield: key and data bucket"
+        app,
+        stack_name(config, "Data"),
+        env=env,
+        tags=config.tags,
+        description="AcousticShield: key and data bucket",
     )
     training = TrainingStack(
         app,
@@ -37,6 +43,7 @@ def build_app(app: cdk.App) -> AcousticShieldApp:
         config=config,
         data=data,
         env=env,
+        tags=config.tags,
         description="AcousticShield: training jobs, retraining schedule, dataset staging, model registry",
     )
     # The endpoint exists only once a model is given: -c model_package_arn=... or -c model_data_url=...
@@ -48,6 +55,7 @@ def build_app(app: cdk.App) -> AcousticShieldApp:
             config=config,
             data=data,
             env=env,
+            tags=config.tags,
             description="AcousticShield: model endpoint, blue/green deployments, autoscaling, alarms",
         )
     for stack in (data, training, serving):

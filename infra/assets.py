@@ -57,6 +57,7 @@ def training_source_dir() -> Bundle:
         **{name: path for name, path in tree("training").items() if name not in ("training/entry.py",)},
         **tree(contract.TASKS_DIR),
         **files(contract.SERVING_ENTRY, contract.SERVING_REQUIREMENTS, *contract.SERVING_CODE),
+        **files("common/cli.py"),  # train.py's one-line errors; the endpoint does not import it
     }
     del bundle["training/requirements.txt"]
     return dict(sorted(bundle.items()))
@@ -66,7 +67,7 @@ def staging_source() -> Bundle:
     """The staging build's source: the staging package and the common modules it imports."""
     return {
         **tree("staging"),
-        **files("common/__init__.py", "common/audio.py", "common/contract.py"),
+        **files("common/__init__.py", "common/audio.py", "common/cli.py", "common/contract.py"),
     }
 
 

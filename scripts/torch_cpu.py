@@ -5,6 +5,9 @@ the CPU build: nothing where pip already resolves a CPU build (a local wheel, ma
 PyTorch CPU package index as an extra index (``TORCH_CPU_INDEX`` overrides it). On Linux, PyPI's torch is
 the CUDA build, which pulls several GB of NVIDIA packages.
 
+``python scripts/torch_cpu.py pin`` prints the pin itself: ``make install`` installs torch first, alone, and
+no lock file has it (a lock's hashes would be PyPI's CUDA build's, not the CPU build's; see ``make lock``).
+
 ``python scripts/torch_cpu.py check`` runs after installing: it fails, saying why and what to do, if the
 environment ended up with a CUDA build (the CPU index was unreachable and pip fell back to PyPI), unless
 ``ALLOW_CUDA_TORCH=1``.
@@ -66,7 +69,9 @@ if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command == "pip-args":
         print(pip_args())
+    elif command == "pin":
+        print(PIN)
     elif command == "check":
         sys.exit(check())
     else:
-        sys.exit("usage: torch_cpu.py pip-args | check")
+        sys.exit("usage: torch_cpu.py pip-args | pin | check")

@@ -28,6 +28,7 @@ if not __package__:
     sys.exit("run the staging tool as a module from the repository root: python -m staging --help")
 
 from common import contract
+from common.cli import Parser, report
 
 from . import ASR, CLASSIFICATION, MULTILABEL, TASKS, StagingError
 from .pipeline import Settings, stage
@@ -43,7 +44,7 @@ def default_cache_dir() -> Path:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m staging",
         description="Stage ESC-50, FSD50K or your own folder into train/validation/test label folders, "
         "or speech (--task asr: LibriSpeech, Common Voice or your folder) into split folders with "
@@ -284,16 +285,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the command; user errors become one line on stderr and exit code 2."""
+    """Runs the command; user errors become one line on stderr and exit code 2 (with ACOUSTIC_TRACEBACK set,
+    their traceback)."""
     args = parse_args(argv)
     import botocore.exceptions
 
     try:
         return run(args)
     except StagingError as err:
-        print(f"error: {err}", file=sys.stderr)
+        report(err)
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as err:
-        print(f"error: S3: {err}", file=sys.stderr)
+        report(err, f"S3: {err}")
     except KeyboardInterrupt:
         print("interrupted; run again to resume", file=sys.stderr)
         return 130

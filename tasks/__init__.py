@@ -269,6 +269,19 @@ class Task:
         draws none."""
         return None
 
+    # --- the model card -----------------------------------------------------------------------------------
+    def card_use(self, labels: Sequence[str], window: str) -> str:
+        """What a model of the task is for, and what the endpoint answers, for its model card (``window``: the
+        windows it reads, in words)."""
+        return (
+            f"Scoring audio clips against its {len(labels)} labels over {window}, through the AcousticShield "
+            "endpoint (the handler in the model directory's `code/`)."
+        )
+
+    def card_limitation(self, labels: Sequence[str]) -> str:
+        """What a model of the task cannot do by its nature, for its model card; empty: nothing to say."""
+        return ""
+
     # --- the handler's answer ---------------------------------------------------------------------------
     def clip_answer(self, windows: Windows, labels: Sequence[str]) -> dict[str, Any]:
         """The endpoint's answer for a whole clip from its windows: by default ``answer`` of their pooled

@@ -366,6 +366,19 @@ class SpeechRecognition(Task):
         references = [str(target) for target in scores.clip_targets]
         return error_rates(references, self.hypotheses(scores, labels))
 
+    def card_use(self, labels: Sequence[str], window: str) -> str:
+        return (
+            "Transcribing speech like the training recordings (language, accents, vocabulary, recording "
+            f"conditions) into text, in {window}, through the AcousticShield endpoint (the handler in the "
+            "model directory's `code/`), which answers with the text and word timings."
+        )
+
+    def card_limitation(self, labels: Sequence[str]) -> str:
+        return (
+            f"Its output is the {len(labels)} tokens of its vocabulary, without a language model: other "
+            "characters or languages cannot be written, and spelling follows the training transcripts."
+        )
+
     def report(self, scores: SplitScores, labels: Sequence[str]) -> dict[str, Any]:
         import jiwer
 

@@ -179,6 +179,20 @@ class Classification(Task):
             "clip": _level_report(scores.clip_targets, scores.clip.argmax(axis=-1), labels),
         }
 
+    def card_use(self, labels: Sequence[str], window: str) -> str:
+        return (
+            f"Telling which of the {len(labels)} labels a short audio clip belongs to, on recordings like the "
+            f"training clips, over {window} whose scores are averaged, through the AcousticShield endpoint (the "
+            "handler in the model directory's `code/`), which answers the label, its confidence and every "
+            "label's probability."
+        )
+
+    def card_limitation(self, labels: Sequence[str]) -> str:
+        return (
+            "It always answers one of its labels: a sound outside them gets the closest one. There is no "
+            '"none of these" answer; use the confidence to refuse uncertain clips.'
+        )
+
     def plot(self, report: dict[str, Any], directory: Path, split: str) -> Path:
         """The clip-level confusion matrix: ``confusion_matrix_<split>.png``."""
         path = directory / f"confusion_matrix_{split}.png"

@@ -391,6 +391,16 @@ class MultiLabel(Task):
             "without_positives": [label for label, ap in zip(labels, aps, strict=True) if ap is None],
         }
 
+    def card_use(self, labels: Sequence[str], window: str) -> str:
+        return (
+            f"Tagging audio clips with every one of the {len(labels)} labels that applies, each at its own "
+            f"threshold, over {window}, through the AcousticShield endpoint (the handler in the model "
+            "directory's `code/`), which also answers per-segment labels when asked."
+        )
+
+    def card_limitation(self, labels: Sequence[str]) -> str:
+        return "Each label's threshold was tuned on the validation split; other data may need others."
+
     def plot(self, report: dict[str, Any], directory: Path, split: str) -> Path | None:
         """Each label's average precision, worst first: ``average_precision_<split>.png``."""
         from matplotlib.figure import Figure

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from common import contract
+from common.cli import Parser, run_command
 from tools import aws_errors as cli
 
 INPUT_PREFIX = contract.BATCH_INPUT_PREFIX  # the data bucket's prefix for batch requests: <prefix>/<files>
@@ -147,7 +148,7 @@ def results(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m tools.batch", description="Batch inference over s3://BUCKET/batch-input/PREFIX."
     )
     parser.add_argument("--region", help="AWS region (default: the AWS configuration's)")
@@ -234,4 +235,4 @@ def main(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

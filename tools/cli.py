@@ -3,6 +3,10 @@
 Each subcommand is the tool it names, with that tool's own options (``acoustic-shield <command> --help``).
 They run on your machine and ship nowhere: the training job, the endpoint, the staging build and the Lambdas
 carry their own code.
+
+Every command answers a mistake the user can fix (a wrong flag, a missing path, a model that cannot be loaded)
+with one line on stderr and exit status 2, and ``ACOUSTIC_TRACEBACK=1`` prints the traceback instead
+(``common.cli``).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from common.cli import run_command
 
 PROG = "acoustic-shield"
 
@@ -75,8 +81,8 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def _runner(command: Command) -> Callable[[list[str]], int | None]:
-    main: Callable[[list[str]], int | None] = importlib.import_module(command.module).main
+def _runner(command: Command) -> Callable[[list[str] | None], int | None]:
+    main: Callable[[list[str] | None], int | None] = importlib.import_module(command.module).main
     return main
 
 
@@ -94,14 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: unknown command {name!r}; {hint}choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     try:
-        status = _runner(command)([*command.leading, *rest])
+        return run_command(_runner(command), [*command.leading, *rest])
     except SystemExit as exit_:  # argparse's own --help and errors, or a tool's sys.exit("error: ...")
         code = exit_.code
         if isinstance(code, str):
             print(code, file=sys.stderr)
             return 1
         return code or 0
-    return int(status or 0)
 
 
 if __name__ == "__main__":

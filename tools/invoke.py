@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from common import contract
+from common.cli import Parser, run_command
 from tools import aws_errors as cli
 from tools import verify as verification
 
@@ -120,7 +121,7 @@ def invoke_url(url: str, body: bytes, content_type: str, segments: bool, timeout
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m tools.invoke",
         description="Classify audio files with a SageMaker endpoint or a local serving container.",
     )
@@ -270,7 +271,7 @@ def _classify(args: argparse.Namespace, runtime: Any) -> int:
 def run(argv: Sequence[str] | None = None) -> int:
     """``main`` with Ctrl-C as one line and exit status 130, not a traceback."""
     try:
-        return main(argv)
+        return run_command(main, argv)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

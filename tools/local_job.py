@@ -17,6 +17,13 @@ installs its ``requirements.txt`` and runs ``sagemaker_program`` exactly as in t
 runner packs ``model/`` as ``model.tar.gz`` and ``output/data/`` as ``output.tar.gz`` and writes them
 where SageMaker would (``<S3OutputPath>/<job>/output/``), or to ``--output-dir``.
 
+TensorBoard: the job's ``TensorBoardOutputConfig.LocalPath`` (default ``/opt/ml/output/tensorboard``) is laid
+out under the work folder too, and the job is told where through ``TENSORBOARD_LOGGING_DIR`` (train.py reads
+it; in SageMaker it writes to the documented default path itself). The event files stay there, where
+``tensorboard --logdir`` reads them, and are copied where SageMaker uploads them while a job runs,
+``<TensorBoardOutputConfig.S3OutputPath>/<job>/tensorboard-output/`` (or ``--output-dir``), whether the job
+succeeded or failed.
+
 What differs from SageMaker: no container (the environment's Python runs the job), one host, CPU only,
 and checkpoints are not synced with the job's ``CheckpointConfig`` (a local run does not resume).
 """
@@ -39,12 +46,23 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from common import contract
+from common.cli import CommandError, Parser, run_command, tracebacks_wanted
+from tools import aws_errors
 
 # The image's ENV (the PyTorch training images set it; the Hugging Face ones inherit it).
 TRAINING_MODULE = "sagemaker_pytorch_container.training:main"
 HOST = "algo-1"
+# TensorBoardOutputConfig.LocalPath's default ("Defaults to /opt/ml/output/tensorboard", Amazon SageMaker API
+# Reference; the launcher leaves it to the default), and what SageMaker adds under S3OutputPath for each job
+# (the SageMaker Python SDK's Estimator.latest_job_tensorboard_artifacts_path:
+# <S3OutputPath>/<job>/tensorboard-output).
+TENSORBOARD_LOCAL_PATH = "/opt/ml/output/tensorboard"
+TENSORBOARD_OUTPUT = "tensorboard-output"
+TENSORBOARD_VARIABLE = "TENSORBOARD_LOGGING_DIR"  # train.py's (and transformers 5's) TensorBoard folder
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ENV = REPO_ROOT / ".venv-train"
+# What --describe usually lacks: a region, or the emulator's endpoint (the rehearsal's).
+REGION_HINT = "set AWS_REGION, or AWS_ENDPOINT_URL for a local emulator"
 
 
 class JobDefinitionError(ValueError):
@@ -64,6 +82,25 @@ class Channel:
 
 
 @dataclass(frozen=True)
+class TensorBoardOutput:
+    """A job's ``TensorBoardOutputConfig``."""
+
+    s3_output_path: str
+    local_path: str = TENSORBOARD_LOCAL_PATH
+
+    @classmethod
+    def from_api(cls, config: Mapping[str, Any]) -> TensorBoardOutput:
+        try:
+            s3_output_path = config["S3OutputPath"]
+        except KeyError:
+            raise JobDefinitionError("TensorBoardOutputConfig has no 'S3OutputPath'") from None
+        split_s3(s3_output_path)
+        local_path = config.get("LocalPath") or TENSORBOARD_LOCAL_PATH
+        container_path(Path("."), local_path)  # refuses a path that cannot be laid out
+        return cls(s3_output_path, local_path)
+
+
+@dataclass(frozen=True)
 class JobDefinition:
     """The parts of a training job that the container sees."""
 
@@ -74,6 +111,7 @@ class JobDefinition:
     instance_type: str
     metric_definitions: tuple[tuple[str, str], ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
+    tensorboard: TensorBoardOutput | None = None  # None: the job uploads no TensorBoard event files
 
     @classmethod
     def from_api(cls, job: Mapping[str, Any]) -> JobDefinition:
@@ -105,6 +143,7 @@ class JobDefinition:
                 )
             )
         metrics = tuple((m["Name"], m["Regex"]) for m in algorithm.get("MetricDefinitions", []))
+        tensorboard = job.get("TensorBoardOutputConfig")
         return cls(
             name=name,
             hyperparameters={k: str(v) for k, v in hyperparameters.items()},
@@ -113,6 +152,7 @@ class JobDefinition:
             instance_type=instance_type,
             metric_definitions=metrics,
             environment=dict(job.get("Environment", {})),
+            tensorboard=TensorBoardOutput.from_api(tensorboard) if tensorboard else None,
         )
 
 
@@ -126,6 +166,8 @@ class JobResult:
     output_archive: str
     metrics: dict[str, float]
     seconds: float
+    tensorboard_dir: Path | None = None  # the job's event files, for tensorboard --logdir
+    tensorboard_uri: str | None = None  # where they were copied as SageMaker uploads them; None: nowhere
 
 
 def split_s3(uri: str) -> tuple[str, str]:
@@ -133,6 +175,15 @@ def split_s3(uri: str) -> tuple[str, str]:
     if not match:
         raise JobDefinitionError(f"{uri!r} is not an s3:// URL")
     return match.group(1), match.group(2)
+
+
+def container_path(root: Path, path: str) -> Path:
+    """Where an absolute path of the container is laid out under ``root``, the job's stand-in for ``/`` (its
+    ``/opt/ml`` is ``root/opt/ml``)."""
+    container = PurePosixPath(path)
+    if not container.is_absolute() or ".." in container.parts:
+        raise JobDefinitionError(f"{path!r} is not an absolute path of the container: it cannot be laid out")
+    return root.joinpath(*container.relative_to("/").parts)
 
 
 def _inside(root: Path, relative: str) -> Path:
@@ -267,8 +318,15 @@ def run_job(
             count = download_prefix(s3, channel.s3_uri, target)
             print(f"[local_job] channel {channel.name}: {count} objects from {channel.s3_uri}", flush=True)
 
+    tensorboard_path = definition.tensorboard.local_path if definition.tensorboard else TENSORBOARD_LOCAL_PATH
+    tensorboard_dir = container_path(work_dir / definition.name, tensorboard_path)
+    if tensorboard_dir.exists():  # a LocalPath outside /opt/ml: an earlier run's files are not this one's
+        shutil.rmtree(tensorboard_dir)
+    tensorboard_dir.mkdir(parents=True)
     env = {
         **os.environ,
+        # The container's TensorBoard folder as laid out here (train.py uses the path itself in SageMaker).
+        TENSORBOARD_VARIABLE: str(tensorboard_dir),
         **definition.environment,
         **(extra_env or {}),
         "SAGEMAKER_BASE_DIR": str(base),
@@ -299,6 +357,9 @@ def run_job(
     seconds = time.monotonic() - started
     failure = base / "output" / "failure"
     if code != 0 or failure.exists():
+        # SageMaker uploads the event files while the job runs: a failed job's are there too.
+        with contextlib.suppress(JobDefinitionError):
+            store_tensorboard(definition, tensorboard_dir, s3=s3, output_dir=output_dir)
         reason = failure.read_text()[-4000:] if failure.exists() else f"exit code {code}"
         raise JobFailed(f"training job {definition.name} failed: {reason}")
 
@@ -306,9 +367,52 @@ def run_job(
     model_archive = pack(base / "model", staging / contract.MODEL_ARCHIVE)
     output_archive = pack(base / "output" / "data", staging / contract.OUTPUT_ARCHIVE)
     destinations = _store(definition, [model_archive, output_archive], s3=s3, output_dir=output_dir)
+    tensorboard_uri = store_tensorboard(definition, tensorboard_dir, s3=s3, output_dir=output_dir)
     (base / "output" / contract.METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
     print(f"[local_job] {definition.name}: completed in {seconds:.0f} s; model {destinations[0]}", flush=True)
-    return JobResult(definition.name, base, destinations[0], destinations[1], metrics, seconds)
+    return JobResult(
+        definition.name,
+        base,
+        destinations[0],
+        destinations[1],
+        metrics,
+        seconds,
+        tensorboard_dir=tensorboard_dir,
+        tensorboard_uri=tensorboard_uri,
+    )
+
+
+def store_tensorboard(
+    definition: JobDefinition, tensorboard_dir: Path, *, s3: Any, output_dir: Path | None
+) -> str | None:
+    """The job's TensorBoard event files where SageMaker uploads them,
+    ``<S3OutputPath>/<job>/tensorboard-output/`` (or ``<output_dir>/<job>/tensorboard-output/``); returns
+    that location, None when the job has no TensorBoardOutputConfig (SageMaker uploads nothing then) or
+    wrote no file. The files also stay in ``tensorboard_dir``."""
+    files = sorted(p for p in tensorboard_dir.rglob("*") if p.is_file()) if tensorboard_dir.is_dir() else []
+    where = f"tensorboard --logdir {tensorboard_dir}"
+    if definition.tensorboard is None or not files:
+        reason = "no TensorBoardOutputConfig" if definition.tensorboard is None else "no event files"
+        print(f"[local_job] {definition.name}: TensorBoard: {where} ({reason}: nothing uploaded)", flush=True)
+        return None
+    if output_dir is not None:
+        target = output_dir / definition.name / TENSORBOARD_OUTPUT
+        shutil.copytree(tensorboard_dir, target, dirs_exist_ok=True)
+        stored = str(target)
+    else:
+        if s3 is None:
+            raise JobDefinitionError(
+                "give --output-dir, or an S3 client to store the TensorBoard files in S3"
+            )
+        bucket, prefix = split_s3(definition.tensorboard.s3_output_path)
+        root = "/".join(p for p in (prefix.strip("/"), definition.name, TENSORBOARD_OUTPUT) if p)
+        for path in files:
+            s3.upload_file(str(path), bucket, f"{root}/{path.relative_to(tensorboard_dir).as_posix()}")
+        stored = f"s3://{bucket}/{root}/"
+    print(
+        f"[local_job] {definition.name}: TensorBoard: {where}; {len(files)} file(s) in {stored}", flush=True
+    )
+    return stored
 
 
 def _store(definition: JobDefinition, archives: list[Path], *, s3: Any, output_dir: Path | None) -> list[str]:
@@ -338,7 +442,8 @@ def _channel_args(values: Sequence[str]) -> dict[str, Path]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tools.local_job", description=__doc__.split("\n")[0])
+    """The arguments; a missing job file or source dir is the parser's one-line error (status 2)."""
+    parser = Parser(prog="python -m tools.local_job", description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "job", nargs="?", help="a CreateTrainingJob request or DescribeTrainingJob answer (JSON)"
@@ -351,7 +456,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--channel", action="append", default=[], help="NAME=FOLDER: a local channel")
     parser.add_argument("--source-dir", help="a local sourcedir.tar.gz (or folder) instead of the job's")
     parser.add_argument("--output-dir", type=Path, help="write model.tar.gz here instead of S3OutputPath")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.job and not Path(args.job).is_file():
+        parser.error(f"no such file: {args.job}")
+    if args.source_dir and not args.source_dir.startswith("s3://") and not Path(args.source_dir).exists():
+        parser.error(f"--source-dir {args.source_dir}: no such file or directory")
+    return args
+
+
+def _read_job(path: str) -> Any:
+    """The JSON job definition in ``path``."""
+    try:
+        return json.loads(Path(path).read_text())
+    except ValueError as err:  # not JSON, or not text
+        raise JobDefinitionError(f"{path} is not a JSON job definition: {err}") from err
 
 
 def _client(service: str) -> Any:
@@ -361,12 +479,16 @@ def _client(service: str) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the job: a definition that cannot run here is one line and status 2, a failed job or AWS
+    error one line and status 1."""
     args = parse_args(argv)
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         if args.describe:
             job = _client("sagemaker").describe_training_job(TrainingJobName=args.describe)
         else:
-            job = json.loads(Path(args.job).read_text())
+            job = _read_job(args.job)
         definition = JobDefinition.from_api(job)
         local = _channel_args(args.channel)
         needs_s3 = args.output_dir is None or any(c.name not in local for c in definition.channels)
@@ -379,8 +501,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             source_dir=args.source_dir,
             output_dir=args.output_dir,
         )
-    except (JobDefinitionError, JobFailed, OSError) as err:
-        print(f"local_job: {err}", file=sys.stderr)
+    except JobDefinitionError as err:
+        raise CommandError(str(err)) from err
+    except (JobFailed, OSError) as err:
+        if tracebacks_wanted():
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as err:  # e.g. no region configured, no such job
+        if tracebacks_wanted():
+            raise
+        print(f"error: {aws_errors.aws_error(err)} ({REGION_HINT})", file=sys.stderr)
         return 1
     print(
         json.dumps({"job": result.name, "model": result.model_archive, "metrics": result.metrics}, indent=2)
@@ -389,4 +520,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

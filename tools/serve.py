@@ -23,6 +23,7 @@ import importlib
 import inspect
 import json
 import logging
+import logging.handlers
 import os
 import select
 import signal
@@ -32,7 +33,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -42,9 +43,10 @@ from types import FrameType, ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from common import contract
+from common import cli, contract
 
 logger = logging.getLogger("tools.serve")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # SageMaker's own ceiling (asynchronous inference); the handler applies its tighter limit itself.
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024 * 1024
@@ -87,16 +89,20 @@ class Context:
         return [_RequestProcessor(self.headers)]
 
 
-def load_handler(model_dir: Path) -> ModuleType:
-    """Imports ``code/<SAGEMAKER_PROGRAM>`` the way the toolkit does: ``code/`` first on sys.path."""
+def handler_script(model_dir: Path) -> Path:
+    """``code/<SAGEMAKER_PROGRAM>`` (default ``inference.py``) of a model directory."""
     program = os.environ.get(contract.ENV_PROGRAM, contract.HANDLER_FILE)
     module_name = program[:-3] if program.endswith(".py") else program
-    code_dir = model_dir / "code"
-    script = code_dir / f"{module_name}.py"
+    return model_dir / "code" / f"{module_name}.py"
+
+
+def load_handler(model_dir: Path) -> ModuleType:
+    """Imports ``code/<SAGEMAKER_PROGRAM>`` the way the toolkit does: ``code/`` first on sys.path."""
+    script = handler_script(model_dir)
     if not script.is_file():
         raise FileNotFoundError(f"{script} not found; is {model_dir} a model directory?")
-    sys.path.insert(0, str(code_dir))
-    return importlib.import_module(module_name)
+    sys.path.insert(0, str(script.parent))
+    return importlib.import_module(script.stem)
 
 
 @functools.cache
@@ -348,9 +354,10 @@ class PooledHTTPServer(HTTPServer):
     def __init__(
         self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, threads: int
     ) -> None:
-        super().__init__(address, handler)
+        # Before binding: a failed bind calls server_close, which shuts the pool down.
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="serve")
         self._free = threading.BoundedSemaphore(threads)
+        super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self._free.acquire()
@@ -400,13 +407,71 @@ def unpack(model: Path, workdir: Path) -> Path:
     return workdir
 
 
+def model_path_problem(model: Path) -> str | None:
+    """What makes ``model`` unusable as ``--model-dir`` before anything is unpacked or loaded, or None."""
+    if not model.exists():
+        return f"--model-dir {model}: no such file or directory"
+    if model.is_dir():
+        return None
+    try:
+        archive = tarfile.is_tarfile(model)
+    except OSError as err:
+        return f"--model-dir {model}: {err.strerror or err}"
+    return None if archive else f"--model-dir {model} is neither a model directory nor a model.tar.gz"
+
+
+def load_service(model: Path, workdir: Path) -> Service:
+    """The model ``--model-dir`` names, unpacked into ``workdir`` if it is an archive, and loaded; raises
+    CommandError (one line) when it is no model or its handler or model_fn fails."""
+    try:
+        model_dir = unpack(model, workdir).resolve()
+    except (tarfile.TarError, OSError) as err:
+        raise cli.CommandError(f"cannot unpack {model}: {err}") from err
+    script = handler_script(model_dir)
+    if not script.is_file():
+        raise cli.CommandError(
+            f"{model} is not a model: it has no code/{script.name} (give --model-dir the model directory "
+            f"a training job wrote, or its {contract.MODEL_ARCHIVE})"
+        )
+    try:
+        return Service(model_dir)
+    except Exception as err:  # the handler's import or model_fn: a broken or incomplete model
+        where = "" if cli.tracebacks_wanted() else f" ({cli.TRACEBACK_VARIABLE}=1 shows where)"
+        raise cli.CommandError(
+            f"cannot load the model in {model}: {type(err).__name__}: {err}{where}"
+        ) from err
+
+
+@contextlib.contextmanager
+def _logs_once_loaded() -> Iterator[None]:
+    """Holds what loading the model logs until it has loaded: a model that cannot be loaded is one line
+    (with ``ACOUSTIC_TRACEBACK`` set, its log comes out before the traceback)."""
+    root = logging.getLogger()
+    shown = root.handlers[:]
+    held = logging.handlers.BufferingHandler(capacity=1_000_000)
+    root.handlers[:] = [held]
+    loaded = False
+    try:
+        yield
+        loaded = True
+    finally:
+        root.handlers[:] = shown
+        if loaded or cli.tracebacks_wanted():
+            for record in held.buffer:
+                root.handle(record)
+        held.close()
+
+
 def _stop(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    """Serves until Ctrl-C or SIGTERM; a missing or broken model raises CommandError: one line, status 2."""
+    parser = cli.Parser(
+        prog="python -m tools.serve",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model-dir", type=Path, required=True, help="a model directory or model.tar.gz")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 inside a container)")
@@ -427,19 +492,27 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads < 1 or args.max_body_bytes < 0:
         parser.error("--threads must be at least 1 and --max-body-bytes at least 0")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    problem = model_path_problem(args.model_dir)
+    if problem:
+        parser.error(problem)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     # SIGTERM (a supervisor, `kill`, the rehearsal stopping its server) unwinds like Ctrl-C, so the
     # unpacked model's temporary folder is removed either way.
     signal.signal(signal.SIGTERM, _stop)
 
     with tempfile.TemporaryDirectory(prefix="acoustic-model-") as workdir:
-        model_dir = unpack(args.model_dir, Path(workdir)).resolve()
-        service = Service(model_dir)
-        server = make_server(
-            args.host, args.port, service, max_body_bytes=args.max_body_bytes, threads=args.threads
-        )
+        with _logs_once_loaded():
+            service = load_service(args.model_dir, Path(workdir))
+        try:
+            server = make_server(
+                args.host, args.port, service, max_body_bytes=args.max_body_bytes, threads=args.threads
+            )
+        except OSError as err:  # the port is taken, the address is not this machine's
+            raise cli.CommandError(
+                f"cannot listen on {args.host}:{args.port}: {err.strerror or err}"
+            ) from err
         port = server.server_address[1]
-        print(f"serving {model_dir} on http://{args.host}:{port}", flush=True)
+        print(f"serving {service.model_dir} on http://{args.host}:{port}", flush=True)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
@@ -449,4 +522,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli.run_command(main))

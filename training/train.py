@@ -49,8 +49,10 @@ from transformers.trainer_utils import get_last_checkpoint
 
 import tasks
 from common import audio, contract
+from common.cli import USAGE_ERROR
+from common.cli import report as report_error
 from tasks import SplitScores, Task, TaskError
-from training import audiofolder, augment, health, onnx_export
+from training import audiofolder, augment, curves, health, model_card, onnx_export
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +150,14 @@ class DataArguments:
             f"else {SAGEMAKER_CHECKPOINT_DIR} when it exists, else a temporary folder removed at the end)."
         },
     )
+    tensorboard_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "TensorBoard event files (with --report_to tensorboard, the default). Default: "
+            f"$TENSORBOARD_LOGGING_DIR, else in a SageMaker job {curves.SAGEMAKER_TENSORBOARD_DIR} (the job's "
+            "TensorBoardOutputConfig.LocalPath), else <output_data_dir>/tensorboard."
+        },
+    )
     max_length_seconds: float = field(
         default=5.0,
         metadata={
@@ -210,6 +220,20 @@ class DataArguments:
         default=0.5,
         metadata={"help": "Rotate crops by up to this many seconds either way (wrapping around); 0: none."},
     )
+    dataset_name: str = field(
+        default="",
+        metadata={
+            "help": "The training data's name for the model card (README.md): a staging source (esc50, fsd50k, "
+            "librispeech, commonvoice), whose license the card then knows, or any name (a Hub dataset id)."
+        },
+    )
+    dataset_license: str = field(
+        default="",
+        metadata={
+            "help": "The training data's license, a Hugging Face license id (cc-by-4.0...): the model card's "
+            "license. Default: the license of a known --dataset_name, else unknown."
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -253,7 +277,7 @@ def training_defaults(task: Task | None = None) -> dict[str, Any]:
         "load_best_model_at_end": True,
         "metric_for_best_model": task.objective,
         "logging_steps": 10,
-        "report_to": "none",
+        "report_to": curves.TENSORBOARD,  # without the tensorboard package: none (curves.py)
         "seed": 42,
         "bf16": bf16,
         "fp16": cuda and not bf16,
@@ -449,7 +473,7 @@ def setup_logging(training: TrainingArguments) -> None:
         handlers=[logging.StreamHandler(sys.stdout)],
     )
     level = logging.INFO if training.should_log else logging.WARNING
-    for name in (logger.name, audiofolder.logger.name, health.logger.name):
+    for name in (logger.name, audiofolder.logger.name, health.logger.name, curves.logger.name):
         logging.getLogger(name).setLevel(level)
     transformers.utils.logging.set_verbosity(training.get_process_log_level())
     transformers.utils.logging.enable_default_handler()
@@ -1078,6 +1102,7 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
     setup_logging(training_args)
     _log_environment(training_args)
     set_seed(training_args.seed)
+    curves.prepare_tensorboard(training_args, data_args.tensorboard_dir, paths.output, os.environ)
 
     cache = audiofolder.DecodeCache(int(data_args.decoded_cache_gb * 2**30))
     task = load_task(model_args.task, model_args.task_settings)
@@ -1117,7 +1142,7 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
         processing_class=loaded.extractor,
         compute_metrics=functools.partial(split_metrics, task, labels, inputs.eval_sets["eval"]),
         compute_loss_func=task_loss(task),
-        callbacks=callbacks,
+        callbacks=[*callbacks, curves.TrainingCurves(paths.output, task)],
     )
     try:
         result = trainer.train(resume_from_checkpoint=resume)
@@ -1155,6 +1180,18 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
                 contract.NOISE_CHANNEL: background,
             }
             write_reports(paths.output, metrics, reports, splits=splits, about=about, task=task)
+            model_card.write_card(
+                paths.model,
+                about=about,
+                metrics=metrics,
+                reports=reports,
+                splits=splits,
+                labels=labels,
+                task=task,
+                training=training_args,
+                data=data_args,
+                model=loaded.model,
+            )
             logger.info("model directory %s, reports in %s", paths.model, paths.output)
     finally:
         if temporary:
@@ -1163,12 +1200,13 @@ def main(argv: Sequence[str] | None = None) -> Outcome:
 
 
 def cli(argv: Sequence[str] | None = None) -> None:
-    """The command (the source dir's ``train.py``): a mistake the user can fix ends as one line, exit 1."""
+    """The command (the source dir's ``train.py``): a mistake the user can fix ends as one line and exit
+    status 2 (``ACOUSTIC_TRACEBACK=1``: its traceback); a run the health rules stop, exit status 1."""
     try:
         main(argv)
     except (TrainingInputError, audiofolder.DatasetLayoutError, health.TrainingStopped) as err:
-        logger.error("%s", err)
-        sys.exit(f"error: {err}")
+        report_error(err)
+        sys.exit(1 if isinstance(err, health.TrainingStopped) else USAGE_ERROR)
 
 
 if __name__ == "__main__":

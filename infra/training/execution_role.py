@@ -11,7 +11,14 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from common.contract import CHECKPOINTS_PREFIX, DATASETS_PREFIX, DEBUG_PREFIX, MODELS_PREFIX, PROFILER_PREFIX
+from common.contract import (
+    CHECKPOINTS_PREFIX,
+    DATASETS_PREFIX,
+    DEBUG_PREFIX,
+    MODELS_PREFIX,
+    PROFILER_PREFIX,
+    TENSORBOARD_PREFIX,
+)
 
 from ..images import ImageRef
 from ..nag import acknowledge_findings, finding, objects_finding
@@ -41,8 +48,8 @@ class ExecutionRoleProps:
 
 
 class TrainingExecutionRole(Construct):
-    """No managed policies: reads datasets/, writes models/ and checkpoints/ (and debug/, profiler/
-    when rules or profiling are on)."""
+    """No managed policies: reads datasets/, writes models/, checkpoints/ and tensorboard/ (and debug/,
+    profiler/ when rules or profiling are on)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ExecutionRoleProps) -> None:
         super().__init__(scope, construct_id)
@@ -95,6 +102,8 @@ class TrainingExecutionRole(Construct):
                 objects(MODELS_PREFIX): "SageMaker writes job outputs under "
                 "models/<job>/ for job names chosen at run time.",
                 objects(CHECKPOINTS_PREFIX): "Spot checkpoints per job under checkpoints/<job>/.",
+                objects(TENSORBOARD_PREFIX): "SageMaker uploads TensorBoard event files per job under "
+                "tensorboard/<job>/tensorboard-output/ for job names chosen at run time.",
                 "Resource::" + finding(self, log_group_arn(LOG_GROUP)): "Log streams are created per job "
                 "at run time in SageMaker's fixed log group.",
                 **rule_findings,
@@ -122,6 +131,12 @@ def _job_statements(props: ExecutionRoleProps) -> list[iam.PolicyStatement]:
             actions=["s3:PutObject", "s3:AbortMultipartUpload"],
             # Only models/: evaluation/ is the promoter's, so a job cannot forge its own report.
             resources=[bucket.arn_for_objects(f"{MODELS_PREFIX}*")],
+        ),
+        iam.PolicyStatement(
+            sid="WriteTensorBoard",
+            actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+            # Written only: SageMaker uploads the job's event files while it runs; nothing reads them back.
+            resources=[bucket.arn_for_objects(f"{TENSORBOARD_PREFIX}*")],
         ),
         iam.PolicyStatement(
             sid="SyncCheckpoints",

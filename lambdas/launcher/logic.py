@@ -26,6 +26,16 @@ from .settings import LaunchSettings, SettingsError
 
 CHANNELS = contract.DATASET_CHANNELS
 CHECKPOINT_LOCAL_PATH = contract.CHECKPOINT_DIR
+# TensorBoard: train.py writes the Trainer's event files to /opt/ml/output/tensorboard, the documented default
+# of TensorBoardOutputConfig.LocalPath (training/curves.py), and SageMaker uploads that folder while the job
+# runs to <S3OutputPath><job>/tensorboard-output/ (the SageMaker Python SDK's
+# Estimator.latest_job_tensorboard_artifacts_path). S3OutputPath is therefore the prefix alone, as for the
+# Debugger hook: a job's event files are at tensorboard/<job>/tensorboard-output/ in the data bucket.
+# LocalPath is left to its default: the service refuses one under its reserved /opt/ml, the default's own
+# spelling included (ValidationException: "LocalPath" of "TensorBoardOutputConfig" cannot start with the
+# following reserved path: [/opt/ml, /tmp, /usr/local/nvidia]; aws/amazon-sagemaker-examples#3620).
+TENSORBOARD_PREFIX = contract.TENSORBOARD_PREFIX
+TENSORBOARD_OUTPUT = "tensorboard-output"
 ENTRY_POINT = contract.ENTRY_POINT
 # Each segment starts with a letter or digit: no "." or ".." segments.
 _DATASET_PREFIX = re.compile(re.escape(contract.DATASETS_PREFIX) + r"([A-Za-z0-9][A-Za-z0-9._-]*/)+")
@@ -214,13 +224,28 @@ def _s3_url(bucket: str, *parts: str) -> str:
     return "s3://" + "/".join([bucket, *(p.strip("/") for p in parts)]) + "/"
 
 
+def tensorboard_output_config(bucket: str) -> dict[str, str]:
+    """CreateTrainingJob's TensorBoardOutputConfig: the prefix SageMaker uploads the event files under (each
+    job in its own ``<job>/tensorboard-output/``), from the default LocalPath, /opt/ml/output/tensorboard."""
+    return {"S3OutputPath": _s3_url(bucket, TENSORBOARD_PREFIX)}
+
+
+def tensorboard_uri(bucket: str, job: str) -> str:
+    """Where a job's TensorBoard event files are in S3, for ``tensorboard --logdir`` after a sync."""
+    return _s3_url(bucket, TENSORBOARD_PREFIX, job, TENSORBOARD_OUTPUT)
+
+
 def build_training_job_request(
     settings: LaunchSettings, name: str, request: LaunchRequest, channels: list[str]
 ) -> dict[str, Any]:
     """The CreateTrainingJob request, as the SageMaker Python SDK's Hugging Face estimator builds it,
-    with the configured Debugger and Profiler rules."""
+    with the configured Debugger and Profiler rules and the TensorBoard output."""
     dataset_prefix = request.dataset_prefix or settings.dataset_prefix
-    hyperparameters = {**settings.hyperparameters, **request.hyperparameters}
+    hyperparameters = {
+        contract.DATASET_NAME_ARGUMENT: contract.dataset_name(dataset_prefix),
+        **settings.hyperparameters,
+        **request.hyperparameters,
+    }
     framework: dict[str, Any] = {
         "sagemaker_program": ENTRY_POINT,
         "sagemaker_submit_directory": settings.source_dir,
@@ -278,6 +303,7 @@ def build_training_job_request(
             "S3Uri": _s3_url(settings.bucket, settings.checkpoints_prefix, name),
             "LocalPath": CHECKPOINT_LOCAL_PATH,
         },
+        "TensorBoardOutputConfig": tensorboard_output_config(settings.bucket),
         "EnableInterContainerTrafficEncryption": settings.instance_count > 1,
         "Tags": [{"Key": k, "Value": v} for k, v in sorted(tags.items())],
         **rules_request(
@@ -313,7 +339,8 @@ def build_tuning_job_request(
 
     Image, source dir, channels, spot, stopping condition, metric definitions, KMS and tags are the
     single job's; the static hyperparameters are the single job's minus the tuned ones. Left out, as the
-    definition has no place for them: Debugger and Profiler rules, and metrics time series. Left out on
+    definition has no place for them: Debugger and Profiler rules, metrics time series, and
+    TensorBoardOutputConfig (trials still write event files, which nothing uploads). Left out on
     purpose: CheckpointConfig. A definition is shared by every trial and SageMaker gives trials no
     checkpoint location of their own, while train.py resumes from whatever checkpoint it finds there, so
     a trial could resume another trial's model; a spot-interrupted trial restarts from its first step.

@@ -747,16 +747,18 @@ def model_package_request(
     metrics: Mapping[str, float],
     tuning: TuningResult | None = None,
     task: str | None = None,
+    model_card: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The CreateModelPackage request for a completed job (a tuning job's winner carries its tuning); its
-    metadata names the job's ``task`` (``job_task``) when given."""
+    metadata names the job's ``task`` (``job_task``) when given, and ``model_card`` (``ModelCard``:
+    ``model_card.package_model_card``) is attached when given."""
     container: dict[str, Any] = {
         "Image": settings.inference_image,
         "Environment": dict(contract.HANDLER_ENVIRONMENT),
     }
     if model_data_url:
         container["ModelDataUrl"] = model_data_url
-    return {
+    request: dict[str, Any] = {
         "ModelPackageGroupName": settings.model_package_group,
         "ModelPackageDescription": describe(decision),
         "InferenceSpecification": {
@@ -776,6 +778,9 @@ def model_package_request(
         "ModelApprovalStatus": decision.status,
         "ClientToken": client_token(job_name),
     }
+    if model_card is not None:
+        request["ModelCard"] = dict(model_card)
+    return request
 
 
 # --- notifications ----------------------------------------------------------------------------------

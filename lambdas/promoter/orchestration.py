@@ -14,7 +14,7 @@ from typing import Any
 from common import lambda_contract
 from lambdas import lease
 
-from . import aws, logic
+from . import aws, logic, model_card
 from .aws import Clients
 from .events import TrainingJobStateChange, TuningJobStateChange, correlation_id, typed_event
 from .settings import Settings
@@ -245,6 +245,17 @@ def _register_once(
         logic.evaluation_key(settings.evaluation_prefix, job_name),
         report,
     )
+    task = logic.job_task(job)
+    card = model_card.package_model_card(
+        job=job,
+        decision=decision,
+        metrics=metrics,
+        thresholds=settings.thresholds,
+        evaluation_uri=evaluation_uri,
+        model_data_url=model_data_url,
+        task=task,
+        tuning=tuning,
+    )
     request = logic.model_package_request(
         settings=settings,
         job_name=job_name,
@@ -253,7 +264,8 @@ def _register_once(
         decision=decision,
         metrics=metrics,
         tuning=tuning,
-        task=logic.job_task(job),
+        task=task,
+        model_card=card,
     )
     arn = aws.create_model_package(clients.sagemaker, request)
 

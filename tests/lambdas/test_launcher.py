@@ -190,6 +190,22 @@ def test_manual_invocation_overrides_hyperparameters_and_dataset(aws: Any, setti
     assert json.loads(hp["sagemaker_submit_directory"]) == ENV["SOURCE_DIR"]
     assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["train", "test"]
     assert result["job"] == f"{PREFIX}manual-" + result["job"].rsplit("-", 1)[1]
+    # And the job names the dataset it reads, for the model card (its license when the source is known)
+    assert json.loads(hp[contract.DATASET_NAME_ARGUMENT]) == "mine"
+
+
+def test_a_scheduled_job_names_its_configured_dataset(aws: Any, settings: LaunchSettings) -> None:
+    # Given the configured dataset (datasets/esc50/) staged
+    sagemaker, s3 = aws
+    stage(s3, "train")
+    # When the schedule fires
+    result = launch(SCHEDULED, settings, sagemaker=sagemaker, s3=s3, request_id="r-1")
+    # Then train.py is told the data's name, which the model card maps to ESC-50's license
+    job = sagemaker.describe_training_job(TrainingJobName=result["job"])
+    assert json.loads(job["HyperParameters"][contract.DATASET_NAME_ARGUMENT]) == "esc50"
+    from training import model_card
+
+    assert model_card.KNOWN_DATASETS["esc50"].license == "cc-by-nc-3.0"
 
 
 @pytest.mark.parametrize(

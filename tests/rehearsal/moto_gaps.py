@@ -112,6 +112,26 @@ def training_job_lifecycle() -> dict[str, Any]:
     }
 
 
+def model_package_card() -> dict[str, Any]:
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    sagemaker.create_model_package_group(ModelPackageGroupName="gap")
+    card = {
+        "ModelCardContent": json.dumps({"model_overview": {"model_creator": "gap"}}),
+        "ModelCardStatus": "Draft",
+    }
+    arn = sagemaker.create_model_package(
+        ModelPackageGroupName="gap",
+        InferenceSpecification={
+            "Containers": [{"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/image:1"}],
+            "SupportedContentTypes": ["audio/wav"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        ModelApprovalStatus="Approved",
+        ModelCard=card,
+    )["ModelPackageArn"]
+    return {"card": sagemaker.describe_model_package(ModelPackageName=arn).get("ModelCard")}
+
+
 def change_set_outputs() -> dict[str, Any]:
     topic = {"Type": "AWS::SNS::Topic"}
     output = {"Value": {"Ref": "Topic"}, "Export": {"Name": "gap-topic"}}
@@ -126,6 +146,7 @@ GAPS: dict[str, Callable[[], dict[str, Any]]] = {
     "sagemaker_model_containers": sagemaker_model_containers,
     "training_job_lifecycle": training_job_lifecycle,
     "change_set_outputs": change_set_outputs,
+    "model_package_card": model_package_card,
 }
 
 

@@ -57,6 +57,12 @@ GAPS = {
         lambda r: r == {"status": "Completed", "metric_definitions": ["test:dcg"]},
         lambda r: r == {"status": "InProgress", "metric_definitions": ["test_f1"]},
     ),
+    "model_package_card": (
+        lambda r: r == {"card": None},
+        lambda r: (
+            r["card"]["ModelCardStatus"] == "Draft" and "model_overview" in r["card"]["ModelCardContent"]
+        ),
+    ),
     "change_set_outputs": (
         lambda r: r == {"status": "CREATE_COMPLETE", "outputs": []},
         lambda r: [o["OutputKey"] for o in r["outputs"]] == ["TopicArn"],

@@ -148,6 +148,21 @@ def test_the_jobs_health_is_reported_rule_by_rule(loop) -> None:
     assert all(health[rule]["status"] != "fired" for rule in contract.DEFAULT_BLOCKING_HEALTH_RULES)
 
 
+def test_the_job_leaves_a_model_card_curves_and_tensorboard_files(loop) -> None:
+    # Then the job's model directory has its Hugging Face model card, its report the training curves
+    produced = loop["steps"]["train"]["produced"]
+    card = Path(produced["model_card"]).read_text()
+    assert card.startswith("---\n") and "pipeline_tag: audio-classification" in card
+    assert Path(produced["training_curves"]).read_bytes().startswith(b"\x89PNG")
+    # And its TensorBoard event files were uploaded where SageMaker syncs them
+    job = loop["state"]["job"]["TrainingJobName"]
+    assert any(k.startswith(f"tensorboard/{job}/tensorboard-output/") for k in loop["state"]["objects"])
+    # And the promoter attached a SageMaker model card with the gate's decision to the package
+    promoted = loop["steps"]["promote"]["produced"]
+    assert promoted["model_card_status"] == "Approved"
+    assert "evaluation_details" in promoted["model_card_sections"]
+
+
 def test_the_artifacts_are_where_sagemaker_puts_them(loop) -> None:
     # Then model.tar.gz and output.tar.gz are under models/<job>/output/, and the evaluation report too
     name = loop["state"]["job"]["TrainingJobName"]

@@ -28,6 +28,7 @@ import boto3
 import sagemaker
 import sagemaker.session
 import sagemaker.utils
+from sagemaker.debugger import TensorBoardOutputConfig
 from sagemaker.huggingface import HuggingFace
 from sagemaker.inputs import TrainingInput
 from sagemaker.transformer import Transformer
@@ -137,6 +138,7 @@ def estimator(case: dict[str, Any], sm_session: sagemaker.Session) -> HuggingFac
         distribution={"torch_distributed": {"enabled": True}} if case["instance_count"] > 1 else None,
         disable_profiler=True,
         debugger_hook_config=False,
+        tensorboard_output_config=TensorBoardOutputConfig(s3_output_path=case["tensorboard_output_path"]),
         tags=[{"Key": k, "Value": v} for k, v in case["tags"].items()],
         sagemaker_session=sm_session,
     )

@@ -11,8 +11,10 @@ compared with ours.
 The launcher's settings are its environment as the Training stack synthesizes it, for dev and prod
 (``cdk.json``), varied over the GPU families the training image runs on, an EBS-only one (so that a volume key
 that should be sent is compared too), spot and on-demand, one and two instances, a single job and a tuning
-job; and a multilabel deployment's (another task: its metric definitions and tuning objective). ``tools/batch.py``'s CreateTransformJob request is compared with the SDK's ``Transformer`` over the
-serving instance types.
+job; and a multilabel deployment's (another task: its metric definitions and tuning objective). Every training
+job carries the SDK's ``tensorboard_output_config``: ``TensorBoardOutputConfig`` is compared too (a tuning job's
+definition has no place for it, in the SDK's request as in ours). ``tools/batch.py``'s CreateTransformJob
+request is compared with the SDK's ``Transformer`` over the serving instance types.
 
 Every difference is fixed in our code or explained in ``ALLOWED``, the one reviewed list: path → reason.
 """
@@ -225,7 +227,16 @@ def launcher_request(env: dict[str, str], case: Case) -> tuple[dict[str, Any], d
         "output_path": f"s3://{bucket}/{settings.models_prefix}",
         "checkpoint_s3_uri": f"s3://{bucket}/{settings.checkpoints_prefix}{name}/",
         "checkpoint_local_path": logic.CHECKPOINT_LOCAL_PATH,
-        "hyperparameters": {**settings.hyperparameters, **request.hyperparameters},
+        # TensorBoardOutputConfig(s3_output_path): the prefix alone, as SageMaker adds <job>/tensorboard-output/
+        # (Estimator.latest_job_tensorboard_artifacts_path); no container_local_output_path, so LocalPath keeps
+        # its documented default, where train.py writes (the service refuses one spelled under /opt/ml).
+        "tensorboard_output_path": f"s3://{bucket}/{logic.TENSORBOARD_PREFIX}",
+        # The dataset's name (for the model card) is one hyperparameter more, given to the SDK alike.
+        "hyperparameters": {
+            contract.DATASET_NAME_ARGUMENT: contract.dataset_name(settings.dataset_prefix),
+            **settings.hyperparameters,
+            **request.hyperparameters,
+        },
         "metric_definitions": contract.metric_definitions(settings.metric_names),
         # Our choice: traffic between instances is encrypted when there are several.
         "encrypt_inter_container_traffic": settings.instance_count > 1,

@@ -715,7 +715,7 @@ def test_a_nan_loss_stops_the_job_with_a_clear_error_and_no_model(one_second_cli
     )
     assert "Traceback" not in run.stderr
     assert "health_nonfinite_loss=1" in run.stdout.splitlines()
-    # And it left no model, no reports and no checkpoint
+    # And it left no model, no reports and no checkpoint: only the curves of the steps it took, to see why
     assert not (tmp_path / "model").exists()
-    assert not (tmp_path / "output").exists()
+    assert sorted(p.name for p in (tmp_path / "output").iterdir()) == ["training_curves.png"]
     assert not list((tmp_path / "checkpoints").glob("checkpoint-*"))

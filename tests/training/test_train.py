@@ -23,7 +23,7 @@ from transformers import AutoModelForAudioClassification
 from common import audio, contract
 from serving import inference
 from standins.synthetic import TONES, clip, make_audiofolder
-from training import audiofolder, train
+from training import audiofolder, curves, train
 
 pytestmark = pytest.mark.slow
 
@@ -220,6 +220,19 @@ def test_evaluation_report_has_per_class_scores_and_confusion_matrices(trained):
     for split in ("validation", "test"):
         png = trained.output_dir / f"confusion_matrix_{split}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_training_curves_are_drawn_beside_the_report_and_tensorboard_gets_its_files(trained):
+    # Given the run's reports (outside SageMaker: no SM_TRAINING_ENV, no --tensorboard_dir)
+    png = trained.output_dir / curves.CURVES_FILE
+    # Then the loss and objective curves are a PNG beside evaluation.json
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # And the TensorBoard event files are beside them where this environment can write them; else it says so
+    events = sorted((trained.output_dir / curves.LOCAL_TENSORBOARD_DIR).glob("events.out.tfevents.*"))
+    if curves.tensorboard_available():
+        assert events and "TensorBoard event files in" in trained.stdout
+    else:
+        assert not events and "the tensorboard package is not installed" in trained.stdout
 
 
 def test_the_endpoint_recognises_new_clips_sent_as_a_client_sends_them(endpoint):
@@ -463,7 +476,7 @@ def test_missing_training_data_from_the_command_line_names_the_argument(tmp_path
         text=True,
         timeout=120,
     )
-    # Then it exits non-zero with one line that says what to pass, no traceback
-    assert run.returncode == 1
+    # Then it exits with status 2 and one line that says what to pass, no traceback
+    assert run.returncode == 2
     assert "error: no training data given: pass --train_dir or set SM_CHANNEL_TRAIN" in run.stderr
     assert "Traceback" not in run.stderr

@@ -250,6 +250,43 @@ def test_the_jobs_metrics_reach_the_promoters_gate_as_train_py_wrote_them(job) -
     assert [reason.split()[0] for reason in rejected.reasons] == ["test_f1"]
 
 
+# Reads the scalar tags of a folder of TensorBoard event files, with the image's tensorboard.
+READ_SCALARS = """
+import json, sys
+from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+runs = EventMultiplexer().AddRunsFromDirectory(sys.argv[1]).Reload()
+print(json.dumps(sorted({tag for run in runs.Runs().values() for tag in run["scalars"]})))
+"""
+
+
+@pytest.mark.slow
+def test_the_jobs_tensorboard_curves_are_uploaded_and_drawn(job) -> None:
+    """TensorBoardOutputConfig (Amazon SageMaker API Reference): LocalPath "Defaults to
+    /opt/ml/output/tensorboard"; SageMaker uploads it under <S3OutputPath>/<job>/tensorboard-output/."""
+    # Given the launcher's TensorBoardOutputConfig, and where the runner put the job's event files
+    assert job.definition.tensorboard == local_job.TensorBoardOutput(
+        f"s3://{BUCKET}/tensorboard/", "/opt/ml/output/tensorboard"
+    )
+    uploaded = job.root / "output" / job.result.name / local_job.TENSORBOARD_OUTPUT
+    assert job.result.tensorboard_uri == str(uploaded)
+    # When the image's tensorboard reads them
+    read = subprocess.run(
+        [str(TRAIN_ENV / "bin" / "python"), "-c", READ_SCALARS, str(uploaded)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert read.returncode == 0, read.stderr[-3000:]
+    tags = set(json.loads(read.stdout))
+    # Then they hold the training loss and every evaluation's loss and objective
+    assert {"train/loss", "eval/loss", "eval/f1", "train/learning_rate"} <= tags, tags
+    # And the job's report has the picture of them beside evaluation.json
+    with tarfile.open(job.result.output_archive) as tar:
+        names = set(tar.getnames())
+    assert {contract.EVALUATION_FILE, "training_curves.png"} <= names
+
+
 @pytest.mark.slow
 def test_the_jobs_requirements_leave_the_images_pins_alone() -> None:
     # Given the environment after training/requirements.txt was installed on top of the image's libraries

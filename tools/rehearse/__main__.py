@@ -2,6 +2,8 @@
 
 import sys
 
+from common.cli import run_command
+
 from .loop import main
 
-sys.exit(main())
+sys.exit(run_command(main))

@@ -19,6 +19,8 @@ plain moto, so that the test fails (and the workaround can go) once moto no long
 - A training job is ``Completed`` the moment it is created, with made-up metric definitions and final
   metrics: jobs start ``InProgress`` with the request's metric definitions, and the rehearsal's job runner
   completes them (status, final metrics, artifacts) through :meth:`Emulator.complete_training_job`.
+- CreateModelPackage drops ``ModelCard`` (DescribeModelPackage returns none): the card sent is kept with the
+  package and described.
 - Change sets register no stack outputs or exports (so ``Fn::ImportValue`` fails): the rehearsal deploys
   with ``--method=direct`` (a CLI flag, nothing here).
 """
@@ -181,6 +183,37 @@ def _training_jobs_start_in_progress() -> None:
     FakeTrainingJob.__init__ = init  # type: ignore[method-assign]
 
 
+def _model_packages_keep_their_model_cards() -> None:
+    """moto's CreateModelPackage drops ``ModelCard`` and DescribeModelPackage never returns one; AWS keeps
+    the card with the package version. The card sent is kept and described."""
+    from moto.sagemaker.models import ModelPackage
+    from moto.sagemaker.responses import SageMakerResponse
+
+    create = SageMakerResponse.create_model_package
+    if getattr(create, "_rehearsal", False):
+        return
+    describe = ModelPackage.gen_response_object
+
+    def create_keeping_the_card(self: Any) -> Any:
+        result = create(self)
+        card = self._get_param("ModelCard")
+        if card:
+            newest = list(self.sagemaker_backend.model_packages.values())[-1]
+            newest.rehearsal_model_card = card
+        return result
+
+    def described(self: Any) -> dict[str, Any]:
+        response: dict[str, Any] = describe(self)
+        card = getattr(self, "rehearsal_model_card", None)
+        if card:
+            response["ModelCard"] = card
+        return response
+
+    create_keeping_the_card._rehearsal = True  # type: ignore[attr-defined]
+    SageMakerResponse.create_model_package = create_keeping_the_card  # type: ignore[method-assign]
+    ModelPackage.gen_response_object = described  # type: ignore[method-assign]
+
+
 def apply_workarounds() -> None:
     """Applies every workaround (idempotent)."""
     _kms_cloudformation_tags()
@@ -194,6 +227,7 @@ def apply_workarounds() -> None:
     )
     _sagemaker_model_with_containers()
     _training_jobs_start_in_progress()
+    _model_packages_keep_their_model_cards()
     # The emulator's request log and its notes on resource types it skips are noise here.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     logging.getLogger("moto").setLevel(logging.ERROR)

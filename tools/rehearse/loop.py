@@ -16,7 +16,6 @@ toolkit with the training image's libraries, ``train.py``, the inference handler
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import csv
@@ -41,6 +40,7 @@ from types import FrameType, ModuleType
 from typing import Any
 
 from common import contract
+from common.cli import Parser
 from tasks import asr, classification, multilabel
 
 from .emulator import ACCOUNT, REGION, Emulator, environment, free_port
@@ -524,7 +524,12 @@ class _Loop:
             health = job_health(self.s3, result.output_archive)
             for line in health_lines(health):
                 print(line)
-            produced.update(status=status, model=result.model_archive, metrics=result.metrics, health=health)
+            outputs = job_outputs(result)
+            for name, where in outputs.items():
+                print(f"{name:20s} {where}")
+            produced.update(
+                status=status, model=result.model_archive, metrics=result.metrics, health=health, **outputs
+            )
         return described, status
 
     def promote(self, job_name: str, described: dict[str, Any], status: str) -> tuple[str, dict[str, Any]]:
@@ -550,10 +555,18 @@ class _Loop:
             if decision.get("decision") != "Approved" or not package_arn:
                 raise StepFailed(f"the model was not approved: {decision}")
             package = self.sagemaker.describe_model_package(ModelPackageName=package_arn)
+            card = package.get("ModelCard") or {}
+            content = json.loads(card.get("ModelCardContent") or "{}")
+            print(
+                f"SageMaker model card ({card.get('ModelCardStatus')}): sections {', '.join(sorted(content))}; "
+                f"gate: {json.dumps(content.get('evaluation_details', [{}])[0].get('evaluation_observation'))}"
+            )
             produced.update(
                 model_package_arn=package_arn,
                 status=package["ModelApprovalStatus"],
                 reasons=decision.get("reasons"),
+                model_card_status=card.get("ModelCardStatus"),
+                model_card_sections=sorted(content),
             )
         return package_arn, package
 
@@ -761,6 +774,22 @@ def _classify(base: str, held_back: Path) -> list[dict[str, Any]]:
     return predictions
 
 
+def job_outputs(result: Any) -> dict[str, str]:
+    """Where the job (a ``local_job.JobResult``) left its model card, its training curves and its TensorBoard
+    event files (locally, and where SageMaker uploads them)."""
+    job_root = Path(result.base_dir)  # the job's /opt/ml
+    found = {
+        "model_card": job_root / "model" / "README.md",
+        "training_curves": job_root / "output" / "data" / "training_curves.png",
+    }
+    outputs = {name: str(path) for name, path in found.items() if path.is_file()}
+    if result.tensorboard_dir is not None and any(Path(result.tensorboard_dir).rglob("events.out.tfevents*")):
+        outputs["tensorboard"] = f"tensorboard --logdir {result.tensorboard_dir}"
+    if result.tensorboard_uri:
+        outputs["tensorboard_uri"] = str(result.tensorboard_uri)
+    return outputs
+
+
 def job_health(s3: Any, output_archive: str) -> dict[str, Any]:
     """The job's health report (evaluation.json's health section, from its output.tar.gz): each rule's
     status, value, threshold, step, reason and advice."""
@@ -811,7 +840,11 @@ def _promoter_function(cloudformation: Any, stack: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.rehearse", description=__doc__.split("\n")[0])
+    parser = Parser(
+        prog="python -m tools.rehearse",
+        description=__doc__.split("\n")[0],
+        allow_abbrev=False,  # a shortened flag never starts a run that wipes the output folder
+    )
     parser.add_argument("--out", type=Path, default=OUT, help="where everything lands (default build/demo)")
     parser.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
     parser.add_argument(
