@@ -176,8 +176,9 @@ def no_model(batch: np.ndarray) -> np.ndarray:
 
 def forward(classifier: inference.AudioModel, windows: np.ndarray) -> None:
     """The bare model on normalized windows, in the handler's batches."""
-    for start in range(0, windows.shape[0], inference.WINDOWS_PER_BATCH):
-        classifier.backend(windows[start : start + inference.WINDOWS_PER_BATCH])
+    size = inference.windows_per_batch(windows.shape[1])
+    for start in range(0, windows.shape[0], size):
+        classifier.backend(windows[start : start + size])
 
 
 def latency(

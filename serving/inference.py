@@ -54,7 +54,18 @@ DEFAULT_MAX_AUDIO_SECONDS = audio.DEFAULT_MAX_SECONDS
 # Ten minutes of 48 kHz 16-bit stereo WAV is 110 MiB: the largest common file the duration cap lets
 # through. Realtime endpoints stop at 6 MB before this matters; async endpoints accept up to 1 GB.
 DEFAULT_MAX_REQUEST_BYTES = 128 * 1024 * 1024
-WINDOWS_PER_BATCH = 8  # bounds peak memory on long clips; larger batches bring no speed-up on CPU
+# Audio per batch of windows, samples: bounds peak memory on long clips, whatever the window (larger batches
+# bring no speed-up on CPU). 20 s at 16 kHz: four 5 s windows, or one 20 s speech window, so that a 10-minute
+# recording stays under 2 GB (wav2vec2's first convolution alone holds 512 float32 channels per 5 samples of a
+# batch: eight 20 s windows took 4 GB).
+SAMPLES_PER_BATCH = 20 * 16_000
+
+
+def windows_per_batch(window: int) -> int:
+    """How many windows of ``window`` samples one batch holds: as many as ``SAMPLES_PER_BATCH`` allows, at
+    least one."""
+    return max(1, SAMPLES_PER_BATCH // max(1, window))
+
 
 JSON_FIELDS = ("base64", "sample_rate", "channels", contract.SEGMENTS_KEY)
 # Where a recording too long for a real-time invocation (6 MB, 60 s) goes instead, said in the 413.
@@ -332,8 +343,9 @@ class AudioModel:
     def _batches(self, samples: np.ndarray, starts: list[int]) -> Iterator[np.ndarray]:
         # A clip shorter than the window is one window of its own length (training crops are too): it
         # costs what it lasts. Every window of a longer clip is full, so a batch never needs padding.
-        for i in range(0, len(starts), WINDOWS_PER_BATCH):
-            chunk = starts[i : i + WINDOWS_PER_BATCH]
+        size = windows_per_batch(self.window)
+        for i in range(0, len(starts), size):
+            chunk = starts[i : i + size]
             yield np.stack([audio.fit_window(samples[s : s + self.window], self.window) for s in chunk])
 
     def _scores(self, batch: np.ndarray) -> np.ndarray:

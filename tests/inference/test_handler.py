@@ -68,8 +68,9 @@ def test_every_broken_payload_is_a_client_error_saying_what_was_wrong(classifier
     assert isinstance(caught.value, ValueError)
 
 
-def test_long_audio_is_windowed_with_overlap_and_averaged(classifier):
-    # Given a 7.3 s clip: tone, then noise
+def test_long_audio_is_windowed_with_overlap_and_averaged(classifier, monkeypatch):
+    # Given a 7.3 s clip: tone, then noise, and batches of four windows
+    monkeypatch.setattr(inference, "SAMPLES_PER_BATCH", 4 * classifier.window)
     rng = np.random.default_rng(1)
     samples = np.concatenate([tone(SR, 1, seconds=4.0)[:, 0], 0.3 * rng.standard_normal(int(3.3 * SR))])
 
@@ -80,7 +81,7 @@ def test_long_audio_is_windowed_with_overlap_and_averaged(classifier):
     # Then windows of the training length overlap by half, the last one flush with the end,
     # and the clip's probabilities are their mean
     segments = body["segments"]
-    assert len(segments) > inference.WINDOWS_PER_BATCH  # several batches
+    assert len(segments) > inference.windows_per_batch(classifier.window)  # several batches
     assert [s["start"] for s in segments[:3]] == [0.0, WINDOW_SECONDS / 2, WINDOW_SECONDS]
     assert all(s["end"] - s["start"] == pytest.approx(WINDOW_SECONDS) for s in segments)
     assert segments[-1]["end"] == pytest.approx(7.3)
@@ -278,3 +279,14 @@ def test_the_window_hop_comes_from_labels_json_and_else_from_the_contract_rule(
     starts = [segment["start"] for segment in prediction.to_json()["segments"]]
     assert starts[1] - starts[0] == pytest.approx(expected)
     assert classifier.hop == round(expected * SR)
+
+
+@pytest.mark.parametrize(
+    ("window_seconds", "per_batch"),
+    [(0.5, 40), (5.0, 4), (20.0, 1), (30.0, 1)],
+    ids=["0.5s", "5s", "20s", "30s"],
+)
+def test_a_batch_holds_twenty_seconds_of_audio_at_most_and_one_window_at_least(window_seconds, per_batch):
+    # Then long recordings are run in batches whose memory does not grow with the window's length (a
+    # 10-minute recording in 20 s speech windows: one at a time)
+    assert inference.windows_per_batch(round(window_seconds * 16_000)) == per_batch
