@@ -269,6 +269,13 @@ class Task:
         draws none."""
         return None
 
+    def group_report(
+        self, scores: SplitScores, labels: Sequence[str], groups: Sequence[str]
+    ) -> dict[str, Any]:
+        """The split's report per group of clips (``groups``: each clip's, such as its speaker; "" unknown);
+        empty when the task reports none or no group is known."""
+        return {}
+
     # --- the model card -----------------------------------------------------------------------------------
     def card_use(self, labels: Sequence[str], window: str) -> str:
         """What a model of the task is for, and what the endpoint answers, for its model card (``window``: the

@@ -54,6 +54,7 @@ WORD_BREAKS = frozenset(
     "-\u2010\u2011\u2012\u2013\u2014/_"
 )  # outside the vocabulary, these separate words rather than vanish
 WORST_UTTERANCES = 10  # the report's worst utterances, reference beside hypothesis
+SPEAKERS_REPORTED = 50  # the report's speakers, the worst WER first
 # The answer's keys.
 TEXT_KEY, WORDS_KEY, WORD_KEY, START_KEY, END_KEY = "text", "words", "word", "start", "end"
 DEFAULT_CHECKPOINT = "facebook/wav2vec2-base-960h"
@@ -365,6 +366,30 @@ class SpeechRecognition(Task):
     def split_metrics(self, scores: SplitScores, labels: Sequence[str]) -> dict[str, float]:
         references = [str(target) for target in scores.clip_targets]
         return error_rates(references, self.hypotheses(scores, labels))
+
+    def group_report(
+        self, scores: SplitScores, labels: Sequence[str], groups: Sequence[str]
+    ) -> dict[str, Any]:
+        """WER and CER per speaker (where the split names speakers), the worst first; at most
+        ``SPEAKERS_REPORTED`` of them."""
+        if not any(groups):
+            return {}
+        references = [str(target) for target in scores.clip_targets]
+        hypotheses = self.hypotheses(scores, labels)
+        by_speaker: dict[str, list[int]] = {}
+        for i, speaker in enumerate(groups):
+            if speaker:
+                by_speaker.setdefault(speaker, []).append(i)
+        rows: list[dict[str, Any]] = [
+            {
+                "speaker": speaker,
+                "utterances": len(clips),
+                **error_rates([references[i] for i in clips], [hypotheses[i] for i in clips]),
+            }
+            for speaker, clips in by_speaker.items()
+        ]
+        rows.sort(key=lambda row: (-row["wer"], row["speaker"]))
+        return {"speakers": len(rows), "per_speaker": rows[:SPEAKERS_REPORTED]}
 
     def card_use(self, labels: Sequence[str], window: str) -> str:
         return (

@@ -175,6 +175,35 @@ def find_listed_files(name: str, root: Path, column: str) -> tuple[list[tuple[st
     return found, skipped
 
 
+def listed_speakers(paths: Sequence[Path]) -> list[str]:
+    """Each clip's speaker, from the ``speaker`` column of the ``metadata.csv`` that lists it (the nearest one
+    above the clip); "" where none is known."""
+    tables: dict[Path, dict[Path, str]] = {}
+
+    def table(listing: Path) -> dict[Path, str]:
+        if listing not in tables:
+            with listing.open(newline="", encoding="utf-8-sig") as handle:
+                reader = csv.DictReader(handle)
+                rows = list(reader) if contract.SPEAKER_COLUMN in (reader.fieldnames or []) else []
+            tables[listing] = {
+                (listing.parent / (row.get(contract.FILE_NAME_COLUMN) or "")).resolve(): (
+                    row.get(contract.SPEAKER_COLUMN) or ""
+                ).strip()
+                for row in rows
+            }
+        return tables[listing]
+
+    speakers = []
+    for path in paths:
+        resolved = Path(path).resolve()
+        listing = next(
+            (p / contract.METADATA_FILE for p in resolved.parents if (p / contract.METADATA_FILE).is_file()),
+            None,
+        )
+        speakers.append(table(listing).get(resolved, "") if listing is not None else "")
+    return speakers
+
+
 def _listing_problem(file_name: str, path: Path, root: Path, seen: set[Path]) -> str | None:
     if not file_name or not path.is_relative_to(root) or Path(file_name).is_absolute():
         return f"{contract.FILE_NAME_COLUMN} {file_name!r} is not a path inside the split folder"

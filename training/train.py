@@ -1054,6 +1054,8 @@ def evaluate_splits(
         )
         metrics.update({f"{prefix}_{k}": v for k, v in task.split_metrics(scores[prefix], labels).items()})
         reports[prefix] = task.report(scores[prefix], labels)
+        speakers = audiofolder.listed_speakers([clip.path for clip in eval_sets[prefix].clips])
+        reports[prefix].update(task.group_report(scores[prefix], labels, speakers))
     return metrics, reports, task
 
 

@@ -142,6 +142,48 @@ def test_the_split_report_names_its_worst_utterances():
     assert report["worst"] == [{"reference": "stop now", "hypothesis": "stop", "wer": 0.5}]
 
 
+def test_the_split_report_gives_each_speakers_error_rates_the_worst_first():
+    # Given three utterances by two speakers, the second speaker's one heard wrong
+    vocabulary = TASK.labels(["turn left", "stop now", "go"])
+    ids = {token: i for i, token in enumerate(vocabulary)}
+
+    def frames(text: str) -> list[float]:
+        return [v for c in text for v in (ids["|" if c == " " else c], 0)]
+
+    rows = [frames("turn left"), frames("stop"), frames("go")]
+    width = max(map(len, rows))
+    clip = np.array([row + [-1] * (width - len(row)) for row in rows], dtype=np.float64)
+    targets = np.array(["turn left", "stop now", "go"])
+    scores = tasks.SplitScores(clip, targets, clip, targets)
+    # When the split is reported per speaker
+    report = TASK.group_report(scores, vocabulary, ["ann", "bob", "ann"])
+    # Then each speaker's WER and CER are jiwer's over their own utterances, the worst speaker first
+    assert report["speakers"] == 2
+    assert [row["speaker"] for row in report["per_speaker"]] == ["bob", "ann"]
+    assert report["per_speaker"][0] == {
+        "speaker": "bob",
+        "utterances": 1,
+        **asr.error_rates(["stop now"], ["stop"]),
+    }
+    assert report["per_speaker"][1]["wer"] == 0.0 and report["per_speaker"][1]["utterances"] == 2
+    # And without known speakers there is no per-speaker report
+    assert TASK.group_report(scores, vocabulary, ["", "", ""]) == {}
+
+
+def test_each_clips_speaker_is_read_from_the_listing_that_names_it(tmp_path):
+    # Given a split whose metadata.csv names speakers (one clip in a subfolder), and one whose listing names none
+    split, other = tmp_path / "test", tmp_path / "other"
+    (split / "clips").mkdir(parents=True)
+    other.mkdir()
+    (split / "metadata.csv").write_text(
+        "file_name,transcription,speaker\nclips/a.wav,go,ann\nb.wav,stop,bob\n"
+    )
+    (other / "metadata.csv").write_text("file_name,transcription\nc.wav,go\n")
+    paths = [split / "clips" / "a.wav", split / "b.wav", other / "c.wav", tmp_path / "d.wav"]
+    # When the clips' speakers are looked up / Then each has its listing's, "" where none is known
+    assert audiofolder.listed_speakers(paths) == ["ann", "bob", "", ""]
+
+
 # --- decoding ---------------------------------------------------------------------------------------------
 
 
