@@ -597,6 +597,19 @@ class _Loop:
                 endpoint_status=endpoint["EndpointStatus"],
             )
 
+    def _model_archive(self, package: dict[str, Any]) -> tuple[str, Path]:
+        """The approved package's model archive, downloaded from the emulated S3 into the output folder: its
+        URL and where it now lies."""
+        model_url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+        archive = self.out / f"{self.step_prefix}{contract.MODEL_ARCHIVE}"
+        model_bucket, _, model_key = model_url.removeprefix("s3://").partition("/")
+        self.s3.download_file(model_bucket, model_key, str(archive))
+        return model_url, archive
+
+    def _server_env(self) -> dict[str, str]:
+        """The local server's environment: the rehearsal's, without the emulator's AWS settings."""
+        return {k: v for k, v in self.env.items() if not k.startswith("AWS_")}
+
     def serve_events(self, package: dict[str, Any], held_back: Path) -> None:
         """Serves the packed multi-label model and answers the held-back mixtures with labels and event
         times; records the job's test mAP and the answers' event-based F1."""
@@ -604,12 +617,8 @@ class _Loop:
             f"{self.step_prefix}serve",
             "serve the multi-label model, answer held-back mixtures with event times",
         ) as produced:
-            model_url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
-            archive = self.out / f"{self.step_prefix}{contract.MODEL_ARCHIVE}"
-            model_bucket, _, model_key = model_url.removeprefix("s3://").partition("/")
-            self.s3.download_file(model_bucket, model_key, str(archive))
-            server_env = {k: v for k, v in self.env.items() if not k.startswith("AWS_")}
-            with local_server(archive, server_env) as base:
+            model_url, archive = self._model_archive(package)
+            with local_server(archive, self._server_env()) as base:
                 answers = _detect(base, held_back)
             scores = detection_scores(answers)
             metrics = {k: v for k, v in _package_metrics(package).items() if k.endswith("_map")}
@@ -622,17 +631,10 @@ class _Loop:
         with self.report.step(
             f"{self.step_prefix}serve", "serve the speech model, transcribe held-back utterances"
         ) as produced:
-            model_url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
-            archive = self.out / f"{self.step_prefix}{contract.MODEL_ARCHIVE}"
-            model_bucket, _, model_key = model_url.removeprefix("s3://").partition("/")
-            self.s3.download_file(model_bucket, model_key, str(archive))
-            server_env = {k: v for k, v in self.env.items() if not k.startswith("AWS_")}
-            with local_server(archive, server_env) as base:
+            model_url, archive = self._model_archive(package)
+            with local_server(archive, self._server_env()) as base:
                 answers = _transcribe(base, held_back)
-                broken_status, broken = post(f"{base}/invocations", b"not audio at all", WAV)
-                print(f"{'broken payload':40s} -> {broken_status} {json.dumps(broken)}")
-            if not 400 <= broken_status < 500:
-                raise StepFailed(f"a broken payload must get a 4xx answer, got {broken_status}")
+                broken_status = _broken_payload(base)
             rates = asr.error_rates(
                 [a["expected"] for a in answers], [a.get(asr.TEXT_KEY, "") for a in answers]
             )
@@ -659,17 +661,10 @@ class _Loop:
         with self.report.step(
             "serve", "serve the packed model on the container contract, classify held-back clips"
         ) as produced:
-            model_url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
-            archive = self.out / contract.MODEL_ARCHIVE
-            model_bucket, _, model_key = model_url.removeprefix("s3://").partition("/")
-            self.s3.download_file(model_bucket, model_key, str(archive))
-            server_env = {k: v for k, v in self.env.items() if not k.startswith("AWS_")}
-            with local_server(archive, server_env) as base:
+            model_url, archive = self._model_archive(package)
+            with local_server(archive, self._server_env()) as base:
                 predictions = _classify(base, held_back)
-                broken_status, broken = post(f"{base}/invocations", b"not audio at all", WAV)
-                print(f"{'broken payload':40s} -> {broken_status} {json.dumps(broken)}")
-            if not 400 <= broken_status < 500:
-                raise StepFailed(f"a broken payload must get a 4xx answer, got {broken_status}")
+                broken_status = _broken_payload(base)
             correct = sum(p.get(classification.LABEL_KEY) == p["expected"] for p in predictions)
             print(f"{correct}/{len(predictions)} held-back clips classified correctly")
             produced.update(
@@ -738,6 +733,15 @@ def held_back_map(answers: Sequence[dict[str, Any]]) -> float:
     scores = np.array([[a["scores"][label] for label in labels] for a in answers])
     aps = [ap for ap in multilabel.average_precisions(targets, scores) if ap is not None] if answers else []
     return round(sum(aps) / len(aps), 4) if aps else 0.0
+
+
+def _broken_payload(base: str) -> int:
+    """Sends bytes that are no audio; returns the status, which must be a 4xx (StepFailed otherwise)."""
+    status, answer = post(f"{base}/invocations", b"not audio at all", WAV)
+    print(f"{'broken payload':40s} -> {status} {json.dumps(answer)}")
+    if not 400 <= status < 500:
+        raise StepFailed(f"a broken payload must get a 4xx answer, got {status}")
+    return status
 
 
 def _transcribe(base: str, held_back: Path) -> list[dict[str, Any]]:
